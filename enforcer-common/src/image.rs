@@ -1,0 +1,112 @@
+//! The generation image: one policy version, compiled into a flat array of
+//! `u64` words that lives in a single BPF array map.
+//!
+//! Keeping a whole generation in one map is what makes a policy switch
+//! atomic: the hooks reach the image through a one-slot array-of-maps, and
+//! replacing that slot is one syscall. A hook that started on the old image
+//! finishes on the old image; the kernel waits for it before the syscall
+//! returns.
+//!
+//! Lookups are flat: the top 16 address bits index a bucket, and a bounded
+//! binary search inside the bucket finds the address range. The range names
+//! a class (one distinct combination of rules), and the class gives the
+//! decision directly or through a small sorted (protocol, port) table.
+//!
+//! ```text
+//! word 0..HEADER_WORDS      header (see `header`)
+//! v4 buckets                BUCKETS words: first << 32 | count, first is a v4 range index
+//! v4 ranges                 one word each: start << 32 | class
+//! v6 buckets                BUCKETS words: first << 32 | count, first is a v6 range index
+//! v6 ranges                 V6_RANGE_WORDS each: start_hi, start_lo, class
+//! classes                   one word each: port_table << 32 | decision
+//! port tables               per table: count, then count words: key << 32 | decision
+//! ```
+//!
+//! All offsets are word indices from the start of the image. Within a
+//! bucket, ranges are sorted by start and the first starts at the bucket's
+//! first address, so the search always lands on a range. A family with no
+//! ranges has bucket offset 0, which the hooks read as "nothing listed".
+//! Class 0 is always the empty class (no rule, decision `NONE`).
+
+/// Word indices of the header fields.
+pub mod header {
+    /// `MAGIC << 32 | LAYOUT_VERSION`, so userspace can tell an image it
+    /// wrote from anything else in the slot.
+    pub const MAGIC: u32 = 0;
+    pub const GENERATION: u32 = 1;
+    pub const V4_BUCKETS: u32 = 2;
+    pub const V4_RANGES: u32 = 3;
+    pub const V6_BUCKETS: u32 = 4;
+    pub const V6_RANGES: u32 = 5;
+    pub const CLASSES: u32 = 6;
+    pub const PORT_TABLES: u32 = 7;
+}
+
+pub const HEADER_WORDS: u32 = 8;
+pub const MAGIC: u64 = (0x454e_4652 << 32) | LAYOUT_VERSION as u64; // "ENFR"
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Buckets per family: one per value of the top 16 address bits.
+pub const BUCKET_BITS: u32 = 16;
+pub const BUCKETS: u32 = 1 << BUCKET_BITS;
+
+/// Binary search steps the hooks take at most; a bucket or a port table
+/// holds at most `1 << MAX_SEARCH_STEPS` entries.
+pub const MAX_SEARCH_STEPS: u32 = 22;
+pub const MAX_SEARCH_ENTRIES: u32 = 1 << MAX_SEARCH_STEPS;
+
+pub const V6_RANGE_WORDS: u32 = 3;
+
+/// The empty class: no rule matches.
+pub const EMPTY_CLASS: u32 = 0;
+
+/// BPF map flags of every image map. `BPF_F_MMAPABLE` lets the daemon fill
+/// an image with one copy instead of a syscall per word; `BPF_F_INNER_MAP`
+/// lets images of different sizes share the one outer slot.
+pub const IMAGE_MAP_FLAGS: u32 = BPF_F_MMAPABLE | BPF_F_INNER_MAP;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+const BPF_F_INNER_MAP: u32 = 1 << 12;
+
+#[inline(always)]
+pub const fn pack(high: u32, low: u32) -> u64 {
+    ((high as u64) << 32) | low as u64
+}
+
+#[inline(always)]
+pub const fn high(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+#[inline(always)]
+pub const fn low(word: u64) -> u32 {
+    word as u32
+}
+
+#[inline(always)]
+pub const fn v4_bucket(addr: u32) -> u32 {
+    addr >> (32 - BUCKET_BITS)
+}
+
+#[inline(always)]
+pub const fn v6_bucket(addr_high: u64) -> u32 {
+    (addr_high >> (64 - BUCKET_BITS)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        let word = pack(0xdead_beef, 0x1234_5678);
+        assert_eq!(high(word), 0xdead_beef);
+        assert_eq!(low(word), 0x1234_5678);
+    }
+
+    #[test]
+    fn buckets_use_the_top_sixteen_bits() {
+        assert_eq!(v4_bucket(0x9536_a000), 0x9536);
+        assert_eq!(v6_bucket(0x2001_0b28_f23d_0000), 0x2001);
+        assert_eq!(v4_bucket(u32::MAX), BUCKETS - 1);
+    }
+}

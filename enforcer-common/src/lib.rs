@@ -1,0 +1,42 @@
+//! Everything that crosses the boundary between the kernel programs and the
+//! userspace daemon: map and program names, the layout of a policy
+//! generation in kernel memory, verdict encodings and event records.
+//!
+//! Both sides compile this crate; nothing else is shared. Layouts are
+//! `#[repr(C)]` without implicit padding and checked at compile time.
+#![no_std]
+
+pub mod counters;
+pub mod decision;
+pub mod event;
+pub mod image;
+pub mod lookup;
+pub mod names;
+
+/// Protocol classes the policy distinguishes. Port tables are keyed by
+/// `class << 16 | port`, so the class is part of one sorted key space.
+pub mod proto {
+    pub const TCP: u32 = 0;
+    pub const UDP: u32 = 1;
+    /// Any other IP protocol that reaches a socket hook (SCTP, UDP-Lite, ...).
+    pub const OTHER: u32 = 2;
+    pub const CLASSES: u32 = 3;
+
+    pub const IPPROTO_TCP: u8 = 6;
+    pub const IPPROTO_UDP: u8 = 17;
+
+    #[inline(always)]
+    pub const fn class_of(ipproto: u32) -> u32 {
+        match ipproto {
+            6 => TCP,
+            17 => UDP,
+            _ => OTHER,
+        }
+    }
+
+    /// The key a port table is sorted by.
+    #[inline(always)]
+    pub const fn port_key(class: u32, port: u16) -> u32 {
+        (class << 16) | port as u32
+    }
+}

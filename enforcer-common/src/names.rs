@@ -1,0 +1,17 @@
+//! Names of the programs and maps in the eBPF object. Userspace finds them
+//! by these names, so both sides spell them from here.
+
+pub const PROG_CONNECT4: &str = "connect4";
+pub const PROG_CONNECT6: &str = "connect6";
+pub const PROG_SENDMSG4: &str = "sendmsg4";
+pub const PROG_SENDMSG6: &str = "sendmsg6";
+
+/// The socket programs in attach order.
+pub const SOCKET_PROGRAMS: [&str; 4] = [PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4, PROG_SENDMSG6];
+
+/// Array-of-maps with one slot holding the live generation image.
+pub const MAP_GENERATION: &str = "GENERATION";
+/// Ring buffer of verdict events.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-CPU counters, indexed by [`crate::counters::Counter`].
+pub const MAP_COUNTERS: &str = "COUNTERS";

@@ -1,0 +1,20 @@
+//! The enforcer's kernel programs. They only look up the generation image
+//! that userspace compiled, apply the decision and report it: all parsing,
+//! validation and compilation of policy happens in userspace.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod report;
+mod sock_addr;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here, so this never runs.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

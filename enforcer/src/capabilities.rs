@@ -1,0 +1,97 @@
+//! What this host offers, found once at start by asking the kernel
+//! (loading a trivial program of each type needed), never by version
+//! numbers. The rest of the daemon reads the result and never probes again.
+
+use std::path::PathBuf;
+
+use aya::{
+    maps::MapType,
+    programs::ProgramType,
+    sys::{is_map_supported, is_program_supported},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{self, CgroupError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error(
+        "enforcer must run as root (it loads eBPF programs and attaches them to cgroups); try sudo"
+    )]
+    NotRoot,
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(
+        "this kernel cannot load {what} ({needs}); enforcer needs it for {why}. \
+         Use a kernel built with CONFIG_BPF_SYSCALL=y and CONFIG_CGROUP_BPF=y"
+    )]
+    Missing {
+        what: &'static str,
+        needs: &'static str,
+        why: &'static str,
+    },
+    #[error("probing the kernel for {what} failed: {message}")]
+    Probe { what: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub cgroup2_mount: PathBuf,
+}
+
+struct Requirement {
+    what: &'static str,
+    needs: &'static str,
+    why: &'static str,
+    probe: fn() -> Result<bool, String>,
+}
+
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        what: "cgroup_sock_addr programs",
+        needs: "Linux 4.17 or later",
+        why: "refusing connect() and sendmsg() to listed endpoints",
+        probe: || is_program_supported(ProgramType::CgroupSockAddr).map_err(|e| e.to_string()),
+    },
+    Requirement {
+        what: "BPF ring buffers",
+        needs: "Linux 5.8 or later",
+        why: "streaming verdict events",
+        probe: || is_map_supported(MapType::RingBuf).map_err(|e| e.to_string()),
+    },
+    Requirement {
+        what: "BPF array-of-maps",
+        needs: "Linux 5.10 or later for images of any size",
+        why: "switching policy generations atomically",
+        probe: || is_map_supported(MapType::ArrayOfMaps).map_err(|e| e.to_string()),
+    },
+];
+
+impl Capabilities {
+    pub fn detect() -> Result<Self, CapabilityError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(CapabilityError::NotRoot);
+        }
+        let cgroup2_mount = cgroup::cgroup2_mount()?;
+        for requirement in REQUIREMENTS {
+            match (requirement.probe)() {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(CapabilityError::Missing {
+                        what: requirement.what,
+                        needs: requirement.needs,
+                        why: requirement.why,
+                    });
+                }
+                Err(message) => {
+                    return Err(CapabilityError::Probe {
+                        what: requirement.what,
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(Self { cgroup2_mount })
+    }
+}

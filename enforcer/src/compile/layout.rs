@@ -1,0 +1,190 @@
+//! Writes segments and classes into one image (layout documented in
+//! `enforcer_common::image`).
+
+use enforcer_common::image::{
+    BUCKET_BITS, BUCKETS, EMPTY_CLASS, HEADER_WORDS, MAGIC, MAX_SEARCH_ENTRIES, V6_RANGE_WORDS,
+    header, pack,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CompileError,
+    classes::ClassDecision,
+    segments::{Family, Segments},
+};
+
+/// Sizes of an image's sections, for status output and diffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageStats {
+    pub v4_ranges: usize,
+    pub v6_ranges: usize,
+    pub classes: usize,
+    pub port_entries: usize,
+    pub words: usize,
+}
+
+/// One family's bucket index and ranges, not yet placed in the image.
+struct FamilyTable {
+    /// `(first range, count)` per bucket.
+    buckets: Vec<(u32, u32)>,
+    ranges: Vec<(u128, u32)>,
+}
+
+pub fn write(
+    v4: &Segments,
+    v6: &Segments,
+    classes: &[ClassDecision],
+) -> Result<(Vec<u64>, ImageStats), CompileError> {
+    let v4 = bucketize(v4)?;
+    let v6 = bucketize(v6)?;
+
+    let mut next_free = HEADER_WORDS as usize;
+    let mut section = |words: usize| {
+        let at = next_free;
+        next_free += words;
+        at
+    };
+    let (v4_buckets, v4_ranges) = match &v4 {
+        Some(table) => (section(BUCKETS as usize), section(table.ranges.len())),
+        None => (0, 0),
+    };
+    let (v6_buckets, v6_ranges) = match &v6 {
+        Some(table) => (
+            section(BUCKETS as usize),
+            section(table.ranges.len() * V6_RANGE_WORDS as usize),
+        ),
+        None => (0, 0),
+    };
+    let classes_at = section(classes.len());
+    let port_tables_at = section(port_table_words(classes));
+    let total_words = section(0);
+    if total_words > u32::MAX as usize {
+        return Err(CompileError::ImageTooLarge(total_words));
+    }
+
+    let mut image = Vec::with_capacity(total_words);
+    image.resize(HEADER_WORDS as usize, 0);
+    image[header::MAGIC as usize] = MAGIC;
+    image[header::V4_BUCKETS as usize] = v4_buckets as u64;
+    image[header::V4_RANGES as usize] = v4_ranges as u64;
+    image[header::V6_BUCKETS as usize] = v6_buckets as u64;
+    image[header::V6_RANGES as usize] = v6_ranges as u64;
+    image[header::CLASSES as usize] = classes_at as u64;
+    image[header::PORT_TABLES as usize] = port_tables_at as u64;
+
+    if let Some(table) = &v4 {
+        image.extend(
+            table
+                .buckets
+                .iter()
+                .map(|&(first, count)| pack(first, count)),
+        );
+        image.extend(
+            table
+                .ranges
+                .iter()
+                .map(|&(start, class)| pack(start as u32, class)),
+        );
+    }
+    if let Some(table) = &v6 {
+        image.extend(
+            table
+                .buckets
+                .iter()
+                .map(|&(first, count)| pack(first, count)),
+        );
+        for &(start, class) in &table.ranges {
+            image.extend([(start >> 64) as u64, start as u64, class as u64]);
+        }
+    }
+    debug_assert_eq!(image.len(), classes_at);
+
+    let mut port_tables = Vec::new();
+    let mut port_entries = 0;
+    for class in classes {
+        match class {
+            ClassDecision::Uniform(decision) => image.push(pack(0, decision.0)),
+            ClassDecision::ByPort(table) => {
+                let at = port_tables_at + port_tables.len();
+                image.push(pack(at as u32, 0));
+                port_tables.push(table.len() as u64);
+                port_tables.extend(table.iter().map(|&(key, decision)| pack(key, decision.0)));
+                port_entries += table.len();
+            }
+        }
+    }
+    image.extend(port_tables);
+    debug_assert_eq!(image.len(), total_words);
+
+    let stats = ImageStats {
+        v4_ranges: v4.as_ref().map_or(0, |t| t.ranges.len()),
+        v6_ranges: v6.as_ref().map_or(0, |t| t.ranges.len()),
+        classes: classes.len(),
+        port_entries,
+        words: image.len(),
+    };
+    Ok((image, stats))
+}
+
+fn port_table_words(classes: &[ClassDecision]) -> usize {
+    classes
+        .iter()
+        .map(|class| match class {
+            ClassDecision::Uniform(_) => 0,
+            ClassDecision::ByPort(table) => 1 + table.len(),
+        })
+        .sum()
+}
+
+/// Splits the segments by bucket. Each non-empty bucket gets its own
+/// ranges, the first clipped to the bucket's first address, so a search
+/// never has to look outside its bucket.
+fn bucketize(segments: &Segments) -> Result<Option<FamilyTable>, CompileError> {
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    let shift = segments.family.bits() - BUCKET_BITS;
+    let starts = &segments.starts;
+    let mut table = FamilyTable {
+        buckets: Vec::with_capacity(BUCKETS as usize),
+        ranges: Vec::new(),
+    };
+    // Index of the segment that covers the current bucket's first address.
+    let mut covering = 0;
+    for bucket in 0..BUCKETS as u128 {
+        let base = bucket << shift;
+        let next_base = (bucket + 1 < BUCKETS as u128).then(|| (bucket + 1) << shift);
+        while covering + 1 < starts.len() && starts[covering + 1].0 <= base {
+            covering += 1;
+        }
+        let inside = starts[covering + 1..]
+            .iter()
+            .take_while(|&&(start, _)| next_base.is_none_or(|next| start < next));
+        let first = table.ranges.len();
+        table.ranges.push((base, starts[covering].1));
+        table.ranges.extend(inside);
+        let count = table.ranges.len() - first;
+        if count == 1 && starts[covering].1 == EMPTY_CLASS {
+            table.ranges.pop();
+            table.buckets.push((0, 0));
+            continue;
+        }
+        if count > MAX_SEARCH_ENTRIES as usize {
+            return Err(CompileError::BucketTooLarge {
+                family: segments.family.name(),
+                bucket_start: format_address(segments.family, base),
+                entries: count,
+                limit: MAX_SEARCH_ENTRIES,
+            });
+        }
+        table.buckets.push((first as u32, count as u32));
+    }
+    Ok(Some(table))
+}
+
+fn format_address(family: Family, address: u128) -> String {
+    match family {
+        Family::V4 => std::net::Ipv4Addr::from(address as u32).to_string(),
+        Family::V6 => std::net::Ipv6Addr::from(address).to_string(),
+    }
+}

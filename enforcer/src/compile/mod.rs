@@ -1,0 +1,90 @@
+//! Compiles a validated [`Policy`] into a generation image: the flat word
+//! array the kernel programs search (layout in `enforcer_common::image`).
+//!
+//! Compilation is pure and deterministic: the same policy gives the same
+//! image, word for word, so tests, diffs and content hashes can rely on it.
+//!
+//! The steps, one module each:
+//! 1. [`segments`]: every address of a family is cut into maximal ranges
+//!    covered by the same set of rules;
+//! 2. [`classes`]: each distinct rule set becomes a class, whose decision
+//!    for a (protocol, port) is precomputed, allow rules first;
+//! 3. [`layout`]: ranges go into buckets by their top 16 bits, and all
+//!    sections are written into one image.
+
+mod classes;
+mod layout;
+mod segments;
+
+use enforcer_common::decision::MAX_RULES;
+
+use crate::policy::{Cidr, Policy};
+use classes::ClassTable;
+use segments::Family;
+
+pub use layout::ImageStats;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("the policy has {0} rules; at most {MAX_RULES} are supported")]
+    TooManyRules(usize),
+    #[error(
+        "{family} addresses starting {bucket_start} fall into {entries} ranges; one /16 (or IPv6 /16) \
+         holds at most {limit}. Merge adjacent prefixes or use shorter ones"
+    )]
+    BucketTooLarge {
+        family: &'static str,
+        bucket_start: String,
+        entries: usize,
+        limit: u32,
+    },
+    #[error("the compiled policy needs {0} words, more than one BPF map can hold")]
+    ImageTooLarge(usize),
+}
+
+/// A compiled policy: the image to load and what is needed to explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// The image without its generation number, which the map owner stamps
+    /// when it installs the image.
+    pub image: Vec<u64>,
+    pub stats: ImageStats,
+}
+
+pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
+    if policy.rules.len() >= MAX_RULES as usize {
+        return Err(CompileError::TooManyRules(policy.rules.len()));
+    }
+    let mut classes = ClassTable::new(&policy.rules);
+    let v4 = segments::cover(Family::V4, prefixes(policy, Family::V4), &mut classes);
+    let v6 = segments::cover(Family::V6, prefixes(policy, Family::V6), &mut classes);
+    let (image, stats) = layout::write(&v4, &v6, &classes.finish())?;
+    Ok(Compiled { image, stats })
+}
+
+/// Every prefix of one family as (first address, last address, rule index).
+fn prefixes(policy: &Policy, family: Family) -> Vec<(u128, u128, u32)> {
+    let mut out = Vec::new();
+    for (index, rule) in policy.rules.iter().enumerate() {
+        for cidr in &rule.cidrs {
+            let (addr, prefix_len, bits) = match (*cidr, family) {
+                (Cidr::V4 { addr, prefix_len }, Family::V4) => {
+                    (u32::from(addr) as u128, prefix_len, 32)
+                }
+                (Cidr::V6 { addr, prefix_len }, Family::V6) => (u128::from(addr), prefix_len, 128),
+                _ => continue,
+            };
+            let host_bits = bits - u32::from(prefix_len);
+            let span = if host_bits == 128 {
+                u128::MAX
+            } else {
+                (1u128 << host_bits) - 1
+            };
+            out.push((addr, addr | span, index as u32));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

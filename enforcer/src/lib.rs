@@ -1,0 +1,16 @@
+//! `enforcer`: policy → compile → generation → maps → hooks → events.
+//!
+//! - [`policy`] parses and validates policy files;
+//! - [`compile`] turns a policy into a generation image;
+//! - [`maps`] is the only code that writes kernel maps;
+//! - [`programs`] loads and attaches the kernel programs;
+//! - [`events`] decodes, enriches and fans out verdicts;
+//! - [`daemon`] owns all of the above at run time, and [`control`] is how
+//!   the CLI talks to it.
+
+pub mod capabilities;
+pub mod cgroup;
+pub mod compile;
+pub mod maps;
+pub mod policy;
+pub mod programs;

@@ -1,0 +1,175 @@
+//! Policy files: parsing and validation into typed rules.
+//!
+//! The format is described in `policies/README.md`. Everything here is pure
+//! except [`load_files`], which only reads the files and hands them to
+//! [`parse`]. Validation reports every problem it can find, each as
+//! `FILE:LINE:COL: message`, so one `enforcer policy check` run is enough to
+//! fix a file.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+mod cidr;
+mod parse;
+mod span;
+#[cfg(test)]
+mod tests;
+
+pub use cidr::CidrError;
+
+/// One policy file's text. `name` is what errors show as the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// All rules of a policy: files in the given order, rules in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    pub name: String,
+    pub kind: RuleKind,
+    /// Effective mode: the rule's own `mode`, else the file's. Allow rules
+    /// carry the file's mode, but nothing reads it.
+    pub mode: Mode,
+    pub cidrs: Vec<Cidr>,
+    /// `None`: every port.
+    pub ports: Option<Vec<PortRange>>,
+    /// `None`: every IP protocol, not only TCP and UDP.
+    pub protocols: Option<ProtocolSet>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    Block,
+    Allow,
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse matching connections.
+    #[default]
+    Enforce,
+    /// Let matching connections through and report them.
+    Audit,
+}
+
+/// A network, always with its host bits clear. IPv4-mapped IPv6 networks
+/// (`::ffff:0:0/96` and narrower) are stored as their IPv4 equivalent.
+/// Serializes as its text form, e.g. `"10.0.0.0/8"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Cidr {
+    V4 { addr: Ipv4Addr, prefix_len: u8 },
+    V6 { addr: Ipv6Addr, prefix_len: u8 },
+}
+
+/// Inclusive port range; a single port has `first == last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProtocolSet {
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+/// Where a rule's table starts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    /// 1-based.
+    pub line: u32,
+}
+
+/// One problem in a policy. `line` and `column` are 1-based (0 when the file
+/// could not be read at all); the column counts characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct PolicyError {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+/// Every problem found, in file order; never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}", one_per_line(.0))]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+fn one_per_line(errors: &[PolicyError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses and validates `sources` as one policy. Rule names must be unique
+/// across all of them.
+pub fn parse(sources: &[Source]) -> Result<Policy, PolicyErrors> {
+    let mut checker = parse::Checker::default();
+    for source in sources {
+        checker.check(source);
+    }
+    checker.finish()
+}
+
+/// Reads `paths` and parses them as one policy. A file that cannot be read
+/// is reported (at line 0, column 0) alongside the other files' errors.
+pub fn load_files(paths: &[PathBuf]) -> Result<Policy, PolicyErrors> {
+    let mut checker = parse::Checker::default();
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => checker.check(&Source { name, text }),
+            Err(error) => checker.unreadable(name, &error),
+        }
+    }
+    checker.finish()
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuleKind::Block => "block",
+            RuleKind::Allow => "allow",
+        })
+    }
+}

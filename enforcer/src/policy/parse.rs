@@ -1,0 +1,497 @@
+//! Walks the spanned TOML tree of each file, validates it and builds rules.
+//!
+//! Every check records its error and carries on, so one run reports all the
+//! problems it can see. A rule is only built when its own checks all passed;
+//! the policy as a whole is only returned when no file had any error.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeArray, DeInteger, DeTable, DeValue};
+
+use super::span::LineIndex;
+use super::{
+    Cidr, Mode, Origin, Policy, PolicyError, PolicyErrors, PortRange, ProtocolSet, Rule, RuleKind,
+    Source,
+};
+
+const SUPPORTED_VERSION: i64 = 1;
+const MAX_NAME_CHARS: usize = 64;
+const TOP_LEVEL_KEYS: &str = "version, mode, block, allow";
+const BLOCK_KEYS: &str = "name, mode, cidrs, ports, protocols";
+const ALLOW_KEYS: &str = "name, cidrs, ports, protocols";
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Accumulates rules and errors over all files of one policy.
+#[derive(Default)]
+pub(super) struct Checker {
+    rules: Vec<Rule>,
+    errors: Vec<PolicyError>,
+    /// First definition of each rule name, for the duplicate message.
+    names: HashMap<String, (String, u32, u32)>,
+}
+
+impl Checker {
+    pub(super) fn unreadable(&mut self, file: String, error: &std::io::Error) {
+        self.errors.push(PolicyError {
+            file,
+            line: 0,
+            column: 0,
+            message: format!("cannot read file: {error}"),
+        });
+    }
+
+    pub(super) fn check(&mut self, source: &Source) {
+        let mut cx = FileCx {
+            file: &source.name,
+            index: LineIndex::new(&source.text),
+            errors: Vec::new(),
+        };
+        match DeTable::parse(&source.text) {
+            // The tree after a syntax error is partial; checking it would
+            // only add noise, so that file stops at its syntax error.
+            Err(error) => {
+                let span = error.span().unwrap_or(0..0);
+                let mut message = error.message().replace('\n', "; ");
+                // toml does not say which key; the span covers it.
+                if message == "duplicate key"
+                    && let Some(key) = source.text.get(span.clone())
+                {
+                    message = format!("duplicate key `{key}`");
+                }
+                cx.error(span, format!("invalid TOML: {message}"));
+            }
+            Ok(root) => {
+                for draft in check_document(&mut cx, root.get_ref()) {
+                    self.register(&mut cx, draft);
+                }
+            }
+        }
+        // Checks run key by key, and TOML tables are not kept in file order;
+        // sorting puts the report back in reading order.
+        cx.errors.sort_by_key(|e| (e.line, e.column));
+        self.errors.append(&mut cx.errors);
+    }
+
+    /// Enforces unique names across files, in file order, so the error
+    /// lands on the later definition.
+    fn register(&mut self, cx: &mut FileCx<'_>, draft: Draft) {
+        if let Some((name, span)) = draft.name {
+            let (line, column) = cx.index.position(span.start);
+            if let Some((file, first_line, first_column)) = self.names.get(&name) {
+                cx.error(
+                    span,
+                    format!(
+                        "duplicate rule name {name:?}; it is first defined at \
+                         {file}:{first_line}:{first_column}"
+                    ),
+                );
+            } else {
+                self.names.insert(name, (cx.file.to_owned(), line, column));
+            }
+        }
+        if let Some(rule) = draft.rule {
+            self.rules.push(rule);
+        }
+    }
+
+    pub(super) fn finish(self) -> Result<Policy, PolicyErrors> {
+        if self.errors.is_empty() {
+            Ok(Policy { rules: self.rules })
+        } else {
+            Err(PolicyErrors(self.errors))
+        }
+    }
+}
+
+/// One file being checked.
+struct FileCx<'s> {
+    file: &'s str,
+    index: LineIndex<'s>,
+    errors: Vec<PolicyError>,
+}
+
+impl FileCx<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = self.index.position(span.start);
+        self.errors.push(PolicyError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, expected: &str) {
+        let found = value.get_ref().type_str();
+        self.error(value.span(), format!("{expected}, found {found}"));
+    }
+
+    /// Runs `check` and tells whether it added no error.
+    fn clean<T>(&mut self, check: impl FnOnce(&mut Self) -> T) -> (T, bool) {
+        let before = self.errors.len();
+        let result = check(self);
+        (result, self.errors.len() == before)
+    }
+}
+
+/// A rule as far as it could be checked: the name (for uniqueness) even when
+/// other keys are wrong, the rule itself only when everything was right.
+struct Draft {
+    start: usize,
+    name: Option<(String, Range<usize>)>,
+    rule: Option<Rule>,
+}
+
+fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Vec<Draft> {
+    // Rules inherit the file's mode, so it must be known before them.
+    let file_mode = root
+        .get("mode")
+        .and_then(|value| check_mode(cx, value))
+        .unwrap_or_default();
+
+    let mut drafts = Vec::new();
+    for (key, value) in root {
+        match key.get_ref().as_ref() {
+            "version" => check_version(cx, value),
+            "mode" => {}
+            "block" => check_rules(cx, RuleKind::Block, value, file_mode, &mut drafts),
+            "allow" => check_rules(cx, RuleKind::Allow, value, file_mode, &mut drafts),
+            other => cx.error(
+                key.span(),
+                format!("unknown key {other:?}; expected one of: {TOP_LEVEL_KEYS}"),
+            ),
+        }
+    }
+    if !root.contains_key("version") {
+        cx.error(0..0, "missing `version`; add `version = 1` at the top");
+    }
+    // Blocks and allows come from two arrays; interleave them as written.
+    drafts.sort_by_key(|draft| draft.start);
+    drafts
+}
+
+fn check_version(cx: &mut FileCx<'_>, value: &Value<'_>) {
+    let DeValue::Integer(version) = value.get_ref() else {
+        cx.wrong_type(value, "`version` must be an integer");
+        return;
+    };
+    if integer(version) != Some(SUPPORTED_VERSION) {
+        cx.error(
+            value.span(),
+            format!("unsupported version {version}; only version {SUPPORTED_VERSION} is supported"),
+        );
+    }
+}
+
+fn check_mode(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Mode> {
+    let DeValue::String(mode) = value.get_ref() else {
+        cx.wrong_type(value, "`mode` must be a string");
+        return None;
+    };
+    match mode.as_ref() {
+        "enforce" => Some(Mode::Enforce),
+        "audit" => Some(Mode::Audit),
+        other => {
+            cx.error(
+                value.span(),
+                format!(r#"unknown mode {other:?}; expected "enforce" or "audit""#),
+            );
+            None
+        }
+    }
+}
+
+fn check_rules(
+    cx: &mut FileCx<'_>,
+    kind: RuleKind,
+    value: &Value<'_>,
+    file_mode: Mode,
+    drafts: &mut Vec<Draft>,
+) {
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.wrong_type(
+            value,
+            &format!("`{kind}` must be an array of tables (write [[{kind}]], not [{kind}])"),
+        );
+        return;
+    };
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::Table(table) => {
+                drafts.push(check_rule(cx, kind, item.span(), table, file_mode));
+            }
+            _ => cx.wrong_type(item, &format!("each `{kind}` entry must be a table")),
+        }
+    }
+}
+
+fn check_rule(
+    cx: &mut FileCx<'_>,
+    kind: RuleKind,
+    span: Range<usize>,
+    table: &DeTable<'_>,
+    file_mode: Mode,
+) -> Draft {
+    let before = cx.errors.len();
+    let mut name = None;
+    let mut mode = None;
+    let mut cidrs = None;
+    let mut ports = None;
+    let mut protocols = None;
+
+    for (key, value) in table {
+        match (key.get_ref().as_ref(), kind) {
+            ("name", _) => name = check_name(cx, value).map(|n| (n, value.span())),
+            ("mode", RuleKind::Block) => mode = check_mode(cx, value),
+            ("mode", RuleKind::Allow) => cx.error(
+                key.span(),
+                "`mode` is not allowed on allow rules; a matching allow rule always wins",
+            ),
+            ("cidrs", _) => cidrs = check_cidrs(cx, value),
+            ("ports", _) => ports = check_ports(cx, value),
+            ("protocols", _) => protocols = check_protocols(cx, value),
+            (other, _) => {
+                let expected = match kind {
+                    RuleKind::Block => BLOCK_KEYS,
+                    RuleKind::Allow => ALLOW_KEYS,
+                };
+                cx.error(
+                    key.span(),
+                    format!("unknown key {other:?} in {kind} rule; expected one of: {expected}"),
+                );
+            }
+        }
+    }
+
+    let label = match &name {
+        Some((name, _)) => format!("{kind} rule {name:?}"),
+        None => format!("{kind} rule"),
+    };
+    if !table.contains_key("name") {
+        cx.error(span.clone(), format!("{label} is missing `name`"));
+    }
+    if !table.contains_key("cidrs") {
+        cx.error(span.clone(), format!("{label} is missing `cidrs`"));
+    }
+
+    let rule = match (&name, cidrs) {
+        (Some((name, _)), Some(cidrs)) if cx.errors.len() == before => Some(Rule {
+            name: name.clone(),
+            kind,
+            mode: mode.unwrap_or(file_mode),
+            cidrs,
+            ports,
+            protocols,
+            origin: Origin {
+                file: cx.file.to_owned(),
+                line: cx.index.line(span.start),
+            },
+        }),
+        _ => None,
+    };
+    Draft {
+        start: span.start,
+        name,
+        rule,
+    }
+}
+
+fn check_name(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<String> {
+    let DeValue::String(name) = value.get_ref() else {
+        cx.wrong_type(value, "`name` must be a string");
+        return None;
+    };
+    let length = name.chars().count();
+    let message = if name.is_empty() {
+        "rule name must not be empty".to_owned()
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!(
+            "rule name {name:?} contains {bad:?}; only letters A-Z and a-z, digits, '.', '_' \
+             and '-' are allowed"
+        )
+    } else if length > MAX_NAME_CHARS {
+        format!("rule name is {length} characters long; at most {MAX_NAME_CHARS} are allowed")
+    } else {
+        return Some(name.to_string());
+    };
+    cx.error(value.span(), message);
+    None
+}
+
+/// The array under `key`, refusing other types and an empty list.
+fn non_empty_array<'a, 'i>(
+    cx: &mut FileCx<'_>,
+    value: &'a Value<'i>,
+    key: &str,
+    what: &str,
+    if_empty: &str,
+) -> Option<&'a DeArray<'i>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.wrong_type(value, &format!("`{key}` must be an array of {what}"));
+        return None;
+    };
+    if items.is_empty() {
+        cx.error(
+            value.span(),
+            format!("`{key}` must not be empty; {if_empty}"),
+        );
+        return None;
+    }
+    Some(items)
+}
+
+fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
+    let items = non_empty_array(
+        cx,
+        value,
+        "cidrs",
+        "CIDR strings",
+        "a rule needs at least one network",
+    )?;
+    let (cidrs, clean) = cx.clean(|cx| {
+        let mut cidrs: Vec<(Cidr, usize)> = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let DeValue::String(text) = item.get_ref() else {
+                cx.wrong_type(item, "each CIDR must be a string");
+                continue;
+            };
+            let cidr = match text.parse::<Cidr>() {
+                Ok(cidr) => cidr,
+                Err(error) => {
+                    cx.error(item.span(), error.to_string());
+                    continue;
+                }
+            };
+            // Compared after normalisation, so "10.0.0.1" and
+            // "::ffff:10.0.0.1/128" are the same network.
+            if let Some(&(_, first)) = cidrs.iter().find(|(seen, _)| *seen == cidr) {
+                let (line, column) = cx.index.position(first);
+                cx.error(
+                    item.span(),
+                    format!(
+                        "duplicate CIDR {text:?}: {cidr} is already listed in this rule at \
+                         line {line}, column {column}"
+                    ),
+                );
+                continue;
+            }
+            cidrs.push((cidr, item.span().start));
+        }
+        cidrs.into_iter().map(|(cidr, _)| cidr).collect()
+    });
+    clean.then_some(cidrs)
+}
+
+fn check_ports(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<PortRange>> {
+    let items = non_empty_array(
+        cx,
+        value,
+        "ports",
+        "port strings",
+        "leave `ports` out to match every port",
+    )?;
+    let (ports, clean) = cx.clean(|cx| {
+        let mut ports = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let parsed = match item.get_ref() {
+                DeValue::String(text) => parse_port_range(text),
+                DeValue::Integer(port) => {
+                    port_number(integer(port), &port.to_string()).map(|port| PortRange {
+                        first: port,
+                        last: port,
+                    })
+                }
+                _ => {
+                    cx.wrong_type(
+                        item,
+                        r#"each port must be a string like "443" or "3478-3481", or an integer"#,
+                    );
+                    continue;
+                }
+            };
+            match parsed {
+                Ok(range) => ports.push(range),
+                Err(message) => cx.error(item.span(), message),
+            }
+        }
+        ports
+    });
+    clean.then_some(ports)
+}
+
+/// "N" or "A-B" with 1 <= A <= B <= 65535.
+fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let first = port_text(first, text)?;
+    let last = port_text(last, text)?;
+    if first > last {
+        return Err(format!(
+            "inverted port range {text:?}: {first} is greater than {last}"
+        ));
+    }
+    Ok(PortRange { first, last })
+}
+
+fn port_text(part: &str, whole: &str) -> Result<u16, String> {
+    // Digits only: `str::parse` would also take "+443".
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            r#"invalid port {whole:?}; expected a port like "443" or a range like "3478-3481""#
+        ));
+    }
+    port_number(part.parse::<i64>().ok(), part)
+}
+
+/// `value` is `None` when the number does not even fit an i64.
+fn port_number(value: Option<i64>, text: &str) -> Result<u16, String> {
+    match value.map(u16::try_from) {
+        Some(Ok(port)) if port != 0 => Ok(port),
+        _ => Err(format!("port {text} is out of range (1-65535)")),
+    }
+}
+
+fn check_protocols(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<ProtocolSet> {
+    let items = non_empty_array(
+        cx,
+        value,
+        "protocols",
+        "protocol strings",
+        "leave `protocols` out to match every protocol",
+    )?;
+    let (set, clean) = cx.clean(|cx| {
+        let mut set = ProtocolSet::default();
+        for item in items.iter() {
+            let DeValue::String(name) = item.get_ref() else {
+                cx.wrong_type(item, "each protocol must be a string");
+                continue;
+            };
+            let slot = match name.as_ref() {
+                "tcp" => &mut set.tcp,
+                "udp" => &mut set.udp,
+                other => {
+                    cx.error(
+                        item.span(),
+                        format!(r#"unknown protocol {other:?}; expected "tcp" or "udp""#),
+                    );
+                    continue;
+                }
+            };
+            if *slot {
+                cx.error(item.span(), format!("duplicate protocol {name:?}"));
+            }
+            *slot = true;
+        }
+        set
+    });
+    clean.then_some(set)
+}
+
+fn integer(value: &DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(value.as_str(), value.radix()).ok()
+}

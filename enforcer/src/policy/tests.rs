@@ -1,0 +1,818 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::*;
+
+fn source(name: &str, text: &str) -> Source {
+    Source {
+        name: name.to_owned(),
+        text: text.to_owned(),
+    }
+}
+
+fn parse_one(text: &str) -> Result<Policy, PolicyErrors> {
+    parse(&[source("p.toml", text)])
+}
+
+fn ok(text: &str) -> Policy {
+    match parse_one(text) {
+        Ok(policy) => policy,
+        Err(errors) => panic!("unexpected errors:\n{errors}"),
+    }
+}
+
+/// The errors of a one-file policy, as printed.
+fn errors(text: &str) -> Vec<String> {
+    errors_of(&[source("p.toml", text)])
+}
+
+fn errors_of(sources: &[Source]) -> Vec<String> {
+    match parse(sources) {
+        Ok(policy) => panic!("expected errors, got {policy:?}"),
+        Err(PolicyErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Wraps `rule_body` in a valid file with one block rule on line 3, so
+/// the body's first line is line 4.
+fn block_with(rule_body: &str) -> String {
+    format!("version = 1\n\n[[block]]\n{rule_body}")
+}
+
+fn v4(addr: [u8; 4], prefix_len: u8) -> Cidr {
+    Cidr::V4 {
+        addr: Ipv4Addr::from(addr),
+        prefix_len,
+    }
+}
+
+fn ports(ranges: &[(u16, u16)]) -> Option<Vec<PortRange>> {
+    Some(
+        ranges
+            .iter()
+            .map(|&(first, last)| PortRange { first, last })
+            .collect(),
+    )
+}
+
+const FULL: &str = r#"# Messengers we do not want on this network.
+version = 1
+mode = "enforce"
+
+[[block]]
+name = "telegram"
+mode = "audit"
+cidrs = ["149.154.160.0/20", "91.108.4.0/22", "2001:b28:f23d::/48"]
+ports = ["443", "80", "5222", "3478-3481"]
+protocols = ["tcp", "udp"]
+
+[[allow]]
+name = "corporate-relay"
+cidrs = ["149.154.167.99/32"]
+
+[[block]]
+name = "dns.over_tls-1"
+cidrs = ["0.0.0.0/0", "::/0"]
+ports = [853]
+protocols = ["tcp"]
+"#;
+
+#[test]
+fn full_example() {
+    let policy = ok(FULL);
+    assert_eq!(
+        policy.rules,
+        vec![
+            Rule {
+                name: "telegram".into(),
+                kind: RuleKind::Block,
+                mode: Mode::Audit,
+                cidrs: vec![
+                    v4([149, 154, 160, 0], 20),
+                    v4([91, 108, 4, 0], 22),
+                    Cidr::V6 {
+                        addr: "2001:b28:f23d::".parse::<Ipv6Addr>().unwrap(),
+                        prefix_len: 48,
+                    },
+                ],
+                ports: ports(&[(443, 443), (80, 80), (5222, 5222), (3478, 3481)]),
+                protocols: Some(ProtocolSet {
+                    tcp: true,
+                    udp: true,
+                }),
+                origin: Origin {
+                    file: "p.toml".into(),
+                    line: 5,
+                },
+            },
+            Rule {
+                name: "corporate-relay".into(),
+                kind: RuleKind::Allow,
+                mode: Mode::Enforce,
+                cidrs: vec![v4([149, 154, 167, 99], 32)],
+                ports: None,
+                protocols: None,
+                origin: Origin {
+                    file: "p.toml".into(),
+                    line: 12,
+                },
+            },
+            Rule {
+                name: "dns.over_tls-1".into(),
+                kind: RuleKind::Block,
+                mode: Mode::Enforce,
+                cidrs: vec![
+                    v4([0, 0, 0, 0], 0),
+                    Cidr::V6 {
+                        addr: Ipv6Addr::UNSPECIFIED,
+                        prefix_len: 0,
+                    },
+                ],
+                ports: ports(&[(853, 853)]),
+                protocols: Some(ProtocolSet {
+                    tcp: true,
+                    udp: false,
+                }),
+                origin: Origin {
+                    file: "p.toml".into(),
+                    line: 16,
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn file_mode_is_inherited_and_defaults_to_enforce() {
+    let audit = ok(r#"
+version = 1
+mode = "audit"
+[[block]]
+name = "a"
+cidrs = ["10.0.0.0/8"]
+[[block]]
+name = "b"
+mode = "enforce"
+cidrs = ["10.0.0.0/8"]
+[[allow]]
+name = "c"
+cidrs = ["10.0.0.1"]
+"#);
+    let modes: Vec<_> = audit.rules.iter().map(|r| (r.kind, r.mode)).collect();
+    assert_eq!(
+        modes,
+        [
+            (RuleKind::Block, Mode::Audit),
+            (RuleKind::Block, Mode::Enforce),
+            (RuleKind::Allow, Mode::Audit),
+        ]
+    );
+
+    let default = ok("version = 1\n[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
+    assert_eq!(default.rules[0].mode, Mode::Enforce);
+}
+
+#[test]
+fn no_rules_is_a_valid_empty_policy() {
+    assert_eq!(ok("version = 1\n"), Policy::default());
+    assert_eq!(
+        ok("version = 1\nmode = \"audit\"\nblock = []\n"),
+        Policy::default()
+    );
+    assert_eq!(parse(&[]), Ok(Policy::default()));
+}
+
+#[test]
+fn inline_tables_work_too() {
+    let policy = ok(r#"version = 1
+block = [
+  { name = "a", cidrs = ["10.0.0.0/8"] },
+  { name = "b", cidrs = ["10.0.0.0/8"] },
+]
+"#);
+    let lines: Vec<_> = policy
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.origin.line))
+        .collect();
+    assert_eq!(lines, [("a", 3), ("b", 4)]);
+}
+
+#[test]
+fn rules_keep_file_order_across_kinds() {
+    let policy = ok(r#"version = 1
+[[allow]]
+name = "z-allow"
+cidrs = ["10.0.0.1"]
+[[block]]
+name = "y-block"
+cidrs = ["10.0.0.0/8"]
+[[allow]]
+name = "x-allow"
+cidrs = ["10.0.0.2"]
+"#);
+    let names: Vec<_> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["z-allow", "y-block", "x-allow"]);
+}
+
+#[test]
+fn multiple_files_are_merged_in_order() {
+    let policy = parse(&[
+        source(
+            "b.toml",
+            "version = 1\nmode = \"audit\"\n[[block]]\nname = \"one\"\ncidrs = [\"10.0.0.0/8\"]\n",
+        ),
+        source(
+            "a.toml",
+            "version = 1\n\n[[block]]\nname = \"two\"\ncidrs = [\"192.0.2.0/24\"]\n",
+        ),
+    ])
+    .unwrap();
+    let summary: Vec<_> = policy
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.mode,
+                r.origin.file.as_str(),
+                r.origin.line,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("one", Mode::Audit, "b.toml", 3),
+            ("two", Mode::Enforce, "a.toml", 3),
+        ]
+    );
+}
+
+#[test]
+fn single_host_cidrs() {
+    let policy = ok(&block_with(
+        "name = \"h\"\ncidrs = [\"192.0.2.7\", \"2001:db8::1\"]\n",
+    ));
+    assert_eq!(
+        policy.rules[0].cidrs,
+        [
+            v4([192, 0, 2, 7], 32),
+            Cidr::V6 {
+                addr: "2001:db8::1".parse().unwrap(),
+                prefix_len: 128,
+            },
+        ]
+    );
+}
+
+#[test]
+fn v4_mapped_cidrs_are_normalised() {
+    let policy = ok(&block_with(
+        "name = \"m\"\ncidrs = [\"::ffff:10.0.0.0/104\", \"::ffff:192.0.2.1\", \"::ffff:0:0/96\"]\n",
+    ));
+    assert_eq!(
+        policy.rules[0].cidrs,
+        [
+            v4([10, 0, 0, 0], 8),
+            v4([192, 0, 2, 1], 32),
+            v4([0, 0, 0, 0], 0)
+        ]
+    );
+}
+
+#[test]
+fn integer_and_string_ports() {
+    let policy = ok(&block_with(
+        "name = \"p\"\ncidrs = [\"10.0.0.0/8\"]\nports = [443, \"80\", 0x50, \"1-65535\", \"7-7\"]\n",
+    ));
+    assert_eq!(
+        policy.rules[0].ports,
+        ports(&[(443, 443), (80, 80), (80, 80), (1, 65535), (7, 7)])
+    );
+}
+
+// ---- errors: one class per test, exact position and message ----
+
+#[test]
+fn syntax_error() {
+    assert_eq!(
+        errors("version = 1\n[[block]\n"),
+        ["p.toml:2:9: invalid TOML: unclosed array table, expected `]`"]
+    );
+}
+
+#[test]
+fn duplicate_key_is_a_syntax_error() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\nname = \"b\"\ncidrs = [\"10.0.0.0/8\"]\n"
+        )),
+        ["p.toml:5:1: invalid TOML: duplicate key `name`"]
+    );
+}
+
+#[test]
+fn missing_version() {
+    assert_eq!(
+        errors("\n[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n"),
+        ["p.toml:1:1: missing `version`; add `version = 1` at the top"]
+    );
+    assert_eq!(
+        errors(""),
+        ["p.toml:1:1: missing `version`; add `version = 1` at the top"]
+    );
+}
+
+#[test]
+fn unsupported_version() {
+    assert_eq!(
+        errors("# v2\nversion = 2\n"),
+        ["p.toml:2:11: unsupported version 2; only version 1 is supported"]
+    );
+    assert_eq!(
+        errors("version = -1\n"),
+        ["p.toml:1:11: unsupported version -1; only version 1 is supported"]
+    );
+}
+
+#[test]
+fn version_of_the_wrong_type() {
+    assert_eq!(
+        errors("version = \"1\"\n"),
+        ["p.toml:1:11: `version` must be an integer, found string"]
+    );
+    assert_eq!(
+        errors("version = 1.0\n"),
+        ["p.toml:1:11: `version` must be an integer, found float"]
+    );
+}
+
+#[test]
+fn unknown_mode() {
+    assert_eq!(
+        errors("version = 1\nmode = \"block\"\n"),
+        [r#"p.toml:2:8: unknown mode "block"; expected "enforce" or "audit""#]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n  mode = \"Audit\"\n"
+        )),
+        [r#"p.toml:6:10: unknown mode "Audit"; expected "enforce" or "audit""#]
+    );
+    assert_eq!(
+        errors("version = 1\nmode = true\n"),
+        ["p.toml:2:8: `mode` must be a string, found boolean"]
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    assert_eq!(
+        errors("version = 1\nmodes = \"audit\"\n\n[[blocks]]\nname = \"a\"\n"),
+        [
+            r#"p.toml:2:1: unknown key "modes"; expected one of: version, mode, block, allow"#,
+            r#"p.toml:4:3: unknown key "blocks"; expected one of: version, mode, block, allow"#,
+        ]
+    );
+}
+
+#[test]
+fn unknown_rule_key() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nport = [\"443\"]\n"
+        )),
+        [
+            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, ports, protocols"#
+        ]
+    );
+    assert_eq!(
+        errors("version = 1\n[[allow]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\ncomment = \"x\"\n"),
+        [
+            r#"p.toml:5:1: unknown key "comment" in allow rule; expected one of: name, cidrs, ports, protocols"#
+        ]
+    );
+}
+
+#[test]
+fn mode_on_allow_rule() {
+    assert_eq!(
+        errors(
+            "version = 1\n[[allow]]\nname = \"a\"\nmode = \"audit\"\ncidrs = [\"10.0.0.0/8\"]\n"
+        ),
+        ["p.toml:4:1: `mode` is not allowed on allow rules; a matching allow rule always wins"]
+    );
+}
+
+#[test]
+fn rules_of_the_wrong_shape() {
+    assert_eq!(
+        errors("version = 1\n[block]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n"),
+        [
+            "p.toml:2:1: `block` must be an array of tables (write [[block]], not [block]), found table"
+        ]
+    );
+    assert_eq!(
+        errors("version = 1\nallow = [\"a\", { name = \"b\", cidrs = [\"10.0.0.1\"] }]\n"),
+        ["p.toml:2:10: each `allow` entry must be a table, found string"]
+    );
+}
+
+#[test]
+fn wrong_value_types_in_rules() {
+    assert_eq!(
+        errors(&block_with(
+            "name = 7\ncidrs = \"10.0.0.0/8\"\nports = 443\nprotocols = \"tcp\"\n"
+        )),
+        [
+            "p.toml:4:8: `name` must be a string, found integer",
+            "p.toml:5:9: `cidrs` must be an array of CIDR strings, found string",
+            "p.toml:6:9: `ports` must be an array of port strings, found integer",
+            "p.toml:7:13: `protocols` must be an array of protocol strings, found string",
+        ]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [10]\nports = [443.0, true]\nprotocols = [6]\n"
+        )),
+        [
+            "p.toml:5:10: each CIDR must be a string, found integer",
+            r#"p.toml:6:10: each port must be a string like "443" or "3478-3481", or an integer, found float"#,
+            r#"p.toml:6:17: each port must be a string like "443" or "3478-3481", or an integer, found boolean"#,
+            "p.toml:7:14: each protocol must be a string, found integer",
+        ]
+    );
+}
+
+#[test]
+fn missing_name_and_cidrs() {
+    assert_eq!(
+        errors(&block_with("cidrs = [\"10.0.0.0/8\"]\n")),
+        ["p.toml:3:1: block rule is missing `name`"]
+    );
+    assert_eq!(
+        errors(&block_with("name = \"a\"\n")),
+        [r#"p.toml:3:1: block rule "a" is missing `cidrs`"#]
+    );
+    assert_eq!(
+        errors("version = 1\n  [[allow]]\n"),
+        [
+            "p.toml:2:3: allow rule is missing `name`",
+            "p.toml:2:3: allow rule is missing `cidrs`",
+        ]
+    );
+}
+
+#[test]
+fn bad_names() {
+    assert_eq!(
+        errors(&block_with("name = \"\"\ncidrs = [\"10.0.0.0/8\"]\n")),
+        ["p.toml:4:8: rule name must not be empty"]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"tele gram\"\ncidrs = [\"10.0.0.0/8\"]\n"
+        )),
+        [
+            r#"p.toml:4:8: rule name "tele gram" contains ' '; only letters A-Z and a-z, digits, '.', '_' and '-' are allowed"#
+        ]
+    );
+    let long = "x".repeat(65);
+    assert_eq!(
+        errors(&block_with(&format!(
+            "name = \"{long}\"\ncidrs = [\"10.0.0.0/8\"]\n"
+        ))),
+        ["p.toml:4:8: rule name is 65 characters long; at most 64 are allowed"]
+    );
+    let longest = "x".repeat(64);
+    ok(&block_with(&format!(
+        "name = \"{longest}\"\ncidrs = [\"10.0.0.0/8\"]\n"
+    )));
+}
+
+#[test]
+fn duplicate_names_point_at_the_second() {
+    assert_eq!(
+        errors(
+            "version = 1\n[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n\
+             [[allow]]\nname = \"a\"\ncidrs = [\"10.0.0.1\"]\n"
+        ),
+        [r#"p.toml:6:8: duplicate rule name "a"; it is first defined at p.toml:3:8"#]
+    );
+}
+
+#[test]
+fn duplicate_names_across_files() {
+    let first = source(
+        "one.toml",
+        "version = 1\n[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n",
+    );
+    let second = source(
+        "two.toml",
+        "version = 1\n\n[[block]]\n  name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n",
+    );
+    assert_eq!(
+        errors_of(&[first, second]),
+        [r#"two.toml:4:10: duplicate rule name "a"; it is first defined at one.toml:3:8"#]
+    );
+}
+
+#[test]
+fn duplicate_name_of_an_invalid_rule_is_still_reported() {
+    assert_eq!(
+        errors(
+            "version = 1\n[[block]]\nname = \"a\"\ncidrs = []\n\
+             [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n"
+        ),
+        [
+            "p.toml:4:9: `cidrs` must not be empty; a rule needs at least one network",
+            r#"p.toml:6:8: duplicate rule name "a"; it is first defined at p.toml:3:8"#,
+        ]
+    );
+}
+
+#[test]
+fn bad_cidrs() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.1/8\", \"10.0.0/8\", \"10.0.0.0/33\", \"::1/200\"]\n"
+        )),
+        [
+            "p.toml:5:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+            r#"p.toml:5:24: invalid CIDR "10.0.0/8": "10.0.0" is not an IPv4 or IPv6 address"#,
+            r#"p.toml:5:36: invalid CIDR "10.0.0.0/33": prefix length 33 is out of range for IPv4 (0-32)"#,
+            r#"p.toml:5:51: invalid CIDR "::1/200": prefix length 200 is out of range for IPv6 (0-128)"#,
+        ]
+    );
+}
+
+#[test]
+fn empty_cidrs() {
+    assert_eq!(
+        errors(&block_with("name = \"a\"\ncidrs = []\n")),
+        ["p.toml:5:9: `cidrs` must not be empty; a rule needs at least one network"]
+    );
+}
+
+#[test]
+fn duplicate_cidrs_compare_normalised() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\n  \"10.0.0.1\",\n  \"10.0.0.0/8\",\n  \"::ffff:10.0.0.1\",\n  \"10.0.0.0/8\",\n]\n"
+        )),
+        [
+            r#"p.toml:8:3: duplicate CIDR "::ffff:10.0.0.1": 10.0.0.1/32 is already listed in this rule at line 6, column 3"#,
+            r#"p.toml:9:3: duplicate CIDR "10.0.0.0/8": 10.0.0.0/8 is already listed in this rule at line 7, column 3"#,
+        ]
+    );
+}
+
+#[test]
+fn bad_ports() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nports = [0, \"0\", 65536, \"70000\", -1, \"99999999999999999999999\"]\n"
+        )),
+        [
+            "p.toml:6:10: port 0 is out of range (1-65535)",
+            "p.toml:6:13: port 0 is out of range (1-65535)",
+            "p.toml:6:18: port 65536 is out of range (1-65535)",
+            "p.toml:6:25: port 70000 is out of range (1-65535)",
+            "p.toml:6:34: port -1 is out of range (1-65535)",
+            "p.toml:6:38: port 99999999999999999999999 is out of range (1-65535)",
+        ]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nports = [\"https\", \"80-\", \"+443\", \" 80\", \"1-2-3\"]\n"
+        )),
+        [
+            r#"p.toml:6:10: invalid port "https"; expected a port like "443" or a range like "3478-3481""#,
+            r#"p.toml:6:19: invalid port "80-"; expected a port like "443" or a range like "3478-3481""#,
+            r#"p.toml:6:26: invalid port "+443"; expected a port like "443" or a range like "3478-3481""#,
+            r#"p.toml:6:34: invalid port " 80"; expected a port like "443" or a range like "3478-3481""#,
+            r#"p.toml:6:41: invalid port "1-2-3"; expected a port like "443" or a range like "3478-3481""#,
+        ]
+    );
+}
+
+#[test]
+fn inverted_port_range() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nports = [\"443\", \"3481-3478\"]\n"
+        )),
+        [r#"p.toml:6:17: inverted port range "3481-3478": 3481 is greater than 3478"#]
+    );
+}
+
+#[test]
+fn empty_ports() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nports = []\n"
+        )),
+        ["p.toml:6:9: `ports` must not be empty; leave `ports` out to match every port"]
+    );
+}
+
+#[test]
+fn bad_protocols() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nprotocols = [\"tcp\", \"icmp\", \"TCP\", \"tcp\"]\n"
+        )),
+        [
+            r#"p.toml:6:21: unknown protocol "icmp"; expected "tcp" or "udp""#,
+            r#"p.toml:6:29: unknown protocol "TCP"; expected "tcp" or "udp""#,
+            r#"p.toml:6:36: duplicate protocol "tcp""#,
+        ]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nprotocols = []\n"
+        )),
+        [
+            "p.toml:6:13: `protocols` must not be empty; leave `protocols` out to match every protocol"
+        ]
+    );
+}
+
+#[test]
+fn columns_count_characters() {
+    // "é" is two bytes; the CIDR error column must not count it twice.
+    assert_eq!(
+        errors("version = 1\nblock = [{ name = \"é\", cidrs = [\"10.0.0.1/8\"] }]\n"),
+        [
+            r#"p.toml:2:19: rule name "é" contains 'é'; only letters A-Z and a-z, digits, '.', '_' and '-' are allowed"#,
+            "p.toml:2:33: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+        ]
+    );
+}
+
+#[test]
+fn all_errors_are_reported_together_in_order() {
+    let text = r#"version = 3
+mode = "strict"
+
+[[block]]
+name = "a"
+cidrs = ["10.0.0.1/8"]
+ports = ["90-80"]
+colour = "red"
+
+[[allow]]
+mode = "audit"
+cidrs = []
+
+[[block]]
+name = "a"
+cidrs = ["192.0.2.0/24"]
+protocols = ["sctp"]
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "p.toml:1:11: unsupported version 3; only version 1 is supported",
+            r#"p.toml:2:8: unknown mode "strict"; expected "enforce" or "audit""#,
+            "p.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+            r#"p.toml:7:10: inverted port range "90-80": 90 is greater than 80"#,
+            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, ports, protocols"#,
+            "p.toml:10:1: allow rule is missing `name`",
+            "p.toml:11:1: `mode` is not allowed on allow rules; a matching allow rule always wins",
+            "p.toml:12:9: `cidrs` must not be empty; a rule needs at least one network",
+            r#"p.toml:15:8: duplicate rule name "a"; it is first defined at p.toml:5:8"#,
+            r#"p.toml:17:14: unknown protocol "sctp"; expected "tcp" or "udp""#,
+        ]
+    );
+}
+
+#[test]
+fn errors_in_later_files_after_a_syntax_error() {
+    let broken = source("broken.toml", "version = 1\nmode = \"audit\n");
+    let later = source(
+        "later.toml",
+        "version = 1\n[[block]]\nname = \"b\"\ncidrs = [\"10.0.0.1/8\"]\n",
+    );
+    let fine = source(
+        "fine.toml",
+        "version = 1\n[[block]]\nname = \"c\"\ncidrs = [\"10.0.0.0/8\"]\n",
+    );
+    assert_eq!(
+        errors_of(&[broken, fine, later]),
+        [
+            r#"broken.toml:2:14: invalid TOML: invalid basic string, expected `"`"#,
+            "later.toml:4:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+        ]
+    );
+}
+
+#[test]
+fn errors_display_one_per_line() {
+    let Err(errors) = parse_one("version = 2\nmode = 1\n") else {
+        panic!("expected errors");
+    };
+    assert_eq!(
+        errors.to_string(),
+        "p.toml:1:11: unsupported version 2; only version 1 is supported\n\
+         p.toml:2:8: `mode` must be a string, found integer"
+    );
+    assert_eq!(
+        errors.0[0],
+        PolicyError {
+            file: "p.toml".into(),
+            line: 1,
+            column: 11,
+            message: "unsupported version 2; only version 1 is supported".into(),
+        }
+    );
+}
+
+// ---- load_files ----
+
+#[test]
+fn load_files_reads_and_reports_unreadable_files() {
+    let dir = std::env::temp_dir().join(format!("enforcer-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "version = 1\n[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let missing = dir.join("missing.toml");
+
+    let policy = load_files(std::slice::from_ref(&good)).unwrap();
+    assert_eq!(policy.rules[0].origin.file, good.display().to_string());
+
+    let Err(PolicyErrors(errors)) = load_files(&[missing.clone(), good]) else {
+        panic!("expected an error for the missing file");
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].file, missing.display().to_string());
+    assert_eq!((errors[0].line, errors[0].column), (0, 0));
+    assert!(
+        errors[0].message.starts_with("cannot read file: "),
+        "{}",
+        errors[0].message
+    );
+}
+
+// ---- value types ----
+
+#[test]
+fn displays() {
+    assert_eq!(v4([10, 0, 0, 0], 8).to_string(), "10.0.0.0/8");
+    assert_eq!(
+        PortRange {
+            first: 443,
+            last: 443
+        }
+        .to_string(),
+        "443"
+    );
+    assert_eq!(
+        PortRange {
+            first: 3478,
+            last: 3481
+        }
+        .to_string(),
+        "3478-3481"
+    );
+    assert_eq!(Mode::Enforce.to_string(), "enforce");
+    assert_eq!(Mode::Audit.to_string(), "audit");
+    assert_eq!(RuleKind::Block.to_string(), "block");
+    assert_eq!(RuleKind::Allow.to_string(), "allow");
+}
+
+#[test]
+fn serde_round_trip() {
+    let policy = ok(FULL);
+    let json = serde_json::to_string(&policy).unwrap();
+    assert!(
+        json.contains(r#""cidrs":["149.154.160.0/20","91.108.4.0/22","2001:b28:f23d::/48"]"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""kind":"block""#), "{json}");
+    assert!(json.contains(r#""mode":"audit""#), "{json}");
+    let back: Policy = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, policy);
+
+    // Deserializing validates like parsing does.
+    assert!(serde_json::from_str::<Cidr>(r#""10.0.0.1/8""#).is_err());
+    assert_eq!(
+        serde_json::from_str::<Cidr>(r#""::ffff:10.0.0.0/104""#).unwrap(),
+        v4([10, 0, 0, 0], 8)
+    );
+}
+
+#[test]
+fn readme_example_is_valid() {
+    let readme = include_str!("../../../policies/README.md");
+    let start = readme.find("```toml\n").expect("README has a toml example") + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("example is closed");
+    let policy = ok(&readme[start..end]);
+    let names: Vec<_> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["telegram", "dns-over-tls", "corporate-relay"]);
+}

@@ -1,0 +1,134 @@
+//! Building the kernel programs and the binary that embeds them.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::toolchain;
+
+pub const EBPF_TARGET: &str = "bpfel-unknown-none";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Environment for every userspace cargo call, so that builds and tests
+/// embed the same object and never rebuild each other's artifacts.
+pub struct Built {
+    pub ebpf_object: PathBuf,
+    pub enforcer: PathBuf,
+}
+
+impl Built {
+    pub fn cargo(&self, subcommand: &str) -> Command {
+        let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        command
+            .arg(subcommand)
+            .current_dir(workspace_root())
+            .env("ENFORCER_EBPF_OBJECT", &self.ebpf_object);
+        command
+    }
+}
+
+pub fn build(release: bool) -> Result<Built> {
+    let toolchain = toolchain::ensure()?;
+    let ebpf_object = build_ebpf(&toolchain)?;
+    let built = Built {
+        enforcer: target_dir()
+            .join(if release { "release" } else { "debug" })
+            .join("enforcer"),
+        ebpf_object,
+    };
+    let mut cargo = built.cargo("build");
+    cargo.args(["--package", "enforcer"]);
+    if release {
+        cargo.arg("--release");
+    }
+    run_checked(&mut cargo, "building enforcer")?;
+    Ok(built)
+}
+
+/// The kernel programs are always built optimised: unoptimised BPF code
+/// trips the verifier's limits.
+fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
+    let root = workspace_root();
+    let target_dir = target_dir().join("ebpf");
+    let path = env::join_paths(
+        std::iter::once(toolchain.linker_dir.clone())
+            .chain(env::split_paths(&env::var_os("PATH").unwrap_or_default())),
+    )?;
+    let mut cargo = Command::new("rustup");
+    cargo
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--release",
+            "--target",
+            EBPF_TARGET,
+        ])
+        .args(["-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(root.join("enforcer-ebpf"))
+        .env("PATH", path)
+        // BTF-defined maps need BTF in the object.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            ["-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+        );
+    // Variables the outer (stable) cargo set for xtask would steer the
+    // nightly build to the wrong compiler or flags.
+    for variable in [
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO",
+    ] {
+        cargo.env_remove(variable);
+    }
+    run_checked(&mut cargo, "building the eBPF programs")?;
+    Ok(target_dir
+        .join(EBPF_TARGET)
+        .join("release")
+        .join("enforcer"))
+}
+
+pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
+    let built = build(release)?;
+    let status = Command::new(&built.enforcer)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {}", built.enforcer.display()))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+pub fn run_checked(command: &mut Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("{what}: starting {command:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}

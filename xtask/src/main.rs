@@ -1,0 +1,54 @@
+//! `cargo xtask`: builds, runs and tests enforcer, bootstrapping the eBPF
+//! toolchain (nightly rust-src and a bpf-linker on the nightly's own LLVM)
+//! on first use.
+
+mod build;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test enforcer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the kernel programs and the enforcer binary that embeds them.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run the enforcer with the given arguments.
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for enforcer, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the kernel integration suite (as root).
+    Test {
+        /// Extra arguments for the test binaries, after `--` (a name filter, say).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { release } => build::build(release).map(|_| ExitCode::SUCCESS),
+        Command::Run { release, args } => build::run(release, &args),
+        Command::Test { args } => test::test(&args),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("xtask: {error:#}");
+        ExitCode::FAILURE
+    })
+}

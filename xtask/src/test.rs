@@ -1,0 +1,58 @@
+//! `cargo xtask test`: unit tests everywhere, then the kernel integration
+//! suite, which needs root and a kernel with cgroup BPF. Without those it is
+//! skipped with the reason, and under CI a skip is a failure.
+
+use std::{env, fs, process::ExitCode};
+
+use anyhow::Result;
+
+use crate::build;
+
+pub fn test(args: &[String]) -> Result<ExitCode> {
+    let built = build::build(false)?;
+
+    let mut unit = built.cargo("test");
+    unit.args(["--workspace", "--exclude", "enforcer-integration-tests"]);
+    if !args.is_empty() {
+        unit.arg("--").args(args);
+    }
+    build::run_checked(&mut unit, "unit tests")?;
+
+    if let Some(reason) = kernel_tests_unavailable() {
+        if env::var("CI").is_ok_and(|ci| ci == "true") {
+            eprintln!(
+                "xtask: the kernel integration tests cannot run here: {reason}; under CI that is a failure"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!("xtask: skipping the kernel integration tests: {reason}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut kernel = built.cargo("test");
+    kernel
+        .args(["--package", "enforcer-integration-tests"])
+        .env("ENFORCER_BIN", &built.enforcer);
+    if !args.is_empty() {
+        kernel.arg("--").args(args);
+    }
+    build::run_checked(&mut kernel, "kernel integration tests")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kernel_tests_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "they load eBPF programs and need root (run `sudo -E cargo xtask test`)".into(),
+        );
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mountinfo.lines().any(|line| {
+        line.split(" - ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with("cgroup2 "))
+    }) {
+        return Some("no cgroup v2 hierarchy is mounted".into());
+    }
+    None
+}
