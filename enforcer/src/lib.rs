@@ -10,7 +10,11 @@
 
 pub mod capabilities;
 pub mod cgroup;
+pub mod cli;
 pub mod compile;
+pub mod control;
+pub mod daemon;
+pub mod events;
 pub mod maps;
 pub mod policy;
 pub mod programs;

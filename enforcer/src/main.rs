@@ -1,29 +1,203 @@
-fn main() {
-    let mut loaded = match enforcer::programs::load() {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}: {:?}", std::error::Error::source(&e));
-            std::process::exit(1)
+use std::{fs, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use enforcer::{
+    cli::{Cli, Command, PolicyCommand},
+    compile::ImageStats,
+    control::{Client, Request, Response, StatusReport},
+    daemon::{self, RunOptions},
+    policy::{self, PolicyError, PolicyErrors, Source},
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("enforcer: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
         }
     };
-    let text = std::fs::read_to_string(std::env::args().nth(1).unwrap()).unwrap();
-    let policy = enforcer::policy::parse(&[enforcer::policy::Source {
-        name: "p".into(),
-        text,
-    }])
-    .unwrap();
-    let c = enforcer::compile::compile(&policy).unwrap();
-    let t = std::time::Instant::now();
-    loaded.generation.install(&c.image, 1).unwrap();
-    eprintln!("installed {} words in {:?}", c.image.len(), t.elapsed());
-    loaded
-        .programs
-        .attach(std::path::Path::new(&std::env::args().nth(2).unwrap()))
-        .unwrap();
-    eprintln!("attached");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    eprintln!("{:?}", loaded.counters.totals().unwrap());
-    while let Some(item) = loaded.events.next() {
-        eprintln!("event {} bytes", item.len());
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("enforcer: {error:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            policy,
+            cgroup,
+            socket,
+            events,
+        } => {
+            daemon::run(RunOptions {
+                policy,
+                cgroup,
+                socket: socket.path,
+                events,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Check { files }) => Ok(check(&files)),
+        Command::Policy(PolicyCommand::Apply { files, socket }) => {
+            apply(&files, &socket.path).await
+        }
+        Command::Events { follow, socket } => events(follow, &socket.path).await,
+        Command::Status { json, socket } => status(json, &socket.path).await,
+    }
+}
+
+fn check(files: &[PathBuf]) -> ExitCode {
+    match policy::load_files(files) {
+        Ok(policy) => {
+            println!(
+                "{} rule(s) in {} file(s): valid",
+                policy.rules.len(),
+                files.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => invalid(&errors),
+    }
+}
+
+fn invalid(errors: &PolicyErrors) -> ExitCode {
+    eprintln!("{errors}");
+    ExitCode::FAILURE
+}
+
+async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> {
+    let mut sources = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        match fs::read_to_string(path) {
+            Ok(text) => sources.push(Source { name, text }),
+            Err(error) => unreadable.push(PolicyError {
+                file: name,
+                line: 0,
+                column: 0,
+                message: error.to_string(),
+            }),
+        }
+    }
+    if !unreadable.is_empty() {
+        return Ok(invalid(&PolicyErrors(unreadable)));
+    }
+    let mut client = Client::connect(socket).await?;
+    client.send(&Request::Apply { sources }).await?;
+    match client.receive().await? {
+        Response::Applied(report) => {
+            println!("generation {} applied", report.generation);
+            print!("{}", report.diff);
+            println!("{}", stats_change(&report.before, &report.after));
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Invalid { errors } => Ok(invalid(&errors)),
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+fn stats_change(before: &ImageStats, after: &ImageStats) -> String {
+    format!(
+        "entries: IPv4 ranges {} -> {}, IPv6 ranges {} -> {}, classes {} -> {}, port entries {} -> {}",
+        before.v4_ranges,
+        after.v4_ranges,
+        before.v6_ranges,
+        after.v6_ranges,
+        before.classes,
+        after.classes,
+        before.port_entries,
+        after.port_entries
+    )
+}
+
+async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
+    let mut client = Client::connect(socket).await?;
+    client.send(&Request::Events { follow }).await?;
+    loop {
+        match client.receive().await? {
+            Response::Event { line } => println!("{line}"),
+            Response::Lagged { skipped } => {
+                eprintln!("enforcer: fell behind and missed {skipped} events")
+            }
+            Response::EndOfEvents => return Ok(ExitCode::SUCCESS),
+            Response::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer from the daemon: {other:?}"),
+        }
+    }
+}
+
+async fn status(json: bool, socket: &std::path::Path) -> Result<ExitCode> {
+    let mut client = Client::connect(socket).await?;
+    client.send(&Request::Status).await?;
+    let report = match client.receive().await? {
+        Response::Status(report) => report,
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the status")?
+        );
+    } else {
+        print!("{}", status_text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(report: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let by = report
+        .applied_by
+        .map_or("at start".to_string(), |uid| format!("by uid {uid}"));
+    let _ = writeln!(text, "enforcing on cgroup {}", report.cgroup);
+    let _ = writeln!(text, "programs: {}", report.programs.join(", "));
+    let _ = writeln!(
+        text,
+        "policy: generation {}, applied {} {}, {} rule(s)",
+        report.generation,
+        report.applied_at,
+        by,
+        report.rules.len()
+    );
+    for rule in &report.rules {
+        let _ = writeln!(text, "  {rule}");
+    }
+    let image = &report.image;
+    let _ = writeln!(
+        text,
+        "kernel tables: {} IPv4 ranges, {} IPv6 ranges, {} classes, {} port entries ({} KiB)",
+        image.v4_ranges,
+        image.v6_ranges,
+        image.classes,
+        image.port_entries,
+        image.words * 8 / 1024
+    );
+    let counters = &report.counters;
+    let _ = writeln!(
+        text,
+        "verdicts: {} blocked, {} audited, {} allowed by exception",
+        counters.blocked, counters.audited, counters.allowed
+    );
+    let _ = writeln!(
+        text,
+        "ring buffer drops: {}, lookup faults: {}",
+        counters.events_dropped, counters.lookup_faults
+    );
+    text
 }

@@ -127,10 +127,6 @@ impl Programs {
         Ok(())
     }
 
-    pub fn attached_to(&self) -> Option<&Path> {
-        self.attached_to.as_deref()
-    }
-
     pub fn names(&self) -> Vec<String> {
         self.ebpf
             .programs()

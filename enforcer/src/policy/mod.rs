@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod cidr;
+pub mod diff;
 mod parse;
 mod span;
 #[cfg(test)]

@@ -1,0 +1,77 @@
+//! Command-line interface: the daemon (`run`) and its clients.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::control::DEFAULT_SOCKET;
+
+#[derive(Parser)]
+#[command(
+    name = "enforcer",
+    version,
+    about = "Kernel-level eBPF network enforcer"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Load the kernel programs, apply the policy and enforce it until stopped.
+    Run {
+        /// Policy files, applied together as one policy.
+        #[arg(long, required = true, num_args = 1..)]
+        policy: Vec<PathBuf>,
+        /// Enforce only in this cgroup v2 subtree (default: the whole machine).
+        #[arg(long)]
+        cgroup: Option<PathBuf>,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// Also append events, as JSON lines, to this file.
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Check or apply policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print the daemon's events as JSON lines.
+    Events {
+        /// Keep streaming new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Show what the daemon enforces and what it has seen.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files offline: exit 0 if valid, 1 with FILE:LINE:COL errors if not.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate and send policy files to the daemon, which switches to them atomically.
+    Apply {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Args)]
+pub struct SocketArg {
+    /// The daemon's control socket.
+    #[arg(long = "socket", default_value = DEFAULT_SOCKET)]
+    pub path: PathBuf,
+}

@@ -1,0 +1,208 @@
+//! The control protocol between the CLI and the daemon: length-prefixed
+//! JSON frames over a Unix stream socket.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of
+//! JSON. The length is checked before anything is read, so a huge or
+//! garbage length costs the daemon nothing.
+
+use std::{io, path::Path};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::UnixStream,
+};
+
+use crate::{
+    compile::ImageStats,
+    maps::CounterTotals,
+    policy::{PolicyErrors, Source, diff::PolicyDiff, diff::RuleSummary},
+};
+
+pub const DEFAULT_SOCKET: &str = "/run/enforcer/control.sock";
+
+/// Large enough for a policy of a million CIDRs in text.
+pub const MAX_FRAME: u32 = 64 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Apply { sources: Vec<Source> },
+    Status,
+    Events { follow: bool },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Applied(ApplyReport),
+    /// The policy did not validate; nothing changed.
+    Invalid {
+        errors: PolicyErrors,
+    },
+    Status(StatusReport),
+    Event {
+        line: String,
+    },
+    /// A follower fell behind and missed this many events.
+    Lagged {
+        skipped: u64,
+    },
+    EndOfEvents,
+    /// The request failed; nothing changed.
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub generation: u64,
+    pub diff: PolicyDiff,
+    pub before: ImageStats,
+    pub after: ImageStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub cgroup: String,
+    pub programs: Vec<String>,
+    pub generation: u64,
+    pub applied_at: String,
+    /// The uid that applied the policy; `None` for the policy given at start.
+    pub applied_by: Option<u32>,
+    pub rules: Vec<RuleSummary>,
+    pub image: ImageStats,
+    pub counters: CounterTotals,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("a frame of {0} bytes is over the limit of {MAX_FRAME}")]
+    TooLarge(u32),
+    #[error("a malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub async fn write_frame<T: Serialize>(
+    writer: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(message)?;
+    let length = u32::try_from(body.len())
+        .ok()
+        .filter(|&n| n <= MAX_FRAME)
+        .ok_or(FrameError::TooLarge(u32::MAX))?;
+    writer.write_all(&length.to_be_bytes()).await?;
+    writer.write_all(&body).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// The next message, or `None` when the peer closed the stream cleanly
+/// between frames.
+pub async fn read_frame<T: DeserializeOwned>(
+    reader: &mut (impl AsyncRead + Unpin),
+) -> Result<Option<T>, FrameError> {
+    let mut length = [0u8; 4];
+    match reader.read_exact(&mut length).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let length = u32::from_be_bytes(length);
+    if length > MAX_FRAME {
+        return Err(FrameError::TooLarge(length));
+    }
+    let mut body = vec![0u8; length as usize];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(serde_json::from_slice(&body)?))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the enforcer daemon at {path} ({source}); is `enforcer run` running, and is --socket right?"
+    )]
+    Connect {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("talking to the daemon: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the daemon closed the connection without answering")]
+    Closed,
+}
+
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    pub async fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self { stream })
+    }
+
+    pub async fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        Ok(write_frame(&mut self.stream, request).await?)
+    }
+
+    pub async fn receive(&mut self) -> Result<Response, ClientError> {
+        read_frame(&mut self.stream)
+            .await?
+            .ok_or(ClientError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        write_frame(&mut a, &Request::Events { follow: true })
+            .await
+            .unwrap();
+        drop(a);
+        let request: Request = read_frame(&mut b).await.unwrap().unwrap();
+        assert!(matches!(request, Request::Events { follow: true }));
+        assert!(read_frame::<Request>(&mut b).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_an_oversized_length_without_reading_on() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(MAX_FRAME + 1).to_be_bytes()).await.unwrap();
+        let error = read_frame::<Request>(&mut b).await.unwrap_err();
+        assert!(matches!(error, FrameError::TooLarge(n) if n == MAX_FRAME + 1));
+    }
+
+    #[tokio::test]
+    async fn reports_garbage_and_truncation() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&5u32.to_be_bytes()).await.unwrap();
+        a.write_all(b"{oops").await.unwrap();
+        assert!(matches!(
+            read_frame::<Request>(&mut b).await,
+            Err(FrameError::Json(_))
+        ));
+
+        a.write_all(&10u32.to_be_bytes()).await.unwrap();
+        a.write_all(b"{}").await.unwrap();
+        drop(a);
+        assert!(matches!(
+            read_frame::<Request>(&mut b).await,
+            Err(FrameError::Io(_))
+        ));
+    }
+}

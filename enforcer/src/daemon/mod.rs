@@ -1,0 +1,246 @@
+//! `enforcer run`: checks the host, loads and attaches the programs with
+//! the first policy, then serves the control socket and streams events
+//! until SIGTERM or SIGINT.
+
+mod owner;
+mod server;
+
+use std::{
+    fs::{self, OpenOptions},
+    io,
+    os::unix::{fs::PermissionsExt as _, net::UnixDatagram},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    capabilities::{Capabilities, CapabilityError},
+    cgroup::{self, CgroupError},
+    compile::{self, CompileError},
+    events::{
+        Event, EventBody, decode,
+        hub::{EventHub, Output},
+        rules::RuleBook,
+    },
+    policy::{self, PolicyErrors},
+    programs::{self, Loaded, ProgramsError},
+};
+use owner::{Kernel, Owner};
+
+pub struct RunOptions {
+    pub policy: Vec<PathBuf>,
+    pub cgroup: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub events: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("the policy is not valid:\n{0}")]
+    Policy(#[from] PolicyErrors),
+    #[error("the policy cannot be compiled: {0}")]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Programs(#[from] ProgramsError),
+    #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
+    SocketInUse(PathBuf),
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("events file {path}: {source}")]
+    EventsFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Runtime(#[source] io::Error),
+}
+
+pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
+    // Everything that can fail for a reason the user can fix is checked
+    // before anything touches the kernel.
+    let capabilities = Capabilities::detect()?;
+    let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
+    let policy = policy::load_files(&options.policy)?;
+    let compiled = compile::compile(&policy)?;
+    let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
+    let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
+    let rules = Arc::new(RuleBook::default());
+
+    let Loaded {
+        programs,
+        generation,
+        counters,
+        events,
+    } = programs::load()?;
+    let kernel = Kernel {
+        programs,
+        slot: generation,
+        counters,
+    };
+    let owner = Owner::start(
+        kernel,
+        policy,
+        compiled,
+        target.clone(),
+        rules.clone(),
+        hub.clone(),
+    )?;
+    let ready = EventBody::Ready {
+        generation: owner.generation(),
+        cgroup: target.display().to_string(),
+        programs: owner.program_names(),
+        rules: owner.rule_count(),
+    };
+
+    let (commands, receiver) = mpsc::channel(16);
+    let owner_thread = std::thread::Builder::new()
+        .name("enforcer-owner".into())
+        .spawn(move || owner.run(receiver))
+        .map_err(DaemonError::Runtime)?;
+    let reader = tokio::spawn(read_kernel_events(events, rules, hub.clone()));
+    let server = tokio::spawn(server::serve(listener, commands, hub.clone()));
+
+    hub.publish(&Event::now(ready));
+    notify_systemd_ready();
+
+    let reason = wait_for_stop_signal().await.map_err(DaemonError::Runtime)?;
+    // Dropping the server drops the last command sender; the owner then
+    // returns and its programs detach.
+    server.abort();
+    let _ = server.await;
+    let _ = owner_thread.join();
+    reader.abort();
+    hub.publish(&Event::now(EventBody::Shutdown { reason }));
+    Ok(())
+}
+
+fn outputs(events_file: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
+    let mut outputs = vec![Output::new("stdout", io::stdout())];
+    if let Some(path) = events_file {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| DaemonError::EventsFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        outputs.push(Output::new(path.display().to_string(), file));
+    }
+    Ok(outputs)
+}
+
+/// Removes the socket file when the daemon stops or fails to start.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Binds the socket with mode 0600 in a directory made if missing. A
+/// leftover socket file from a crashed daemon is replaced; a live one is
+/// not.
+async fn bind_control_socket(path: &Path) -> Result<(UnixListener, SocketFile), DaemonError> {
+    let fail = |source| DaemonError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(DaemonError::SocketInUse(path.to_path_buf()));
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(fail)?;
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(fail(error)),
+    }
+    let listener = UnixListener::bind(path).map_err(fail)?;
+    let file = SocketFile(path.to_path_buf());
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    Ok((listener, file))
+}
+
+async fn read_kernel_events(ring: RingBuf<MapData>, rules: Arc<RuleBook>, hub: Arc<EventHub>) {
+    // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged,
+    // for as long as it lives, which is as long as the AsyncFd.
+    let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
+    let mut ring = match registered {
+        Ok(ring) => ring,
+        Err(error) => {
+            eprintln!("enforcer: cannot watch the events ring buffer: {error}");
+            return;
+        }
+    };
+    loop {
+        let mut ready = match ring.readable_mut().await {
+            Ok(ready) => ready,
+            Err(error) => {
+                eprintln!("enforcer: events ring buffer: {error}");
+                return;
+            }
+        };
+        let records = ready.get_inner_mut();
+        while let Some(record) = records.next() {
+            match decode::decode(&record, &rules) {
+                Ok(event) => hub.publish(&event),
+                Err(error) => eprintln!("enforcer: skipped an event: {error}"),
+            }
+        }
+        ready.clear_ready();
+    }
+}
+
+async fn wait_for_stop_signal() -> io::Result<String> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
+    .to_string())
+}
+
+/// Tells systemd (`Type=notify`) that enforcement is active.
+fn notify_systemd_ready() {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|socket| {
+        let bytes = target.as_encoded_bytes();
+        // A leading '@' names a socket in the abstract namespace.
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt as _;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(b"READY=1", &address)
+        } else {
+            socket.send_to(b"READY=1", &target)
+        }
+    });
+    if let Err(error) = sent {
+        eprintln!(
+            "enforcer: cannot notify systemd through {}: {error}",
+            target.display()
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The control socket: one task per client, each request checked and
+//! passed to the owner. A slow or broken client only ever costs its own
+//! task.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    net::{UnixListener, UnixStream},
+    sync::{broadcast::error::RecvError, mpsc, oneshot},
+    time::timeout,
+};
+
+use super::owner::{Command, Peer};
+use crate::{
+    control::{FrameError, Request, Response, read_frame, write_frame},
+    events::hub::EventHub,
+};
+
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>, hub: Arc<EventHub>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let (commands, hub) = (commands.clone(), hub.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = handle(stream, commands, hub).await {
+                        eprintln!("enforcer: control client: {error}");
+                    }
+                });
+            }
+            Err(error) => {
+                eprintln!("enforcer: control socket accept: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(
+    mut stream: UnixStream,
+    commands: mpsc::Sender<Command>,
+    hub: Arc<EventHub>,
+) -> Result<(), FrameError> {
+    let credentials = stream.peer_cred()?;
+    // The socket is mode 0600 already; this holds even if its mode is
+    // loosened by hand.
+    if credentials.uid() != 0 {
+        let message = format!(
+            "uid {} may not control the enforcer; only root may",
+            credentials.uid()
+        );
+        return write_frame(&mut stream, &Response::Error { message }).await;
+    }
+    let peer = Peer {
+        uid: credentials.uid(),
+        pid: credentials.pid().and_then(|pid| u32::try_from(pid).ok()),
+    };
+
+    let request = match timeout(REQUEST_TIMEOUT, read_frame::<Request>(&mut stream)).await {
+        Ok(Ok(Some(request))) => request,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(error)) => {
+            let message = format!("bad request: {error}");
+            return write_frame(&mut stream, &Response::Error { message }).await;
+        }
+        Err(_) => {
+            let message = format!("no complete request within {} s", REQUEST_TIMEOUT.as_secs());
+            return write_frame(&mut stream, &Response::Error { message }).await;
+        }
+    };
+
+    match request {
+        Request::Apply { sources } => {
+            let response = ask(&commands, |reply| Command::Apply {
+                sources,
+                peer,
+                reply,
+            })
+            .await;
+            write_frame(&mut stream, &response).await
+        }
+        Request::Status => {
+            let response = ask(&commands, |reply| Command::Status { reply }).await;
+            write_frame(&mut stream, &response).await
+        }
+        Request::Events { follow } => stream_events(&mut stream, &hub, follow).await,
+    }
+}
+
+async fn ask(
+    commands: &mpsc::Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<Response>) -> Command,
+) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if commands.send(command(reply)).await.is_err() {
+        return Response::Error {
+            message: "the daemon is shutting down".into(),
+        };
+    }
+    answer.await.unwrap_or_else(|_| Response::Error {
+        message: "the daemon is shutting down".into(),
+    })
+}
+
+async fn stream_events(
+    stream: &mut UnixStream,
+    hub: &EventHub,
+    follow: bool,
+) -> Result<(), FrameError> {
+    let (history, mut live) = hub.subscribe();
+    for line in history {
+        write_frame(
+            stream,
+            &Response::Event {
+                line: line.to_string(),
+            },
+        )
+        .await?;
+    }
+    if !follow {
+        return write_frame(stream, &Response::EndOfEvents).await;
+    }
+    loop {
+        match live.recv().await {
+            Ok(line) => {
+                write_frame(
+                    stream,
+                    &Response::Event {
+                        line: line.to_string(),
+                    },
+                )
+                .await?
+            }
+            Err(RecvError::Lagged(skipped)) => {
+                write_frame(stream, &Response::Lagged { skipped }).await?
+            }
+            Err(RecvError::Closed) => return write_frame(stream, &Response::EndOfEvents).await,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Kernel records to events.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use enforcer_common::{
+    decision::Action,
+    event::{FAMILY_V4, Hook, NetEvent},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+};
+
+use super::{Event, EventBody, NetVerdict, Verdict, rules::RuleBook};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("a ring buffer record of {0} bytes; the kernel programs write {size}", size = size_of::<NetEvent>())]
+    Size(usize),
+    #[error("a record with unknown hook {0}")]
+    Hook(u8),
+    #[error("a record with verdict {0}, which is never reported")]
+    Verdict(u32),
+}
+
+pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
+    if record.len() != size_of::<NetEvent>() {
+        return Err(DecodeError::Size(record.len()));
+    }
+    // SAFETY: the length matches and every bit pattern is a valid NetEvent;
+    // the ring buffer only aligns records to 8 bytes, so read unaligned.
+    let raw: NetEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
+    let verdict = match raw.verdict {
+        v if v == Action::Block as u32 => Verdict::Blocked,
+        v if v == Action::Audit as u32 => Verdict::Audit,
+        other => return Err(DecodeError::Verdict(other)),
+    };
+    let daddr = if raw.family == FAMILY_V4 {
+        Ipv4Addr::new(raw.daddr[0], raw.daddr[1], raw.daddr[2], raw.daddr[3]).to_string()
+    } else {
+        Ipv6Addr::from(raw.daddr).to_string()
+    };
+    let net = NetVerdict {
+        verdict,
+        rule: rules.name(raw.generation, raw.rule),
+        pid: raw.pid,
+        ppid: parent_pid(raw.pid),
+        tid: raw.tid,
+        uid: raw.uid,
+        gid: raw.gid,
+        comm: c_string(&raw.comm),
+        daddr,
+        dport: raw.dport,
+        proto: match raw.protocol {
+            IPPROTO_TCP => "tcp".to_string(),
+            IPPROTO_UDP => "udp".to_string(),
+            other => other.to_string(),
+        },
+        hook: hook_name(hook).to_string(),
+        generation: raw.generation,
+        cgroup_id: raw.cgroup_id,
+    };
+    let body = match hook {
+        Hook::Connect4 | Hook::Connect6 => EventBody::Connect(net),
+        Hook::Sendmsg4 | Hook::Sendmsg6 => EventBody::Sendmsg(net),
+    };
+    Ok(Event::at(wall_time(raw.boot_ns), body))
+}
+
+fn hook_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Connect4 => enforcer_common::names::PROG_CONNECT4,
+        Hook::Connect6 => enforcer_common::names::PROG_CONNECT6,
+        Hook::Sendmsg4 => enforcer_common::names::PROG_SENDMSG4,
+        Hook::Sendmsg6 => enforcer_common::names::PROG_SENDMSG6,
+    }
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// The kernel stamps `CLOCK_BOOTTIME`, which keeps counting through
+/// suspend; wall time is derived by the distance from now.
+fn wall_time(boot_ns: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return now;
+    }
+    let boot_now = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    let age = boot_now.saturating_sub(Duration::from_nanos(boot_ns));
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// The parent from `/proc/PID/stat`, whose fourth field follows the
+/// parenthesised command name (which may itself contain spaces and ')').
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ppid(&stat)
+}
+
+fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use enforcer_common::event::FAMILY_V6;
+
+    use super::*;
+
+    fn record(event: NetEvent) -> Vec<u8> {
+        // SAFETY: NetEvent is plain data without padding.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&event as *const NetEvent).cast::<u8>(),
+                size_of::<NetEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    fn sample() -> NetEvent {
+        let mut comm = [0u8; 16];
+        comm[..7].copy_from_slice(b"curl  x");
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[149, 154, 167, 99]);
+        NetEvent {
+            boot_ns: 0,
+            cgroup_id: 7,
+            generation: 3,
+            rule: 1,
+            pid: u32::MAX,
+            tid: 11,
+            uid: 1000,
+            gid: 1000,
+            verdict: Action::Block as u32,
+            daddr,
+            dport: 443,
+            hook: Hook::Connect4 as u8,
+            family: FAMILY_V4,
+            protocol: IPPROTO_TCP,
+            _reserved: [0; 3],
+            comm,
+        }
+    }
+
+    #[test]
+    fn decodes_a_blocked_connect_with_the_rule_name() {
+        let rules = RuleBook::default();
+        rules.insert(3, vec!["zoom".into(), "telegram".into()]);
+        let event = decode(&record(sample()), &rules).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
+        assert_eq!(json["kind"], "connect");
+        assert_eq!(json["verdict"], "blocked");
+        let EventBody::Connect(net) = event.body else {
+            panic!("not a connect: {event:?}")
+        };
+        assert_eq!(net.verdict, Verdict::Blocked);
+        assert_eq!(net.rule, "telegram");
+        assert_eq!(net.daddr, "149.154.167.99");
+        assert_eq!(net.dport, 443);
+        assert_eq!(net.proto, "tcp");
+        assert_eq!(net.comm, "curl  x");
+        assert_eq!(net.hook, "connect4");
+        assert_eq!(net.ppid, None, "no process has pid u32::MAX");
+    }
+
+    #[test]
+    fn decodes_an_audited_ipv6_datagram() {
+        let mut raw = sample();
+        raw.hook = Hook::Sendmsg6 as u8;
+        raw.family = FAMILY_V6;
+        raw.daddr = "2001:b28:f23d::1".parse::<Ipv6Addr>().unwrap().octets();
+        raw.protocol = IPPROTO_UDP;
+        raw.verdict = Action::Audit as u32;
+        let event = decode(&record(raw), &RuleBook::default()).unwrap();
+        let EventBody::Sendmsg(net) = event.body else {
+            panic!("not a sendmsg: {event:?}")
+        };
+        assert_eq!(net.verdict, Verdict::Audit);
+        assert_eq!(net.daddr, "2001:b28:f23d::1");
+        assert_eq!(net.proto, "udp");
+        assert_eq!(net.rule, "#1 (generation 3)");
+    }
+
+    #[test]
+    fn rejects_malformed_records() {
+        let rules = RuleBook::default();
+        assert_eq!(decode(&[0; 12], &rules), Err(DecodeError::Size(12)));
+        let mut raw = sample();
+        raw.hook = 99;
+        assert_eq!(decode(&record(raw), &rules), Err(DecodeError::Hook(99)));
+        let mut raw = sample();
+        raw.verdict = Action::Allow as u32;
+        assert_eq!(decode(&record(raw), &rules), Err(DecodeError::Verdict(1)));
+    }
+
+    #[test]
+    fn reads_the_parent_from_a_stat_line_with_a_tricky_name() {
+        assert_eq!(parse_stat_ppid("42 (a) b) c) S 17 42 42 0 -1"), Some(17));
+        assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+}

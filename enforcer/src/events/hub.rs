@@ -1,0 +1,139 @@
+//! Fans events out: to the daemon's outputs (stdout, the events file), to a
+//! short history for `enforcer events`, and to followers.
+
+use std::{
+    collections::VecDeque,
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::broadcast;
+
+use super::Event;
+
+/// Lines kept for `enforcer events` without `--follow`.
+const HISTORY: usize = 1024;
+/// Lines a slow follower may fall behind before it is told it missed some.
+const FOLLOWER_BACKLOG: usize = 4096;
+
+pub struct EventHub {
+    state: Mutex<HubState>,
+    followers: broadcast::Sender<Arc<str>>,
+}
+
+struct HubState {
+    history: VecDeque<Arc<str>>,
+    outputs: Vec<Output>,
+}
+
+pub struct Output {
+    name: String,
+    writer: Box<dyn Write + Send>,
+    failed: bool,
+}
+
+impl Output {
+    pub fn new(name: impl Into<String>, writer: impl Write + Send + 'static) -> Self {
+        Self {
+            name: name.into(),
+            writer: Box::new(writer),
+            failed: false,
+        }
+    }
+}
+
+impl EventHub {
+    pub fn new(outputs: Vec<Output>) -> Self {
+        let (followers, _) = broadcast::channel(FOLLOWER_BACKLOG);
+        Self {
+            state: Mutex::new(HubState {
+                history: VecDeque::new(),
+                outputs,
+            }),
+            followers,
+        }
+    }
+
+    pub fn publish(&self, event: &Event) {
+        let line: Arc<str> = event.to_json_line().into();
+        let mut state = self.state.lock().expect("event hub lock");
+        for output in &mut state.outputs {
+            let written = writeln!(output.writer, "{line}").and_then(|()| output.writer.flush());
+            if let Err(error) = written
+                && !output.failed
+            {
+                // Said once: a closed stdout must not flood stderr.
+                eprintln!("enforcer: cannot write events to {}: {error}", output.name);
+                output.failed = true;
+            }
+        }
+        if state.history.len() == HISTORY {
+            state.history.pop_front();
+        }
+        state.history.push_back(line.clone());
+        // No followers is not an error.
+        let _ = self.followers.send(line);
+    }
+
+    /// The history so far and a receiver for everything after it, taken
+    /// together so that nothing is missed or seen twice.
+    pub fn subscribe(&self) -> (Vec<Arc<str>>, broadcast::Receiver<Arc<str>>) {
+        let state = self.state.lock().expect("event hub lock");
+        (
+            state.history.iter().cloned().collect(),
+            self.followers.subscribe(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventBody;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn shutdown(reason: &str) -> Event {
+        Event::now(EventBody::Shutdown {
+            reason: reason.into(),
+        })
+    }
+
+    #[test]
+    fn writes_lines_keeps_history_and_feeds_followers() {
+        let sink = Shared::default();
+        let hub = EventHub::new(vec![Output::new("test", sink.clone())]);
+        hub.publish(&shutdown("one"));
+        let (history, mut follower) = hub.subscribe();
+        hub.publish(&shutdown("two"));
+
+        assert_eq!(history.len(), 1);
+        assert!(history[0].contains("\"one\""));
+        assert!(follower.try_recv().unwrap().contains("\"two\""));
+        assert!(follower.try_recv().is_err(), "nothing seen twice");
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 2);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let hub = EventHub::new(Vec::new());
+        for n in 0..HISTORY + 5 {
+            hub.publish(&shutdown(&n.to_string()));
+        }
+        let (history, _) = hub.subscribe();
+        assert_eq!(history.len(), HISTORY);
+        assert!(history[0].contains("\"5\""));
+    }
+}

@@ -1,0 +1,91 @@
+//! Events: what the daemon reports, one JSON object per line.
+//!
+//! Kernel verdicts arrive as fixed records in the ring buffer; [`decode`]
+//! turns them into [`Event`]s with rule names and process details, and
+//! [`hub`] writes them to stdout, the events file and every subscriber.
+
+pub mod decode;
+pub mod hub;
+pub mod rules;
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub ts: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Event {
+    pub fn now(body: EventBody) -> Self {
+        Self::at(SystemTime::now(), body)
+    }
+
+    pub fn at(time: SystemTime, body: EventBody) -> Self {
+        Self {
+            ts: humantime::format_rfc3339_micros(time).to_string(),
+            body,
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events serialize to JSON")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// Enforcement is active: programs attached, first policy in force.
+    Ready {
+        generation: u64,
+        cgroup: String,
+        programs: Vec<String>,
+        rules: usize,
+    },
+    Connect(NetVerdict),
+    Sendmsg(NetVerdict),
+    /// A new policy generation is in force.
+    PolicyApplied {
+        generation: u64,
+        rules: usize,
+        uid: Option<u32>,
+        pid: Option<u32>,
+    },
+    /// The daemon is stopping and has detached its programs.
+    Shutdown {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Blocked,
+    Audit,
+}
+
+/// One connect or datagram the policy matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetVerdict {
+    pub verdict: Verdict,
+    pub rule: String,
+    pub pid: u32,
+    /// `None` when the process was gone before the event was read.
+    pub ppid: Option<u32>,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub daddr: String,
+    pub dport: u16,
+    /// "tcp", "udp" or the IP protocol number.
+    pub proto: String,
+    pub hook: String,
+    pub generation: u64,
+    pub cgroup_id: u64,
+}

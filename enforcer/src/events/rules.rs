@@ -1,0 +1,52 @@
+//! Rule names by generation. The kernel reports rule indices; an event can
+//! still sit in the ring buffer after the next generation is in force, so
+//! the names of a few recent generations are kept.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+/// How many generations' names are kept for events still in flight.
+const KEPT_GENERATIONS: usize = 8;
+
+#[derive(Default)]
+pub struct RuleBook {
+    generations: RwLock<BTreeMap<u64, Arc<[String]>>>,
+}
+
+impl RuleBook {
+    pub fn insert(&self, generation: u64, names: Vec<String>) {
+        let mut generations = self.generations.write().expect("rule book lock");
+        generations.insert(generation, names.into());
+        while generations.len() > KEPT_GENERATIONS {
+            generations.pop_first();
+        }
+    }
+
+    pub fn name(&self, generation: u64, rule: u32) -> String {
+        let generations = self.generations.read().expect("rule book lock");
+        generations
+            .get(&generation)
+            .and_then(|names| names.get(rule as usize))
+            .cloned()
+            .unwrap_or_else(|| format!("#{rule} (generation {generation})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_rules_of_recent_generations_only() {
+        let book = RuleBook::default();
+        for generation in 1..=10 {
+            book.insert(generation, vec![format!("rule-of-{generation}")]);
+        }
+        assert_eq!(book.name(10, 0), "rule-of-10");
+        assert_eq!(book.name(3, 0), "rule-of-3");
+        assert_eq!(book.name(2, 0), "#0 (generation 2)");
+        assert_eq!(book.name(10, 5), "#5 (generation 10)");
+    }
+}
