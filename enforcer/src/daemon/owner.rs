@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    compile::{self, Compiled},
+    compile::{self, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
     maps::{Counters, GenerationSlot},
@@ -54,7 +54,8 @@ pub struct Owner {
 struct Live {
     number: u64,
     policy: Policy,
-    compiled: Compiled,
+    /// Only the sizes: the image itself lives in the kernel.
+    stats: ImageStats,
     applied_at: SystemTime,
     applied_by: Option<Peer>,
 }
@@ -82,7 +83,7 @@ impl Owner {
         let live = Live {
             number,
             policy,
-            compiled,
+            stats: compiled.stats,
             applied_at: SystemTime::now(),
             applied_by: None,
         };
@@ -156,13 +157,13 @@ impl Owner {
         let report = ApplyReport {
             generation: number,
             diff: PolicyDiff::between(&self.live.policy, &policy),
-            before: self.live.compiled.stats,
+            before: self.live.stats,
             after: compiled.stats,
         };
         self.live = Live {
             number,
             policy,
-            compiled,
+            stats: compiled.stats,
             applied_at: SystemTime::now(),
             applied_by: Some(peer),
         };
@@ -191,7 +192,7 @@ impl Owner {
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),
             applied_by: self.live.applied_by.map(|peer| peer.uid),
             rules: self.live.policy.rules.iter().map(RuleSummary::of).collect(),
-            image: self.live.compiled.stats,
+            image: self.live.stats,
             counters,
         })
     }

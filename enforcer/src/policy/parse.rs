@@ -355,7 +355,9 @@ fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
         "a rule needs at least one network",
     )?;
     let (cidrs, clean) = cx.clean(|cx| {
-        let mut cidrs: Vec<(Cidr, usize)> = Vec::with_capacity(items.len());
+        let mut cidrs: Vec<Cidr> = Vec::with_capacity(items.len());
+        // Where each CIDR was first seen; policies list up to millions.
+        let mut first_seen: HashMap<Cidr, usize> = HashMap::with_capacity(items.len());
         for item in items.iter() {
             let DeValue::String(text) = item.get_ref() else {
                 cx.wrong_type(item, "each CIDR must be a string");
@@ -370,7 +372,7 @@ fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
             };
             // Compared after normalisation, so "10.0.0.1" and
             // "::ffff:10.0.0.1/128" are the same network.
-            if let Some(&(_, first)) = cidrs.iter().find(|(seen, _)| *seen == cidr) {
+            if let Some(&first) = first_seen.get(&cidr) {
                 let (line, column) = cx.index.position(first);
                 cx.error(
                     item.span(),
@@ -381,9 +383,10 @@ fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
                 );
                 continue;
             }
-            cidrs.push((cidr, item.span().start));
+            first_seen.insert(cidr, item.span().start);
+            cidrs.push(cidr);
         }
-        cidrs.into_iter().map(|(cidr, _)| cidr).collect()
+        cidrs
     });
     clean.then_some(cidrs)
 }
