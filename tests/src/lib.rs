@@ -1,1 +1,797 @@
+//! Harness for enforcer's privileged integration tests.
+//!
+//! The tests run the real daemon (`$ENFORCER_BIN`, built and set by
+//! `cargo xtask test`) as root against the real kernel, each in a cgroup v2
+//! directory of its own:
+//!
+//! - [`TestCgroup`] makes that directory and, on drop (also on panic), kills
+//!   whatever is left in it and removes it;
+//! - [`Daemon`] runs `enforcer run` attached to it, collects its event lines
+//!   and stops it on drop (SIGTERM, then SIGKILL), so programs are detached
+//!   whatever happens; a daemon that does not exit 0 on SIGTERM fails the
+//!   test;
+//! - [`probe`] runs the `netprobe` helper, which joins the cgroup before it
+//!   opens its socket (the kernel judges a socket by the cgroup it was
+//!   created in) and reports `ok` or the errno of one network operation.
+//!
+//! Tests only use 127.0.0.2–127.0.0.254 and ::1, and run real listeners so
+//! an allowed TCP connect really succeeds.
 
+pub mod bpf;
+
+use std::{
+    env,
+    ffi::OsStr,
+    fs,
+    io::{BufRead, BufReader, Read},
+    net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket},
+    path::{Path, PathBuf},
+    process::{self, Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long the daemon may take to print its ready line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an event may take to show up on the daemon's stdout.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a CLI command or a probe may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The enforcer binary under test, from `ENFORCER_BIN`. Panics (never skips)
+/// when it is missing, so a plain `cargo test` cannot pass by accident.
+pub fn enforcer_bin() -> PathBuf {
+    let path = env::var_os("ENFORCER_BIN")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "ENFORCER_BIN is not set. These tests run the real enforcer daemon as root: \
+                 run them with `cargo xtask test`, which builds target/debug/enforcer and sets \
+                 ENFORCER_BIN (or set it yourself to the absolute path of that binary)."
+            )
+        });
+    assert!(
+        path.is_file(),
+        "ENFORCER_BIN={} is not a file; run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// A `Command` for `$ENFORCER_BIN ARGS...`.
+pub fn enforcer<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(enforcer_bin());
+    command.args(args);
+    command
+}
+
+/// Runs `command` to completion (at most [`COMMAND_TIMEOUT`]) and returns
+/// its output.
+pub fn run(command: &mut Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    finish(child, COMMAND_TIMEOUT, &format!("{command:?}"))
+}
+
+/// Waits for a child whose stdout and stderr are piped, killing it after
+/// `timeout`, and collects its output.
+fn finish(mut child: Child, timeout: Duration, what: &str) -> Output {
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    let status = wait_timeout(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {timeout:?}; killed it");
+    });
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn read_all(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `enforcer-test-<pid>-<counter>`: unique among parallel tests and runs.
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "enforcer-test-{}-{}",
+        process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The mount point of the cgroup v2 hierarchy, found the daemon's way.
+pub fn cgroup2_mount() -> PathBuf {
+    enforcer::cgroup::cgroup2_mount().unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A cgroup v2 directory of one test. Dropping it kills every process left
+/// in it and removes it.
+pub struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new() -> Self {
+        enforcer_bin();
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
+        );
+        let path = cgroup2_mount().join(unique_name());
+        fs::create_dir(&path)
+            .unwrap_or_else(|error| panic!("cannot create cgroup {}: {error}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The processes in this cgroup.
+    pub fn procs(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Default for TestCgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let procs = self.procs();
+            if procs.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "warning: processes {procs:?} are still in {}",
+                    self.path.display()
+                );
+                break;
+            }
+            for pid in procs {
+                // The test process itself never joins a test cgroup.
+                if pid != process::id() as i32 {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        // A killed task may take a moment to leave: rmdir says EBUSY until then.
+        loop {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => break,
+                Err(error)
+                    if error.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => {
+                    eprintln!(
+                        "warning: cannot remove cgroup {}: {error}",
+                        self.path.display()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A temporary directory, removed with its contents on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = env::temp_dir().join(unique_name());
+        fs::create_dir(&path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(name);
+        fs::write(&path, contents)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        path
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The daemon's stdout, line by line, as its reader thread sees it.
+#[derive(Default)]
+struct Stdout {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct StdoutLog {
+    state: Mutex<Stdout>,
+    changed: Condvar,
+}
+
+impl StdoutLog {
+    /// Collects the lines of `pipe` on a thread of their own.
+    fn collect(pipe: impl Read + Send + 'static) -> Arc<Self> {
+        let log = Arc::new(Self::default());
+        let writer = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                writer.state.lock().unwrap().lines.push(line);
+                writer.changed.notify_all();
+            }
+            writer.state.lock().unwrap().closed = true;
+            writer.changed.notify_all();
+        });
+        log
+    }
+
+    /// The first line from the `skip`th on that parses as JSON satisfying
+    /// `predicate`, waiting up to `timeout` for it.
+    fn wait_for_event(
+        &self,
+        skip: usize,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        self.wait_for(timeout, |lines| {
+            lines
+                .iter()
+                .skip(skip)
+                .map(|line| parse_event(line))
+                .find(|event| predicate(event))
+        })
+    }
+
+    /// Waits until `found` returns `Some` for the lines so far, the stream
+    /// closes, or `timeout` passes.
+    fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut found: impl FnMut(&[String]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if let Some(result) = found(&state.lines) {
+                return Some(result);
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                return None;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.state.lock().unwrap().lines.clone()
+    }
+}
+
+/// Why `enforcer run` did not become ready.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// `None` when it was still running at the deadline (it was killed).
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+/// A running `enforcer run`, with its temp dir for policy files and the
+/// control socket.
+pub struct Daemon {
+    child: Option<Child>,
+    dir: TempDir,
+    socket: PathBuf,
+    stdout: Arc<StdoutLog>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    applies: u32,
+}
+
+impl Daemon {
+    /// Starts the daemon attached to `cgroup` with `policy` (TOML text) and
+    /// waits for its ready line; panics with its stderr if it does not come.
+    pub fn start(cgroup: &TestCgroup, policy: &str) -> Self {
+        Self::start_with(cgroup, policy, &[])
+    }
+
+    /// Runs `enforcer run --policy P --cgroup DIR --socket S` and waits up to
+    /// [`READY_TIMEOUT`] for its first stdout line, which must be
+    /// `{"kind":"ready",...}`.
+    pub fn try_start(cgroup_dir: &Path, policy: &str) -> Result<Self, StartFailure> {
+        Self::try_start_with(cgroup_dir, policy, &[])
+    }
+
+    /// [`Daemon::start`] with more arguments for `enforcer run`.
+    pub fn start_with(cgroup: &TestCgroup, policy: &str, extra: &[&OsStr]) -> Self {
+        Self::try_start_with(cgroup.path(), policy, extra).unwrap_or_else(|failure| {
+            panic!(
+                "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
+                failure.status, failure.stdout, failure.stderr
+            )
+        })
+    }
+
+    fn try_start_with(
+        cgroup_dir: &Path,
+        policy: &str,
+        extra: &[&OsStr],
+    ) -> Result<Self, StartFailure> {
+        let dir = TempDir::new();
+        let policy_path = dir.write("policy.toml", policy);
+        let socket = dir.path().join("control.sock");
+        let mut child = enforcer(["run", "--policy"])
+            .arg(&policy_path)
+            .arg("--cgroup")
+            .arg(cgroup_dir)
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start $ENFORCER_BIN run");
+
+        let stdout = StdoutLog::collect(child.stdout.take().expect("piped stdout"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("piped stderr");
+        let text = Arc::clone(&stderr);
+        let stderr_reader = thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+
+        let mut daemon = Self {
+            child: Some(child),
+            dir,
+            socket,
+            stdout,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            applies: 0,
+        };
+        let first = daemon
+            .stdout
+            .wait_for(READY_TIMEOUT, |lines| lines.first().cloned());
+        let ready = first
+            .as_deref()
+            .and_then(|line| serde_json::from_str::<Value>(line).ok());
+        if ready.is_some_and(|ready| ready["kind"] == "ready") {
+            return Ok(daemon);
+        }
+        let status = daemon.terminate().ok();
+        Err(StartFailure {
+            status,
+            stdout: daemon.stdout.lines(),
+            stderr: daemon.stderr(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's temp dir (policy files, control socket).
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Every stdout line after the ready line, parsed. Panics on a line that
+    /// is not JSON: the spec says every line is.
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .iter()
+            .skip(1)
+            .map(|line| parse_event(line))
+            .collect()
+    }
+
+    /// The first event (stdout line after the ready line) that satisfies
+    /// `predicate`, waiting up to `timeout` for it.
+    pub fn wait_for_event(
+        &self,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        self.stdout.wait_for_event(1, predicate, timeout)
+    }
+
+    /// Like [`Self::wait_for_event`] with [`EVENT_TIMEOUT`], but panics with
+    /// everything the daemon printed when no event matches.
+    pub fn expect_event(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_event(predicate, EVENT_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no event {what} within {EVENT_TIMEOUT:?}\nevents: {:#?}\nstderr:\n{}",
+                    self.events(),
+                    self.stderr()
+                )
+            })
+    }
+
+    /// Writes `text` to a new policy file in the daemon's temp dir and runs
+    /// `enforcer policy apply FILE --socket S`.
+    pub fn apply(&mut self, text: &str) -> Output {
+        self.applies += 1;
+        let path = self
+            .dir
+            .write(&format!("apply-{}.toml", self.applies), text);
+        self.apply_files(&[&path])
+    }
+
+    /// `enforcer policy apply FILE... --socket S`.
+    pub fn apply_files(&self, files: &[&Path]) -> Output {
+        run(enforcer(["policy", "apply"])
+            .args(files)
+            .arg("--socket")
+            .arg(&self.socket))
+    }
+
+    /// `enforcer status --json --socket S`, which must succeed and print one
+    /// JSON document.
+    pub fn status_json(&self) -> Value {
+        let output = run(enforcer(["status", "--json", "--socket"]).arg(&self.socket));
+        assert!(
+            output.status.success(),
+            "enforcer status --json failed ({})\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "enforcer status --json printed no JSON ({error}):\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Runs `enforcer events --follow --socket S` until the follower is
+    /// dropped.
+    pub fn follow_events(&self) -> EventFollower {
+        let mut child = enforcer(["events", "--follow", "--socket"])
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start $ENFORCER_BIN events --follow");
+        let stdout = StdoutLog::collect(child.stdout.take().expect("piped stdout"));
+        EventFollower { child, stdout }
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; panics if it does
+    /// not within [`STOP_TIMEOUT`] (it is then killed).
+    pub fn stop(mut self) -> ExitStatus {
+        let result = self.terminate();
+        result.unwrap_or_else(|error| panic!("{error}\nstderr:\n{}", self.stderr()))
+    }
+
+    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Waits for the
+    /// stderr reader, so [`Self::stderr`] is complete afterwards.
+    fn terminate(&mut self) -> Result<ExitStatus, String> {
+        let mut child = self.child.take().ok_or("the daemon was already stopped")?;
+        let result = match child.try_wait().expect("waiting for the daemon") {
+            Some(status) => Ok(status),
+            None => {
+                // SAFETY: kill has no memory-safety preconditions; the child
+                // has not been reaped, so its pid is still its own.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                wait_timeout(&mut child, STOP_TIMEOUT).ok_or_else(|| {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    format!("the daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it")
+                })
+            }
+        };
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        result
+    }
+}
+
+/// Stops the daemon like [`Daemon::stop`]. A daemon that does not exit 0
+/// on SIGTERM fails the test (unless it is failing already), since the spec
+/// says it detaches and exits 0.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        let result = self.terminate();
+        if thread::panicking() {
+            eprintln!("--- enforcer daemon stderr ---\n{}", self.stderr());
+            if let Err(error) = result {
+                eprintln!("warning: {error}");
+            }
+            return;
+        }
+        match result {
+            Ok(status) if status.success() => {}
+            Ok(status) => panic!(
+                "the daemon exited with {status} on SIGTERM, not 0\nstderr:\n{}",
+                self.stderr()
+            ),
+            Err(error) => panic!("{error}\nstderr:\n{}", self.stderr()),
+        }
+    }
+}
+
+/// A running `enforcer events --follow`, killed on drop.
+pub struct EventFollower {
+    child: Child,
+    stdout: Arc<StdoutLog>,
+}
+
+impl EventFollower {
+    /// The first event line that satisfies `predicate`, waiting up to
+    /// `timeout` for it.
+    pub fn wait_for_event(
+        &self,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        self.stdout.wait_for_event(0, predicate, timeout)
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lines()
+    }
+}
+
+impl Drop for EventFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_event(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|error| {
+        panic!("the daemon printed a stdout line that is not JSON ({error}): {line}")
+    })
+}
+
+/// One network operation of `netprobe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    TcpConnect,
+    UdpConnect,
+    /// sendto() on an unconnected UDP socket.
+    UdpSendto,
+    /// sendto(MSG_FASTOPEN) on a TCP socket: a connect without connect().
+    TcpFastOpen,
+}
+
+impl Op {
+    fn arg(self) -> &'static str {
+        match self {
+            Op::TcpConnect => "tcp-connect",
+            Op::UdpConnect => "udp-connect",
+            Op::UdpSendto => "udp-sendto",
+            Op::TcpFastOpen => "tcp-fastopen",
+        }
+    }
+}
+
+/// What one network operation returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Errno(i32),
+}
+
+/// What a blocked connect() or sendto() returns.
+pub const EPERM: Outcome = Outcome::Errno(libc::EPERM);
+
+/// A finished probe: its outcome and the pid of the `netprobe` process,
+/// which events should name.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    pub pid: u32,
+    pub outcome: Outcome,
+}
+
+/// Runs `op` to `addr`:`port` from a fresh `netprobe` process inside
+/// `cgroup`. An IPv6 `addr` (including an IPv4-mapped one, see [`mapped`])
+/// gets an AF_INET6 socket, an IPv4 one an AF_INET socket.
+pub fn probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) -> Outcome {
+    run_probe(cgroup, op, addr, port).outcome
+}
+
+/// [`probe`], also returning the pid of the process that made the socket.
+pub fn run_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) -> Probe {
+    let addr = addr.into();
+    let child = Command::new(netprobe_bin())
+        .arg(cgroup.path())
+        .arg(op.arg())
+        .arg(addr.to_string())
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start netprobe");
+    let pid = child.id();
+    let what = format!("netprobe {} {addr} {port}", op.arg());
+    let output = finish(child, COMMAND_TIMEOUT, &what);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let outcome = match stdout.trim() {
+        "ok" if output.status.success() => Outcome::Ok,
+        line => match line.strip_prefix("errno ").map(str::parse) {
+            Some(Ok(errno)) if output.status.success() => Outcome::Errno(errno),
+            _ => panic!(
+                "{what} failed ({}): stdout {stdout:?}, stderr {:?}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        },
+    };
+    Probe { pid, outcome }
+}
+
+/// The `netprobe` helper of this crate. Cargo only tells integration tests
+/// where it is (`CARGO_BIN_EXE_netprobe` is unset when this library is
+/// compiled), so it is found next to the test binary: tests run from
+/// `target/<profile>/deps/`, binaries sit in `target/<profile>/`.
+fn netprobe_bin() -> PathBuf {
+    let exe = env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("netprobe");
+    assert!(
+        path.is_file(),
+        "{} is missing; `cargo test -p enforcer-integration-tests` builds it",
+        path.display()
+    );
+    path
+}
+
+/// `::ffff:a.b.c.d`, which `netprobe` uses on an AF_INET6 socket.
+pub fn mapped(addr: Ipv4Addr) -> IpAddr {
+    IpAddr::V6(addr.to_ipv6_mapped())
+}
+
+/// A TCP listener on `addr` and a free port, run by the test process (outside
+/// the test cgroup), so an allowed connect succeeds. The kernel completes
+/// the handshake from the backlog; nothing needs to accept.
+pub fn tcp_listener(addr: impl Into<IpAddr>) -> (TcpListener, u16) {
+    let addr = addr.into();
+    let listener = TcpListener::bind((addr, 0))
+        .unwrap_or_else(|error| panic!("cannot listen on {addr}: {error}"));
+    let port = listener.local_addr().expect("listener address").port();
+    (listener, port)
+}
+
+/// A UDP socket bound on `addr` and a free port, as a receiver for allowed
+/// datagrams.
+pub fn udp_receiver(addr: impl Into<IpAddr>) -> (UdpSocket, u16) {
+    let addr = addr.into();
+    let socket = UdpSocket::bind((addr, 0))
+        .unwrap_or_else(|error| panic!("cannot bind UDP on {addr}: {error}"));
+    let port = socket.local_addr().expect("socket address").port();
+    (socket, port)
+}
+
+/// Waits up to `timeout` for a datagram on `socket`.
+pub fn received_datagram(socket: &UdpSocket, timeout: Duration) -> bool {
+    socket
+        .set_read_timeout(Some(timeout))
+        .expect("setting a read timeout");
+    let mut buffer = [0; 64];
+    socket.recv_from(&mut buffer).is_ok()
+}
+
+/// stderr of a finished command, line by line.
+pub fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Panics unless `output` exited with `code`, showing its stdout and stderr.
+pub fn assert_exit_code(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: expected exit code {code}, got {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -12,7 +12,12 @@ pub fn test(args: &[String]) -> Result<ExitCode> {
     let built = build::build(false)?;
 
     let mut unit = built.cargo("test");
-    unit.args(["--workspace", "--exclude", "enforcer-integration-tests"]);
+    unit.args([
+        "--workspace",
+        "--exclude",
+        "enforcer-integration-tests",
+        "--no-fail-fast",
+    ]);
     if !args.is_empty() {
         unit.arg("--").args(args);
     }

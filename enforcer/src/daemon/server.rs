@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{
     net::{UnixListener, UnixStream},
     sync::{broadcast::error::RecvError, mpsc, oneshot},
+    task::JoinSet,
     time::timeout,
 };
 
@@ -19,21 +20,27 @@ use crate::{
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Serves until the task running it is dropped, which also drops every
+/// client task (their command senders with them, so the owner can stop).
 pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>, hub: Arc<EventHub>) {
+    let mut clients = JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let (commands, hub) = (commands.clone(), hub.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = handle(stream, commands, hub).await {
-                        eprintln!("enforcer: control client: {error}");
-                    }
-                });
-            }
-            Err(error) => {
-                eprintln!("enforcer: control socket accept: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (commands, hub) = (commands.clone(), hub.clone());
+                    clients.spawn(async move {
+                        if let Err(error) = handle(stream, commands, hub).await {
+                            eprintln!("enforcer: control client: {error}");
+                        }
+                    });
+                }
+                Err(error) => {
+                    eprintln!("enforcer: control socket accept: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = clients.join_next() => {}
         }
     }
 }
@@ -85,7 +92,11 @@ async fn handle(
             let response = ask(&commands, |reply| Command::Status { reply }).await;
             write_frame(&mut stream, &response).await
         }
-        Request::Events { follow } => stream_events(&mut stream, &hub, follow).await,
+        Request::Events { follow } => {
+            // A follower may stay for days; it has no business with the owner.
+            drop(commands);
+            stream_events(&mut stream, &hub, follow).await
+        }
     }
 }
 

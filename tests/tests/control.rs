@@ -1,0 +1,169 @@
+//! The daemon's life cycle and control socket: live policy swaps, refused
+//! applies, status, shutdown, and refusing a bad `--cgroup`.
+
+use std::net::Ipv4Addr;
+
+use enforcer_integration_tests::{
+    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, assert_exit_code,
+    bpf::{HOOKS, attached_programs},
+    cgroup2_mount, probe, stderr_lines, tcp_listener,
+};
+
+const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
+const SECOND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
+
+const BLOCK_FIRST: &str = r#"
+version = 1
+
+[[block]]
+name = "block-first"
+cidrs = ["127.0.0.7/32"]
+"#;
+
+const BLOCK_SECOND: &str = r#"
+version = 1
+
+[[block]]
+name = "block-second"
+cidrs = ["127.0.0.8/32"]
+"#;
+
+#[test]
+fn policy_apply_swaps_verdicts_live() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        Outcome::Ok
+    );
+
+    let output = daemon.apply(BLOCK_SECOND);
+    assert_exit_code(&output, 0, "policy apply");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).trim().is_empty(),
+        "policy apply printed no summary of the changes"
+    );
+
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
+        Outcome::Ok
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    assert!(
+        daemon.status_json().is_object(),
+        "status --json is not a JSON object"
+    );
+}
+
+#[test]
+fn invalid_apply_reports_the_position_and_keeps_the_old_policy() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    // A valid rule for SECOND next to a broken one: none of it may apply.
+    let bad = daemon.dir().write(
+        "bad.toml",
+        r#"version = 1
+
+[[block]]
+name = "block-second"
+cidrs = ["127.0.0.8/32"]
+
+[[block]]
+name = "broken"
+cidrs = ["127.0.0.300/32"]
+"#,
+    );
+
+    let output = daemon.apply_files(&[&bad]);
+
+    assert_exit_code(&output, 1, "policy apply of an invalid policy");
+    let position = format!("{}:9:10: ", bad.display());
+    let errors = stderr_lines(&output);
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.starts_with(&position) && line.contains("127.0.0.300")),
+        "expected an error line starting with {position:?} about the bad CIDR, got {errors:#?}"
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        Outcome::Ok
+    );
+}
+
+#[test]
+fn status_json_is_served_on_the_control_socket() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+
+    let status = daemon.status_json();
+
+    assert!(status.is_object(), "status --json: {status}");
+}
+
+#[test]
+fn sigterm_detaches_the_programs_and_exits_zero() {
+    let (_listener, port) = tcp_listener(FIRST);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    for hook in HOOKS {
+        let attached = attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY");
+        assert!(
+            attached >= 1,
+            "nothing attached at {hook:?} on {}",
+            cgroup.path().display()
+        );
+    }
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), EPERM);
+
+    let status = daemon.stop();
+
+    assert!(
+        status.success(),
+        "the daemon exited with {status} on SIGTERM"
+    );
+    for hook in HOOKS {
+        let attached = attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY");
+        assert_eq!(attached, 0, "programs left attached at {hook:?}");
+    }
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), Outcome::Ok);
+}
+
+#[test]
+fn daemon_refuses_a_directory_that_is_not_a_cgroup() {
+    let not_a_cgroup = TempDir::new();
+    let root = cgroup2_mount();
+    let attached_at_root =
+        || HOOKS.map(|hook| attached_programs(&root, hook).expect("BPF_PROG_QUERY"));
+    let before = attached_at_root();
+
+    let failure = match Daemon::try_start(not_a_cgroup.path(), BLOCK_FIRST) {
+        Ok(_daemon) => panic!(
+            "the daemon started on {}, which is not a cgroup v2 directory",
+            not_a_cgroup.path().display()
+        ),
+        Err(failure) => failure,
+    };
+
+    let status = failure
+        .status
+        .expect("the daemon neither became ready nor exited");
+    assert!(!status.success(), "the daemon exited with {status}");
+    let dir = not_a_cgroup.path().display().to_string();
+    assert!(
+        failure.stderr.contains(&dir) && failure.stderr.to_lowercase().contains("cgroup"),
+        "the error should name {dir} and say it is not a cgroup; stderr:\n{}",
+        failure.stderr
+    );
+    assert_eq!(
+        attached_at_root(),
+        before,
+        "programs attached at the cgroup root"
+    );
+}

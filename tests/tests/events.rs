@@ -1,0 +1,299 @@
+//! Events: what the daemon reports on stdout (and `events --follow`) for
+//! blocked and audited traffic, and that allowed traffic is not reported.
+
+use std::{
+    ffi::OsStr,
+    net::{Ipv4Addr, Ipv6Addr},
+    process,
+    time::{Duration, Instant},
+};
+
+use enforcer_integration_tests::{
+    Daemon, EPERM, EVENT_TIMEOUT, Op, Outcome, TempDir, TestCgroup, mapped, probe, run_probe,
+    tcp_listener,
+};
+use serde_json::Value;
+
+const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
+const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
+
+const BLOCK_LISTED: &str = r#"
+version = 1
+
+[[block]]
+name = "test-block"
+cidrs = ["127.0.0.7/32", "::1/128"]
+"#;
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, the shape of an RFC 3339
+/// timestamp.
+fn is_rfc3339(ts: &str) -> bool {
+    let bytes = ts.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let date_time = digits(0..4)
+        && bytes.get(4) == Some(&b'-')
+        && digits(5..7)
+        && bytes.get(7) == Some(&b'-')
+        && digits(8..10)
+        && matches!(bytes.get(10), Some(b'T' | b't'))
+        && digits(11..13)
+        && bytes.get(13) == Some(&b':')
+        && digits(14..16)
+        && bytes.get(16) == Some(&b':')
+        && digits(17..19);
+    if !date_time {
+        return false;
+    }
+    let mut rest = &ts[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        if end == 0 {
+            return false;
+        }
+        rest = &fraction[end..];
+    }
+    rest.eq_ignore_ascii_case("z")
+        || (rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':')
+}
+
+#[test]
+fn blocked_tcp_connect_event_has_all_fields() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(probe.outcome, EPERM);
+
+    let event = daemon.expect_event("for the blocked connect", |e| e["pid"] == probe.pid);
+    let ts = event["ts"].as_str().unwrap_or_default();
+    assert!(is_rfc3339(ts), "ts is not RFC 3339: {event}");
+    assert_eq!(event["kind"], "connect", "{event}");
+    assert_eq!(event["verdict"], "blocked", "{event}");
+    assert_eq!(event["rule"], "test-block", "{event}");
+    assert_eq!(event["pid"], probe.pid, "{event}");
+    assert_eq!(event["ppid"], process::id(), "{event}");
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(event["uid"], unsafe { libc::getuid() }, "{event}");
+    assert_eq!(event["comm"], "netprobe", "{event}");
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+    assert_eq!(event["dport"], port, "{event}");
+    assert_eq!(event["proto"], "tcp", "{event}");
+}
+
+#[test]
+fn events_are_also_appended_to_the_events_file() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let cgroup = TestCgroup::new();
+    let files = TempDir::new();
+    let events_file = files.path().join("events.jsonl");
+    let daemon = Daemon::start_with(
+        &cgroup,
+        BLOCK_LISTED,
+        &[OsStr::new("--events"), events_file.as_os_str()],
+    );
+
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(probe.outcome, EPERM);
+    daemon.expect_event("on stdout", |e| e["pid"] == probe.pid);
+
+    let written = std::fs::read_to_string(&events_file).expect("the events file exists");
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(
+        lines.first().map(|e| &e["kind"]),
+        Some(&Value::from("ready")),
+        "{written}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "connect" && e["pid"] == probe.pid),
+        "no connect event in the file:\n{written}"
+    );
+}
+
+#[test]
+fn blocked_udp_events_name_the_operation() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+    let port = 9001;
+
+    let sendto = run_probe(&cgroup, Op::UdpSendto, LISTED, port);
+    assert_eq!(sendto.outcome, EPERM);
+    let event = daemon.expect_event("for the blocked sendto", |e| e["pid"] == sendto.pid);
+    assert_eq!(event["kind"], "sendmsg", "{event}");
+    assert_eq!(event["verdict"], "blocked", "{event}");
+    assert_eq!(event["rule"], "test-block", "{event}");
+    assert_eq!(event["proto"], "udp", "{event}");
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+    assert_eq!(event["dport"], port, "{event}");
+    assert_eq!(event["comm"], "netprobe", "{event}");
+
+    let connect = run_probe(&cgroup, Op::UdpConnect, LISTED, port);
+    assert_eq!(connect.outcome, EPERM);
+    let event = daemon.expect_event("for the blocked UDP connect", |e| e["pid"] == connect.pid);
+    assert_eq!(event["kind"], "connect", "{event}");
+    assert_eq!(event["proto"], "udp", "{event}");
+    assert_eq!(event["dport"], port, "{event}");
+}
+
+#[test]
+fn ipv6_and_ipv4_mapped_destinations_are_reported_in_their_own_form() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+    let port = 9002;
+
+    let v6 = run_probe(&cgroup, Op::TcpConnect, Ipv6Addr::LOCALHOST, port);
+    assert_eq!(v6.outcome, EPERM);
+    let event = daemon.expect_event("for the IPv6 connect", |e| e["pid"] == v6.pid);
+    assert_eq!(event["daddr"], "::1", "{event}");
+    assert_eq!(event["dport"], port, "{event}");
+
+    let mapped_tcp = run_probe(&cgroup, Op::TcpConnect, mapped(LISTED), port);
+    assert_eq!(mapped_tcp.outcome, EPERM);
+    let event = daemon.expect_event("for the mapped connect", |e| e["pid"] == mapped_tcp.pid);
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+    assert_eq!(event["kind"], "connect", "{event}");
+    assert_eq!(event["proto"], "tcp", "{event}");
+
+    let mapped_udp = run_probe(&cgroup, Op::UdpSendto, mapped(LISTED), port);
+    assert_eq!(mapped_udp.outcome, EPERM);
+    let event = daemon.expect_event("for the mapped sendto", |e| e["pid"] == mapped_udp.pid);
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+    assert_eq!(event["kind"], "sendmsg", "{event}");
+    assert_eq!(event["proto"], "udp", "{event}");
+}
+
+#[test]
+fn audit_mode_lets_the_connection_through_and_reports_it() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+mode = "audit"
+
+[[block]]
+name = "watched"
+cidrs = ["127.0.0.7/32"]
+"#,
+    );
+
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(probe.outcome, Outcome::Ok);
+
+    let event = daemon.expect_event("for the audited connect", |e| e["pid"] == probe.pid);
+    assert_eq!(event["verdict"], "audit", "{event}");
+    assert_eq!(event["rule"], "watched", "{event}");
+    assert_eq!(event["kind"], "connect", "{event}");
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+    assert_eq!(event["dport"], port, "{event}");
+}
+
+#[test]
+fn audit_mode_on_one_rule_overrides_enforcing_file() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+mode = "enforce"
+
+[[block]]
+name = "watched-only"
+mode = "audit"
+cidrs = ["127.0.0.7/32"]
+
+[[block]]
+name = "refused"
+cidrs = ["127.0.0.8/32"]
+"#,
+    );
+
+    let audited = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(audited.outcome, Outcome::Ok);
+    let event = daemon.expect_event("for the audited connect", |e| e["pid"] == audited.pid);
+    assert_eq!(event["verdict"], "audit", "{event}");
+    assert_eq!(event["rule"], "watched-only", "{event}");
+
+    assert_eq!(probe(&cgroup, Op::TcpConnect, UNLISTED, port), EPERM);
+}
+
+#[test]
+fn allowed_traffic_produces_no_event() {
+    let (_listener, port) = tcp_listener(UNLISTED);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+
+    let allowed = run_probe(&cgroup, Op::TcpConnect, UNLISTED, port);
+    assert_eq!(allowed.outcome, Outcome::Ok);
+    // Events come out in order: once the later blocked connect is reported,
+    // an event for the allowed one would already be there.
+    let blocked = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(blocked.outcome, EPERM);
+    daemon.expect_event("for the blocked connect", |e| e["pid"] == blocked.pid);
+
+    let reported: Vec<Value> = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["pid"] == allowed.pid)
+        .collect();
+    assert!(
+        reported.is_empty(),
+        "allowed traffic was reported: {reported:#?}"
+    );
+}
+
+#[test]
+fn events_follow_streams_blocked_connections() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+    let follower = daemon.follow_events();
+
+    // The follower subscribes at some point after it starts: probe until one
+    // of the probes' events comes through.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut pids = Vec::new();
+    let event = loop {
+        let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, 9003);
+        assert_eq!(probe.outcome, EPERM);
+        pids.push(probe.pid);
+        let seen = follower.wait_for_event(
+            |e| pids.iter().any(|pid| e["pid"] == *pid),
+            Duration::from_millis(200),
+        );
+        if let Some(event) = seen {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`enforcer events --follow` printed no event for pids {pids:?} within {EVENT_TIMEOUT:?}; \
+             it printed: {:#?}",
+            follower.lines()
+        );
+    };
+    assert_eq!(event["verdict"], "blocked", "{event}");
+    assert_eq!(event["rule"], "test-block", "{event}");
+    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
+
+    // A follower that went away must not keep the daemon from stopping.
+    drop(follower);
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "the daemon exited with {status} on SIGTERM"
+    );
+}

@@ -1,0 +1,87 @@
+//! `enforcer policy check`: exit codes and `FILE:LINE:COL: message` errors.
+//! It loads nothing, so these tests need no cgroup.
+
+use enforcer_integration_tests::{TempDir, assert_exit_code, enforcer, run, stderr_lines};
+
+const VALID: &str = r#"version = 1
+mode = "enforce"
+
+[[block]]
+name = "test-block"
+cidrs = ["127.0.0.7/32", "::1/128"]
+ports = ["80", "9000-9010"]
+protocols = ["tcp"]
+
+[[allow]]
+name = "exception"
+cidrs = ["127.0.0.8/32"]
+"#;
+
+/// Line 6, column 10 is the opening quote of the CIDR.
+const HOST_BITS_SET: &str = r#"version = 1
+
+[[block]]
+name = "bad"
+
+cidrs = ["10.0.0.1/8"]
+"#;
+
+#[test]
+fn policy_check_accepts_a_valid_file() {
+    let dir = TempDir::new();
+    let file = dir.write("valid.toml", VALID);
+
+    let output = run(enforcer(["policy", "check"]).arg(&file));
+
+    assert_exit_code(&output, 0, "policy check of a valid file");
+}
+
+#[test]
+fn policy_check_reports_an_invalid_file_with_its_position() {
+    let dir = TempDir::new();
+    let file = dir.write("invalid.toml", HOST_BITS_SET);
+
+    let output = run(enforcer(["policy", "check"]).arg(&file));
+
+    assert_exit_code(&output, 1, "policy check of an invalid file");
+    let expected = format!(
+        "{}:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+        file.display()
+    );
+    let errors = stderr_lines(&output);
+    assert!(
+        errors.contains(&expected),
+        "expected the line {expected:?} on stderr, got {errors:#?}"
+    );
+}
+
+#[test]
+fn policy_check_reports_every_bad_file_and_only_those() {
+    let dir = TempDir::new();
+    let valid = dir.write("valid.toml", VALID);
+    let invalid = dir.write("invalid.toml", HOST_BITS_SET);
+    let missing = dir.path().join("missing.toml");
+
+    let output = run(enforcer(["policy", "check"])
+        .arg(&valid)
+        .arg(&invalid)
+        .arg(&missing));
+
+    assert_exit_code(&output, 1, "policy check of three files");
+    let errors = stderr_lines(&output);
+    let starts = |prefix: String| errors.iter().any(|line| line.starts_with(&prefix));
+    assert!(
+        starts(format!("{}:6:10: ", invalid.display())),
+        "no error for the invalid file: {errors:#?}"
+    );
+    assert!(
+        starts(format!("{}:0:0: ", missing.display())),
+        "no line 0, column 0 error for the missing file: {errors:#?}"
+    );
+    assert!(
+        !errors
+            .iter()
+            .any(|line| line.starts_with(&valid.display().to_string())),
+        "the valid file was reported: {errors:#?}"
+    );
+}
