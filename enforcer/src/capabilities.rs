@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 
 use aya::{
-    maps::MapType,
+    maps::{MapError, MapType},
     programs::ProgramType,
     sys::{is_map_supported, is_program_supported},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup::{self, CgroupError};
+use crate::{
+    cgroup::{self, CgroupError},
+    maps,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilityError {
@@ -61,11 +64,30 @@ const REQUIREMENTS: &[Requirement] = &[
     },
     Requirement {
         what: "BPF array-of-maps",
-        needs: "Linux 5.10 or later for images of any size",
+        needs: "Linux 4.12 or later",
         why: "switching policy generations atomically",
         probe: || is_map_supported(MapType::ArrayOfMaps).map_err(|e| e.to_string()),
     },
+    Requirement {
+        what: "mmapable inner array maps (BPF_F_MMAPABLE | BPF_F_INNER_MAP)",
+        needs: "Linux 5.10 or later",
+        why: "policy images sized to each policy",
+        probe: image_maps_supported,
+    },
 ];
+
+fn image_maps_supported() -> Result<bool, String> {
+    match maps::create_image_map(1) {
+        Ok(_) => Ok(true),
+        // The kernel's answer to flags it does not know.
+        Err(MapError::CreateError { io_error, .. })
+            if io_error.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
 
 impl Capabilities {
     pub fn detect() -> Result<Self, CapabilityError> {

@@ -100,6 +100,18 @@ impl GenerationSlot {
     }
 }
 
+/// An empty image map of `words` words, as every generation gets one.
+pub fn create_image_map(words: usize) -> Result<MapData, MapError> {
+    let obj = aya_obj::Map::new_from_params(
+        BPF_MAP_TYPE_ARRAY,
+        size_of::<u32>() as u32,
+        size_of::<u64>() as u32,
+        u32::try_from(words).unwrap_or(u32::MAX),
+        IMAGE_MAP_FLAGS,
+    );
+    MapData::create(obj, IMAGE_MAP_NAME, None)
+}
+
 /// A writable mapping of an mmapable array map's values.
 struct SharedMapping {
     address: NonNull<u64>,

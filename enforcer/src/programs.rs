@@ -56,7 +56,7 @@ pub enum ProgramsError {
 /// Loaded programs and the maps they share, split by who uses them.
 pub struct Loaded {
     pub programs: Programs,
-    pub generation: GenerationSlot,
+    pub slot: GenerationSlot,
     pub counters: Counters,
     pub events: RingBuf<MapData>,
 }
@@ -80,7 +80,7 @@ pub fn load() -> Result<Loaded, ProgramsError> {
             .map_err(|source| ProgramsError::Program { name, source })?;
     }
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
-    let generation = GenerationSlot::new(take(MAP_GENERATION)?)?;
+    let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
     let events = RingBuf::try_from(take(MAP_EVENTS)?).map_err(|source| ProgramsError::Map {
         name: MAP_EVENTS,
@@ -91,7 +91,7 @@ pub fn load() -> Result<Loaded, ProgramsError> {
             ebpf,
             attached_to: None,
         },
-        generation,
+        slot,
         counters,
         events,
     })

@@ -17,7 +17,7 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     net::UnixListener,
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
 };
 
@@ -75,6 +75,9 @@ pub enum DaemonError {
 pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     // Everything that can fail for a reason the user can fix is checked
     // before anything touches the kernel.
+    lift_memlock_limit();
+    // Listening from the start turns an early SIGTERM into a clean stop.
+    let stop = StopSignals::listen().map_err(DaemonError::Runtime)?;
     let capabilities = Capabilities::detect()?;
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
     let policy = policy::load_files(&options.policy)?;
@@ -85,13 +88,13 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
 
     let Loaded {
         programs,
-        generation,
+        slot,
         counters,
         events,
     } = programs::load()?;
     let kernel = Kernel {
         programs,
-        slot: generation,
+        slot,
         counters,
     };
     let owner = Owner::start(
@@ -120,7 +123,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     hub.publish(&Event::now(ready));
     notify_systemd_ready();
 
-    let reason = wait_for_stop_signal().await.map_err(DaemonError::Runtime)?;
+    let reason = stop.received().await;
     // Dropping the server drops the last command sender; the owner then
     // returns and its programs detach.
     server.abort();
@@ -129,6 +132,22 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     reader.abort();
     hub.publish(&Event::now(EventBody::Shutdown { reason }));
     Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, whose usual
+/// default is far below the image of a large policy.
+fn lift_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit for the calling process.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        eprintln!(
+            "enforcer: cannot lift the memlock limit ({}); large policies may fail to load on kernels before 5.11",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 fn outputs(events_file: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
@@ -211,14 +230,26 @@ async fn read_kernel_events(ring: RingBuf<MapData>, rules: Arc<RuleBook>, hub: A
     }
 }
 
-async fn wait_for_stop_signal() -> io::Result<String> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    .to_string())
+
+    async fn received(mut self) -> String {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+        .to_string()
+    }
 }
 
 /// Tells systemd (`Type=notify`) that enforcement is active.
