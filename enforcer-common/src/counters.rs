@@ -3,11 +3,11 @@
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Refused by an enforcing block rule.
+    /// Connects and datagrams refused by an enforcing block rule.
     Blocked = 0,
-    /// Let through by an audit block rule.
+    /// Connects and datagrams let through by an audit block rule.
     Audited = 1,
-    /// Let through because an allow exception matched.
+    /// Connects and datagrams let through because an allow exception matched.
     Allowed = 2,
     /// A verdict whose event did not fit in the ring buffer. The verdict
     /// itself was still applied.
@@ -15,15 +15,24 @@ pub enum Counter {
     /// A lookup left the generation image. Userspace validates every image
     /// it writes, so a non-zero count means a bug; the traffic went through.
     LookupFaults = 4,
+    /// Execs stopped.
+    ExecBlocked = 5,
+    /// Execs let through by an audit rule.
+    ExecAudited = 6,
+    /// Execs let through because an allow exception matched.
+    ExecAllowed = 7,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 8] = [
         Counter::Blocked,
         Counter::Audited,
         Counter::Allowed,
         Counter::EventsDropped,
         Counter::LookupFaults,
+        Counter::ExecBlocked,
+        Counter::ExecAudited,
+        Counter::ExecAllowed,
     ];
 }
 

@@ -50,6 +50,26 @@ impl Decision {
     pub const fn rule(self) -> u32 {
         self.0 & RULE_MASK
     }
+
+    /// Whether this decision takes precedence over `other`: an allow over
+    /// everything, an enforcing block over an audit, anything over none.
+    /// Between equals the one already held stays.
+    #[inline(always)]
+    pub const fn outranks(self, other: Decision) -> bool {
+        self.action().rank() > other.action().rank()
+    }
+}
+
+impl Action {
+    #[inline(always)]
+    pub const fn rank(self) -> u8 {
+        match self {
+            Action::None => 0,
+            Action::Audit => 1,
+            Action::Block => 2,
+            Action::Allow => 3,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +84,18 @@ mod tests {
             assert_eq!(decision.rule(), MAX_RULES - 1);
         }
         assert_eq!(Decision::NONE.action(), Action::None);
+    }
+
+    #[test]
+    fn allow_outranks_block_outranks_audit_outranks_none() {
+        let [none, audit, block, allow] =
+            [Action::None, Action::Audit, Action::Block, Action::Allow]
+                .map(|a| Decision::new(a, 7));
+        assert!(allow.outranks(block) && block.outranks(audit) && audit.outranks(none));
+        assert!(!block.outranks(allow) && !audit.outranks(block) && !none.outranks(audit));
+        assert!(
+            !block.outranks(Decision::new(Action::Block, 1)),
+            "equals keep the first"
+        );
     }
 }

@@ -20,7 +20,14 @@
 //! v6 ranges                 V6_RANGE_WORDS each: start_hi, start_lo, class
 //! classes                   one word each: port_table << 32 | decision
 //! port tables               per table: count, then count words: key << 32 | decision
+//! exec files                EXEC_ENTRY_WORDS each: ino, dev << 32 | decision; sorted by (dev, ino)
+//! exec directories          the same, for directories whose files are all covered
+//! exec names                EXEC_ENTRY_WORDS each: name hash, decision; sorted by hash
 //! ```
+//!
+//! Files and directories are identified by device and inode. Directories
+//! have a table of their own because the hooks search it once for every
+//! directory above an executable, and it is short.
 //!
 //! All offsets are word indices from the start of the image. Within a
 //! bucket, ranges are sorted by start and the first starts at the bucket's
@@ -40,11 +47,18 @@ pub mod header {
     pub const V6_RANGES: u32 = 5;
     pub const CLASSES: u32 = 6;
     pub const PORT_TABLES: u32 = 7;
+    pub const EXEC_FILES: u32 = 8;
+    pub const EXEC_FILE_COUNT: u32 = 9;
+    pub const EXEC_DIRECTORIES: u32 = 10;
+    pub const EXEC_DIRECTORY_COUNT: u32 = 11;
+    pub const EXEC_NAMES: u32 = 12;
+    pub const EXEC_NAME_COUNT: u32 = 13;
 }
 
-pub const HEADER_WORDS: u32 = 8;
+/// Room for fields to come without moving the sections.
+pub const HEADER_WORDS: u32 = 16;
 pub const MAGIC: u64 = (0x454e_4652 << 32) | LAYOUT_VERSION as u64; // "ENFR"
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Buckets per family: one per value of the top 16 address bits.
 pub const BUCKET_BITS: u32 = 16;
@@ -56,6 +70,7 @@ pub const MAX_SEARCH_STEPS: u32 = 22;
 pub const MAX_SEARCH_ENTRIES: u32 = 1 << MAX_SEARCH_STEPS;
 
 pub const V6_RANGE_WORDS: u32 = 3;
+pub const EXEC_ENTRY_WORDS: u32 = 2;
 
 /// The empty class: no rule matches.
 pub const EMPTY_CLASS: u32 = 0;

@@ -9,6 +9,7 @@
 pub mod counters;
 pub mod decision;
 pub mod event;
+pub mod exec;
 pub mod image;
 pub mod lookup;
 pub mod names;
@@ -40,3 +41,6 @@ pub mod proto {
         (class << 16) | port as u32
     }
 }
+
+// Userspace tells the records in the one events ring buffer apart by size.
+const _: () = assert!(size_of::<event::NetEvent>() != size_of::<exec::ExecEvent>());

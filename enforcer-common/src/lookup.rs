@@ -10,7 +10,8 @@
 use crate::{
     decision::Decision,
     image::{
-        EMPTY_CLASS, MAX_SEARCH_STEPS, V6_RANGE_WORDS, header, high, low, v4_bucket, v6_bucket,
+        EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_SEARCH_STEPS, V6_RANGE_WORDS, header, high, low,
+        v4_bucket, v6_bucket,
     },
     proto::port_key,
 };
@@ -115,6 +116,83 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         let key = port_key(proto_class, port);
         let found = search(table + 1, count, |i| Ok(high(self.word(i)?) <= key))?;
         Ok(Decision(low(self.word(found)?)))
+    }
+}
+
+impl<W: Words + ?Sized> Generation<'_, W> {
+    /// The decision for an executable file, by identity.
+    pub fn exec_file(&self, dev: u32, ino: u64) -> Result<Decision, Fault> {
+        self.identity(header::EXEC_FILES, header::EXEC_FILE_COUNT, dev, ino)
+    }
+
+    /// The decision for everything below a directory, by its identity.
+    pub fn exec_directory(&self, dev: u32, ino: u64) -> Result<Decision, Fault> {
+        self.identity(
+            header::EXEC_DIRECTORIES,
+            header::EXEC_DIRECTORY_COUNT,
+            dev,
+            ino,
+        )
+    }
+
+    pub fn has_exec_files(&self) -> Result<bool, Fault> {
+        Ok(self.word(header::EXEC_FILE_COUNT)? != 0)
+    }
+
+    pub fn has_exec_directories(&self) -> Result<bool, Fault> {
+        Ok(self.word(header::EXEC_DIRECTORY_COUNT)? != 0)
+    }
+
+    pub fn has_exec_names(&self) -> Result<bool, Fault> {
+        Ok(self.word(header::EXEC_NAME_COUNT)? != 0)
+    }
+
+    #[inline(always)]
+    fn identity(
+        &self,
+        table_field: u32,
+        count_field: u32,
+        dev: u32,
+        ino: u64,
+    ) -> Result<Decision, Fault> {
+        let count = self.word(count_field)? as u32;
+        if count == 0 {
+            return Ok(Decision::NONE);
+        }
+        let table = self.word(table_field)? as u32;
+        let found = search(0, count, |i| {
+            let entry = table + i * EXEC_ENTRY_WORDS;
+            let entry_dev = high(self.word(entry + 1)?);
+            if entry_dev != dev {
+                return Ok(entry_dev < dev);
+            }
+            Ok(self.word(entry)? <= ino)
+        })?;
+        let entry = table + found * EXEC_ENTRY_WORDS;
+        let (entry_ino, dev_and_decision) = (self.word(entry)?, self.word(entry + 1)?);
+        if entry_ino == ino && high(dev_and_decision) == dev {
+            Ok(Decision(low(dev_and_decision)))
+        } else {
+            Ok(Decision::NONE)
+        }
+    }
+
+    /// The decision for an executable's file name, by its hash.
+    pub fn exec_name(&self, name_hash: u64) -> Result<Decision, Fault> {
+        let count = self.word(header::EXEC_NAME_COUNT)? as u32;
+        if count == 0 {
+            return Ok(Decision::NONE);
+        }
+        let table = self.word(header::EXEC_NAMES)? as u32;
+        let found = search(0, count, |i| {
+            Ok(self.word(table + i * EXEC_ENTRY_WORDS)? <= name_hash)
+        })?;
+        let entry = table + found * EXEC_ENTRY_WORDS;
+        if self.word(entry)? == name_hash {
+            Ok(Decision(self.word(entry + 1)? as u32))
+        } else {
+            Ok(Decision::NONE)
+        }
     }
 }
 

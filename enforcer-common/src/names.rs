@@ -15,3 +15,14 @@ pub const MAP_GENERATION: &str = "GENERATION";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters, indexed by [`crate::counters::Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Exec hooks: the BPF LSM one where the kernel allows it, else the
+/// tracepoint that kills the new image.
+pub const PROG_EXEC_LSM: &str = "bprm_check_security";
+pub const PROG_EXEC_SIGNAL: &str = "sched_process_exec";
+/// The kernel functions those programs attach to.
+pub const EXEC_LSM_HOOK: &str = "bprm_check_security";
+pub const EXEC_TRACEPOINT: &str = "sched_process_exec";
+
+/// Cgroup array whose slot 0 scopes the exec hooks.
+pub const MAP_EXEC_SCOPE: &str = "EXEC_SCOPE";

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod exec;
 mod maps;
 mod report;
 mod sock_addr;

@@ -2,7 +2,10 @@
 //! (loading a trivial program of each type needed), never by version
 //! numbers. The rest of the daemon reads the result and never probes again.
 
-use std::path::PathBuf;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     maps::{MapError, MapType},
@@ -40,6 +43,8 @@ pub enum CapabilityError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub cgroup2_mount: PathBuf,
+    /// `bpf` is among the active LSMs, so a BPF LSM program would run.
+    pub bpf_lsm_active: bool,
 }
 
 struct Requirement {
@@ -114,6 +119,35 @@ impl Capabilities {
                 }
             }
         }
-        Ok(Self { cgroup2_mount })
+        Ok(Self {
+            cgroup2_mount,
+            bpf_lsm_active: bpf_lsm_active(),
+        })
     }
+}
+
+/// Whether `bpf` is in `/sys/kernel/security/lsm`. A kernel built with BPF
+/// LSM loads LSM programs even when `bpf` is not in its `lsm=` list, and
+/// then never runs them, so the list decides.
+fn bpf_lsm_active() -> bool {
+    const LSM_LIST: &str = "/sys/kernel/security/lsm";
+    if !Path::new(LSM_LIST).exists() {
+        mount_securityfs();
+    }
+    fs::read_to_string(LSM_LIST).is_ok_and(|list| list.trim().split(',').any(|lsm| lsm == "bpf"))
+}
+
+fn mount_securityfs() {
+    let (source, target, fstype) = (c"securityfs", c"/sys/kernel/security", c"securityfs");
+    // SAFETY: NUL-terminated strings and no data; a failure only means the
+    // list stays unreadable.
+    unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
 }

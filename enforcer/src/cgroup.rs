@@ -7,6 +7,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::mountinfo::{self, Mount};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
@@ -28,43 +30,15 @@ pub enum CgroupError {
 
 /// The mount point of the cgroup v2 hierarchy.
 pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
-    let table = fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
-    find_cgroup2(&table).ok_or(CgroupError::NotMounted)
+    let mounts = mountinfo::read().map_err(CgroupError::MountInfo)?;
+    find_cgroup2(&mounts).ok_or(CgroupError::NotMounted)
 }
 
-/// mountinfo lines read `id parent major:minor root mountpoint options
-/// [optional fields...] - fstype source superoptions`.
-fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        let fstype = after.split_whitespace().next()?;
-        let mount_point = before.split_whitespace().nth(4)?;
-        (fstype == "cgroup2").then(|| PathBuf::from(unescape_octal(mount_point)))
-    })
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            out.push(
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'),
-            );
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn find_cgroup2(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|mount| mount.fstype == "cgroup2")
+        .map(|mount| mount.mount_point.clone())
 }
 
 /// The cgroup to attach to: `requested`, checked to lie in the v2
@@ -89,6 +63,7 @@ pub fn attach_target(mount: &Path, requested: Option<&Path>) -> Result<PathBuf, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mountinfo::parse;
 
     const HYBRID: &str = "\
 25 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
@@ -100,15 +75,9 @@ mod tests {
     #[test]
     fn finds_the_v2_mount_on_a_hybrid_host() {
         assert_eq!(
-            find_cgroup2(HYBRID),
+            find_cgroup2(&parse(HYBRID)),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
-    }
-
-    #[test]
-    fn finds_a_mount_point_with_escaped_spaces() {
-        let table = "40 1 0:30 / /mnt/my\\040cgroup rw shared:1 - cgroup2 none rw\n";
-        assert_eq!(find_cgroup2(table), Some(PathBuf::from("/mnt/my cgroup")));
     }
 
     #[test]
@@ -118,6 +87,6 @@ mod tests {
             .filter(|l| !l.contains("cgroup2"))
             .collect::<Vec<_>>()
             .join("\n");
-        assert_eq!(find_cgroup2(&v1_only), None);
+        assert_eq!(find_cgroup2(&parse(&v1_only)), None);
     }
 }

@@ -67,6 +67,9 @@ pub struct ApplyReport {
 pub struct StatusReport {
     pub cgroup: String,
     pub programs: Vec<String>,
+    /// How banned executables are stopped: "lsm", "signal", or why they
+    /// cannot be.
+    pub exec_enforcement: String,
     pub generation: u64,
     pub applied_at: String,
     /// The uid that applied the policy; `None` for the policy given at start.

@@ -181,6 +181,7 @@ fn status_text(report: &StatusReport) -> String {
         .map_or("at start".to_string(), |uid| format!("by uid {uid}"));
     let _ = writeln!(text, "enforcing on cgroup {}", report.cgroup);
     let _ = writeln!(text, "programs: {}", report.programs.join(", "));
+    let _ = writeln!(text, "exec enforcement: {}", report.exec_enforcement);
     let _ = writeln!(
         text,
         "policy: generation {}, applied {} {}, {} rule(s)",
@@ -205,8 +206,13 @@ fn status_text(report: &StatusReport) -> String {
     let counters = &report.counters;
     let _ = writeln!(
         text,
-        "verdicts: {} blocked, {} audited, {} allowed by exception",
+        "network verdicts: {} blocked, {} audited, {} allowed by exception",
         counters.blocked, counters.audited, counters.allowed
+    );
+    let _ = writeln!(
+        text,
+        "exec verdicts: {} blocked, {} audited, {} allowed by exception",
+        counters.exec_blocked, counters.exec_audited, counters.exec_allowed
     );
     let _ = writeln!(
         text,

@@ -174,6 +174,9 @@ pub struct CounterTotals {
     pub allowed: u64,
     pub events_dropped: u64,
     pub lookup_faults: u64,
+    pub exec_blocked: u64,
+    pub exec_audited: u64,
+    pub exec_allowed: u64,
 }
 
 pub struct Counters {
@@ -208,6 +211,9 @@ impl Counters {
                 Counter::Allowed => &mut totals.allowed,
                 Counter::EventsDropped => &mut totals.events_dropped,
                 Counter::LookupFaults => &mut totals.lookup_faults,
+                Counter::ExecBlocked => &mut totals.exec_blocked,
+                Counter::ExecAudited => &mut totals.exec_audited,
+                Counter::ExecAllowed => &mut totals.exec_allowed,
             };
             *slot = sum;
         }

@@ -3,17 +3,29 @@
 
 use std::{
     fs::File,
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError},
+    Btf, Ebpf, EbpfError, EbpfLoader,
+    maps::{CgroupArray, MapData, RingBuf},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError},
 };
-use enforcer_common::names::{MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION, SOCKET_PROGRAMS};
+use enforcer_common::{
+    exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
+    names::{
+        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
+        PROG_EXEC_LSM, PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
+    },
+};
 
-use crate::maps::{Counters, GenerationSlot, MapsError};
+use crate::{
+    capabilities::Capabilities,
+    kernel_btf::{self, KernelBtf},
+    maps::{Counters, GenerationSlot, MapsError},
+    policy::Policy,
+};
 
 /// The kernel programs, built by `cargo xtask build`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer.bpf.o"));
@@ -51,6 +63,8 @@ pub enum ProgramsError {
     },
     #[error(transparent)]
     Maps(#[from] MapsError),
+    #[error("the policy has exec rules, but this kernel cannot enforce them: {0}")]
+    ExecUnavailable(String),
 }
 
 /// Loaded programs and the maps they share, split by who uses them.
@@ -61,24 +75,56 @@ pub struct Loaded {
     pub events: RingBuf<MapData>,
 }
 
+/// How this host stops banned executables, found by loading the programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecSupport {
+    Enforced(ExecMethod),
+    /// No exec hook loads here; the reason says why. Network enforcement
+    /// works regardless, and policies with exec rules are refused.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ExecSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecSupport::Enforced(ExecMethod::Lsm) => f.write_str("lsm"),
+            ExecSupport::Enforced(ExecMethod::Signal) => f.write_str("signal"),
+            ExecSupport::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+        }
+    }
+}
+
 pub struct Programs {
     ebpf: Ebpf,
+    exec: ExecSupport,
     attached_to: Option<PathBuf>,
 }
 
-/// Loads every program into the kernel without attaching any.
-pub fn load() -> Result<Loaded, ProgramsError> {
+/// Loads every program into the kernel without attaching any. The exec
+/// hook is chosen here, by loading it: BPF LSM where the kernel runs it,
+/// else the exec tracepoint.
+pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
     if OBJECT.is_empty() {
         return Err(ProgramsError::NotEmbedded);
     }
-    let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
-        .map_err(ProgramsError::Object)?;
+    let offsets = KernelBtf::load().and_then(|btf| kernel_btf::exec_offsets(&btf));
+    let mut loader = EbpfLoader::new();
+    if let Ok(offsets) = &offsets {
+        loader.override_global(EXEC_OFFSETS_GLOBAL, offsets, true);
+    }
+    let mut ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
     for name in SOCKET_PROGRAMS {
         socket_program(&mut ebpf, name)?
             .load()
             .map_err(|source| ProgramsError::Program { name, source })?;
     }
+    let exec = match (offsets, Btf::from_sys_fs()) {
+        (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, &btf, capabilities.bpf_lsm_active),
+        (Err(error), _) => ExecSupport::Unavailable(format!(
+            "cannot read kernel struct offsets from BTF: {error}"
+        )),
+        (_, Err(error)) => ExecSupport::Unavailable(format!("no kernel BTF: {error}")),
+    };
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -89,12 +135,46 @@ pub fn load() -> Result<Loaded, ProgramsError> {
     Ok(Loaded {
         programs: Programs {
             ebpf,
+            exec,
             attached_to: None,
         },
         slot,
         counters,
         events,
     })
+}
+
+fn load_exec_hook(ebpf: &mut Ebpf, btf: &Btf, bpf_lsm_active: bool) -> ExecSupport {
+    let lsm_refused = if bpf_lsm_active {
+        match load_lsm(ebpf, btf) {
+            Ok(()) => return ExecSupport::Enforced(ExecMethod::Lsm),
+            Err(error) => format!("BPF LSM program refused ({error})"),
+        }
+    } else {
+        "bpf is not among the active LSMs".to_string()
+    };
+    match load_tracepoint(ebpf, btf) {
+        Ok(()) => ExecSupport::Enforced(ExecMethod::Signal),
+        Err(error) => {
+            ExecSupport::Unavailable(format!("{lsm_refused}; exec tracepoint refused ({error})"))
+        }
+    }
+}
+
+fn load_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
+    let program: &mut Lsm = ebpf
+        .program_mut(PROG_EXEC_LSM)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    program.load(EXEC_LSM_HOOK, btf)
+}
+
+fn load_tracepoint(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(PROG_EXEC_SIGNAL)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    program.load(EXEC_TRACEPOINT, btf)
 }
 
 fn socket_program<'a>(
@@ -123,14 +203,82 @@ impl Programs {
                 .attach(&file, CgroupAttachMode::Single)
                 .map_err(|source| ProgramsError::Program { name, source })?;
         }
+        if let ExecSupport::Enforced(method) = self.exec {
+            self.attach_exec(method, &file)?;
+        }
         self.attached_to = Some(cgroup.to_path_buf());
         Ok(())
     }
 
+    /// Scope first: until the cgroup is in place the exec hook judges
+    /// nothing, so it never acts outside the cgroup, even for a moment.
+    fn attach_exec(&mut self, method: ExecMethod, cgroup: &File) -> Result<(), ProgramsError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_EXEC_SCOPE)
+            .ok_or(ProgramsError::MissingMap(MAP_EXEC_SCOPE))?;
+        let mut scope = CgroupArray::try_from(map).map_err(|source| ProgramsError::Map {
+            name: MAP_EXEC_SCOPE,
+            source,
+        })?;
+        scope
+            .set(0, cgroup.as_raw_fd(), 0)
+            .map_err(|source| ProgramsError::Map {
+                name: MAP_EXEC_SCOPE,
+                source,
+            })?;
+        let name = match method {
+            ExecMethod::Lsm => PROG_EXEC_LSM,
+            ExecMethod::Signal => PROG_EXEC_SIGNAL,
+        };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProgramsError::MissingProgram(name))?;
+        let attached = match method {
+            ExecMethod::Lsm => <&mut Lsm>::try_from(program).and_then(|p| p.attach().map(drop)),
+            ExecMethod::Signal => {
+                <&mut BtfTracePoint>::try_from(program).and_then(|p| p.attach().map(drop))
+            }
+        };
+        attached.map_err(|source| ProgramsError::Program { name, source })
+    }
+
+    pub fn exec_support(&self) -> &ExecSupport {
+        &self.exec
+    }
+
+    /// Refuses a policy with exec rules where no exec hook loaded, rather
+    /// than pretending to enforce them.
+    pub fn check_exec_rules(&self, policy: &Policy) -> Result<(), ProgramsError> {
+        let has_exec_rules = policy.rules.iter().any(|rule| {
+            !rule.exec_paths.is_empty()
+                || !rule.exec_names.is_empty()
+                || !rule.exec_sha256.is_empty()
+        });
+        match &self.exec {
+            ExecSupport::Unavailable(reason) if has_exec_rules => {
+                Err(ProgramsError::ExecUnavailable(reason.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The attached programs, in attach order.
     pub fn names(&self) -> Vec<String> {
-        self.ebpf
-            .programs()
-            .map(|(name, _)| name.to_string())
+        if self.attached_to.is_none() {
+            return Vec::new();
+        }
+        let exec = match self.exec {
+            ExecSupport::Enforced(ExecMethod::Lsm) => Some(PROG_EXEC_LSM),
+            ExecSupport::Enforced(ExecMethod::Signal) => Some(PROG_EXEC_SIGNAL),
+            ExecSupport::Unavailable(_) => None,
+        };
+        SOCKET_PROGRAMS
+            .iter()
+            .copied()
+            .chain(exec)
+            .map(ToString::to_string)
             .collect()
     }
 }

@@ -113,7 +113,7 @@ fn decide(rules: &[Rule], set: &[u32]) -> ClassDecision {
     }
 }
 
-fn precedence(rules: &[Rule], matching: impl Iterator<Item = u32>) -> Decision {
+pub(super) fn precedence(rules: &[Rule], matching: impl Iterator<Item = u32>) -> Decision {
     // Indices come unordered from the port sweep, so keep the lowest of each.
     let (mut allow, mut block, mut audit) = (None, None, None);
     for index in matching {

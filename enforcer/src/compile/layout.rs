@@ -2,14 +2,15 @@
 //! `enforcer_common::image`).
 
 use enforcer_common::image::{
-    BUCKET_BITS, BUCKETS, EMPTY_CLASS, HEADER_WORDS, MAGIC, MAX_SEARCH_ENTRIES, V6_RANGE_WORDS,
-    header, pack,
+    BUCKET_BITS, BUCKETS, EMPTY_CLASS, EXEC_ENTRY_WORDS, HEADER_WORDS, MAGIC, MAX_SEARCH_ENTRIES,
+    V6_RANGE_WORDS, header, pack,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
     CompileError,
     classes::ClassDecision,
+    exec::ExecTables,
     segments::{Family, Segments},
 };
 
@@ -20,6 +21,9 @@ pub struct ImageStats {
     pub v6_ranges: usize,
     pub classes: usize,
     pub port_entries: usize,
+    pub exec_files: usize,
+    pub exec_directories: usize,
+    pub exec_names: usize,
     pub words: usize,
 }
 
@@ -34,9 +38,24 @@ pub fn write(
     v4: &Segments,
     v6: &Segments,
     classes: &[ClassDecision],
+    exec: &ExecTables,
 ) -> Result<(Vec<u64>, ImageStats), CompileError> {
     let v4 = bucketize(v4)?;
     let v6 = bucketize(v6)?;
+    let exec_counts = [
+        ("files", exec.files.len()),
+        ("directories", exec.directories.len()),
+        ("names", exec.names.len()),
+    ];
+    for (what, entries) in exec_counts {
+        if entries > MAX_SEARCH_ENTRIES as usize {
+            return Err(CompileError::TooManyExecEntries {
+                what,
+                entries,
+                limit: MAX_SEARCH_ENTRIES,
+            });
+        }
+    }
 
     let mut next_free = HEADER_WORDS as usize;
     let mut section = |words: usize| {
@@ -57,6 +76,9 @@ pub fn write(
     };
     let classes_at = section(classes.len());
     let port_tables_at = section(port_table_words(classes));
+    let exec_files_at = section(exec.files.len() * EXEC_ENTRY_WORDS as usize);
+    let exec_directories_at = section(exec.directories.len() * EXEC_ENTRY_WORDS as usize);
+    let exec_names_at = section(exec.names.len() * EXEC_ENTRY_WORDS as usize);
     let total_words = section(0);
     if total_words > u32::MAX as usize {
         return Err(CompileError::ImageTooLarge(total_words));
@@ -71,6 +93,12 @@ pub fn write(
     image[header::V6_RANGES as usize] = v6_ranges as u64;
     image[header::CLASSES as usize] = classes_at as u64;
     image[header::PORT_TABLES as usize] = port_tables_at as u64;
+    image[header::EXEC_FILES as usize] = exec_files_at as u64;
+    image[header::EXEC_FILE_COUNT as usize] = exec.files.len() as u64;
+    image[header::EXEC_DIRECTORIES as usize] = exec_directories_at as u64;
+    image[header::EXEC_DIRECTORY_COUNT as usize] = exec.directories.len() as u64;
+    image[header::EXEC_NAMES as usize] = exec_names_at as u64;
+    image[header::EXEC_NAME_COUNT as usize] = exec.names.len() as u64;
 
     if let Some(table) = &v4 {
         image.extend(
@@ -114,6 +142,12 @@ pub fn write(
         }
     }
     image.extend(port_tables);
+    for &(dev, ino, decision) in exec.files.iter().chain(&exec.directories) {
+        image.extend([ino, pack(dev, decision.0)]);
+    }
+    for &(hash, decision) in &exec.names {
+        image.extend([hash, decision.0 as u64]);
+    }
     debug_assert_eq!(image.len(), total_words);
 
     let stats = ImageStats {
@@ -121,6 +155,9 @@ pub fn write(
         v6_ranges: v6.as_ref().map_or(0, |t| t.ranges.len()),
         classes: classes.len(),
         port_entries,
+        exec_files: exec.files.len(),
+        exec_directories: exec.directories.len(),
+        exec_names: exec.names.len(),
         words: image.len(),
     };
     Ok((image, stats))

@@ -9,16 +9,22 @@
 //!    covered by the same set of rules;
 //! 2. [`classes`]: each distinct rule set becomes a class, whose decision
 //!    for a (protocol, port) is precomputed, allow rules first;
-//! 3. [`layout`]: ranges go into buckets by their top 16 bits, and all
+//! 3. [`exec`]: exec identities (resolved by [`crate::resolve`]) and file
+//!    names get their decisions the same way;
+//! 4. [`layout`]: ranges go into buckets by their top 16 bits, and all
 //!    sections are written into one image.
 
 mod classes;
+mod exec;
 mod layout;
 mod segments;
 
 use enforcer_common::decision::MAX_RULES;
 
-use crate::policy::{Cidr, Policy};
+use crate::{
+    policy::{Cidr, Policy},
+    resolve::ExecIdentity,
+};
 use classes::ClassTable;
 use segments::Family;
 
@@ -40,6 +46,17 @@ pub enum CompileError {
     },
     #[error("the compiled policy needs {0} words, more than one BPF map can hold")]
     ImageTooLarge(usize),
+    #[error(
+        "rule {0:?} has exec_sha256, which this release validates but does not enforce yet; \
+         ban the files by exec_paths or exec_names for now"
+    )]
+    HashRulesNotEnforced(String),
+    #[error("the policy names {entries} exec {what}; at most {limit} are supported")]
+    TooManyExecEntries {
+        what: &'static str,
+        entries: usize,
+        limit: u32,
+    },
 }
 
 /// A compiled policy: the image to load and what is needed to explain it.
@@ -51,14 +68,24 @@ pub struct Compiled {
     pub stats: ImageStats,
 }
 
-pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
+/// `exec` holds the identities of the policy's exec paths, as
+/// [`crate::resolve::resolve`] found them on this host.
+pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, CompileError> {
     if policy.rules.len() >= MAX_RULES as usize {
         return Err(CompileError::TooManyRules(policy.rules.len()));
+    }
+    if let Some(rule) = policy
+        .rules
+        .iter()
+        .find(|rule| !rule.exec_sha256.is_empty())
+    {
+        return Err(CompileError::HashRulesNotEnforced(rule.name.clone()));
     }
     let mut classes = ClassTable::new(&policy.rules);
     let v4 = segments::cover(Family::V4, prefixes(policy, Family::V4), &mut classes);
     let v6 = segments::cover(Family::V6, prefixes(policy, Family::V6), &mut classes);
-    let (image, stats) = layout::write(&v4, &v6, &classes.finish())?;
+    let exec = exec::tables(&policy.rules, exec);
+    let (image, stats) = layout::write(&v4, &v6, &classes.finish(), &exec)?;
     Ok(Compiled { image, stats })
 }
 

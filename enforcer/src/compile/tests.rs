@@ -22,6 +22,9 @@ fn rule(name: &str, kind: RuleKind, mode: Mode, cidrs: &[&str]) -> Rule {
             .iter()
             .map(|c| c.parse().expect("test CIDR"))
             .collect(),
+        exec_paths: Vec::new(),
+        exec_names: Vec::new(),
+        exec_sha256: Vec::new(),
         ports: None,
         protocols: None,
         origin: Origin {
@@ -113,7 +116,7 @@ const SCTP: u32 = 132;
 
 fn compiled(rules: Vec<Rule>) -> (Policy, Vec<u64>) {
     let policy = Policy { rules };
-    let image = compile(&policy).expect("policy compiles").image;
+    let image = compile(&policy, &[]).expect("policy compiles").image;
     (policy, image)
 }
 
@@ -286,15 +289,15 @@ fn compilation_is_deterministic() {
             allow("b", &["149.154.167.99/32"]),
         ]
     };
-    let first = compile(&Policy { rules: rules() }).unwrap();
-    let second = compile(&Policy { rules: rules() }).unwrap();
+    let first = compile(&Policy { rules: rules() }, &[]).unwrap();
+    let second = compile(&Policy { rules: rules() }, &[]).unwrap();
     assert_eq!(first, second);
 }
 
 #[test]
 fn stats_count_the_sections() {
     let (policy, image) = compiled(vec![block("a", &["10.0.0.0/24", "10.0.2.0/24"])]);
-    let stats = compile(&policy).unwrap().stats;
+    let stats = compile(&policy, &[]).unwrap().stats;
     // 10.0.0.0/24, the gap, 10.0.2.0/24 and the rest of the bucket.
     assert_eq!(stats.v4_ranges, 4);
     assert_eq!(stats.v6_ranges, 0);

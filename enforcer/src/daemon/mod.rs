@@ -32,6 +32,7 @@ use crate::{
     },
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
+    resolve,
 };
 use owner::{Kernel, Owner};
 
@@ -81,7 +82,8 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let capabilities = Capabilities::detect()?;
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
     let policy = policy::load_files(&options.policy)?;
-    let compiled = compile::compile(&policy)?;
+    let resolution = resolve::resolve(&policy);
+    let compiled = compile::compile(&policy, &resolution.identities)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
     let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
     let rules = Arc::new(RuleBook::default());
@@ -91,7 +93,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         slot,
         counters,
         events,
-    } = programs::load()?;
+    } = programs::load(&capabilities)?;
     let kernel = Kernel {
         programs,
         slot,
@@ -109,6 +111,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         generation: owner.generation(),
         cgroup: target.display().to_string(),
         programs: owner.program_names(),
+        exec_enforcement: owner.exec_enforcement(),
         rules: owner.rule_count(),
     };
 
@@ -135,18 +138,26 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, whose usual
-/// default is far below the image of a large policy.
+/// default is far below the image of a large policy. Later kernels ignore
+/// the limit, and a failure here shows up, explained, when a map cannot be
+/// created.
 fn lift_memlock_limit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: a valid rlimit for the calling process.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        eprintln!(
-            "enforcer: cannot lift the memlock limit ({}); large policies may fail to load on kernels before 5.11",
-            io::Error::last_os_error()
-        );
+    // SAFETY: valid rlimit pointers for the calling process.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) != 0 {
+            let mut current = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut current) == 0 {
+                current.rlim_cur = current.rlim_max;
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &current);
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::{
     maps::{Counters, GenerationSlot},
     policy::{self, Policy, Source, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
+    resolve,
 };
 
 /// What the owner takes over from the loader.
@@ -76,6 +77,7 @@ impl Owner {
             mut slot,
             counters,
         } = kernel;
+        programs.check_exec_rules(&policy)?;
         let number = 1;
         rules.insert(number, rule_names(&policy));
         slot.install(&compiled.image, number)?;
@@ -110,6 +112,10 @@ impl Owner {
         self.programs.names()
     }
 
+    pub fn exec_enforcement(&self) -> String {
+        self.programs.exec_support().to_string()
+    }
+
     /// Serves commands until every sender is gone, then drops the programs,
     /// which detaches them.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -134,7 +140,13 @@ impl Owner {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
-        let compiled = match compile::compile(&policy) {
+        if let Err(error) = self.programs.check_exec_rules(&policy) {
+            return Response::Error {
+                message: error.to_string(),
+            };
+        }
+        let resolution = resolve::resolve(&policy);
+        let compiled = match compile::compile(&policy, &resolution.identities) {
             Ok(compiled) => compiled,
             Err(error) => {
                 return Response::Error {
@@ -188,6 +200,7 @@ impl Owner {
         Response::Status(StatusReport {
             cgroup: self.cgroup.display().to_string(),
             programs: self.programs.names(),
+            exec_enforcement: self.programs.exec_support().to_string(),
             generation: self.live.number,
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),
             applied_by: self.live.applied_by.map(|peer| peer.uid),

@@ -8,34 +8,111 @@ use std::{
 use enforcer_common::{
     decision::Action,
     event::{FAMILY_V4, Hook, NetEvent},
+    exec::{ExecEvent, ExecMethod},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use super::{Event, EventBody, NetVerdict, Verdict, rules::RuleBook};
+use super::{Event, EventBody, ExecVerdict, NetVerdict, Verdict, mounts, rules::RuleBook};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("a ring buffer record of {0} bytes; the kernel programs write {size}", size = size_of::<NetEvent>())]
+    #[error(
+        "a ring buffer record of {0} bytes; the kernel programs write {net} or {exec}",
+        net = size_of::<NetEvent>(),
+        exec = size_of::<ExecEvent>()
+    )]
     Size(usize),
     #[error("a record with unknown hook {0}")]
     Hook(u8),
+    #[error("a record with unknown exec method {0}")]
+    Method(u8),
     #[error("a record with verdict {0}, which is never reported")]
     Verdict(u32),
 }
 
+/// Records share one ring buffer and are told apart by size, which
+/// `enforcer_common` keeps distinct.
 pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
-    if record.len() != size_of::<NetEvent>() {
-        return Err(DecodeError::Size(record.len()));
+    match record.len() {
+        n if n == size_of::<NetEvent>() => {
+            // SAFETY: the length matches and every bit pattern is a valid
+            // NetEvent; ring buffer records are only 8-byte aligned.
+            decode_net(
+                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
+                rules,
+            )
+        }
+        n if n == size_of::<ExecEvent>() => {
+            // SAFETY: as above, for ExecEvent.
+            decode_exec(
+                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
+                rules,
+            )
+        }
+        other => Err(DecodeError::Size(other)),
     }
-    // SAFETY: the length matches and every bit pattern is a valid NetEvent;
-    // the ring buffer only aligns records to 8 bytes, so read unaligned.
-    let raw: NetEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-    let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
-    let verdict = match raw.verdict {
-        v if v == Action::Block as u32 => Verdict::Blocked,
-        v if v == Action::Audit as u32 => Verdict::Audit,
-        other => return Err(DecodeError::Verdict(other)),
+}
+
+fn verdict(raw: u32) -> Result<Verdict, DecodeError> {
+    match raw {
+        v if v == Action::Block as u32 => Ok(Verdict::Blocked),
+        v if v == Action::Audit as u32 => Ok(Verdict::Audit),
+        other => Err(DecodeError::Verdict(other)),
+    }
+}
+
+fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
+    let method = match ExecMethod::from_u8(raw.method).ok_or(DecodeError::Method(raw.method))? {
+        ExecMethod::Lsm => "lsm",
+        ExecMethod::Signal => "signal",
     };
+    let within_filesystem = path_from_leaf(&raw.path, raw.path_components, raw.path_truncated != 0);
+    let exec = ExecVerdict {
+        verdict: verdict(raw.verdict)?,
+        rule: rules.name(raw.generation, raw.rule),
+        pid: raw.pid,
+        ppid: (raw.ppid != 0).then_some(raw.ppid),
+        tid: raw.tid,
+        uid: raw.uid,
+        gid: raw.gid,
+        comm: c_string(&raw.comm),
+        path: mounts::full_path(raw.dev, &within_filesystem),
+        filename: c_string(&raw.filename),
+        dev: format!("{}:{}", raw.dev >> 20, raw.dev & 0xf_ffff),
+        ino: raw.ino,
+        method: method.to_string(),
+        sha256: None,
+        generation: raw.generation,
+        cgroup_id: raw.cgroup_id,
+    };
+    Ok(Event::at(wall_time(raw.boot_ns), EventBody::Exec(exec)))
+}
+
+/// The kernel writes dentry names from the executable up to its
+/// filesystem's root (`/`), each ending in NUL; this turns them around.
+fn path_from_leaf(buffer: &[u8], components: u8, truncated: bool) -> String {
+    let names: Vec<&[u8]> = buffer
+        .split(|&b| b == 0)
+        .take(components as usize)
+        .collect();
+    let mut path = String::new();
+    if truncated {
+        path.push_str("...");
+    }
+    for name in names.iter().rev().filter(|name| **name != b"/") {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(name));
+    }
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    }
+}
+
+fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
+    let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
+    let verdict = verdict(raw.verdict)?;
     let daddr = if raw.family == FAMILY_V4 {
         Ipv4Addr::new(raw.daddr[0], raw.daddr[1], raw.daddr[2], raw.daddr[3]).to_string()
     } else {

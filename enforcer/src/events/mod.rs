@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod hub;
+mod mounts;
 pub mod rules;
 
 use std::time::SystemTime;
@@ -45,10 +46,13 @@ pub enum EventBody {
         generation: u64,
         cgroup: String,
         programs: Vec<String>,
+        /// "lsm", "signal", or why exec rules cannot be enforced here.
+        exec_enforcement: String,
         rules: usize,
     },
     Connect(NetVerdict),
     Sendmsg(NetVerdict),
+    Exec(ExecVerdict),
     /// A new policy generation is in force.
     PolicyApplied {
         generation: u64,
@@ -86,6 +90,34 @@ pub struct NetVerdict {
     /// "tcp", "udp" or the IP protocol number.
     pub proto: String,
     pub hook: String,
+    pub generation: u64,
+    pub cgroup_id: u64,
+}
+
+/// One exec the policy matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecVerdict {
+    pub verdict: Verdict,
+    pub rule: String,
+    pub pid: u32,
+    /// The parent as the kernel saw it at exec time.
+    pub ppid: Option<u32>,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    /// The executable as the kernel resolved it (its file, not the name
+    /// the caller used).
+    pub path: String,
+    /// The file name as the caller passed it to exec.
+    pub filename: String,
+    /// "major:minor" of the executable's filesystem.
+    pub dev: String,
+    pub ino: u64,
+    /// "lsm": the exec failed with EPERM; "signal": the new image was
+    /// killed with SIGKILL before it ran.
+    pub method: String,
+    pub sha256: Option<String>,
     pub generation: u64,
     pub cgroup_id: u64,
 }

@@ -23,6 +23,9 @@ pub struct RuleSummary {
     pub cidrs: usize,
     pub ports: Option<Vec<String>>,
     pub protocols: Option<Vec<String>>,
+    pub exec_paths: usize,
+    pub exec_names: usize,
+    pub exec_sha256: usize,
 }
 
 impl RuleSummary {
@@ -43,6 +46,9 @@ impl RuleSummary {
                     .map(|(name, _)| name.to_string())
                     .collect()
             }),
+            exec_paths: rule.exec_paths.len(),
+            exec_names: rule.exec_names.len(),
+            exec_sha256: rule.exec_sha256.len(),
         }
     }
 }
@@ -51,16 +57,33 @@ impl fmt::Display for RuleSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list =
             |items: &Option<Vec<String>>| items.as_ref().map_or("all".to_string(), |v| v.join(","));
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let execs = [
+            (self.exec_paths, "exec path", "exec paths"),
+            (self.exec_names, "exec name", "exec names"),
+            (self.exec_sha256, "exec hash", "exec hashes"),
+        ];
+        let mut parts = Vec::new();
+        // Ports and protocols only qualify CIDRs, so an exec-only rule
+        // leaves all three out.
+        if self.cidrs > 0 || execs.iter().all(|&(n, _, _)| n == 0) {
+            parts.push(count(self.cidrs, "CIDR", "CIDRs"));
+            parts.push(format!("ports {}", list(&self.ports)));
+            parts.push(format!("protocols {}", list(&self.protocols)));
+        }
+        for (n, one, many) in execs {
+            if n > 0 {
+                parts.push(count(n, one, many));
+            }
+        }
         write!(
             f,
-            "{} ({} {}, {} CIDR{}, ports {}, protocols {})",
+            "{} ({} {}, {})",
             self.name,
             self.kind,
             self.mode,
-            self.cidrs,
-            if self.cidrs == 1 { "" } else { "s" },
-            list(&self.ports),
-            list(&self.protocols)
+            parts.join(", ")
         )
     }
 }
@@ -70,6 +93,10 @@ pub struct RuleChange {
     pub name: String,
     pub cidrs_added: Vec<String>,
     pub cidrs_removed: Vec<String>,
+    /// Exec entries, each as `path /opt/x`, `path /opt/dir/`, `name x` or
+    /// `sha256 <hex>`; paths first, then names, then hashes, each sorted.
+    pub exec_added: Vec<String>,
+    pub exec_removed: Vec<String>,
     /// Other keys that changed, as `key: old -> new`.
     pub settings: Vec<String>,
 }
@@ -106,9 +133,20 @@ fn same_but_origin(a: &Rule, b: &Rule) -> bool {
     } == *b
 }
 
+/// A rule's exec entries as `RuleChange` shows them, in its order.
+fn exec_entries(rule: &Rule) -> BTreeSet<(u8, String)> {
+    let paths = rule.exec_paths.iter().map(|p| (0, format!("path {p}")));
+    let names = rule.exec_names.iter().map(|n| (1, format!("name {n}")));
+    let hashes = rule.exec_sha256.iter().map(|h| (2, format!("sha256 {h}")));
+    paths.chain(names).chain(hashes).collect()
+}
+
 fn change(before: &Rule, after: &Rule) -> RuleChange {
     let old: BTreeSet<&Cidr> = before.cidrs.iter().collect();
     let new: BTreeSet<&Cidr> = after.cidrs.iter().collect();
+    let (old_execs, new_execs) = (exec_entries(before), exec_entries(after));
+    let entries =
+        |set: BTreeSet<&(u8, String)>| set.into_iter().map(|(_, text)| text.clone()).collect();
     let (was, is) = (RuleSummary::of(before), RuleSummary::of(after));
     let mut settings = Vec::new();
     let mut note = |key: &str, old: String, new: String| {
@@ -132,6 +170,8 @@ fn change(before: &Rule, after: &Rule) -> RuleChange {
         name: after.name.clone(),
         cidrs_added: new.difference(&old).map(ToString::to_string).collect(),
         cidrs_removed: old.difference(&new).map(ToString::to_string).collect(),
+        exec_added: entries(new_execs.difference(&old_execs).collect()),
+        exec_removed: entries(old_execs.difference(&new_execs).collect()),
         settings,
     }
 }
@@ -148,9 +188,18 @@ impl fmt::Display for PolicyDiff {
             writeln!(f, "- {rule}")?;
         }
         for change in &self.changed {
+            let execs = if change.exec_added.is_empty() && change.exec_removed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", +{} exec, -{} exec",
+                    change.exec_added.len(),
+                    change.exec_removed.len()
+                )
+            };
             writeln!(
                 f,
-                "~ {}: +{} CIDRs, -{} CIDRs{}",
+                "~ {}: +{} CIDRs, -{} CIDRs{execs}{}",
                 change.name,
                 change.cidrs_added.len(),
                 change.cidrs_removed.len(),
@@ -161,14 +210,18 @@ impl fmt::Display for PolicyDiff {
                     .collect::<String>()
             )?;
             const SHOWN: usize = 10;
-            for cidr in change.cidrs_added.iter().take(SHOWN) {
-                writeln!(f, "    + {cidr}")?;
+            let mut hidden = 0;
+            for (sign, entries) in [
+                ('+', &change.cidrs_added),
+                ('-', &change.cidrs_removed),
+                ('+', &change.exec_added),
+                ('-', &change.exec_removed),
+            ] {
+                for entry in entries.iter().take(SHOWN) {
+                    writeln!(f, "    {sign} {entry}")?;
+                }
+                hidden += entries.len().saturating_sub(SHOWN);
             }
-            for cidr in change.cidrs_removed.iter().take(SHOWN) {
-                writeln!(f, "    - {cidr}")?;
-            }
-            let hidden = change.cidrs_added.len().saturating_sub(SHOWN)
-                + change.cidrs_removed.len().saturating_sub(SHOWN);
             if hidden > 0 {
                 writeln!(f, "    ({hidden} more)")?;
             }
@@ -251,6 +304,101 @@ cidrs = ["3.7.35.0/25"]
         let text = diff.to_string();
         assert!(text.contains("+ zoom (block enforce, 1 CIDR"), "{text}");
         assert!(text.contains("~ telegram: +1 CIDRs, -1 CIDRs"), "{text}");
+    }
+
+    #[test]
+    fn reports_exec_changes() {
+        let hash = "AB".repeat(32);
+        let old = policy(&format!(
+            r#"
+version = 1
+[[block]]
+name = "telegram"
+cidrs = ["149.154.160.0/20"]
+exec_paths = ["/opt/Telegram/Telegram"]
+exec_names = ["telegram-desktop"]
+[[allow]]
+name = "updater"
+exec_paths = ["/opt/Telegram/updater"]
+[[block]]
+name = "hashes"
+exec_sha256 = ["{hash}"]
+"#
+        ));
+        let new = policy(
+            r#"
+version = 1
+[[block]]
+name = "telegram"
+cidrs = ["149.154.160.0/20"]
+exec_paths = ["/opt/Telegram/", "/opt/Telegram/Telegram"]
+exec_sha256 = ["0000000000000000000000000000000000000000000000000000000000000000"]
+[[allow]]
+name = "updater"
+exec_paths = ["/opt/Telegram/updater"]
+[[block]]
+name = "names"
+exec_names = ["Telegram", "telegram-desktop"]
+"#,
+        );
+        let diff = PolicyDiff::between(&old, &new);
+        assert_eq!(diff.unchanged, 1);
+        let [added] = diff.added.as_slice() else {
+            panic!("{diff:?}")
+        };
+        assert_eq!((added.cidrs, added.exec_names), (0, 2));
+        let [removed] = diff.removed.as_slice() else {
+            panic!("{diff:?}")
+        };
+        assert_eq!((removed.exec_paths, removed.exec_sha256), (0, 1));
+        let [telegram] = diff.changed.as_slice() else {
+            panic!("{diff:?}")
+        };
+        assert!(telegram.cidrs_added.is_empty() && telegram.cidrs_removed.is_empty());
+        assert_eq!(
+            telegram.exec_added,
+            [
+                "path /opt/Telegram/",
+                "sha256 0000000000000000000000000000000000000000000000000000000000000000",
+            ]
+        );
+        assert_eq!(telegram.exec_removed, ["name telegram-desktop"]);
+        assert!(telegram.settings.is_empty(), "{:?}", telegram.settings);
+
+        let text = diff.to_string();
+        assert!(
+            text.contains("+ names (block enforce, 2 exec names)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("- hashes (block enforce, 1 exec hash)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "~ telegram: +0 CIDRs, -0 CIDRs, +2 exec, -1 exec\n    + path /opt/Telegram/\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("    - name telegram-desktop\n"), "{text}");
+    }
+
+    #[test]
+    fn summary_of_a_rule_with_networks_and_executables() {
+        let policy = policy(
+            r#"
+version = 1
+[[block]]
+name = "t"
+cidrs = ["10.0.0.0/8"]
+ports = [443]
+exec_paths = ["/opt/t/"]
+"#,
+        );
+        assert_eq!(
+            RuleSummary::of(&policy.rules[0]).to_string(),
+            "t (block enforce, 1 CIDR, ports 443, protocols all, 1 exec path)"
+        );
     }
 
     #[test]

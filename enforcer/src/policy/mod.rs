@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 
 mod cidr;
 pub mod diff;
+mod exec;
 mod parse;
 mod span;
 #[cfg(test)]
 mod tests;
 
 pub use cidr::CidrError;
+pub use exec::{ExecError, MAX_EXEC_NAME_BYTES, MAX_EXEC_PATH_BYTES};
 
 /// One policy file's text. `name` is what errors show as the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +43,18 @@ pub struct Rule {
     /// Effective mode: the rule's own `mode`, else the file's. Allow rules
     /// carry the file's mode, but nothing reads it.
     pub mode: Mode,
+    /// Destination networks. Empty when the rule only names executables.
     pub cidrs: Vec<Cidr>,
-    /// `None`: every port.
+    /// Executable files and directories (block and allow rules).
+    pub exec_paths: Vec<ExecPath>,
+    /// Executable file names, in any directory (block rules only).
+    pub exec_names: Vec<String>,
+    /// Executable contents, any copy anywhere (block rules only).
+    pub exec_sha256: Vec<Sha256>,
+    /// `None`: every port. Only set when `cidrs` is not empty.
     pub ports: Option<Vec<PortRange>>,
-    /// `None`: every IP protocol, not only TCP and UDP.
+    /// `None`: every IP protocol, not only TCP and UDP. Only set when
+    /// `cidrs` is not empty.
     pub protocols: Option<ProtocolSet>,
     pub origin: Origin,
 }
@@ -77,6 +87,24 @@ pub enum Cidr {
     V4 { addr: Ipv4Addr, prefix_len: u8 },
     V6 { addr: Ipv6Addr, prefix_len: u8 },
 }
+
+/// An absolute executable path: a file, or with `directory` every file
+/// under that directory at any depth. `path` is absolute, has no empty,
+/// `.` or `..` components, no trailing `/` and is never `/` itself.
+/// Displays and serializes as written in a policy, with a trailing `/` for a
+/// directory, e.g. `"/opt/Telegram/"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ExecPath {
+    pub path: PathBuf,
+    pub directory: bool,
+}
+
+/// A SHA-256 digest. Displays and serializes as 64 lowercase hex digits;
+/// parses from either case.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Sha256(pub [u8; 32]);
 
 /// Inclusive port range; a single port has `first == last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -5,22 +5,28 @@
 //! the policy as a whole is only returned when no file had any error.
 
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::hash::Hash;
 use std::ops::Range;
 
 use toml::Spanned;
 use toml::de::{DeArray, DeInteger, DeTable, DeValue};
 
+use super::exec::check_exec_name;
 use super::span::LineIndex;
 use super::{
-    Cidr, Mode, Origin, Policy, PolicyError, PolicyErrors, PortRange, ProtocolSet, Rule, RuleKind,
-    Source,
+    Cidr, ExecPath, Mode, Origin, Policy, PolicyError, PolicyErrors, PortRange, ProtocolSet, Rule,
+    RuleKind, Sha256, Source,
 };
 
 const SUPPORTED_VERSION: i64 = 1;
 const MAX_NAME_CHARS: usize = 64;
 const TOP_LEVEL_KEYS: &str = "version, mode, block, allow";
-const BLOCK_KEYS: &str = "name, mode, cidrs, ports, protocols";
-const ALLOW_KEYS: &str = "name, cidrs, ports, protocols";
+const BLOCK_KEYS: &str = "name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256";
+const ALLOW_KEYS: &str = "name, cidrs, ports, protocols, exec_paths";
+/// What a rule matches; it needs at least one of them.
+const BLOCK_TARGETS: [&str; 4] = ["cidrs", "exec_paths", "exec_names", "exec_sha256"];
+const ALLOW_TARGETS: [&str; 2] = ["cidrs", "exec_paths"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -241,6 +247,9 @@ fn check_rule(
     let mut cidrs = None;
     let mut ports = None;
     let mut protocols = None;
+    let mut exec_paths = None;
+    let mut exec_names = None;
+    let mut exec_sha256 = None;
 
     for (key, value) in table {
         match (key.get_ref().as_ref(), kind) {
@@ -253,6 +262,13 @@ fn check_rule(
             ("cidrs", _) => cidrs = check_cidrs(cx, value),
             ("ports", _) => ports = check_ports(cx, value),
             ("protocols", _) => protocols = check_protocols(cx, value),
+            ("exec_paths", _) => exec_paths = check_exec_paths(cx, value),
+            ("exec_names", RuleKind::Block) => exec_names = check_exec_names(cx, value),
+            ("exec_sha256", RuleKind::Block) => exec_sha256 = check_exec_sha256(cx, value),
+            (key_name @ ("exec_names" | "exec_sha256"), RuleKind::Allow) => cx.error(
+                key.span(),
+                format!("`{key_name}` cannot be allowed; allow specific `exec_paths` instead"),
+            ),
             (other, _) => {
                 let expected = match kind {
                     RuleKind::Block => BLOCK_KEYS,
@@ -273,16 +289,47 @@ fn check_rule(
     if !table.contains_key("name") {
         cx.error(span.clone(), format!("{label} is missing `name`"));
     }
+    // A target key that is present but wrong (empty, or refused on an allow
+    // rule) already has its own error.
+    if !BLOCK_TARGETS.iter().any(|key| table.contains_key(*key)) {
+        let targets = match kind {
+            RuleKind::Block => &BLOCK_TARGETS[..],
+            RuleKind::Allow => &ALLOW_TARGETS[..],
+        };
+        let targets = targets
+            .iter()
+            .map(|key| format!("`{key}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        cx.error(
+            span.clone(),
+            format!("{label} needs at least one of {targets}"),
+        );
+    }
     if !table.contains_key("cidrs") {
-        cx.error(span.clone(), format!("{label} is missing `cidrs`"));
+        for qualifier in ["ports", "protocols"] {
+            if let Some((key, _)) = table.get_key_value(qualifier) {
+                cx.error(
+                    key.span(),
+                    format!(
+                        "`{qualifier}` only qualify `cidrs`, and this rule has none; add \
+                         `cidrs` or remove `{qualifier}`"
+                    ),
+                );
+            }
+        }
     }
 
-    let rule = match (&name, cidrs) {
-        (Some((name, _)), Some(cidrs)) if cx.errors.len() == before => Some(Rule {
+    let rule = match &name {
+        Some((name, _)) if cx.errors.len() == before => Some(Rule {
             name: name.clone(),
             kind,
             mode: mode.unwrap_or(file_mode),
-            cidrs,
+            // Each key is either absent or was valid: no error was recorded.
+            cidrs: cidrs.unwrap_or_default(),
+            exec_paths: exec_paths.unwrap_or_default(),
+            exec_names: exec_names.unwrap_or_default(),
+            exec_sha256: exec_sha256.unwrap_or_default(),
             ports,
             protocols,
             origin: Origin {
@@ -346,49 +393,138 @@ fn non_empty_array<'a, 'i>(
     Some(items)
 }
 
-fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
+/// How one list-of-strings key is described in its errors.
+struct ListKey<'a> {
+    key: &'a str,
+    /// "CIDR strings": `` `cidrs` must be an array of CIDR strings ``.
+    items: &'a str,
+    /// "one network": `` `cidrs` must not be empty; list at least one network, ... ``.
+    one: &'a str,
+    /// "CIDR": "each CIDR must be a string", "duplicate CIDR ...".
+    item: &'a str,
+    /// Whether a duplicate's message shows its parsed value even when it
+    /// reads the same as the text.
+    always_show_value: bool,
+}
+
+/// A non-empty array of strings, each parsed by `parse`, with no two the
+/// same after parsing. Duplicates are reported at the later entry.
+fn check_string_list<T: Clone + Eq + Hash + Display>(
+    cx: &mut FileCx<'_>,
+    value: &Value<'_>,
+    spec: &ListKey<'_>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let ListKey {
+        key,
+        items,
+        one,
+        item: what,
+        always_show_value,
+    } = *spec;
     let items = non_empty_array(
         cx,
         value,
-        "cidrs",
-        "CIDR strings",
-        "a rule needs at least one network",
+        key,
+        items,
+        &format!("list at least {one}, or leave `{key}` out"),
     )?;
-    let (cidrs, clean) = cx.clean(|cx| {
-        let mut cidrs: Vec<Cidr> = Vec::with_capacity(items.len());
-        // Where each CIDR was first seen; policies list up to millions.
-        let mut first_seen: HashMap<Cidr, usize> = HashMap::with_capacity(items.len());
+    let (values, clean) = cx.clean(|cx| {
+        let mut values: Vec<T> = Vec::with_capacity(items.len());
+        // Where each value was first seen; policies list up to millions of
+        // CIDRs, so no pairwise comparison.
+        let mut first_seen: HashMap<T, usize> = HashMap::with_capacity(items.len());
         for item in items.iter() {
             let DeValue::String(text) = item.get_ref() else {
-                cx.wrong_type(item, "each CIDR must be a string");
+                cx.wrong_type(item, &format!("each {what} must be a string"));
                 continue;
             };
-            let cidr = match text.parse::<Cidr>() {
-                Ok(cidr) => cidr,
-                Err(error) => {
-                    cx.error(item.span(), error.to_string());
+            let parsed = match parse(text) {
+                Ok(parsed) => parsed,
+                Err(message) => {
+                    cx.error(item.span(), message);
                     continue;
                 }
             };
-            // Compared after normalisation, so "10.0.0.1" and
+            // Compared after parsing, so e.g. "10.0.0.1" and
             // "::ffff:10.0.0.1/128" are the same network.
-            if let Some(&first) = first_seen.get(&cidr) {
+            if let Some(&first) = first_seen.get(&parsed) {
                 let (line, column) = cx.index.position(first);
+                let shown = parsed.to_string();
+                let shown = if always_show_value || shown != text.as_ref() {
+                    format!(": {shown}")
+                } else {
+                    String::new()
+                };
                 cx.error(
                     item.span(),
                     format!(
-                        "duplicate CIDR {text:?}: {cidr} is already listed in this rule at \
+                        "duplicate {what} {text:?}{shown} is already listed in this rule at \
                          line {line}, column {column}"
                     ),
                 );
                 continue;
             }
-            first_seen.insert(cidr, item.span().start);
-            cidrs.push(cidr);
+            first_seen.insert(parsed.clone(), item.span().start);
+            values.push(parsed);
         }
-        cidrs
+        values
     });
-    clean.then_some(cidrs)
+    clean.then_some(values)
+}
+
+fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
+    let spec = ListKey {
+        key: "cidrs",
+        items: "CIDR strings",
+        one: "one network",
+        item: "CIDR",
+        always_show_value: true,
+    };
+    check_string_list(cx, value, &spec, |text| {
+        text.parse::<Cidr>().map_err(|e| e.to_string())
+    })
+}
+
+fn check_exec_paths(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<ExecPath>> {
+    let spec = ListKey {
+        key: "exec_paths",
+        items: "path strings",
+        one: "one path",
+        item: "exec path",
+        always_show_value: false,
+    };
+    check_string_list(cx, value, &spec, |text| {
+        text.parse::<ExecPath>().map_err(|e| e.to_string())
+    })
+}
+
+fn check_exec_names(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<String>> {
+    let spec = ListKey {
+        key: "exec_names",
+        items: "file name strings",
+        one: "one name",
+        item: "exec name",
+        always_show_value: false,
+    };
+    check_string_list(cx, value, &spec, |text| {
+        check_exec_name(text)
+            .map(|()| text.to_owned())
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn check_exec_sha256(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Sha256>> {
+    let spec = ListKey {
+        key: "exec_sha256",
+        items: "SHA-256 hex strings",
+        one: "one hash",
+        item: "SHA-256",
+        always_show_value: false,
+    };
+    check_string_list(cx, value, &spec, |text| {
+        text.parse::<Sha256>().map_err(|e| e.to_string())
+    })
 }
 
 fn check_ports(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<PortRange>> {

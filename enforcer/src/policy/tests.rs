@@ -1,4 +1,5 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 use super::*;
 
@@ -94,6 +95,9 @@ fn full_example() {
                         prefix_len: 48,
                     },
                 ],
+                exec_paths: Vec::new(),
+                exec_names: Vec::new(),
+                exec_sha256: Vec::new(),
                 ports: ports(&[(443, 443), (80, 80), (5222, 5222), (3478, 3481)]),
                 protocols: Some(ProtocolSet {
                     tcp: true,
@@ -109,6 +113,9 @@ fn full_example() {
                 kind: RuleKind::Allow,
                 mode: Mode::Enforce,
                 cidrs: vec![v4([149, 154, 167, 99], 32)],
+                exec_paths: Vec::new(),
+                exec_names: Vec::new(),
+                exec_sha256: Vec::new(),
                 ports: None,
                 protocols: None,
                 origin: Origin {
@@ -127,6 +134,9 @@ fn full_example() {
                         prefix_len: 0,
                     },
                 ],
+                exec_paths: Vec::new(),
+                exec_names: Vec::new(),
+                exec_sha256: Vec::new(),
                 ports: ports(&[(853, 853)]),
                 protocols: Some(ProtocolSet {
                     tcp: true,
@@ -383,13 +393,13 @@ fn unknown_rule_key() {
             "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nport = [\"443\"]\n"
         )),
         [
-            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, ports, protocols"#
+            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256"#
         ]
     );
     assert_eq!(
         errors("version = 1\n[[allow]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\ncomment = \"x\"\n"),
         [
-            r#"p.toml:5:1: unknown key "comment" in allow rule; expected one of: name, cidrs, ports, protocols"#
+            r#"p.toml:5:1: unknown key "comment" in allow rule; expected one of: name, cidrs, ports, protocols, exec_paths"#
         ]
     );
 }
@@ -452,13 +462,15 @@ fn missing_name_and_cidrs() {
     );
     assert_eq!(
         errors(&block_with("name = \"a\"\n")),
-        [r#"p.toml:3:1: block rule "a" is missing `cidrs`"#]
+        [
+            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `exec_paths`, `exec_names`, `exec_sha256`"#
+        ]
     );
     assert_eq!(
         errors("version = 1\n  [[allow]]\n"),
         [
             "p.toml:2:3: allow rule is missing `name`",
-            "p.toml:2:3: allow rule is missing `cidrs`",
+            "p.toml:2:3: allow rule needs at least one of `cidrs`, `exec_paths`",
         ]
     );
 }
@@ -525,7 +537,7 @@ fn duplicate_name_of_an_invalid_rule_is_still_reported() {
              [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n"
         ),
         [
-            "p.toml:4:9: `cidrs` must not be empty; a rule needs at least one network",
+            "p.toml:4:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out",
             r#"p.toml:6:8: duplicate rule name "a"; it is first defined at p.toml:3:8"#,
         ]
     );
@@ -550,7 +562,7 @@ fn bad_cidrs() {
 fn empty_cidrs() {
     assert_eq!(
         errors(&block_with("name = \"a\"\ncidrs = []\n")),
-        ["p.toml:5:9: `cidrs` must not be empty; a rule needs at least one network"]
+        ["p.toml:5:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out"]
     );
 }
 
@@ -677,10 +689,10 @@ protocols = ["sctp"]
             r#"p.toml:2:8: unknown mode "strict"; expected "enforce" or "audit""#,
             "p.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
             r#"p.toml:7:10: inverted port range "90-80": 90 is greater than 80"#,
-            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, ports, protocols"#,
+            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256"#,
             "p.toml:10:1: allow rule is missing `name`",
             "p.toml:11:1: `mode` is not allowed on allow rules; a matching allow rule always wins",
-            "p.toml:12:9: `cidrs` must not be empty; a rule needs at least one network",
+            "p.toml:12:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out",
             r#"p.toml:15:8: duplicate rule name "a"; it is first defined at p.toml:5:8"#,
             r#"p.toml:17:14: unknown protocol "sctp"; expected "tcp" or "udp""#,
         ]
@@ -726,6 +738,368 @@ fn errors_display_one_per_line() {
             message: "unsupported version 2; only version 1 is supported".into(),
         }
     );
+}
+
+// ---- exec keys ----
+
+/// Like [`block_with`], for an allow rule on line 3.
+fn allow_with(rule_body: &str) -> String {
+    format!("version = 1\n\n[[allow]]\n{rule_body}")
+}
+
+fn file(path: &str) -> ExecPath {
+    ExecPath {
+        path: PathBuf::from(path),
+        directory: false,
+    }
+}
+
+fn dir(path: &str) -> ExecPath {
+    ExecPath {
+        path: PathBuf::from(path),
+        directory: true,
+    }
+}
+
+const MIXED_CASE_SHA256: &str = "9F86D081884C7D659A2FEAA0C55AD015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn exec_keys_are_parsed() {
+    let policy = ok(&block_with(&format!(
+        r#"name = "telegram"
+cidrs = ["149.154.160.0/20"]
+exec_paths = ["/opt/Telegram/Telegram", "/opt/Telegram/", "/usr/bin/telegram desktop"]
+exec_names = ["telegram-desktop", "Telegram", ".Telegram"]
+exec_sha256 = ["{MIXED_CASE_SHA256}"]
+"#
+    )));
+    let [rule] = policy.rules.as_slice() else {
+        panic!("{policy:?}")
+    };
+    assert_eq!(rule.cidrs, [v4([149, 154, 160, 0], 20)]);
+    assert_eq!(
+        rule.exec_paths,
+        [
+            file("/opt/Telegram/Telegram"),
+            dir("/opt/Telegram"),
+            file("/usr/bin/telegram desktop"),
+        ]
+    );
+    assert_eq!(
+        rule.exec_paths
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "/opt/Telegram/Telegram",
+            "/opt/Telegram/",
+            "/usr/bin/telegram desktop"
+        ]
+    );
+    assert_eq!(
+        rule.exec_names,
+        ["telegram-desktop", "Telegram", ".Telegram"]
+    );
+    let [hash] = rule.exec_sha256.as_slice() else {
+        panic!("{rule:?}")
+    };
+    assert_eq!(hash.0[..3], [0x9f, 0x86, 0xd0]);
+    assert_eq!(hash.0[31], 0x08);
+    assert_eq!(
+        hash.to_string(),
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    );
+    assert_eq!((rule.kind, rule.mode), (RuleKind::Block, Mode::Enforce));
+    assert_eq!(rule.origin.line, 3);
+}
+
+#[test]
+fn exec_only_rule_needs_no_cidrs() {
+    let policy = ok(&block_with(
+        "name = \"t\"\nmode = \"audit\"\nexec_names = [\"telegram-desktop\"]\n",
+    ));
+    assert_eq!(
+        policy.rules,
+        [Rule {
+            name: "t".into(),
+            kind: RuleKind::Block,
+            mode: Mode::Audit,
+            cidrs: Vec::new(),
+            exec_paths: Vec::new(),
+            exec_names: vec!["telegram-desktop".into()],
+            exec_sha256: Vec::new(),
+            ports: None,
+            protocols: None,
+            origin: Origin {
+                file: "p.toml".into(),
+                line: 3,
+            },
+        }]
+    );
+    let hash_only = ok(&block_with(&format!(
+        "name = \"h\"\nexec_sha256 = [\"{MIXED_CASE_SHA256}\"]\n"
+    )));
+    assert!(hash_only.rules[0].cidrs.is_empty());
+    assert_eq!(hash_only.rules[0].exec_sha256.len(), 1);
+    let path_only = ok(&block_with("name = \"p\"\nexec_paths = [\"/opt/x/\"]\n"));
+    assert_eq!(path_only.rules[0].exec_paths, [dir("/opt/x")]);
+}
+
+#[test]
+fn allow_rule_with_exec_paths() {
+    let policy = ok(&allow_with(
+        "name = \"admin-tool\"\nexec_paths = [\"/opt/Telegram/updater\", \"/opt/tools/\"]\n",
+    ));
+    let rule = &policy.rules[0];
+    assert_eq!(rule.kind, RuleKind::Allow);
+    assert!(rule.cidrs.is_empty());
+    assert_eq!(
+        rule.exec_paths,
+        [file("/opt/Telegram/updater"), dir("/opt/tools")]
+    );
+    assert!(rule.exec_names.is_empty() && rule.exec_sha256.is_empty());
+
+    let both = ok(&allow_with(
+        "name = \"b\"\ncidrs = [\"10.0.0.1\"]\nports = [443]\nexec_paths = [\"/usr/bin/x\"]\n",
+    ));
+    assert_eq!(both.rules[0].cidrs, [v4([10, 0, 0, 1], 32)]);
+    assert_eq!(both.rules[0].ports, ports(&[(443, 443)]));
+    assert_eq!(both.rules[0].exec_paths, [file("/usr/bin/x")]);
+}
+
+#[test]
+fn a_rule_needs_a_network_or_an_executable() {
+    assert_eq!(
+        errors(&block_with("name = \"a\"\nmode = \"audit\"\n")),
+        [
+            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `exec_paths`, `exec_names`, `exec_sha256`"#
+        ]
+    );
+    assert_eq!(
+        errors(&allow_with("name = \"a\"\n")),
+        [r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `exec_paths`"#]
+    );
+    // An empty list is reported as such, not as a missing key too.
+    assert_eq!(
+        errors(&block_with("name = \"a\"\nexec_paths = []\n")),
+        [
+            "p.toml:5:14: `exec_paths` must not be empty; list at least one path, or leave `exec_paths` out"
+        ]
+    );
+}
+
+#[test]
+fn ports_and_protocols_only_qualify_cidrs() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\nexec_names = [\"x\"]\nports = [443]\n  protocols = [\"tcp\"]\n"
+        )),
+        [
+            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+            "p.toml:7:3: `protocols` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
+        ]
+    );
+    // Without any target, both problems are reported.
+    assert_eq!(
+        errors(&allow_with("name = \"a\"\nports = [443]\n")),
+        [
+            r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `exec_paths`"#,
+            "p.toml:5:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+        ]
+    );
+    // With `cidrs` present but wrong, only `cidrs` is reported.
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = []\nports = [443]\nexec_names = [\"x\"]\n"
+        )),
+        ["p.toml:5:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out"]
+    );
+}
+
+#[test]
+fn allow_rules_take_only_exec_paths() {
+    assert_eq!(
+        errors(&allow_with(&format!(
+            "name = \"a\"\nexec_paths = [\"/x\"]\nexec_names = [\"x\"]\n  exec_sha256 = [\"{MIXED_CASE_SHA256}\"]\n"
+        ))),
+        [
+            "p.toml:6:1: `exec_names` cannot be allowed; allow specific `exec_paths` instead",
+            "p.toml:7:3: `exec_sha256` cannot be allowed; allow specific `exec_paths` instead",
+        ]
+    );
+    // The refused key is the rule's only target: no second error for that.
+    assert_eq!(
+        errors(&allow_with("name = \"a\"\nexec_names = [\"x\"]\n")),
+        ["p.toml:5:1: `exec_names` cannot be allowed; allow specific `exec_paths` instead"]
+    );
+}
+
+#[test]
+fn empty_exec_lists() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\nexec_paths = []\nexec_names = []\nexec_sha256 = []\n"
+        )),
+        [
+            "p.toml:5:14: `exec_paths` must not be empty; list at least one path, or leave `exec_paths` out",
+            "p.toml:6:14: `exec_names` must not be empty; list at least one name, or leave `exec_names` out",
+            "p.toml:7:15: `exec_sha256` must not be empty; list at least one hash, or leave `exec_sha256` out",
+        ]
+    );
+}
+
+#[test]
+fn exec_values_of_the_wrong_type() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\nexec_paths = \"/x\"\nexec_names = [1, \"a\"]\nexec_sha256 = 5\n"
+        )),
+        [
+            "p.toml:5:14: `exec_paths` must be an array of path strings, found string",
+            "p.toml:6:15: each exec name must be a string, found integer",
+            "p.toml:7:15: `exec_sha256` must be an array of SHA-256 hex strings, found integer",
+        ]
+    );
+    assert_eq!(
+        errors(&block_with("name = \"a\"\nexec_paths = [[\"/x\"]]\n")),
+        ["p.toml:5:15: each exec path must be a string, found array"]
+    );
+}
+
+#[test]
+fn bad_exec_paths() {
+    assert_eq!(
+        errors(&block_with(
+            r#"name = "a"
+exec_paths = ["opt/x", "", "/", "//", "/a//b", "/a/b//", "/a/./b", "/a/..", "/a\u0000"]
+"#
+        )),
+        [
+            r#"p.toml:5:15: invalid exec path "opt/x": not absolute; exec paths start with "/""#,
+            r#"p.toml:5:24: invalid exec path "": not absolute; exec paths start with "/""#,
+            r#"p.toml:5:28: exec path "/" would ban every executable; list the directories to ban instead, e.g. "/opt/Telegram/""#,
+            r#"p.toml:5:33: invalid exec path "//": empty component ("//")"#,
+            r#"p.toml:5:39: invalid exec path "/a//b": empty component ("//")"#,
+            r#"p.toml:5:48: invalid exec path "/a/b//": empty component ("//")"#,
+            r#"p.toml:5:58: invalid exec path "/a/./b": "." component; write the path without "." and ".." components"#,
+            r#"p.toml:5:68: invalid exec path "/a/..": ".." component; write the path without "." and ".." components"#,
+            r#"p.toml:5:77: invalid exec path "/a\0": contains a NUL character"#,
+        ]
+    );
+}
+
+#[test]
+fn exec_path_length_limit() {
+    let longest = format!("/{}", "x".repeat(4095));
+    let policy = ok(&block_with(&format!(
+        "name = \"a\"\nexec_paths = [\"{longest}\"]\n"
+    )));
+    assert_eq!(policy.rules[0].exec_paths[0].path.as_os_str().len(), 4096);
+    assert_eq!(
+        errors(&block_with(&format!(
+            "name = \"a\"\nexec_paths = [\"{longest}/\", \"/ok\"]\n"
+        ))),
+        ["p.toml:5:15: exec path is 4097 bytes long; at most 4096 are allowed"]
+    );
+}
+
+#[test]
+fn bad_exec_names() {
+    assert_eq!(
+        errors(&block_with(
+            r#"name = "a"
+exec_names = ["", "bin/sh", ".", "..", "a\u0000", "ok"]
+"#
+        )),
+        [
+            "p.toml:5:15: exec name must not be empty",
+            r#"p.toml:5:19: invalid exec name "bin/sh": contains "/"; an exec name is a file name, put paths in `exec_paths`"#,
+            r#"p.toml:5:29: invalid exec name ".": not a file name"#,
+            r#"p.toml:5:34: invalid exec name "..": not a file name"#,
+            r#"p.toml:5:40: invalid exec name "a\0": contains a NUL character"#,
+        ]
+    );
+    let longest = "n".repeat(255);
+    ok(&block_with(&format!(
+        "name = \"a\"\nexec_names = [\"{longest}\"]\n"
+    )));
+    assert_eq!(
+        errors(&block_with(&format!(
+            "name = \"a\"\n\nexec_names = [\"{longest}n\"]\n"
+        ))),
+        ["p.toml:6:15: exec name is 256 bytes long; at most 255 are allowed"]
+    );
+}
+
+#[test]
+fn bad_exec_sha256() {
+    let prefixed = format!("0x{}", "a".repeat(62));
+    assert_eq!(
+        errors(&block_with(&format!(
+            "name = \"a\"\nexec_sha256 = [\"abc\", \"{prefixed}\"]\n"
+        ))),
+        [
+            r#"p.toml:5:16: invalid SHA-256 "abc": expected 64 hex digits, got 3 characters"#
+                .to_owned(),
+            format!(
+                r#"p.toml:5:23: invalid SHA-256 "{prefixed}": 'x' (character 2) is not a hex digit"#
+            ),
+        ]
+    );
+    let long = "0".repeat(65);
+    assert_eq!(
+        errors(&block_with(&format!(
+            "name = \"a\"\nexec_sha256 = [\n  \"{long}\",\n]\n"
+        ))),
+        [format!(
+            r#"p.toml:6:3: invalid SHA-256 "{long}": expected 64 hex digits, got 65 characters"#
+        )]
+    );
+}
+
+#[test]
+fn duplicate_exec_entries_point_at_the_second() {
+    let lower = MIXED_CASE_SHA256.to_lowercase();
+    let upper = MIXED_CASE_SHA256.to_uppercase();
+    assert_eq!(
+        errors(&block_with(&format!(
+            r#"name = "a"
+exec_paths = [
+  "/opt/x",
+  "/opt/x/",
+  "/opt/x",
+]
+exec_names = ["t", "T", "t"]
+exec_sha256 = [
+  "{MIXED_CASE_SHA256}",
+  "{upper}",
+]
+"#
+        ))),
+        [
+            r#"p.toml:8:3: duplicate exec path "/opt/x" is already listed in this rule at line 6, column 3"#.to_owned(),
+            r#"p.toml:10:25: duplicate exec name "t" is already listed in this rule at line 10, column 15"#.to_owned(),
+            format!(
+                r#"p.toml:13:3: duplicate SHA-256 "{upper}": {lower} is already listed in this rule at line 12, column 3"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn exec_keys_serde_round_trip() {
+    let policy = ok(&block_with(&format!(
+        "name = \"t\"\nexec_paths = [\"/opt/T/\", \"/usr/bin/t\"]\nexec_names = [\"t\"]\n\
+         exec_sha256 = [\"{MIXED_CASE_SHA256}\"]\n"
+    )));
+    let json = serde_json::to_string(&policy).unwrap();
+    assert!(
+        json.contains(r#""exec_paths":["/opt/T/","/usr/bin/t"],"exec_names":["t"],"exec_sha256":["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""cidrs":[]"#), "{json}");
+    let back: Policy = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, policy);
 }
 
 // ---- load_files ----
@@ -814,5 +1188,24 @@ fn readme_example_is_valid() {
     let end = start + readme[start..].find("```").expect("example is closed");
     let policy = ok(&readme[start..end]);
     let names: Vec<_> = policy.rules.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["telegram", "dns-over-tls", "corporate-relay"]);
+    assert_eq!(
+        names,
+        [
+            "telegram",
+            "dns-over-tls",
+            "corporate-relay",
+            "messenger-clients",
+            "corporate-chat",
+        ]
+    );
+    let clients = &policy.rules[3];
+    assert!(clients.cidrs.is_empty());
+    assert_eq!(
+        clients.exec_paths,
+        [dir("/opt/messengers"), file("/opt/Telegram/Telegram")]
+    );
+    assert_eq!(clients.exec_names, ["telegram-desktop", "Telegram"]);
+    let chat = &policy.rules[4];
+    assert_eq!(chat.kind, RuleKind::Allow);
+    assert_eq!(chat.exec_paths, [file("/opt/messengers/corporate-chat")]);
 }

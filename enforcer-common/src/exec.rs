@@ -1,0 +1,168 @@
+//! Shared pieces of exec enforcement: the kernel struct offsets userspace
+//! reads from BTF, the name hash, and the event record.
+
+use core::mem::{offset_of, size_of};
+
+/// Byte offsets of the kernel struct members the exec programs read. Rust
+/// eBPF has no CO-RE, so the daemon reads them from the running kernel's
+/// BTF and sets them as a global before loading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecOffsets {
+    /// `linux_binprm.file`
+    pub binprm_file: u32,
+    /// `linux_binprm.filename`
+    pub binprm_filename: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `file.f_path.dentry`
+    pub file_dentry: u32,
+    /// `inode.i_ino`
+    pub inode_ino: u32,
+    /// `inode.i_sb`
+    pub inode_sb: u32,
+    /// `super_block.s_dev`
+    pub sb_dev: u32,
+    /// `dentry.d_name.name`
+    pub dentry_name: u32,
+    /// `dentry.d_parent`
+    pub dentry_parent: u32,
+    /// `dentry.d_inode`
+    pub dentry_inode: u32,
+    /// `task_struct.real_parent`
+    pub task_real_parent: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+}
+
+const _: () = assert!(size_of::<ExecOffsets>() == 48);
+
+#[cfg(feature = "user")]
+// SAFETY: plain u32 fields, no padding.
+unsafe impl aya::Pod for ExecOffsets {}
+
+/// The name of the global the daemon sets.
+pub const EXEC_OFFSETS_GLOBAL: &str = "EXEC_OFFSETS";
+
+/// How many directories above an executable the programs look for a
+/// directory ban. Deeper files are still caught by their own identity,
+/// which userspace resolves when it applies the policy.
+pub const MAX_DIRECTORY_DEPTH: u32 = 24;
+
+/// Longest executable file name hashed (NAME_MAX).
+pub const MAX_NAME_LEN: usize = 255;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over a file name: the key of `exec_names` entries. The kernel
+/// folds bytes in one at a time with [`name_hash_step`].
+pub const NAME_HASH_SEED: u64 = FNV_OFFSET;
+
+#[inline(always)]
+pub const fn name_hash_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(FNV_PRIME)
+}
+
+pub fn name_hash(name: &[u8]) -> u64 {
+    name.iter()
+        .fold(NAME_HASH_SEED, |hash, &byte| name_hash_step(hash, byte))
+}
+
+/// How the kernel stopped (or would have stopped) an exec.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecMethod {
+    /// BPF LSM `bprm_check_security`: the exec fails with EPERM.
+    Lsm = 1,
+    /// `sched_process_exec`: the new image is killed with SIGKILL before
+    /// it runs an instruction of its own.
+    Signal = 2,
+}
+
+impl ExecMethod {
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Lsm),
+            2 => Some(Self::Signal),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of the path kept in an event: leaf first, components separated by
+/// NUL, as the programs walk up the dentries. A component starts below
+/// [`EVENT_PATH_START_LIMIT`] and copies at most [`PATH_COMPONENT_MAX`]
+/// bytes, which the verifier can prove stays inside the buffer.
+pub const EVENT_PATH_LEN: usize = EVENT_PATH_START_LIMIT + PATH_COMPONENT_MAX;
+pub const EVENT_PATH_START_LIMIT: usize = 512;
+pub const PATH_COMPONENT_MAX: usize = 256;
+/// Components the programs copy at most (the leaf and its parents).
+pub const MAX_PATH_COMPONENTS: u32 = 16;
+/// Bytes of the file name as the caller passed it.
+pub const EVENT_FILENAME_LEN: usize = 256;
+
+/// One exec the policy matched.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    /// `CLOCK_BOOTTIME` in nanoseconds.
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    pub generation: u64,
+    pub ino: u64,
+    pub dev: u32,
+    pub rule: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// [`crate::decision::Action`]: block or audit.
+    pub verdict: u32,
+    pub method: u8,
+    /// Components written into `path`, leaf first.
+    pub path_components: u8,
+    /// Set when the walk stopped before the filesystem's root.
+    pub path_truncated: u8,
+    pub _reserved: [u8; 5],
+    pub comm: [u8; 16],
+    pub path: [u8; EVENT_PATH_LEN],
+    pub filename: [u8; EVENT_FILENAME_LEN],
+}
+
+const _: () = {
+    assert!(offset_of!(ExecEvent, boot_ns) == 0);
+    assert!(offset_of!(ExecEvent, cgroup_id) == 8);
+    assert!(offset_of!(ExecEvent, generation) == 16);
+    assert!(offset_of!(ExecEvent, ino) == 24);
+    assert!(offset_of!(ExecEvent, dev) == 32);
+    assert!(offset_of!(ExecEvent, rule) == 36);
+    assert!(offset_of!(ExecEvent, pid) == 40);
+    assert!(offset_of!(ExecEvent, tid) == 44);
+    assert!(offset_of!(ExecEvent, ppid) == 48);
+    assert!(offset_of!(ExecEvent, uid) == 52);
+    assert!(offset_of!(ExecEvent, gid) == 56);
+    assert!(offset_of!(ExecEvent, verdict) == 60);
+    assert!(offset_of!(ExecEvent, method) == 64);
+    assert!(offset_of!(ExecEvent, path_components) == 65);
+    assert!(offset_of!(ExecEvent, path_truncated) == 66);
+    assert!(offset_of!(ExecEvent, _reserved) == 67);
+    assert!(offset_of!(ExecEvent, comm) == 72);
+    assert!(offset_of!(ExecEvent, path) == 88);
+    assert!(offset_of!(ExecEvent, filename) == 88 + EVENT_PATH_LEN);
+    assert!(size_of::<ExecEvent>() == 88 + EVENT_PATH_LEN + EVENT_FILENAME_LEN);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_hash_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(name_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(name_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(name_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}

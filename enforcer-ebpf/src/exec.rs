@@ -1,0 +1,317 @@
+//! Exec hooks. The new image is identified by its file (device and inode,
+//! the directories above it, and its name), never by the string the caller
+//! passed, so symlinks, hard links, renames and every exec form lead to the
+//! same answer.
+//!
+//! Two hooks share the judgement: BPF LSM `bprm_check_security` refuses
+//! the exec with EPERM before it happens; where the kernel has no BPF LSM,
+//! `sched_process_exec` kills the new image with SIGKILL before it returns
+//! to user space. Userspace attaches exactly one of them.
+
+use aya_ebpf::{
+    btf_maps::{CgroupArray, PerCpuArray},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_send_signal,
+    },
+    macros::{btf_map, btf_tracepoint, lsm},
+    programs::{BtfTracePointContext, LsmContext},
+};
+use enforcer_common::{
+    counters::Counter,
+    decision::{Action, Decision},
+    exec::{
+        EVENT_PATH_START_LIMIT, ExecEvent, ExecMethod, ExecOffsets, MAX_DIRECTORY_DEPTH,
+        MAX_NAME_LEN, MAX_PATH_COMPONENTS, NAME_HASH_SEED, PATH_COMPONENT_MAX, name_hash_step,
+    },
+    lookup::{Fault, Generation},
+};
+
+use crate::{
+    maps::{EVENTS, GENERATION, LiveImage},
+    report::count,
+};
+
+/// Set by userspace from the running kernel's BTF before loading.
+#[unsafe(no_mangle)]
+static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
+    binprm_file: 0,
+    binprm_filename: 0,
+    file_inode: 0,
+    file_dentry: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    dentry_name: 0,
+    dentry_parent: 0,
+    dentry_inode: 0,
+    task_real_parent: 0,
+    task_tgid: 0,
+};
+
+/// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
+/// the programs check the scope themselves, as cgroup attachment does for
+/// the socket hooks.
+#[btf_map]
+pub static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
+
+/// Room for a file name, too large for the BPF stack.
+#[btf_map]
+static NAME_SCRATCH: PerCpuArray<[u8; MAX_NAME_LEN + 1], 1> = PerCpuArray::new();
+
+const SIGKILL: u32 = 9;
+const EPERM: i32 = 1;
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let bprm: *const u8 = ctx.arg(0);
+    match judge(bprm, ExecMethod::Lsm) {
+        Some(Action::Block) => -EPERM,
+        _ => 0,
+    }
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let bprm: *const u8 = ctx.arg(2);
+    if judge(bprm, ExecMethod::Signal) == Some(Action::Block) {
+        // SAFETY: a helper allowed in tracing programs; it signals the
+        // current task, which is the new image.
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
+    0
+}
+
+/// The action for an exec in scope that the policy matched, after counting
+/// and reporting it.
+#[inline(always)]
+fn judge(bprm: *const u8, method: ExecMethod) -> Option<Action> {
+    if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
+        return None;
+    }
+    let image = GENERATION.get(0)?;
+    let image = LiveImage(image);
+    let generation = Generation::new(&image);
+    // SAFETY: a global written only by the loader.
+    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
+    match decide(&generation, &offsets, bprm) {
+        Ok(Some(found)) => {
+            let action = found.decision.action();
+            match action {
+                Action::Allow => count(Counter::ExecAllowed),
+                Action::Block => count(Counter::ExecBlocked),
+                Action::Audit => count(Counter::ExecAudited),
+                Action::None => return None,
+            }
+            if action != Action::Allow {
+                let generation_number = generation.number().unwrap_or(0);
+                report(&offsets, bprm, &found, generation_number, method);
+            }
+            Some(action)
+        }
+        Ok(None) => None,
+        Err(Fault) => {
+            count(Counter::LookupFaults);
+            None
+        }
+    }
+}
+
+/// The executable and what the policy says of it.
+struct Found {
+    decision: Decision,
+    dev: u32,
+    ino: u64,
+    dentry: *const u8,
+}
+
+#[inline(always)]
+fn decide(
+    generation: &Generation<'_, LiveImage<'_>>,
+    offsets: &ExecOffsets,
+    bprm: *const u8,
+) -> Result<Option<Found>, Fault> {
+    let has_files = generation.has_exec_files()?;
+    let has_directories = generation.has_exec_directories()?;
+    let has_names = generation.has_exec_names()?;
+    if !has_files && !has_directories && !has_names {
+        return Ok(None);
+    }
+    let file = read_ptr(bprm, offsets.binprm_file)?;
+    let inode = read_ptr(file, offsets.file_inode)?;
+    let ino: u64 = read(inode, offsets.inode_ino)?;
+    let super_block = read_ptr(inode, offsets.inode_sb)?;
+    let dev: u32 = read(super_block, offsets.sb_dev)?;
+    let dentry = read_ptr(file, offsets.file_dentry)?;
+
+    // Every entry that covers the file counts, as for networks: an allow
+    // wins wherever it is, then a block, then an audit; between equals the
+    // nearest (the file, then the directories upward, then the name) names
+    // the verdict.
+    let mut decision = if has_files {
+        generation.exec_file(dev, ino)?
+    } else {
+        Decision::NONE
+    };
+    if has_directories && decision.action() != Action::Allow {
+        decision = strongest_directory(generation, offsets, dev, dentry, decision)?;
+    }
+    if has_names && decision.action() != Action::Allow {
+        let by_name = generation.exec_name(name_hash(read_ptr(dentry, offsets.dentry_name)?)?)?;
+        if by_name.outranks(decision) {
+            decision = by_name;
+        }
+    }
+    if decision == Decision::NONE {
+        return Ok(None);
+    }
+    Ok(Some(Found {
+        decision,
+        dev,
+        ino,
+        dentry,
+    }))
+}
+
+/// Walks up the file's directories, within its filesystem, keeping the
+/// strongest decision; stops early at an allow.
+#[inline(always)]
+fn strongest_directory(
+    generation: &Generation<'_, LiveImage<'_>>,
+    offsets: &ExecOffsets,
+    dev: u32,
+    mut dentry: *const u8,
+    mut decision: Decision,
+) -> Result<Decision, Fault> {
+    for _ in 0..MAX_DIRECTORY_DEPTH {
+        let parent = read_ptr(dentry, offsets.dentry_parent)?;
+        if parent == dentry {
+            break;
+        }
+        let inode = read_ptr(parent, offsets.dentry_inode)?;
+        let ino: u64 = read(inode, offsets.inode_ino)?;
+        let found = generation.exec_directory(dev, ino)?;
+        if found.outranks(decision) {
+            decision = found;
+            if decision.action() == Action::Allow {
+                break;
+            }
+        }
+        dentry = parent;
+    }
+    Ok(decision)
+}
+
+#[inline(always)]
+fn name_hash(name: *const u8) -> Result<u64, Fault> {
+    let buffer = NAME_SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: the per-CPU slot is ours for this program run.
+    let buffer = unsafe { &mut *buffer };
+    // SAFETY: reads kernel memory through the helper, which checks it.
+    let name = unsafe { bpf_probe_read_kernel_str_bytes(name, buffer) }.map_err(|_| Fault)?;
+    let mut hash = NAME_HASH_SEED;
+    for &byte in name.iter().take(MAX_NAME_LEN) {
+        hash = name_hash_step(hash, byte);
+    }
+    Ok(hash)
+}
+
+#[inline(always)]
+fn report(
+    offsets: &ExecOffsets,
+    bprm: *const u8,
+    found: &Found,
+    generation: u64,
+    method: ExecMethod,
+) {
+    let Some(mut entry) = EVENTS.reserve_untyped::<ExecEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `event` points at a reserved record of the right size; every
+    // field is written before submit, the buffers by the helpers below.
+    unsafe {
+        (*event).boot_ns = bpf_ktime_get_boot_ns();
+        (*event).cgroup_id = bpf_get_current_cgroup_id();
+        (*event).generation = generation;
+        (*event).ino = found.ino;
+        (*event).dev = found.dev;
+        (*event).rule = found.decision.rule();
+        (*event).pid = (pid_tgid >> 32) as u32;
+        (*event).tid = pid_tgid as u32;
+        (*event).ppid = parent_tgid(offsets).unwrap_or(0);
+        (*event).uid = uid_gid as u32;
+        (*event).gid = (uid_gid >> 32) as u32;
+        (*event).verdict = found.decision.action() as u32;
+        (*event).method = method as u8;
+        (*event)._reserved = [0; 5];
+        (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*event).filename[0] = 0;
+        if let Ok(filename) = read_ptr(bprm, offsets.binprm_filename) {
+            let _ = bpf_probe_read_kernel_str_bytes(filename, &mut (*event).filename);
+        }
+        let (components, truncated) = write_path(offsets, found.dentry, &mut (*event).path);
+        (*event).path_components = components;
+        (*event).path_truncated = truncated as u8;
+    }
+    entry.submit(0);
+}
+
+/// Copies dentry names from the leaf up, each NUL-terminated, until the
+/// filesystem's root or the buffer's limit. Returns (components, truncated).
+#[inline(always)]
+fn write_path(offsets: &ExecOffsets, mut dentry: *const u8, path: &mut [u8]) -> (u8, bool) {
+    let mut at = 0usize;
+    let mut components = 0u8;
+    for _ in 0..MAX_PATH_COMPONENTS {
+        let Ok(name) = read_ptr(dentry, offsets.dentry_name) else {
+            return (components, true);
+        };
+        if at >= EVENT_PATH_START_LIMIT {
+            return (components, true);
+        }
+        // The mask and the fixed length let the verifier bound the write.
+        let start = at & (EVENT_PATH_START_LIMIT - 1);
+        let Some(window) = path.get_mut(start..start + PATH_COMPONENT_MAX) else {
+            return (components, true);
+        };
+        // SAFETY: the helper checks the kernel read and bounds the write.
+        match unsafe { bpf_probe_read_kernel_str_bytes(name, window) } {
+            Ok(copied) => at = start + copied.len() + 1,
+            Err(_) => return (components, true),
+        }
+        components += 1;
+        let Ok(parent) = read_ptr(dentry, offsets.dentry_parent) else {
+            return (components, true);
+        };
+        if parent == dentry {
+            return (components, false);
+        }
+        dentry = parent;
+    }
+    (components, true)
+}
+
+#[inline(always)]
+fn parent_tgid(offsets: &ExecOffsets) -> Result<u32, Fault> {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let parent = read_ptr(task, offsets.task_real_parent)?;
+    read(parent, offsets.task_tgid)
+}
+
+#[inline(always)]
+fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, Fault> {
+    read::<*const u8>(base, offset)
+}
+
+#[inline(always)]
+fn read<T>(base: *const u8, offset: u32) -> Result<T, Fault> {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }
+        .map_err(|_| Fault)
+}

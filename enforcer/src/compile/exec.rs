@@ -1,0 +1,195 @@
+//! Exec tables: identities (files and directories by device and inode) and
+//! file-name hashes, each with the decision of the rules that name it.
+
+use std::collections::BTreeMap;
+
+use enforcer_common::{decision::Decision, exec::name_hash};
+
+use super::classes::precedence;
+use crate::{
+    policy::Rule,
+    resolve::{ExecIdentity, IdentityKind},
+};
+
+#[derive(Debug, Default)]
+pub struct ExecTables {
+    /// Each sorted by (dev, ino).
+    pub files: Vec<(u32, u64, Decision)>,
+    pub directories: Vec<(u32, u64, Decision)>,
+    /// Sorted by hash.
+    pub names: Vec<(u64, Decision)>,
+}
+
+pub fn tables(rules: &[Rule], identities: &[ExecIdentity]) -> ExecTables {
+    let mut files: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();
+    let mut directories: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();
+    for identity in identities {
+        let table = match identity.kind {
+            IdentityKind::File => &mut files,
+            IdentityKind::Directory => &mut directories,
+        };
+        table
+            .entry((identity.dev, identity.ino))
+            .or_default()
+            .push(identity.rule);
+    }
+    let mut names: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        for name in &rule.exec_names {
+            names
+                .entry(name_hash(name.as_bytes()))
+                .or_default()
+                .push(index as u32);
+        }
+    }
+    let decide = |rule_indices: Vec<u32>| precedence(rules, rule_indices.into_iter());
+    ExecTables {
+        files: files
+            .into_iter()
+            .map(|((dev, ino), r)| (dev, ino, decide(r)))
+            .collect(),
+        directories: directories
+            .into_iter()
+            .map(|((dev, ino), r)| (dev, ino, decide(r)))
+            .collect(),
+        names: names
+            .into_iter()
+            .map(|(hash, r)| (hash, decide(r)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use enforcer_common::{
+        decision::{Action, Decision},
+        exec::name_hash,
+        lookup::Generation,
+    };
+
+    use crate::{
+        compile::compile,
+        policy::{Policy, Source, parse},
+        resolve::{ExecIdentity, IdentityKind},
+    };
+
+    fn policy(text: &str) -> Policy {
+        parse(&[Source {
+            name: "p.toml".into(),
+            text: text.into(),
+        }])
+        .unwrap()
+    }
+
+    fn identity(dev: u32, ino: u64, kind: IdentityKind, rule: u32) -> ExecIdentity {
+        ExecIdentity {
+            dev,
+            ino,
+            kind,
+            rule,
+            path: PathBuf::from("/x"),
+        }
+    }
+
+    const POLICY: &str = r#"
+version = 1
+[[block]]
+name = "app"
+exec_paths = ["/opt/app/"]
+exec_names = ["app-bin"]
+[[block]]
+name = "watched"
+mode = "audit"
+exec_paths = ["/usr/bin/watched"]
+exec_names = ["app-bin", "watched"]
+[[allow]]
+name = "updater"
+exec_paths = ["/opt/app/updater"]
+"#;
+
+    #[test]
+    fn identities_and_names_carry_their_rules_decisions() {
+        let policy = policy(POLICY);
+        let identities = [
+            identity(7, 100, IdentityKind::Directory, 0),
+            identity(7, 101, IdentityKind::File, 0),
+            identity(7, 102, IdentityKind::File, 0),
+            identity(7, 102, IdentityKind::File, 2),
+            identity(8, 5, IdentityKind::File, 1),
+        ];
+        let image = compile(&policy, &identities).unwrap().image;
+        let generation = Generation::new(image.as_slice());
+
+        assert_eq!(
+            generation.exec_directory(7, 100),
+            Ok(Decision::new(Action::Block, 0))
+        );
+        assert_eq!(
+            generation.exec_file(7, 100),
+            Ok(Decision::NONE),
+            "a directory is not a file"
+        );
+        assert_eq!(
+            generation.exec_file(7, 101),
+            Ok(Decision::new(Action::Block, 0))
+        );
+        assert_eq!(
+            generation.exec_file(7, 102),
+            Ok(Decision::new(Action::Allow, 2)),
+            "allow wins"
+        );
+        assert_eq!(
+            generation.exec_file(8, 5),
+            Ok(Decision::new(Action::Audit, 1))
+        );
+        assert_eq!(
+            generation.exec_file(8, 101),
+            Ok(Decision::NONE),
+            "same inode, other device"
+        );
+        assert_eq!(generation.exec_file(7, 99), Ok(Decision::NONE));
+        assert_eq!(generation.exec_file(0, 0), Ok(Decision::NONE));
+        assert_eq!(generation.exec_file(u32::MAX, u64::MAX), Ok(Decision::NONE));
+
+        assert_eq!(
+            generation.exec_name(name_hash(b"app-bin")),
+            Ok(Decision::new(Action::Block, 0)),
+            "enforce wins over audit"
+        );
+        assert_eq!(
+            generation.exec_name(name_hash(b"watched")),
+            Ok(Decision::new(Action::Audit, 1))
+        );
+        assert_eq!(
+            generation.exec_name(name_hash(b"other")),
+            Ok(Decision::NONE)
+        );
+    }
+
+    #[test]
+    fn hash_rules_are_refused_rather_than_ignored() {
+        let policy = policy(&format!(
+            "version = 1\n[[block]]\nname = \"h\"\nexec_sha256 = [\"{}\"]\n",
+            "ab".repeat(32)
+        ));
+        assert_eq!(
+            compile(&policy, &[]).map(|_| ()),
+            Err(crate::compile::CompileError::HashRulesNotEnforced(
+                "h".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_policy_without_exec_rules_has_empty_exec_tables() {
+        let policy = policy("version = 1\n[[block]]\nname = \"n\"\ncidrs = [\"10.0.0.0/8\"]\n");
+        let image = compile(&policy, &[]).unwrap().image;
+        let generation = Generation::new(image.as_slice());
+        assert_eq!(generation.has_exec_files(), Ok(false));
+        assert_eq!(generation.has_exec_directories(), Ok(false));
+        assert_eq!(generation.has_exec_names(), Ok(false));
+        assert_eq!(generation.exec_file(1, 1), Ok(Decision::NONE));
+    }
+}
