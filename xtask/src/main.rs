@@ -2,11 +2,12 @@
 //! toolchain (nightly rust-src and a bpf-linker on the nightly's own LLVM)
 //! on first use.
 
+mod bench;
 mod build;
 mod test;
 mod toolchain;
 
-use std::process::ExitCode;
+use std::{fs, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,27 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Measure what enforcement costs against a baseline, side by side (as root).
+    Bench(bench::BenchArgs),
+    /// The exec storm the benchmark runs inside its cgroup.
+    #[command(hide = true)]
+    ExecStorm {
+        cgroup: PathBuf,
+        target: PathBuf,
+        count: usize,
+    },
+}
+
+/// The cgroup v2 mount point, from the mount table (never assumed).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mount_point = before.split_whitespace().nth(4)?;
+        after
+            .starts_with("cgroup2 ")
+            .then(|| PathBuf::from(mount_point))
+    })
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,12 @@ fn main() -> ExitCode {
         Command::Build { release } => build::build(release).map(|_| ExitCode::SUCCESS),
         Command::Run { release, args } => build::run(release, &args),
         Command::Test { args } => test::test(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::ExecStorm {
+            cgroup,
+            target,
+            count,
+        } => bench::exec_storm_child(&cgroup, &target, count),
     };
     result.unwrap_or_else(|error| {
         eprintln!("xtask: {error:#}");

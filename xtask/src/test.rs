@@ -2,7 +2,7 @@
 //! suite, which needs root and a kernel with cgroup BPF. Without those it is
 //! skipped with the reason, and under CI a skip is a failure.
 
-use std::{env, fs, process::ExitCode};
+use std::{env, process::ExitCode};
 
 use anyhow::Result;
 
@@ -51,12 +51,7 @@ fn kernel_tests_unavailable() -> Option<String> {
             "they load eBPF programs and need root (run `sudo -E cargo xtask test`)".into(),
         );
     }
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if !mountinfo.lines().any(|line| {
-        line.split(" - ")
-            .nth(1)
-            .is_some_and(|rest| rest.starts_with("cgroup2 "))
-    }) {
+    if crate::cgroup2_mount().is_none() {
         return Some("no cgroup v2 hierarchy is mounted".into());
     }
     None

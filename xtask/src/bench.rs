@@ -1,0 +1,284 @@
+//! `cargo xtask bench`: what enforcement costs, measured side by side with
+//! a baseline in one run. Scenarios alternate round by round (A B C A B C
+//! ...), so drift in a noisy VM falls on all of them alike, and the report
+//! gives medians and each scenario's ratio to the baseline.
+//!
+//! Scenario `exec`: posix_spawn (vfork + execve) of a tiny static binary, in a cgroup of
+//! the bench's own, with no enforcer, and with an enforcer holding exec
+//! rules of several sizes that do not match the binary (the cost every
+//! allowed exec pays).
+
+use std::{
+    env, fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::build;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Fewer rounds and execs, for a look in well under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    json: PathBuf,
+}
+
+struct Scenario {
+    name: String,
+    /// Exec rules in the policy; `None` runs no enforcer.
+    rules: Option<usize>,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark loads eBPF programs and needs root");
+    }
+    let built = build::build(true)?;
+    let work = build::target_dir().join("bench");
+    fs::create_dir_all(&work)?;
+    let target = static_noop(&work)?;
+    let (rounds, execs) = if args.quick { (3, 2_000) } else { (7, 10_000) };
+
+    let scenarios: Vec<Scenario> = [None, Some(0), Some(100), Some(10_000)]
+        .into_iter()
+        .map(|rules| Scenario {
+            name: rules.map_or("no enforcer".to_string(), |n| {
+                format!("enforcer, {n} exec rules")
+            }),
+            rules,
+        })
+        .collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
+    let cgroup = BenchCgroup::create()?;
+    for round in 0..rounds {
+        for (scenario, results) in scenarios.iter().zip(&mut samples) {
+            let _daemon = match scenario.rules {
+                Some(rules) => Some(Daemon::start(&built.enforcer, &work, &cgroup.path, rules)?),
+                None => None,
+            };
+            let per_exec = exec_storm(&cgroup.path, &target, execs)?;
+            eprintln!(
+                "round {}/{rounds}: {}: {:.1} µs per exec",
+                round + 1,
+                scenario.name,
+                per_exec
+            );
+            results.push(per_exec);
+        }
+    }
+
+    let baseline = median(&samples[0]);
+    println!("| scenario | median µs per exec | ratio to baseline |");
+    println!("|---|---|---|");
+    let mut json = Vec::new();
+    for (scenario, results) in scenarios.iter().zip(&samples) {
+        let value = median(results);
+        println!(
+            "| {} | {value:.1} | {:.3} |",
+            scenario.name,
+            value / baseline
+        );
+        json.push(format!(
+            r#"{{"scenario":"exec","name":{:?},"rules":{},"median_us":{value:.3},"ratio":{:.4},"samples_us":{:?}}}"#,
+            scenario.name,
+            scenario.rules.map_or("null".to_string(), |n| n.to_string()),
+            value / baseline,
+            results
+        ));
+    }
+    println!(
+        "\n{rounds} rounds of {execs} posix_spawn + wait each, scenarios alternating within every round."
+    );
+    if let Some(dir) = args.json.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(&args.json, format!("[{}]\n", json.join(",\n")))?;
+    println!("JSON: {}", args.json.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// A static binary that exits at once: the cheapest exec there is, so the
+/// enforcer's share of it is as large as it can be.
+fn static_noop(work: &Path) -> Result<PathBuf> {
+    let source = work.join("noop.c");
+    let binary = work.join("noop");
+    fs::write(&source, "int main(void) { return 0; }\n")?;
+    let status = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .context("the exec benchmark builds its target with a C compiler (cc); install gcc")?;
+    if !status.success() {
+        bail!("cc -static failed; the exec benchmark needs a static C library (Debian: libc6-dev)");
+    }
+    Ok(binary)
+}
+
+/// Runs the storm in a child that first joins the cgroup, since exec
+/// enforcement is scoped to it. Returns microseconds per exec.
+fn exec_storm(cgroup: &Path, target: &Path, execs: usize) -> Result<f64> {
+    let output = Command::new(env::current_exe()?)
+        .arg("exec-storm")
+        .arg(cgroup)
+        .arg(target)
+        .arg(execs.to_string())
+        .output()
+        .context("running the exec storm")?;
+    if !output.status.success() {
+        bail!(
+            "exec storm failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let nanos: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("exec storm output")?;
+    Ok(nanos / execs as f64 / 1000.0)
+}
+
+/// The storm itself (`xtask exec-storm CGROUP TARGET COUNT`): prints the
+/// nanoseconds `COUNT` spawn + wait cycles took.
+pub fn exec_storm_child(cgroup: &Path, target: &Path, count: usize) -> Result<ExitCode> {
+    fs::write(cgroup.join("cgroup.procs"), "0").context("joining the bench cgroup")?;
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())?;
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let started = Instant::now();
+    for _ in 0..count {
+        let mut pid = 0;
+        // SAFETY: valid NUL-terminated argv and envp; glibc spawns with
+        // CLONE_VM | CLONE_VFORK, the vfork + execve this measures.
+        let spawned = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            )
+        };
+        let mut status = 0;
+        // SAFETY: waiting for the child just made.
+        if spawned != 0 || unsafe { libc::waitpid(pid, &mut status, 0) } != pid || status != 0 {
+            bail!(
+                "exec of {} failed (spawn {spawned}, status {status})",
+                target.display()
+            );
+        }
+    }
+    println!("{}", started.elapsed().as_nanos());
+    Ok(ExitCode::SUCCESS)
+}
+
+struct BenchCgroup {
+    path: PathBuf,
+}
+
+impl BenchCgroup {
+    fn create() -> Result<Self> {
+        let mount = crate::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
+        let path = mount.join(format!("enforcer-bench-{}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for BenchCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// An enforcer attached to the bench cgroup with `rules` exec rules that
+/// match nothing the storm runs: half names, half files (identities), and
+/// one banned directory so that every exec walks its parents.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(enforcer: &Path, work: &Path, cgroup: &Path, rules: usize) -> Result<Self> {
+        let files = work.join("banned-files");
+        fs::create_dir_all(&files)?;
+        let mut policy = String::from("version = 1\n");
+        for index in 0..rules {
+            if index % 2 == 0 {
+                policy.push_str(&format!(
+                    "[[block]]\nname = \"name-{index}\"\nexec_names = [\"not-run-{index}\"]\n"
+                ));
+            } else {
+                let file = files.join(format!("f{index}"));
+                if !file.exists() {
+                    fs::write(&file, b"")?;
+                }
+                policy.push_str(&format!(
+                    "[[block]]\nname = \"file-{index}\"\nexec_paths = [{:?}]\n",
+                    file.display().to_string()
+                ));
+            }
+        }
+        if rules > 0 {
+            policy.push_str(&format!(
+                "[[block]]\nname = \"dir\"\nexec_paths = [\"{}/\"]\n",
+                files.display()
+            ));
+        }
+        let policy_file = work.join(format!("policy-{rules}.toml"));
+        fs::write(&policy_file, policy)?;
+        let mut child = Command::new(enforcer)
+            .args(["run", "--policy"])
+            .arg(&policy_file)
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--socket")
+            .arg(work.join("control.sock"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the enforcer")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?);
+        let mut first = String::new();
+        stdout.read_line(&mut first)?;
+        if !first.contains(r#""kind":"ready""#) {
+            let _ = child.kill();
+            bail!("the enforcer did not become ready: {first}");
+        }
+        // Keep reading so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
+        Ok(Self { child })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
