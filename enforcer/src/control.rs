@@ -61,6 +61,9 @@ pub struct ApplyReport {
     pub diff: PolicyDiff,
     pub before: ImageStats,
     pub after: ImageStats,
+    /// Exec paths that do not exist now; they are watched and banned when
+    /// they appear.
+    pub missing_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +79,8 @@ pub struct StatusReport {
     pub applied_by: Option<u32>,
     pub rules: Vec<RuleSummary>,
     pub image: ImageStats,
+    /// Exec paths of the policy that do not exist now.
+    pub missing_paths: Vec<String>,
     pub counters: CounterTotals,
 }
 

@@ -18,6 +18,7 @@ pub mod events;
 pub mod kernel_btf;
 pub mod maps;
 pub mod mountinfo;
+pub mod pathwatch;
 pub mod policy;
 pub mod programs;
 pub mod resolve;

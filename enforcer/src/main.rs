@@ -116,6 +116,9 @@ async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> 
             println!("generation {} applied", report.generation);
             print!("{}", report.diff);
             println!("{}", stats_change(&report.before, &report.after));
+            for path in &report.missing_paths {
+                println!("not present now (watched, banned when it appears): {path}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Response::Invalid { errors } => Ok(invalid(&errors)),

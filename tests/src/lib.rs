@@ -12,7 +12,11 @@
 //!   test;
 //! - [`probe`] runs the `netprobe` helper, which joins the cgroup before it
 //!   opens its socket (the kernel judges a socket by the cgroup it was
-//!   created in) and reports `ok` or the errno of one network operation.
+//!   created in) and reports `ok` or the errno of one network operation;
+//! - [`exec_probe`] runs the `execprobe` helper, which joins the cgroup and
+//!   then starts a program (by `execve`, `execveat` on an fd, `posix_spawn`
+//!   or through a shell) and reports what its parent observes: an exit
+//!   status, a signal, or the errno of the exec.
 //!
 //! Tests only use 127.0.0.2–127.0.0.254 and ::1, and run real listeners so
 //! an allowed TCP connect really succeeds.
@@ -254,6 +258,26 @@ impl TempDir {
         let path = self.path.join(name);
         fs::write(&path, contents)
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        path
+    }
+
+    /// Copies `source` (with its permissions) to `name` in the directory,
+    /// which may name subdirectories (made as needed), and returns its path.
+    /// The copy is a file of its own: a new inode.
+    pub fn copy(&self, name: &str, source: impl AsRef<Path>) -> PathBuf {
+        let source = source.as_ref();
+        let path = self.path.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .unwrap_or_else(|error| panic!("cannot create {}: {error}", parent.display()));
+        }
+        fs::copy(source, &path).unwrap_or_else(|error| {
+            panic!(
+                "cannot copy {} to {}: {error}",
+                source.display(),
+                path.display()
+            )
+        });
         path
     }
 }
@@ -727,18 +751,149 @@ pub fn run_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16
 /// compiled), so it is found next to the test binary: tests run from
 /// `target/<profile>/deps/`, binaries sit in `target/<profile>/`.
 fn netprobe_bin() -> PathBuf {
+    helper_bin("netprobe")
+}
+
+/// A helper binary of this crate, found like [`netprobe_bin`].
+fn helper_bin(name: &str) -> PathBuf {
     let exe = env::current_exe().expect("the test binary's path");
     let path = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lives in target/<profile>/deps")
-        .join("netprobe");
+        .join(name);
     assert!(
         path.is_file(),
         "{} is missing; `cargo test -p enforcer-integration-tests` builds it",
         path.display()
     );
     path
+}
+
+/// How `execprobe` starts the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecMethod {
+    /// fork, then execve(PATH).
+    Execve,
+    /// open(PATH, O_PATH), fork, then execveat(fd, "", AT_EMPTY_PATH): the
+    /// kernel is given a file descriptor, no path.
+    ExecveatFd,
+    /// posix_spawn(PATH).
+    PosixSpawn,
+    /// fork, then `/bin/sh -c 'exec "$0" "$@"' PATH ARGS...`: the shell
+    /// replaces itself with PATH.
+    ShellExec,
+    /// fork, then execve(PATH) of a `#!` script.
+    Script,
+}
+
+impl ExecMethod {
+    fn arg(self) -> &'static str {
+        match self {
+            ExecMethod::Execve => "execve",
+            ExecMethod::ExecveatFd => "execveat-fd",
+            ExecMethod::PosixSpawn => "posix-spawn",
+            ExecMethod::ShellExec => "shell-exec",
+            ExecMethod::Script => "script",
+        }
+    }
+}
+
+/// What the parent of an exec'd child observes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// The child ran and exited with this status.
+    Exit(i32),
+    /// The child was killed by this signal.
+    Signal(i32),
+    /// The exec itself failed with this errno.
+    Errno(i32),
+}
+
+/// What the parent sees of an exec the daemon blocks by killing the new
+/// image (`exec_enforcement` "signal").
+pub const KILLED: ExecOutcome = ExecOutcome::Signal(libc::SIGKILL);
+/// What the parent sees of an exec the daemon refuses in a BPF LSM hook
+/// (`exec_enforcement` "lsm").
+pub const EXEC_EPERM: ExecOutcome = ExecOutcome::Errno(libc::EPERM);
+/// What the parent sees of a program that ran and exited 0.
+pub const RAN: ExecOutcome = ExecOutcome::Exit(0);
+
+/// A finished `execprobe`.
+#[derive(Clone, Debug)]
+pub struct ExecProbe {
+    /// The `execprobe` process, the parent of the exec'd child.
+    pub probe_pid: u32,
+    /// The child that exec'd; `None` when posix_spawn failed before making
+    /// one.
+    pub pid: Option<u32>,
+    pub outcome: ExecOutcome,
+    /// Everything the child wrote to its stdout.
+    pub stdout: String,
+}
+
+/// Starts `path` with `args` by `method` from a fresh `execprobe` process
+/// inside `cgroup`, and reports what the parent observed.
+pub fn exec_probe(
+    cgroup: &TestCgroup,
+    method: ExecMethod,
+    path: impl AsRef<Path>,
+    args: &[&str],
+) -> ExecProbe {
+    let path = path.as_ref();
+    let child = Command::new(helper_bin("execprobe"))
+        .arg(cgroup.path())
+        .arg(method.arg())
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start execprobe");
+    let probe_pid = child.id();
+    let what = format!("execprobe {} {} {args:?}", method.arg(), path.display());
+    let output = finish(child, COMMAND_TIMEOUT, &what);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let bad = || -> ! {
+        panic!(
+            "{what} failed ({}): stdout {stdout:?}, stderr {:?}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    if !output.status.success() {
+        bad();
+    }
+    let mut rest = stdout.as_str();
+    let mut line = || {
+        let (line, tail) = rest.split_once('\n').unwrap_or_else(|| bad());
+        rest = tail;
+        line
+    };
+    let mut first = line();
+    let pid = match first.strip_prefix("pid ") {
+        Some(pid) => {
+            first = line();
+            Some(pid.parse().unwrap_or_else(|_| bad()))
+        }
+        None => None,
+    };
+    let (kind, number) = first.split_once(' ').unwrap_or_else(|| bad());
+    let number = number.parse().unwrap_or_else(|_| bad());
+    let outcome = match kind {
+        "exit" => ExecOutcome::Exit(number),
+        "signal" => ExecOutcome::Signal(number),
+        "errno" => ExecOutcome::Errno(number),
+        _ => bad(),
+    };
+    let child_stdout = rest.to_owned();
+    ExecProbe {
+        probe_pid,
+        pid,
+        outcome,
+        stdout: child_stdout,
+    }
 }
 
 /// `::ffff:a.b.c.d`, which `netprobe` uses on an AF_INET6 socket.

@@ -99,13 +99,14 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         slot,
         counters,
     };
+    let (commands, receiver) = mpsc::channel(16);
     let owner = Owner::start(
         kernel,
-        policy,
-        compiled,
+        (policy, resolution, compiled),
         target.clone(),
         rules.clone(),
         hub.clone(),
+        commands.downgrade(),
     )?;
     let ready = EventBody::Ready {
         generation: owner.generation(),
@@ -115,7 +116,6 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         rules: owner.rule_count(),
     };
 
-    let (commands, receiver) = mpsc::channel(16);
     let owner_thread = std::thread::Builder::new()
         .name("enforcer-owner".into())
         .spawn(move || owner.run(receiver))

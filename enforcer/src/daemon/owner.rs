@@ -7,13 +7,14 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    compile::{self, Compiled, ImageStats},
+    compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
-    maps::{Counters, GenerationSlot},
+    maps::{Counters, GenerationSlot, MapsError},
+    pathwatch::PathWatch,
     policy::{self, Policy, Source, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
-    resolve,
+    resolve::{self, Resolution},
 };
 
 /// What the owner takes over from the loader.
@@ -39,6 +40,8 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Response>,
     },
+    /// Something changed behind the policy's exec paths: resolve again.
+    ResolvePaths,
 }
 
 pub struct Owner {
@@ -48,6 +51,10 @@ pub struct Owner {
     rules: Arc<RuleBook>,
     hub: Arc<EventHub>,
     cgroup: PathBuf,
+    /// For the path watcher; weak, so that the owner's own handle never
+    /// keeps the daemon from shutting down.
+    commands: mpsc::WeakSender<Command>,
+    path_watch: Option<PathWatch>,
     live: Live,
 }
 
@@ -55,10 +62,19 @@ pub struct Owner {
 struct Live {
     number: u64,
     policy: Policy,
+    resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
     stats: ImageStats,
     applied_at: SystemTime,
     applied_by: Option<Peer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Maps(#[from] MapsError),
 }
 
 impl Owner {
@@ -66,11 +82,11 @@ impl Owner {
     /// without a policy. On error nothing stays attached.
     pub fn start(
         kernel: Kernel,
-        policy: Policy,
-        compiled: Compiled,
+        (policy, resolution, compiled): (Policy, Resolution, Compiled),
         cgroup: PathBuf,
         rules: Arc<RuleBook>,
         hub: Arc<EventHub>,
+        commands: mpsc::WeakSender<Command>,
     ) -> Result<Self, ProgramsError> {
         let Kernel {
             mut programs,
@@ -85,19 +101,24 @@ impl Owner {
         let live = Live {
             number,
             policy,
+            resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
             applied_by: None,
         };
-        Ok(Self {
+        let mut owner = Self {
             programs,
             slot,
             counters,
             rules,
             hub,
             cgroup,
+            commands,
+            path_watch: None,
             live,
-        })
+        };
+        owner.watch_paths();
+        Ok(owner)
     }
 
     pub fn generation(&self) -> u64 {
@@ -131,6 +152,7 @@ impl Owner {
                 Command::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
+                Command::ResolvePaths => self.resolve_paths_again(),
             }
         }
     }
@@ -146,46 +168,112 @@ impl Owner {
             };
         }
         let resolution = resolve::resolve(&policy);
-        let compiled = match compile::compile(&policy, &resolution.identities) {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                return Response::Error {
-                    message: error.to_string(),
-                };
+        let before = self.live.stats;
+        let diff = PolicyDiff::between(&self.live.policy, &policy);
+        match self.install(policy, resolution, Some(peer)) {
+            Ok(()) => {
+                self.hub.publish(&Event::now(EventBody::PolicyApplied {
+                    generation: self.live.number,
+                    rules: self.live.policy.rules.len(),
+                    uid: Some(peer.uid),
+                    pid: peer.pid,
+                }));
+                Response::Applied(ApplyReport {
+                    generation: self.live.number,
+                    diff,
+                    before,
+                    after: self.live.stats,
+                    missing_paths: paths(&self.live.resolution.missing),
+                })
             }
-        };
-        let number = self.live.number + 1;
-        // Names first: the first events of the new generation may be read
-        // before this function returns.
-        self.rules.insert(number, rule_names(&policy));
-        if let Err(error) = self.slot.install(&compiled.image, number) {
-            return Response::Error {
+            Err(error) => Response::Error {
                 message: format!(
                     "the policy was not applied, generation {} stays in force: {error}",
                     self.live.number
                 ),
-            };
+            },
         }
-        let report = ApplyReport {
-            generation: number,
-            diff: PolicyDiff::between(&self.live.policy, &policy),
-            before: self.live.stats,
-            after: compiled.stats,
-        };
+    }
+
+    /// The same policy on what its paths name now, if that changed.
+    fn resolve_paths_again(&mut self) {
+        let resolution = resolve::resolve(&self.live.policy);
+        if resolution.identities == self.live.resolution.identities {
+            self.watch_paths();
+            return;
+        }
+        let policy = self.live.policy.clone();
+        let applied_by = self.live.applied_by;
+        match self.install(policy, resolution, applied_by) {
+            Ok(()) => self.hub.publish(&Event::now(EventBody::ExecPathsResolved {
+                generation: self.live.number,
+                files: self.live.stats.exec_files,
+                directories: self.live.stats.exec_directories,
+                missing: paths(&self.live.resolution.missing),
+            })),
+            Err(error) => eprintln!(
+                "enforcer: exec paths changed, but generation {} stays in force: {error}",
+                self.live.number
+            ),
+        }
+    }
+
+    /// Compiles and installs a new generation; on error the live one stays.
+    fn install(
+        &mut self,
+        policy: Policy,
+        resolution: Resolution,
+        applied_by: Option<Peer>,
+    ) -> Result<(), InstallError> {
+        let compiled: Compiled = compile::compile(&policy, &resolution.identities)?;
+        let number = self.live.number + 1;
+        // Names first: the first events of the new generation may be read
+        // before this function returns.
+        self.rules.insert(number, rule_names(&policy));
+        self.slot.install(&compiled.image, number)?;
         self.live = Live {
             number,
             policy,
+            resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
-            applied_by: Some(peer),
+            applied_by,
         };
-        self.hub.publish(&Event::now(EventBody::PolicyApplied {
-            generation: number,
-            rules: self.live.policy.rules.len(),
-            uid: Some(peer.uid),
-            pid: peer.pid,
-        }));
-        Response::Applied(report)
+        self.watch_paths();
+        Ok(())
+    }
+
+    /// Watches what the live policy's exec paths resolve through; a change
+    /// there comes back as [`Command::ResolvePaths`].
+    fn watch_paths(&mut self) {
+        self.path_watch = None;
+        let paths: Vec<PathBuf> = self
+            .live
+            .policy
+            .rules
+            .iter()
+            .flat_map(|rule| {
+                rule.exec_paths
+                    .iter()
+                    .map(|exec_path| exec_path.path.clone())
+            })
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let commands = self.commands.clone();
+        // Never blocks: the owner may be joining this very watcher while
+        // the queue is full. A refusal leaves the change pending.
+        let notify = move || match commands.upgrade() {
+            Some(commands) => commands.try_send(Command::ResolvePaths).is_ok(),
+            None => true,
+        };
+        match PathWatch::start(&paths, notify) {
+            Ok(watch) => self.path_watch = Some(watch),
+            Err(error) => {
+                eprintln!("enforcer: exec paths are not followed after this apply: {error}")
+            }
+        }
     }
 
     fn status(&self) -> Response {
@@ -206,6 +294,7 @@ impl Owner {
             applied_by: self.live.applied_by.map(|peer| peer.uid),
             rules: self.live.policy.rules.iter().map(RuleSummary::of).collect(),
             image: self.live.stats,
+            missing_paths: paths(&self.live.resolution.missing),
             counters,
         })
     }
@@ -213,4 +302,8 @@ impl Owner {
 
 fn rule_names(policy: &Policy) -> Vec<String> {
     policy.rules.iter().map(|rule| rule.name.clone()).collect()
+}
+
+fn paths(list: &[PathBuf]) -> Vec<String> {
+    list.iter().map(|path| path.display().to_string()).collect()
 }

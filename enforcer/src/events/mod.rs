@@ -60,6 +60,15 @@ pub enum EventBody {
         uid: Option<u32>,
         pid: Option<u32>,
     },
+    /// The policy's exec paths now name other files (an upgrade replaced
+    /// one, or a missing one appeared), and a generation with them is in
+    /// force.
+    ExecPathsResolved {
+        generation: u64,
+        files: usize,
+        directories: usize,
+        missing: Vec<String>,
+    },
     /// The daemon is stopping and has detached its programs.
     Shutdown {
         reason: String,

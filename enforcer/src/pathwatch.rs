@@ -1,0 +1,218 @@
+//! Follows the paths of `exec_paths` rules after a policy is applied.
+//!
+//! A ban resolves each path to a (device, inode). Package upgrades, and
+//! installs after the policy was applied, put a new inode behind the same
+//! path, usually by writing a temporary file and renaming it over the old
+//! one. This watches the directory that holds each listed path (or, while
+//! the path does not exist, its nearest existing ancestor) with inotify and
+//! says when anything there was created, replaced or removed, so the owner
+//! can resolve the policy again.
+
+use std::{
+    collections::BTreeSet,
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    },
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+/// Events within this long of each other are reported once: an upgrade
+/// touches many files in quick succession.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How often the reader checks whether it should stop.
+const POLL_INTERVAL_MS: libc::c_int = 200;
+
+const EVENTS: u32 = libc::IN_CREATE
+    | libc::IN_MOVED_TO
+    | libc::IN_MOVED_FROM
+    | libc::IN_DELETE
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PathWatchError {
+    #[error("inotify is not available: {0}")]
+    Init(#[source] io::Error),
+    #[error("cannot start the path watcher thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// Stops its thread when dropped.
+pub struct PathWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PathWatch {
+    /// Watches the directories that decide what `paths` resolve to, and
+    /// calls `changed` (from the watcher's thread) after something in them
+    /// changed and settled. When `changed` returns false, the change was
+    /// not taken and is offered again later.
+    pub fn start(
+        paths: &[PathBuf],
+        changed: impl Fn() -> bool + Send + 'static,
+    ) -> Result<Self, PathWatchError> {
+        // SAFETY: plain syscall; the descriptor is checked and owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(PathWatchError::Init(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+        for directory in directories_to_watch(paths) {
+            let Ok(name) = CString::new(directory.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: a valid inotify fd and NUL-terminated path. A
+            // directory that vanished meanwhile is simply not watched.
+            unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), name.as_ptr(), EVENTS) };
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name("enforcer-pathwatch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || watch(&inotify, &stop, changed)
+            })
+            .map_err(PathWatchError::Thread)?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for PathWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// For each path, the directory whose entries decide it: its parent when
+/// that exists, else the nearest existing ancestor (where the missing part
+/// will appear).
+fn directories_to_watch(paths: &[PathBuf]) -> BTreeSet<PathBuf> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            path.ancestors()
+                .skip(1)
+                .find(|ancestor| ancestor.is_dir())
+                .map(Path::to_path_buf)
+        })
+        .collect()
+}
+
+fn watch(inotify: &OwnedFd, stop: &AtomicBool, changed: impl Fn() -> bool) {
+    let mut buffer = [0u8; 4096];
+    let mut pending = false;
+    while !stop.load(Ordering::Relaxed) {
+        let timeout = if pending {
+            SETTLE.as_millis() as libc::c_int
+        } else {
+            POLL_INTERVAL_MS
+        };
+        let mut poll = libc::pollfd {
+            fd: inotify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, timeout) };
+        if ready > 0 {
+            // The records themselves do not matter: any change in a watched
+            // directory means resolving again, which is cheap.
+            // SAFETY: reading into a buffer we own, of the size given.
+            while unsafe {
+                libc::read(
+                    inotify.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            } > 0
+            {}
+            pending = true;
+        } else if ready == 0 && pending {
+            pending = !changed();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, sync::mpsc, time::Duration};
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("enforcer-pathwatch-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn watches_the_parent_or_the_nearest_existing_ancestor() {
+        let dir = scratch("ancestors");
+        fs::write(dir.join("present"), b"").unwrap();
+        let watched = directories_to_watch(&[dir.join("present"), dir.join("missing/deeper/app")]);
+        assert_eq!(
+            watched.into_iter().collect::<Vec<_>>(),
+            std::slice::from_ref(&dir)
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reports_a_file_replaced_by_rename_once_settled() {
+        let dir = scratch("rename");
+        let target = dir.join("app");
+        fs::write(&target, b"v1").unwrap();
+        let (sender, changes) = mpsc::channel();
+        let watch = PathWatch::start(std::slice::from_ref(&target), move || {
+            sender.send(()).is_ok()
+        })
+        .unwrap();
+
+        // What a package manager does: write aside, rename over.
+        fs::write(dir.join("app.new"), b"v2").unwrap();
+        fs::rename(dir.join("app.new"), &target).unwrap();
+
+        changes
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the replacement is reported");
+        assert!(
+            changes.recv_timeout(SETTLE * 3).is_err(),
+            "one burst of changes is reported once"
+        );
+        drop(watch);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reports_a_missing_path_appearing() {
+        let dir = scratch("appear");
+        let (sender, changes) = mpsc::channel();
+        let _watch =
+            PathWatch::start(&[dir.join("later/app")], move || sender.send(()).is_ok()).unwrap();
+        fs::create_dir(dir.join("later")).unwrap();
+        changes
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the new directory is reported");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
