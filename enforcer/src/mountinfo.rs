@@ -6,6 +6,8 @@ use std::{fs, io, path::PathBuf};
 /// [optional fields...] - fstype source superoptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The mount's id, as `name_to_handle_at` reports it.
+    pub id: i32,
     pub major: u32,
     pub minor: u32,
     /// The directory of the filesystem that is mounted (`/` for all of it).
@@ -25,10 +27,12 @@ pub fn parse(table: &str) -> Vec<Mount> {
 fn parse_line(line: &str) -> Option<Mount> {
     let (before, after) = line.split_once(" - ")?;
     let mut fields = before.split_whitespace();
-    let (major, minor) = fields.nth(2)?.split_once(':')?;
+    let id = fields.next()?.parse().ok()?;
+    let (major, minor) = fields.nth(1)?.split_once(':')?;
     let root = unescape_octal(fields.next()?);
     let mount_point = PathBuf::from(unescape_octal(fields.next()?));
     Some(Mount {
+        id,
         major: major.parse().ok()?,
         minor: minor.parse().ok()?,
         root,
@@ -74,6 +78,7 @@ mod tests {
         let mounts = parse(table);
         assert_eq!(mounts.len(), 3);
         assert_eq!(mounts[0].fstype, "cgroup2");
+        assert_eq!(mounts[1].id, 40);
         assert_eq!(
             mounts[0].mount_point,
             PathBuf::from("/sys/fs/cgroup/unified")

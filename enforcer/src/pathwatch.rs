@@ -49,6 +49,7 @@ pub enum PathWatchError {
 
 /// Stops its thread when dropped.
 pub struct PathWatch {
+    directories: BTreeSet<PathBuf>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,7 +70,8 @@ impl PathWatch {
         }
         // SAFETY: a fresh descriptor nobody else owns.
         let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
-        for directory in directories_to_watch(paths) {
+        let directories = directories_to_watch(paths);
+        for directory in &directories {
             let Ok(name) = CString::new(directory.as_os_str().as_bytes()) else {
                 continue;
             };
@@ -86,9 +88,17 @@ impl PathWatch {
             })
             .map_err(PathWatchError::Thread)?;
         Ok(Self {
+            directories,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the directories that decide `paths` are still the ones
+    /// watched. When a missing path's parents appear, the watch must move
+    /// down to them.
+    pub fn covers(&self, paths: &[PathBuf]) -> bool {
+        directories_to_watch(paths) == self.directories
     }
 }
 

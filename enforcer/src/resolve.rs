@@ -4,19 +4,34 @@
 //! Identities, not paths, are what the exec hooks compare, so a symlink, a
 //! hard link or a rename of a banned file is still the banned file. A
 //! directory ban gives the directory's identity (the hooks look for it
-//! above every executable) and the identity of every file under it, so a
-//! file moved out of the directory stays banned.
+//! above every executable) and the identity of every file under it.
+//!
+//! Paths are resolved again whenever something changes behind them (see
+//! [`crate::pathwatch`]). A banned file must stay banned when it is renamed
+//! away from its listed path or moved out of its banned directory, so a
+//! resolution carries the files of the previous one over, as long as their
+//! rule still lists the same entry and the file still exists. Existence is
+//! checked through a file handle, which the kernel refuses once the file
+//! is deleted even if its inode number is reused: a recycled inode must
+//! never inherit a ban.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
+    ffi::CString,
     fs,
-    os::unix::fs::MetadataExt as _,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
+    },
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::{
+    mountinfo,
+    policy::{ExecPath, Policy},
+};
 
 /// Files recorded under one banned directory at most; the directory's own
 /// identity still covers the rest.
@@ -36,43 +51,62 @@ pub struct ExecIdentity {
     pub kind: IdentityKind,
     /// Index of the rule in the policy.
     pub rule: u32,
+    /// Where it was found (informational: it may have moved since).
     pub path: PathBuf,
 }
 
 /// What resolving a policy's exec paths found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Resolution {
     pub identities: Vec<ExecIdentity>,
     /// Listed paths that do not exist (yet): nothing to ban there now.
     pub missing: Vec<PathBuf>,
     /// Banned directories with more files than were recorded.
     pub truncated: Vec<PathBuf>,
+    /// How to find each file identity again, by the rule entry that
+    /// banned it: (rule name, exec path) → handles.
+    carried: BTreeMap<(String, ExecPath), Vec<Tracked>>,
 }
 
-pub fn resolve(policy: &Policy) -> Resolution {
+/// A banned file and the handle that tells whether it still exists.
+#[derive(Debug, Clone)]
+struct Tracked {
+    dev: u32,
+    ino: u64,
+    path: PathBuf,
+    handle: FileHandle,
+}
+
+/// Resolves `policy`'s exec paths as they are now, keeping the files that
+/// `previous` banned through an entry the policy still has.
+pub fn resolve(policy: &Policy, previous: Option<&Resolution>) -> Resolution {
     let mut resolution = Resolution::default();
+    let mut mounts = MountFds::default();
     for (index, rule) in policy.rules.iter().enumerate() {
+        let rule_index = index as u32;
         for exec_path in &rule.exec_paths {
-            let path = &exec_path.path;
-            let Ok(metadata) = fs::metadata(path) else {
-                resolution.missing.push(path.clone());
-                continue;
-            };
-            let kind = if metadata.is_dir() {
-                IdentityKind::Directory
-            } else {
-                IdentityKind::File
-            };
-            resolution.identities.push(ExecIdentity {
-                dev: kernel_dev(metadata.dev()),
-                ino: metadata.ino(),
-                kind,
-                rule: index as u32,
-                path: path.clone(),
-            });
-            if kind == IdentityKind::Directory {
-                walk(path, metadata.dev(), index as u32, &mut resolution);
+            let key = (rule.name.clone(), exec_path.clone());
+            let mut tracked = Vec::new();
+            resolve_entry(exec_path, rule_index, &mut resolution, &mut tracked);
+            let carried = previous
+                .and_then(|p| p.carried.get(&key))
+                .into_iter()
+                .flatten();
+            for old in carried {
+                let still_there = mounts.still_exists(&old.handle);
+                let already = tracked.iter().any(|t| (t.dev, t.ino) == (old.dev, old.ino));
+                if still_there && !already {
+                    resolution.identities.push(ExecIdentity {
+                        dev: old.dev,
+                        ino: old.ino,
+                        kind: IdentityKind::File,
+                        rule: rule_index,
+                        path: old.path.clone(),
+                    });
+                    tracked.push(old.clone());
+                }
             }
+            resolution.carried.insert(key, tracked);
         }
     }
     resolution.identities.sort();
@@ -80,8 +114,66 @@ pub fn resolve(policy: &Policy) -> Resolution {
     resolution
 }
 
+fn resolve_entry(
+    exec_path: &ExecPath,
+    rule: u32,
+    resolution: &mut Resolution,
+    tracked: &mut Vec<Tracked>,
+) {
+    let path = &exec_path.path;
+    let Ok(metadata) = fs::metadata(path) else {
+        resolution.missing.push(path.clone());
+        return;
+    };
+    if metadata.is_dir() {
+        resolution.identities.push(ExecIdentity {
+            dev: kernel_dev(metadata.dev()),
+            ino: metadata.ino(),
+            kind: IdentityKind::Directory,
+            rule,
+            path: path.clone(),
+        });
+        walk(path, metadata.dev(), rule, resolution, tracked);
+    } else {
+        record_file(path, &metadata, rule, resolution, tracked);
+    }
+}
+
+fn record_file(
+    path: &Path,
+    metadata: &fs::Metadata,
+    rule: u32,
+    resolution: &mut Resolution,
+    tracked: &mut Vec<Tracked>,
+) {
+    let (dev, ino) = (kernel_dev(metadata.dev()), metadata.ino());
+    resolution.identities.push(ExecIdentity {
+        dev,
+        ino,
+        kind: IdentityKind::File,
+        rule,
+        path: path.to_path_buf(),
+    });
+    // Without a handle the file is still banned now; it just cannot be
+    // told apart from a recycled inode later, so it is not carried.
+    if let Some(handle) = FileHandle::of(path) {
+        tracked.push(Tracked {
+            dev,
+            ino,
+            path: path.to_path_buf(),
+            handle,
+        });
+    }
+}
+
 /// Records every regular file below `root` on the same filesystem.
-fn walk(root: &Path, root_dev: u64, rule: u32, resolution: &mut Resolution) {
+fn walk(
+    root: &Path,
+    root_dev: u64,
+    rule: u32,
+    resolution: &mut Resolution,
+    tracked: &mut Vec<Tracked>,
+) {
     let mut pending = vec![root.to_path_buf()];
     let mut seen = BTreeSet::new();
     let mut recorded = 0;
@@ -105,13 +197,7 @@ fn walk(root: &Path, root_dev: u64, rule: u32, resolution: &mut Resolution) {
                     return;
                 }
                 recorded += 1;
-                resolution.identities.push(ExecIdentity {
-                    dev: kernel_dev(metadata.dev()),
-                    ino: metadata.ino(),
-                    kind: IdentityKind::File,
-                    rule,
-                    path: entry.path(),
-                });
+                record_file(&entry.path(), &metadata, rule, resolution, tracked);
             }
         }
     }
@@ -124,6 +210,116 @@ pub fn kernel_dev(st_dev: u64) -> u32 {
     let major = ((st_dev >> 32) & 0xffff_f000) | ((st_dev >> 8) & 0xfff);
     let minor = ((st_dev >> 12) & 0xffff_ff00) | (st_dev & 0xff);
     ((major as u32) << 20) | (minor as u32 & 0xf_ffff)
+}
+
+/// A `name_to_handle_at` handle: names an inode together with its
+/// generation, so it stops opening once that file is gone.
+#[derive(Debug, Clone)]
+struct FileHandle {
+    mount_id: i32,
+    handle_type: i32,
+    bytes: Vec<u8>,
+}
+
+/// `struct file_handle` with room for any filesystem's handle.
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+const MAX_HANDLE_SZ: usize = 128;
+
+impl FileHandle {
+    fn of(path: &Path) -> Option<Self> {
+        let name = CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut raw = RawHandle {
+            handle_bytes: MAX_HANDLE_SZ as u32,
+            handle_type: 0,
+            f_handle: [0; MAX_HANDLE_SZ],
+        };
+        let mut mount_id = 0;
+        // SAFETY: a NUL-terminated path and a handle buffer of the size
+        // announced in handle_bytes.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_name_to_handle_at,
+                libc::AT_FDCWD,
+                name.as_ptr(),
+                (&raw mut raw).cast::<libc::c_void>(),
+                &mut mount_id as *mut libc::c_int,
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if result != 0 {
+            return None;
+        }
+        let length = (raw.handle_bytes as usize).min(MAX_HANDLE_SZ);
+        Some(Self {
+            mount_id,
+            handle_type: raw.handle_type,
+            bytes: raw.f_handle[..length].to_vec(),
+        })
+    }
+}
+
+/// Descriptors of mount points, opened once per resolution, that
+/// `open_by_handle_at` needs to find a handle's filesystem.
+#[derive(Default)]
+struct MountFds {
+    by_id: BTreeMap<i32, Option<OwnedFd>>,
+}
+
+impl MountFds {
+    fn still_exists(&mut self, handle: &FileHandle) -> bool {
+        let Some(mount) = self.fd(handle.mount_id) else {
+            return false;
+        };
+        let mut raw = RawHandle {
+            handle_bytes: handle.bytes.len() as u32,
+            handle_type: handle.handle_type,
+            f_handle: [0; MAX_HANDLE_SZ],
+        };
+        raw.f_handle[..handle.bytes.len()].copy_from_slice(&handle.bytes);
+        // SAFETY: a valid mount fd and handle; the returned fd is closed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                mount,
+                (&raw mut raw).cast::<libc::c_void>(),
+                libc::O_PATH | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: a fresh descriptor we own.
+        drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        true
+    }
+
+    fn fd(&mut self, mount_id: i32) -> Option<i32> {
+        self.by_id
+            .entry(mount_id)
+            .or_insert_with(|| {
+                let mounts = mountinfo::read().ok()?;
+                let mount = mounts.iter().find(|mount| mount.id == mount_id)?;
+                let path = CString::new(mount.mount_point.as_os_str().as_bytes()).ok()?;
+                // SAFETY: a NUL-terminated path; the descriptor is owned below.
+                // Not O_PATH: open_by_handle_at refuses such a mount fd.
+                let fd = unsafe {
+                    libc::open(
+                        path.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
+                // SAFETY: as above.
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+            })
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +351,15 @@ mod tests {
         .unwrap()
     }
 
+    fn inodes(resolution: &Resolution) -> Vec<u64> {
+        resolution
+            .identities
+            .iter()
+            .filter(|i| i.kind == IdentityKind::File)
+            .map(|i| i.ino)
+            .collect()
+    }
+
     #[test]
     fn encodes_devices_like_the_kernel() {
         // glibc makedev(8, 1) and makedev(259, 65537).
@@ -173,7 +378,7 @@ mod tests {
         let link = dir.join("link").display().to_string();
         let missing = dir.join("absent").display().to_string();
 
-        let resolution = resolve(&policy_banning(&[link, missing.clone()]));
+        let resolution = resolve(&policy_banning(&[link, missing.clone()]), None);
         let [identity] = resolution.identities.as_slice() else {
             panic!("{resolution:?}")
         };
@@ -191,7 +396,7 @@ mod tests {
         fs::write(dir.join("app/lib/helper"), b"y").unwrap();
         let banned = format!("{}/", dir.join("app").display());
 
-        let resolution = resolve(&policy_banning(&[banned]));
+        let resolution = resolve(&policy_banning(&[banned]), None);
         let kinds: Vec<(IdentityKind, String)> = resolution
             .identities
             .iter()
@@ -218,6 +423,62 @@ mod tests {
             kinds.len(),
             3,
             "subdirectories are walked, not listed: {kinds:?}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_file_adds_the_new_one_and_keeps_the_renamed_old_one() {
+        let dir = scratch("replace");
+        let listed = dir.join("app");
+        fs::write(&listed, b"v1").unwrap();
+        let policy = policy_banning(&[listed.display().to_string()]);
+        let first = resolve(&policy, None);
+        let old_ino = fs::metadata(&listed).unwrap().ino();
+
+        // Someone keeps the old binary under another name; an upgrade puts
+        // a new file at the listed path.
+        fs::rename(&listed, dir.join("kept")).unwrap();
+        fs::write(&listed, b"v2").unwrap();
+        let new_ino = fs::metadata(&listed).unwrap().ino();
+
+        let second = resolve(&policy, Some(&first));
+        let mut expected = vec![old_ino, new_ino];
+        expected.sort();
+        assert_eq!(inodes(&second), expected);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_file_is_not_carried_even_if_its_inode_comes_back() {
+        let dir = scratch("deleted");
+        let listed = dir.join("app");
+        fs::write(&listed, b"v1").unwrap();
+        let policy = policy_banning(&[listed.display().to_string()]);
+        let first = resolve(&policy, None);
+        fs::remove_file(&listed).unwrap();
+
+        let second = resolve(&policy, Some(&first));
+        assert!(inodes(&second).is_empty(), "{second:?}");
+        assert_eq!(second.missing, [listed]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_carried_only_while_their_rule_keeps_the_entry() {
+        let dir = scratch("entry");
+        let listed = dir.join("app");
+        fs::write(&listed, b"v1").unwrap();
+        let first = resolve(&policy_banning(&[listed.display().to_string()]), None);
+        fs::rename(&listed, dir.join("elsewhere")).unwrap();
+
+        let other = resolve(
+            &policy_banning(&[dir.join("other").display().to_string()]),
+            Some(&first),
+        );
+        assert!(
+            inodes(&other).is_empty(),
+            "a dropped entry's files go free: {other:?}"
         );
         fs::remove_dir_all(dir).unwrap();
     }

@@ -181,7 +181,7 @@ fn exec_through_symlink_or_hard_link_to_banned_file_is_blocked() {
 }
 
 #[test]
-fn banned_file_renamed_after_apply_stays_banned_and_its_old_path_is_free() {
+fn banned_file_renamed_after_apply_stays_banned() {
     let dir = TempDir::new();
     let banned = marker_program(&dir, "banned");
     let cgroup = TestCgroup::new();
@@ -195,13 +195,61 @@ fn banned_file_renamed_after_apply_stays_banned_and_its_old_path_is_free() {
         expected,
         "the banned file after a rename",
     );
+}
 
-    // The rule names the file, not the text of its path: a new file at the
-    // old path is another file.
-    let replacement = marker_program(&dir, "banned");
-    assert_ran(
-        &start(&cgroup, ExecMethod::Execve, &replacement),
-        "a new file at the banned file's old path",
+#[test]
+fn a_file_replacing_the_banned_path_is_banned_and_the_old_one_stays_banned() {
+    let dir = TempDir::new();
+    let banned = marker_program(&dir, "app");
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
+    let expected = blocked(&daemon);
+
+    // What a package upgrade does: keep nothing, write the new version
+    // aside and rename it over the listed path. Here the old one is kept
+    // under another name too.
+    let kept = dir.path().join("app.old");
+    fs::hard_link(&banned, &kept).expect("cannot link the old version");
+    let staged = marker_program(&dir, "app.dpkg-new");
+    fs::rename(&staged, &banned).expect("cannot rename the new version into place");
+    daemon.expect_event("for the re-resolved exec paths", |event| {
+        event["kind"] == "exec_paths_resolved"
+    });
+
+    assert_blocked(
+        &start(&cgroup, ExecMethod::Execve, &banned),
+        expected,
+        "the new file at the banned path",
+    );
+    assert_blocked(
+        &start(&cgroup, ExecMethod::Execve, &kept),
+        expected,
+        "the old version kept under another name",
+    );
+}
+
+#[test]
+fn a_banned_path_that_appears_after_apply_is_banned() {
+    let dir = TempDir::new();
+    let later = dir.path().join("later/app");
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        &format!(
+            "version = 1\n[[block]]\nname = \"banned\"\nexec_paths = [{:?}]\n",
+            later.display().to_string()
+        ),
+    );
+    let expected = blocked(&daemon);
+
+    let installed = marker_program(&dir, "later/app");
+    daemon.expect_event("for the installed file", |event| {
+        event["kind"] == "exec_paths_resolved" && event["files"] == 1
+    });
+    assert_blocked(
+        &start(&cgroup, ExecMethod::Execve, &installed),
+        expected,
+        "a banned path installed after the policy was applied",
     );
 }
 

@@ -82,7 +82,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let capabilities = Capabilities::detect()?;
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
     let policy = policy::load_files(&options.policy)?;
-    let resolution = resolve::resolve(&policy);
+    let resolution = resolve::resolve(&policy, None);
     let compiled = compile::compile(&policy, &resolution.identities)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
     let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));

@@ -167,7 +167,7 @@ impl Owner {
                 message: error.to_string(),
             };
         }
-        let resolution = resolve::resolve(&policy);
+        let resolution = resolve::resolve(&policy, Some(&self.live.resolution));
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
         match self.install(policy, resolution, Some(peer)) {
@@ -197,9 +197,22 @@ impl Owner {
 
     /// The same policy on what its paths name now, if that changed.
     fn resolve_paths_again(&mut self) {
-        let resolution = resolve::resolve(&self.live.policy);
+        let resolution = resolve::resolve(&self.live.policy, Some(&self.live.resolution));
         if resolution.identities == self.live.resolution.identities {
-            self.watch_paths();
+            self.live.resolution = resolution;
+            let paths = exec_paths(&self.live.policy);
+            if !self
+                .path_watch
+                .as_ref()
+                .is_some_and(|watch| watch.covers(&paths))
+            {
+                self.watch_paths();
+                // Whatever appeared before the new watch began is only seen
+                // by looking again.
+                if let Some(commands) = self.commands.upgrade() {
+                    let _ = commands.try_send(Command::ResolvePaths);
+                }
+            }
             return;
         }
         let policy = self.live.policy.clone();
@@ -247,17 +260,7 @@ impl Owner {
     /// there comes back as [`Command::ResolvePaths`].
     fn watch_paths(&mut self) {
         self.path_watch = None;
-        let paths: Vec<PathBuf> = self
-            .live
-            .policy
-            .rules
-            .iter()
-            .flat_map(|rule| {
-                rule.exec_paths
-                    .iter()
-                    .map(|exec_path| exec_path.path.clone())
-            })
-            .collect();
+        let paths = exec_paths(&self.live.policy);
         if paths.is_empty() {
             return;
         }
@@ -298,6 +301,18 @@ impl Owner {
             counters,
         })
     }
+}
+
+fn exec_paths(policy: &Policy) -> Vec<PathBuf> {
+    policy
+        .rules
+        .iter()
+        .flat_map(|rule| {
+            rule.exec_paths
+                .iter()
+                .map(|exec_path| exec_path.path.clone())
+        })
+        .collect()
 }
 
 fn rule_names(policy: &Policy) -> Vec<String> {
