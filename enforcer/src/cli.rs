@@ -32,6 +32,11 @@ pub enum Command {
         /// Also append events, as JSON lines, to this file.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Where to look for existing copies of `exec_sha256` content when a
+        /// policy with such rules is applied (repeatable). Files written
+        /// later anywhere on these filesystems are checked as they are closed.
+        #[arg(long = "hash-root", default_value = "/")]
+        hash_roots: Vec<PathBuf>,
     },
     /// Check or apply policy files.
     #[command(subcommand)]

@@ -15,6 +15,8 @@ pub mod compile;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod filehandle;
+pub mod hashwatch;
 pub mod kernel_btf;
 pub mod maps;
 pub mod mountinfo;

@@ -53,12 +53,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             cgroup,
             socket,
             events,
+            hash_roots,
         } => {
             daemon::run(RunOptions {
                 policy,
                 cgroup,
                 socket: socket.path,
                 events,
+                hash_roots,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

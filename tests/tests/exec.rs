@@ -604,3 +604,59 @@ fn status_reports_the_exec_enforcement_method_that_blocked_execs_show() {
     });
     assert_eq!(event["method"], observed, "{event}");
 }
+
+/// SHA-256 of a file, by the system's `sha256sum`, so the test does not
+/// share the daemon's hashing code.
+fn sha256sum(path: &Path) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a digest")
+        .to_string()
+}
+
+#[test]
+fn content_ban_stops_copies_made_before_and_after_the_policy() {
+    let dir = TempDir::new();
+    let before = marker_program(&dir, "old/copy");
+    let digest = sha256sum(&before);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start_with(
+        &cgroup,
+        &format!("version = 1\n[[block]]\nname = \"by-content\"\nexec_sha256 = [\"{digest}\"]\n"),
+        &[std::ffi::OsStr::new("--hash-root"), dir.path().as_os_str()],
+    );
+    let expected = blocked(&daemon);
+    let found = |path: &Path| {
+        let path = canonical(path).display().to_string();
+        move |event: &Value| event["kind"] == "exec_content_found" && event["path"] == path.as_str()
+    };
+
+    daemon.expect_event("for the copy made before the policy", found(&before));
+    let probe = start(&cgroup, ExecMethod::Execve, &before);
+    assert_blocked(&probe, expected, "a copy made before the policy");
+    let event = daemon.expect_event("for the blocked copy", |event| {
+        exec_event_of(event, probe.pid)
+    });
+    assert_eq!(event["sha256"], digest.as_str(), "{event}");
+    assert_eq!(event["rule"], "by-content", "{event}");
+
+    let after = marker_program(&dir, "new/elsewhere");
+    daemon.expect_event("for the copy made after the policy", found(&after));
+    assert_blocked(
+        &start(&cgroup, ExecMethod::Execve, &after),
+        expected,
+        "a copy made after the policy",
+    );
+
+    let other = dir.copy("other", "/bin/true");
+    assert_eq!(
+        start(&cgroup, ExecMethod::Execve, &other).outcome,
+        RAN,
+        "other content runs"
+    );
+}

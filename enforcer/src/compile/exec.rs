@@ -169,20 +169,6 @@ exec_paths = ["/opt/app/updater"]
     }
 
     #[test]
-    fn hash_rules_are_refused_rather_than_ignored() {
-        let policy = policy(&format!(
-            "version = 1\n[[block]]\nname = \"h\"\nexec_sha256 = [\"{}\"]\n",
-            "ab".repeat(32)
-        ));
-        assert_eq!(
-            compile(&policy, &[]).map(|_| ()),
-            Err(crate::compile::CompileError::HashRulesNotEnforced(
-                "h".into()
-            ))
-        );
-    }
-
-    #[test]
     fn a_policy_without_exec_rules_has_empty_exec_tables() {
         let policy = policy("version = 1\n[[block]]\nname = \"n\"\ncidrs = [\"10.0.0.0/8\"]\n");
         let image = compile(&policy, &[]).unwrap().image;

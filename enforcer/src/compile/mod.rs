@@ -46,11 +46,6 @@ pub enum CompileError {
     },
     #[error("the compiled policy needs {0} words, more than one BPF map can hold")]
     ImageTooLarge(usize),
-    #[error(
-        "rule {0:?} has exec_sha256, which this release validates but does not enforce yet; \
-         ban the files by exec_paths or exec_names for now"
-    )]
-    HashRulesNotEnforced(String),
     #[error("the policy names {entries} exec {what}; at most {limit} are supported")]
     TooManyExecEntries {
         what: &'static str,
@@ -68,18 +63,12 @@ pub struct Compiled {
     pub stats: ImageStats,
 }
 
-/// `exec` holds the identities of the policy's exec paths, as
-/// [`crate::resolve::resolve`] found them on this host.
+/// `exec` holds the files and directories the policy's exec rules name
+/// on this host: its exec paths as [`crate::resolve::resolve`] found them,
+/// and the files whose content an `exec_sha256` rule bans.
 pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, CompileError> {
     if policy.rules.len() >= MAX_RULES as usize {
         return Err(CompileError::TooManyRules(policy.rules.len()));
-    }
-    if let Some(rule) = policy
-        .rules
-        .iter()
-        .find(|rule| !rule.exec_sha256.is_empty())
-    {
-        return Err(CompileError::HashRulesNotEnforced(rule.name.clone()));
     }
     let mut classes = ClassTable::new(&policy.rules);
     let v4 = segments::cover(Family::V4, prefixes(policy, Family::V4), &mut classes);

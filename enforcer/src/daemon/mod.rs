@@ -2,6 +2,7 @@
 //! the first policy, then serves the control socket and streams events
 //! until SIGTERM or SIGINT.
 
+mod hashes;
 mod owner;
 mod server;
 
@@ -34,13 +35,15 @@ use crate::{
     programs::{self, Loaded, ProgramsError},
     resolve,
 };
-use owner::{Kernel, Owner};
+use owner::{Kernel, Owner, StartError};
 
 pub struct RunOptions {
     pub policy: Vec<PathBuf>,
     pub cgroup: Option<PathBuf>,
     pub socket: PathBuf,
     pub events: Option<PathBuf>,
+    /// Scanned at start for copies of banned content.
+    pub hash_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ pub enum DaemonError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Programs(#[from] ProgramsError),
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
     SocketInUse(PathBuf),
     #[error("control socket {path}: {source}")]
@@ -107,6 +112,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         rules.clone(),
         hub.clone(),
         commands.downgrade(),
+        options.hash_roots.clone(),
     )?;
     let ready = EventBody::Ready {
         generation: owner.generation(),

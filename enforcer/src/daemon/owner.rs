@@ -6,10 +6,12 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::hashes::{self, ContentBans};
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
+    hashwatch::{HashWatchError, Match},
     maps::{Counters, GenerationSlot, MapsError},
     pathwatch::PathWatch,
     policy::{self, Policy, Source, diff::PolicyDiff, diff::RuleSummary},
@@ -42,6 +44,8 @@ pub enum Command {
     },
     /// Something changed behind the policy's exec paths: resolve again.
     ResolvePaths,
+    /// A file with banned content was found.
+    ContentFound(Match),
 }
 
 pub struct Owner {
@@ -55,6 +59,9 @@ pub struct Owner {
     /// keeps the daemon from shutting down.
     commands: mpsc::WeakSender<Command>,
     path_watch: Option<PathWatch>,
+    content: ContentBans,
+    /// Where the hash watch scans for existing copies at start.
+    hash_roots: Vec<PathBuf>,
     live: Live,
 }
 
@@ -77,6 +84,14 @@ enum InstallError {
     Maps(#[from] MapsError),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Programs(#[from] ProgramsError),
+    #[error(transparent)]
+    HashWatch(#[from] HashWatchError),
+}
+
 impl Owner {
     /// Installs the first generation, then attaches: the programs never run
     /// without a policy. On error nothing stays attached.
@@ -87,16 +102,21 @@ impl Owner {
         rules: Arc<RuleBook>,
         hub: Arc<EventHub>,
         commands: mpsc::WeakSender<Command>,
-    ) -> Result<Self, ProgramsError> {
+        hash_roots: Vec<PathBuf>,
+    ) -> Result<Self, StartError> {
         let Kernel {
             mut programs,
             mut slot,
             counters,
         } = kernel;
         programs.check_exec_rules(&policy)?;
+        let mut content = ContentBans::default();
+        content
+            .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
         let number = 1;
         rules.insert(number, rule_names(&policy));
-        slot.install(&compiled.image, number)?;
+        slot.install(&compiled.image, number)
+            .map_err(ProgramsError::from)?;
         programs.attach(&cgroup)?;
         let live = Live {
             number,
@@ -115,6 +135,8 @@ impl Owner {
             cgroup,
             commands,
             path_watch: None,
+            content,
+            hash_roots,
             live,
         };
         owner.watch_paths();
@@ -153,6 +175,7 @@ impl Owner {
                     let _ = reply.send(self.status());
                 }
                 Command::ResolvePaths => self.resolve_paths_again(),
+                Command::ContentFound(found) => self.content_found(found),
             }
         }
     }
@@ -168,10 +191,23 @@ impl Owner {
             };
         }
         let resolution = resolve::resolve(&policy, Some(&self.live.resolution));
+        let commands = self.commands.clone();
+        let prepared = match self
+            .content
+            .prepare(&policy, &self.hash_roots, || forward_matches(commands))
+        {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                return Response::Error {
+                    message: error.to_string(),
+                };
+            }
+        };
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
         match self.install(policy, resolution, Some(peer)) {
             Ok(()) => {
+                self.content.commit(prepared);
                 self.hub.publish(&Event::now(EventBody::PolicyApplied {
                     generation: self.live.number,
                     rules: self.live.policy.rules.len(),
@@ -231,6 +267,32 @@ impl Owner {
         }
     }
 
+    fn content_found(&mut self, found: Match) {
+        let (dev, ino, sha256, path) = (found.dev, found.ino, found.sha256, found.path.clone());
+        if !self.content.add(found) {
+            return;
+        }
+        let (policy, resolution, applied_by) = (
+            self.live.policy.clone(),
+            self.live.resolution.clone(),
+            self.live.applied_by,
+        );
+        match self.install(policy, resolution, applied_by) {
+            Ok(()) => self.hub.publish(&Event::now(EventBody::ExecContentFound {
+                generation: self.live.number,
+                path: path.display().to_string(),
+                sha256: hashes::hex(&sha256),
+                dev: format!("{}:{}", dev >> 20, dev & 0xf_ffff),
+                ino,
+            })),
+            Err(error) => eprintln!(
+                "enforcer: found banned content at {}, but generation {} stays in force: {error}",
+                path.display(),
+                self.live.number
+            ),
+        }
+    }
+
     /// Compiles and installs a new generation; on error the live one stays.
     fn install(
         &mut self,
@@ -238,11 +300,14 @@ impl Owner {
         resolution: Resolution,
         applied_by: Option<Peer>,
     ) -> Result<(), InstallError> {
-        let compiled: Compiled = compile::compile(&policy, &resolution.identities)?;
+        let mut identities = resolution.identities.clone();
+        identities.extend(self.content.identities(&policy));
+        let compiled: Compiled = compile::compile(&policy, &identities)?;
         let number = self.live.number + 1;
         // Names first: the first events of the new generation may be read
         // before this function returns.
         self.rules.insert(number, rule_names(&policy));
+        self.rules.set_digests(self.content.labels());
         self.slot.install(&compiled.image, number)?;
         self.live = Live {
             number,
@@ -301,6 +366,33 @@ impl Owner {
             counters,
         })
     }
+}
+
+/// A sender for the hash watch that hands its matches to the owner. The
+/// forwarding thread ends with the watch (its sender drops) or with the
+/// daemon (the weak command sender no longer upgrades).
+fn forward_matches(commands: mpsc::WeakSender<Command>) -> std::sync::mpsc::Sender<Match> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let forward = move || {
+        for found in receiver {
+            let Some(commands) = commands.upgrade() else {
+                return;
+            };
+            if commands
+                .blocking_send(Command::ContentFound(found))
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("enforcer-hashfwd".into())
+        .spawn(forward)
+    {
+        eprintln!("enforcer: matches of banned content cannot reach the owner: {error}");
+    }
+    sender
 }
 
 fn exec_paths(policy: &Policy) -> Vec<PathBuf> {

@@ -81,7 +81,7 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         dev: format!("{}:{}", raw.dev >> 20, raw.dev & 0xf_ffff),
         ino: raw.ino,
         method: method.to_string(),
-        sha256: None,
+        sha256: rules.digest(raw.dev, raw.ino),
         generation: raw.generation,
         cgroup_id: raw.cgroup_id,
     };

@@ -69,6 +69,15 @@ pub enum EventBody {
         directories: usize,
         missing: Vec<String>,
     },
+    /// A file with banned content was found; a generation banning it is
+    /// in force.
+    ExecContentFound {
+        generation: u64,
+        path: String,
+        sha256: String,
+        dev: String,
+        ino: u64,
+    },
     /// The daemon is stopping and has detached its programs.
     Shutdown {
         reason: String,

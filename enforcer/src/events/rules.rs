@@ -13,6 +13,8 @@ const KEPT_GENERATIONS: usize = 8;
 #[derive(Default)]
 pub struct RuleBook {
     generations: RwLock<BTreeMap<u64, Arc<[String]>>>,
+    /// Content digests of the files found by hash, by (dev, ino).
+    digests: RwLock<BTreeMap<(u32, u64), String>>,
 }
 
 impl RuleBook {
@@ -22,6 +24,18 @@ impl RuleBook {
         while generations.len() > KEPT_GENERATIONS {
             generations.pop_first();
         }
+    }
+
+    pub fn set_digests(&self, digests: BTreeMap<(u32, u64), String>) {
+        *self.digests.write().expect("rule book lock") = digests;
+    }
+
+    pub fn digest(&self, dev: u32, ino: u64) -> Option<String> {
+        self.digests
+            .read()
+            .expect("rule book lock")
+            .get(&(dev, ino))
+            .cloned()
     }
 
     pub fn name(&self, generation: u64, rule: u32) -> String {

@@ -1,0 +1,165 @@
+//! Content bans (`exec_sha256`) as the owner keeps them: the hash watch
+//! for the live policy's digests, and the files it has found so far, which
+//! become file identities in every generation while they exist.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::PathBuf,
+    sync::mpsc,
+};
+
+use crate::{
+    filehandle::{FileHandle, MountFds},
+    hashwatch::{HashWatch, HashWatchError, Match},
+    policy::Policy,
+    resolve::{ExecIdentity, IdentityKind, kernel_dev},
+};
+
+#[derive(Default)]
+pub struct ContentBans {
+    watch: Option<HashWatch>,
+    digests: BTreeSet<[u8; 32]>,
+    /// Files holding banned content, by (dev, ino).
+    found: BTreeMap<(u32, u64), FoundFile>,
+}
+
+struct FoundFile {
+    sha256: [u8; 32],
+    path: PathBuf,
+    /// `None` when the file was gone or replaced before a handle was
+    /// taken; such a file is dropped at the next check.
+    handle: Option<FileHandle>,
+}
+
+/// A watch for a new policy's digests, not yet in use. `watch` is `None`
+/// when the digests are unchanged and the current watch stays.
+pub struct Prepared {
+    digests: BTreeSet<[u8; 32]>,
+    watch: Option<Option<HashWatch>>,
+}
+
+pub fn digests_of(policy: &Policy) -> BTreeSet<[u8; 32]> {
+    policy
+        .rules
+        .iter()
+        .flat_map(|rule| rule.exec_sha256.iter().map(|digest| digest.0))
+        .collect()
+}
+
+impl ContentBans {
+    /// Starts watching for `policy`'s digests, unless they are the ones
+    /// watched already. Nothing changes until [`ContentBans::commit`], so a
+    /// policy that fails later leaves the current watch in place.
+    pub fn prepare(
+        &self,
+        policy: &Policy,
+        roots: &[PathBuf],
+        matches: impl FnOnce() -> mpsc::Sender<Match>,
+    ) -> Result<Prepared, HashWatchError> {
+        let digests = digests_of(policy);
+        if digests == self.digests {
+            return Ok(Prepared {
+                digests,
+                watch: None,
+            });
+        }
+        let watch = if digests.is_empty() {
+            None
+        } else {
+            Some(HashWatch::start(
+                digests.clone(),
+                roots.to_vec(),
+                matches(),
+            )?)
+        };
+        Ok(Prepared {
+            digests,
+            watch: Some(watch),
+        })
+    }
+
+    /// Switches to a prepared watch and forgets files whose content is no
+    /// longer banned.
+    pub fn commit(&mut self, prepared: Prepared) {
+        if let Some(watch) = prepared.watch {
+            self.watch = watch;
+        }
+        self.found
+            .retain(|_, file| prepared.digests.contains(&file.sha256));
+        self.digests = prepared.digests;
+    }
+
+    /// Records a match; true when it is news.
+    pub fn add(&mut self, found: Match) -> bool {
+        if !self.digests.contains(&found.sha256) {
+            return false;
+        }
+        let key = (found.dev, found.ino);
+        if self
+            .found
+            .get(&key)
+            .is_some_and(|file| file.sha256 == found.sha256)
+        {
+            return false;
+        }
+        // The handle must name the file that was hashed, not whatever is
+        // at its path by now.
+        let handle = fs::metadata(&found.path)
+            .ok()
+            .filter(|metadata| (kernel_dev(metadata.dev()), metadata.ino()) == key)
+            .and_then(|_| FileHandle::of(&found.path));
+        self.found.insert(
+            key,
+            FoundFile {
+                sha256: found.sha256,
+                path: found.path,
+                handle,
+            },
+        );
+        true
+    }
+
+    /// The found files that still exist, as identities of the rules that
+    /// ban their content.
+    pub fn identities(&mut self, policy: &Policy) -> Vec<ExecIdentity> {
+        let mut mounts = MountFds::default();
+        self.found.retain(|_, file| {
+            file.handle
+                .as_ref()
+                .is_some_and(|handle| mounts.still_exists(handle))
+        });
+        let mut identities = Vec::new();
+        for (&(dev, ino), file) in &self.found {
+            for (index, rule) in policy.rules.iter().enumerate() {
+                if rule
+                    .exec_sha256
+                    .iter()
+                    .any(|digest| digest.0 == file.sha256)
+                {
+                    identities.push(ExecIdentity {
+                        dev,
+                        ino,
+                        kind: IdentityKind::File,
+                        rule: index as u32,
+                        path: file.path.clone(),
+                    });
+                }
+            }
+        }
+        identities
+    }
+
+    /// Hex digests by (dev, ino), for events.
+    pub fn labels(&self) -> BTreeMap<(u32, u64), String> {
+        self.found
+            .iter()
+            .map(|(&key, file)| (key, hex(&file.sha256)))
+            .collect()
+    }
+}
+
+pub fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
