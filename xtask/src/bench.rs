@@ -7,19 +7,23 @@
 //! the bench's own, with no enforcer, and with an enforcer holding exec
 //! rules of several sizes that do not match the binary (the cost every
 //! allowed exec pays).
+//!
+//! Then the `exec_sha256` window: how long after a banned copy is written
+//! the generation that bans it is in force.
 
 use std::{
     env, fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, Stdio},
+    sync::mpsc::{self, Receiver},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::build;
+use crate::{build, toolchain};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -62,7 +66,16 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     for round in 0..rounds {
         for (scenario, results) in scenarios.iter().zip(&mut samples) {
             let _daemon = match scenario.rules {
-                Some(rules) => Some(Daemon::start(&built.enforcer, &work, &cgroup.path, rules)?),
+                Some(rules) => {
+                    let policy = exec_rules_policy(&work, rules)?;
+                    Some(Daemon::start(
+                        &built.enforcer,
+                        &work,
+                        &cgroup.path,
+                        &policy,
+                        &[],
+                    )?)
+                }
                 None => None,
             };
             let per_exec = exec_storm(&cgroup.path, &target, execs)?;
@@ -101,6 +114,29 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = args.json.parent() {
         fs::create_dir_all(dir)?;
     }
+
+    let windows = hash_window(
+        &built.enforcer,
+        &work,
+        &cgroup.path,
+        &target,
+        if args.quick { 10 } else { 50 },
+    )?;
+    let mut sorted = windows.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "\nexec_sha256 window (close of a new banned copy -> generation banning it in force): \
+         median {:.1} ms, max {:.1} ms over {} copies",
+        median(&windows),
+        sorted.last().copied().unwrap_or_default(),
+        windows.len()
+    );
+    json.push(format!(
+        r#"{{"scenario":"hash_window","median_ms":{:.3},"max_ms":{:.3},"samples_ms":{:?}}}"#,
+        median(&windows),
+        sorted.last().copied().unwrap_or_default(),
+        windows
+    ));
     fs::write(&args.json, format!("[{}]\n", json.join(",\n")))?;
     println!("JSON: {}", args.json.display());
     Ok(ExitCode::SUCCESS)
@@ -207,49 +243,62 @@ impl Drop for BenchCgroup {
     }
 }
 
-/// An enforcer attached to the bench cgroup with `rules` exec rules that
-/// match nothing the storm runs: half names, half files (identities), and
-/// one banned directory so that every exec walks its parents.
+/// A policy of `rules` exec rules that match nothing the storm runs: half
+/// names, half files (identities), and one banned directory so that every
+/// exec walks its parents.
+fn exec_rules_policy(work: &Path, rules: usize) -> Result<PathBuf> {
+    let files = work.join("banned-files");
+    fs::create_dir_all(&files)?;
+    let mut policy = String::from("version = 1\n");
+    for index in 0..rules {
+        if index % 2 == 0 {
+            policy.push_str(&format!(
+                "[[block]]\nname = \"name-{index}\"\nexec_names = [\"not-run-{index}\"]\n"
+            ));
+        } else {
+            let file = files.join(format!("f{index}"));
+            if !file.exists() {
+                fs::write(&file, b"")?;
+            }
+            policy.push_str(&format!(
+                "[[block]]\nname = \"file-{index}\"\nexec_paths = [{:?}]\n",
+                file.display().to_string()
+            ));
+        }
+    }
+    if rules > 0 {
+        policy.push_str(&format!(
+            "[[block]]\nname = \"dir\"\nexec_paths = [\"{}/\"]\n",
+            files.display()
+        ));
+    }
+    let policy_file = work.join(format!("policy-{rules}.toml"));
+    fs::write(&policy_file, policy)?;
+    Ok(policy_file)
+}
+
+/// An enforcer attached to the bench cgroup; its event lines arrive on the
+/// receiver. Stopped with SIGTERM when dropped.
 struct Daemon {
     child: Child,
 }
 
 impl Daemon {
-    fn start(enforcer: &Path, work: &Path, cgroup: &Path, rules: usize) -> Result<Self> {
-        let files = work.join("banned-files");
-        fs::create_dir_all(&files)?;
-        let mut policy = String::from("version = 1\n");
-        for index in 0..rules {
-            if index % 2 == 0 {
-                policy.push_str(&format!(
-                    "[[block]]\nname = \"name-{index}\"\nexec_names = [\"not-run-{index}\"]\n"
-                ));
-            } else {
-                let file = files.join(format!("f{index}"));
-                if !file.exists() {
-                    fs::write(&file, b"")?;
-                }
-                policy.push_str(&format!(
-                    "[[block]]\nname = \"file-{index}\"\nexec_paths = [{:?}]\n",
-                    file.display().to_string()
-                ));
-            }
-        }
-        if rules > 0 {
-            policy.push_str(&format!(
-                "[[block]]\nname = \"dir\"\nexec_paths = [\"{}/\"]\n",
-                files.display()
-            ));
-        }
-        let policy_file = work.join(format!("policy-{rules}.toml"));
-        fs::write(&policy_file, policy)?;
+    fn start(
+        enforcer: &Path,
+        work: &Path,
+        cgroup: &Path,
+        policy_file: &Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<(Self, Receiver<String>)> {
         let mut child = Command::new(enforcer)
             .args(["run", "--policy"])
-            .arg(&policy_file)
+            .arg(policy_file)
             .arg("--cgroup")
             .arg(cgroup)
             .arg("--socket")
             .arg(work.join("control.sock"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -261,10 +310,64 @@ impl Daemon {
             let _ = child.kill();
             bail!("the enforcer did not become ready: {first}");
         }
-        // Keep reading so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
-        Ok(Self { child })
+        // Keep reading, so the daemon never blocks on a full pipe.
+        let (lines, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        Ok((Self { child }, receiver))
     }
+}
+
+/// How long a banned copy can run after it is written: from the close of
+/// a new copy to the event saying a generation banning it is in force.
+fn hash_window(
+    enforcer: &Path,
+    work: &Path,
+    cgroup: &Path,
+    target: &Path,
+    samples: usize,
+) -> Result<Vec<f64>> {
+    let root = work.join("hash-window");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root)?;
+    let digest = toolchain::output(Command::new("sha256sum").arg(target))?;
+    let digest = digest
+        .split_whitespace()
+        .next()
+        .context("sha256sum output")?
+        .to_string();
+    let policy_file = work.join("policy-hash.toml");
+    fs::write(
+        &policy_file,
+        format!("version = 1\n[[block]]\nname = \"content\"\nexec_sha256 = [\"{digest}\"]\n"),
+    )?;
+    let (_daemon, events) = Daemon::start(
+        enforcer,
+        work,
+        cgroup,
+        &policy_file,
+        &[std::ffi::OsStr::new("--hash-root"), root.as_os_str()],
+    )?;
+    let mut windows = Vec::new();
+    for sample in 0..samples {
+        let copy = root.join(format!("copy-{sample}"));
+        let name = copy.display().to_string();
+        let written = Instant::now();
+        fs::copy(target, &copy)?;
+        loop {
+            let line = events
+                .recv_timeout(Duration::from_secs(10))
+                .context("no exec_content_found event within 10 s")?;
+            if line.contains(r#""kind":"exec_content_found""#) && line.contains(&name) {
+                break;
+            }
+        }
+        windows.push(written.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(windows)
 }
 
 impl Drop for Daemon {
