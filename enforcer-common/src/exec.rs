@@ -33,9 +33,20 @@ pub struct ExecOffsets {
     pub task_real_parent: u32,
     /// `task_struct.tgid`
     pub task_tgid: u32,
+    /// `inode.i_nlink`: zero for a file with no name in any directory.
+    pub inode_nlink: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.fd`
+    pub fdtable_fd: u32,
+    /// `fdtable.max_fds`
+    pub fdtable_max_fds: u32,
+    pub _reserved: [u32; 3],
 }
 
-const _: () = assert!(size_of::<ExecOffsets>() == 48);
+const _: () = assert!(size_of::<ExecOffsets>() == 80);
 
 #[cfg(feature = "user")]
 // SAFETY: plain u32 fields, no padding.
@@ -67,6 +78,42 @@ pub const fn name_hash_step(hash: u64, byte: u8) -> u64 {
 pub fn name_hash(name: &[u8]) -> u64 {
     name.iter()
         .fold(NAME_HASH_SEED, |hash, &byte| name_hash_step(hash, byte))
+}
+
+/// Bits of the image's `EXEC_OPTIONS` header word.
+pub mod options {
+    /// Stop executables with no name in any directory (memfd, O_TMPFILE,
+    /// deleted files).
+    pub const BLOCK_ANONYMOUS: u64 = 1 << 0;
+    /// Stop a process that maps a banned file executable (a banned program
+    /// started through the dynamic loader, or a banned library).
+    pub const BLOCK_LOADER: u64 = 1 << 1;
+}
+
+/// The rule index in decisions the options make rather than a rule.
+pub const OPTIONS_RULE: u32 = crate::decision::MAX_RULES;
+
+/// What made the programs judge.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// An exec of the file.
+    Exec = 1,
+    /// An exec of a file with no name (`options::BLOCK_ANONYMOUS`).
+    Anonymous = 2,
+    /// An executable mapping of the file (`options::BLOCK_LOADER`).
+    Mapping = 3,
+}
+
+impl Trigger {
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Exec),
+            2 => Some(Self::Anonymous),
+            3 => Some(Self::Mapping),
+            _ => None,
+        }
+    }
 }
 
 /// How the kernel stopped (or would have stopped) an exec.
@@ -125,7 +172,9 @@ pub struct ExecEvent {
     pub path_components: u8,
     /// Set when the walk stopped before the filesystem's root.
     pub path_truncated: u8,
-    pub _reserved: [u8; 5],
+    /// [`Trigger`]
+    pub trigger: u8,
+    pub _reserved: [u8; 4],
     pub comm: [u8; 16],
     pub path: [u8; EVENT_PATH_LEN],
     pub filename: [u8; EVENT_FILENAME_LEN],
@@ -147,7 +196,8 @@ const _: () = {
     assert!(offset_of!(ExecEvent, method) == 64);
     assert!(offset_of!(ExecEvent, path_components) == 65);
     assert!(offset_of!(ExecEvent, path_truncated) == 66);
-    assert!(offset_of!(ExecEvent, _reserved) == 67);
+    assert!(offset_of!(ExecEvent, trigger) == 67);
+    assert!(offset_of!(ExecEvent, _reserved) == 68);
     assert!(offset_of!(ExecEvent, comm) == 72);
     assert!(offset_of!(ExecEvent, path) == 88);
     assert!(offset_of!(ExecEvent, filename) == 88 + EVENT_PATH_LEN);

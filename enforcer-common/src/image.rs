@@ -53,6 +53,8 @@ pub mod header {
     pub const EXEC_DIRECTORY_COUNT: u32 = 11;
     pub const EXEC_NAMES: u32 = 12;
     pub const EXEC_NAME_COUNT: u32 = 13;
+    /// Bits of `crate::exec::options`.
+    pub const EXEC_OPTIONS: u32 = 14;
 }
 
 /// Room for fields to come without moving the sections.

@@ -143,6 +143,10 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         Ok(self.word(header::EXEC_DIRECTORY_COUNT)? != 0)
     }
 
+    pub fn exec_options(&self) -> Result<u64, Fault> {
+        self.word(header::EXEC_OPTIONS)
+    }
+
     pub fn has_exec_names(&self) -> Result<bool, Fault> {
         Ok(self.word(header::EXEC_NAME_COUNT)? != 0)
     }

@@ -26,3 +26,7 @@ pub const EXEC_TRACEPOINT: &str = "sched_process_exec";
 
 /// Cgroup array whose slot 0 scopes the exec hooks.
 pub const MAP_EXEC_SCOPE: &str = "EXEC_SCOPE";
+
+/// The mapping hook of the `exec_block_loader` option, and its tracepoint.
+pub const PROG_EXEC_MAPPING: &str = "sys_enter_mmap";
+pub const MAPPING_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");

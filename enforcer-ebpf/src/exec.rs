@@ -7,6 +7,11 @@
 //! the exec with EPERM before it happens; where the kernel has no BPF LSM,
 //! `sched_process_exec` kills the new image with SIGKILL before it returns
 //! to user space. Userspace attaches exactly one of them.
+//!
+//! A third hook, on `mmap`, serves the `exec_block_loader` option: a
+//! banned file started through the dynamic loader is never exec'd itself,
+//! only mapped executable, so the process is killed at that mapping,
+//! before any of the file's code can run.
 
 use aya_ebpf::{
     btf_maps::{CgroupArray, PerCpuArray},
@@ -15,15 +20,16 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_send_signal,
     },
-    macros::{btf_map, btf_tracepoint, lsm},
-    programs::{BtfTracePointContext, LsmContext},
+    macros::{btf_map, btf_tracepoint, lsm, tracepoint},
+    programs::{BtfTracePointContext, LsmContext, TracePointContext},
 };
 use enforcer_common::{
     counters::Counter,
     decision::{Action, Decision},
     exec::{
         EVENT_PATH_START_LIMIT, ExecEvent, ExecMethod, ExecOffsets, MAX_DIRECTORY_DEPTH,
-        MAX_NAME_LEN, MAX_PATH_COMPONENTS, NAME_HASH_SEED, PATH_COMPONENT_MAX, name_hash_step,
+        MAX_NAME_LEN, MAX_PATH_COMPONENTS, NAME_HASH_SEED, OPTIONS_RULE, PATH_COMPONENT_MAX,
+        Trigger, name_hash_step, options,
     },
     lookup::{Fault, Generation},
 };
@@ -48,6 +54,12 @@ static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
     dentry_inode: 0,
     task_real_parent: 0,
     task_tgid: 0,
+    inode_nlink: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
+    _reserved: [0; 3],
 };
 
 /// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
@@ -66,7 +78,7 @@ const EPERM: i32 = 1;
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
-    match judge(bprm, ExecMethod::Lsm) {
+    match judge_exec(bprm, ExecMethod::Lsm) {
         Some(Action::Block) => -EPERM,
         _ => 0,
     }
@@ -75,18 +87,48 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let bprm: *const u8 = ctx.arg(2);
-    if judge(bprm, ExecMethod::Signal) == Some(Action::Block) {
-        // SAFETY: a helper allowed in tracing programs; it signals the
-        // current task, which is the new image.
-        unsafe { bpf_send_signal(SIGKILL) };
+    if judge_exec(bprm, ExecMethod::Signal) == Some(Action::Block) {
+        kill_current();
     }
     0
+}
+
+/// `syscalls/sys_enter_mmap`; its record is the common header, the syscall
+/// number, then the six arguments as 8-byte words.
+#[tracepoint]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    const PROT_OFFSET: usize = 16 + 2 * 8;
+    const FD_OFFSET: usize = 16 + 4 * 8;
+    const PROT_EXEC: u64 = 4;
+    // SAFETY: offsets inside the syscall tracepoint's fixed record.
+    let (prot, fd) = unsafe {
+        (
+            ctx.read_at::<u64>(PROT_OFFSET),
+            ctx.read_at::<i64>(FD_OFFSET),
+        )
+    };
+    let (Ok(prot), Ok(fd)) = (prot, fd) else {
+        return 0;
+    };
+    if prot & PROT_EXEC == 0 || fd < 0 {
+        return 0;
+    }
+    if judge_mapping(fd as u32) == Some(Action::Block) {
+        kill_current();
+    }
+    0
+}
+
+fn kill_current() {
+    // SAFETY: a helper allowed in tracing programs; it signals the current
+    // task's process.
+    unsafe { bpf_send_signal(SIGKILL) };
 }
 
 /// The action for an exec in scope that the policy matched, after counting
 /// and reporting it.
 #[inline(always)]
-fn judge(bprm: *const u8, method: ExecMethod) -> Option<Action> {
+fn judge_exec(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
         return None;
     }
@@ -95,7 +137,51 @@ fn judge(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     let generation = Generation::new(&image);
     // SAFETY: a global written only by the loader.
     let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
-    match decide(&generation, &offsets, bprm) {
+    let found = read_ptr(bprm, offsets.binprm_file)
+        .and_then(|file| decide(&generation, &offsets, file, true));
+    act(&generation, &offsets, found, method, bprm)
+}
+
+#[inline(always)]
+fn judge_mapping(fd: u32) -> Option<Action> {
+    let image = GENERATION.get(0)?;
+    let image = LiveImage(image);
+    let generation = Generation::new(&image);
+    if generation.exec_options().ok()? & options::BLOCK_LOADER == 0 {
+        return None;
+    }
+    if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
+        return None;
+    }
+    // SAFETY: a global written only by the loader.
+    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
+    let found =
+        file_of(&offsets, fd).and_then(|file| match decide(&generation, &offsets, file, false)? {
+            Some(found) if found.decision.action() == Action::Block => Ok(Some(Found {
+                trigger: Trigger::Mapping,
+                ..found
+            })),
+            _ => Ok(None),
+        });
+    act(
+        &generation,
+        &offsets,
+        found,
+        ExecMethod::Signal,
+        core::ptr::null(),
+    )
+}
+
+/// Counts and reports a judgement; `bprm` is null for a mapping.
+#[inline(always)]
+fn act(
+    generation: &Generation<'_, LiveImage<'_>>,
+    offsets: &ExecOffsets,
+    found: Result<Option<Found>, Fault>,
+    method: ExecMethod,
+    bprm: *const u8,
+) -> Option<Action> {
+    match found {
         Ok(Some(found)) => {
             let action = found.decision.action();
             match action {
@@ -106,7 +192,7 @@ fn judge(bprm: *const u8, method: ExecMethod) -> Option<Action> {
             }
             if action != Action::Allow {
                 let generation_number = generation.number().unwrap_or(0);
-                report(&offsets, bprm, &found, generation_number, method);
+                report(offsets, bprm, &found, generation_number, method);
             }
             Some(action)
         }
@@ -118,27 +204,44 @@ fn judge(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     }
 }
 
+/// The open file behind descriptor `fd` of the current process.
+#[inline(always)]
+fn file_of(offsets: &ExecOffsets, fd: u32) -> Result<*const u8, Fault> {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files = read_ptr(task, offsets.task_files)?;
+    let table = read_ptr(files, offsets.files_fdt)?;
+    let max_fds: u32 = read(table, offsets.fdtable_max_fds)?;
+    if fd >= max_fds {
+        return Err(Fault);
+    }
+    let slots = read_ptr(table, offsets.fdtable_fd)?;
+    read_ptr(slots.wrapping_add(fd as usize * size_of::<usize>()), 0)
+}
+
 /// The executable and what the policy says of it.
 struct Found {
     decision: Decision,
     dev: u32,
     ino: u64,
     dentry: *const u8,
+    trigger: Trigger,
 }
 
 #[inline(always)]
 fn decide(
     generation: &Generation<'_, LiveImage<'_>>,
     offsets: &ExecOffsets,
-    bprm: *const u8,
+    file: *const u8,
+    exec: bool,
 ) -> Result<Option<Found>, Fault> {
     let has_files = generation.has_exec_files()?;
     let has_directories = generation.has_exec_directories()?;
     let has_names = generation.has_exec_names()?;
-    if !has_files && !has_directories && !has_names {
+    let block_anonymous = exec && generation.exec_options()? & options::BLOCK_ANONYMOUS != 0;
+    if !has_files && !has_directories && !has_names && !block_anonymous {
         return Ok(None);
     }
-    let file = read_ptr(bprm, offsets.binprm_file)?;
     let inode = read_ptr(file, offsets.file_inode)?;
     let ino: u64 = read(inode, offsets.inode_ino)?;
     let super_block = read_ptr(inode, offsets.inode_sb)?;
@@ -163,15 +266,28 @@ fn decide(
             decision = by_name;
         }
     }
-    if decision == Decision::NONE {
-        return Ok(None);
+    if decision != Decision::NONE {
+        return Ok(Some(Found {
+            decision,
+            dev,
+            ino,
+            dentry,
+            trigger: Trigger::Exec,
+        }));
     }
-    Ok(Some(Found {
-        decision,
-        dev,
-        ino,
-        dentry,
-    }))
+    // A file with no name anywhere cannot be listed by path and its
+    // content is never watched: memfd, O_TMPFILE, deleted files.
+    if block_anonymous && read::<u32>(inode, offsets.inode_nlink)? == 0 {
+        let decision = Decision::new(Action::Block, OPTIONS_RULE);
+        return Ok(Some(Found {
+            decision,
+            dev,
+            ino,
+            dentry,
+            trigger: Trigger::Anonymous,
+        }));
+    }
+    Ok(None)
 }
 
 /// Walks up the file's directories, within its filesystem, keeping the
@@ -248,10 +364,13 @@ fn report(
         (*event).gid = (uid_gid >> 32) as u32;
         (*event).verdict = found.decision.action() as u32;
         (*event).method = method as u8;
-        (*event)._reserved = [0; 5];
+        (*event).trigger = found.trigger as u8;
+        (*event)._reserved = [0; 4];
         (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*event).filename[0] = 0;
-        if let Ok(filename) = read_ptr(bprm, offsets.binprm_filename) {
+        if !bprm.is_null()
+            && let Ok(filename) = read_ptr(bprm, offsets.binprm_filename)
+        {
             let _ = bpf_probe_read_kernel_str_bytes(filename, &mut (*event).filename);
         }
         let (components, truncated) = write_path(offsets, found.dentry, &mut (*event).path);

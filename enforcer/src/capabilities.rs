@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cgroup::{self, CgroupError},
-    maps,
+    maps, mountinfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -132,22 +132,7 @@ impl Capabilities {
 fn bpf_lsm_active() -> bool {
     const LSM_LIST: &str = "/sys/kernel/security/lsm";
     if !Path::new(LSM_LIST).exists() {
-        mount_securityfs();
+        mountinfo::mount_pseudo_fs(c"securityfs", c"/sys/kernel/security");
     }
     fs::read_to_string(LSM_LIST).is_ok_and(|list| list.trim().split(',').any(|lsm| lsm == "bpf"))
-}
-
-fn mount_securityfs() {
-    let (source, target, fstype) = (c"securityfs", c"/sys/kernel/security", c"securityfs");
-    // SAFETY: NUL-terminated strings and no data; a failure only means the
-    // list stays unreadable.
-    unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
 }

@@ -124,6 +124,8 @@ pub enum HashWatchError {
     Wake(#[source] io::Error),
     #[error("cannot start a hash watch thread: {0}")]
     Thread(#[source] io::Error),
+    #[error("exec_hash_strict is not available in this build yet; leave it off")]
+    StrictUnavailable,
 }
 
 /// Watches for banned content; see the module documentation. Dropping it

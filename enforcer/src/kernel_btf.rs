@@ -657,6 +657,12 @@ pub fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         dentry_inode: btf.member_offset("dentry", "d_inode")?,
         task_real_parent: btf.member_offset("task_struct", "real_parent")?,
         task_tgid: btf.member_offset("task_struct", "tgid")?,
+        inode_nlink: btf.member_offset("inode", "i_nlink")?,
+        task_files: btf.member_offset("task_struct", "files")?,
+        files_fdt: btf.member_offset("files_struct", "fdt")?,
+        fdtable_fd: btf.member_offset("fdtable", "fd")?,
+        fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
+        _reserved: [0; 3],
     })
 }
 

@@ -1,6 +1,6 @@
 //! `/proc/self/mountinfo`: what is mounted where.
 
-use std::{fs, io, path::PathBuf};
+use std::{ffi::CStr, fs, io, path::PathBuf};
 
 /// One mount. Lines read `id parent major:minor root mount_point options
 /// [optional fields...] - fstype source superoptions`.
@@ -39,6 +39,22 @@ fn parse_line(line: &str) -> Option<Mount> {
         mount_point,
         fstype: after.split_whitespace().next()?.to_string(),
     })
+}
+
+/// Mounts a kernel pseudo filesystem (securityfs, tracefs) at its usual
+/// place, for hosts whose init did not. A failure is left for the reader
+/// of the filesystem to report, with its own context.
+pub fn mount_pseudo_fs(fstype: &CStr, target: &CStr) {
+    // SAFETY: NUL-terminated strings and no mount data.
+    unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.

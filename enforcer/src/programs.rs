@@ -10,13 +10,16 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{CgroupArray, MapData, RingBuf},
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError, TracePoint,
+        trace_point::TracePointLinkId,
+    },
 };
 use enforcer_common::{
     exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
     names::{
         EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
-        PROG_EXEC_LSM, PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
+        MAPPING_TRACEPOINT, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
     },
 };
 
@@ -24,8 +27,12 @@ use crate::{
     capabilities::Capabilities,
     kernel_btf::{self, KernelBtf},
     maps::{Counters, GenerationSlot, MapsError},
+    mountinfo,
     policy::Policy,
 };
+
+/// Where aya looks for tracepoints when debugfs is not mounted.
+const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
 
 /// The kernel programs, built by `cargo xtask build`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer.bpf.o"));
@@ -97,6 +104,9 @@ impl std::fmt::Display for ExecSupport {
 pub struct Programs {
     ebpf: Ebpf,
     exec: ExecSupport,
+    /// The `exec_block_loader` hook: loaded (or why not), and attached
+    /// while a policy asks for it.
+    mapping_hook: Result<Option<TracePointLinkId>, String>,
     attached_to: Option<PathBuf>,
 }
 
@@ -125,6 +135,12 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
         )),
         (_, Err(error)) => ExecSupport::Unavailable(format!("no kernel BTF: {error}")),
     };
+    let mapping_hook = match &exec {
+        ExecSupport::Enforced(_) => load_mapping_hook(&mut ebpf)
+            .map(|()| None)
+            .map_err(|error| error.to_string()),
+        ExecSupport::Unavailable(reason) => Err(reason.clone()),
+    };
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -136,6 +152,7 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
         programs: Programs {
             ebpf,
             exec,
+            mapping_hook,
             attached_to: None,
         },
         slot,
@@ -159,6 +176,14 @@ fn load_exec_hook(ebpf: &mut Ebpf, btf: &Btf, bpf_lsm_active: bool) -> ExecSuppo
             ExecSupport::Unavailable(format!("{lsm_refused}; exec tracepoint refused ({error})"))
         }
     }
+}
+
+fn load_mapping_hook(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(PROG_EXEC_MAPPING)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    program.load()
 }
 
 fn load_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
@@ -248,6 +273,45 @@ impl Programs {
         &self.exec
     }
 
+    /// Attaches the mapping hook while `on`, detaches it otherwise. It
+    /// costs every executable `mmap` on the machine, so it runs only while
+    /// a policy asks for it.
+    pub fn set_mapping_hook(&mut self, on: bool) -> Result<(), ProgramsError> {
+        let name = PROG_EXEC_MAPPING;
+        let attached = match &mut self.mapping_hook {
+            Ok(attached) => attached.take(),
+            Err(reason) if on => return Err(ProgramsError::ExecUnavailable(reason.clone())),
+            Err(_) => return Ok(()),
+        };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProgramsError::MissingProgram(name))?;
+        let program: &mut TracePoint = program
+            .try_into()
+            .map_err(|source| ProgramsError::Program { name, source })?;
+        let (category, tracepoint) = MAPPING_TRACEPOINT;
+        if on && !Path::new(TRACEFS_EVENTS).exists() {
+            // aya finds the tracepoint's id through tracefs.
+            mountinfo::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing");
+        }
+        self.mapping_hook = Ok(match (on, attached) {
+            (true, None) => Some(
+                program
+                    .attach(category, tracepoint)
+                    .map_err(|source| ProgramsError::Program { name, source })?,
+            ),
+            (false, Some(link)) => {
+                program
+                    .detach(link)
+                    .map_err(|source| ProgramsError::Program { name, source })?;
+                None
+            }
+            (_, unchanged) => unchanged,
+        });
+        Ok(())
+    }
+
     /// Refuses a policy with exec rules where no exec hook loaded, rather
     /// than pretending to enforce them.
     pub fn check_exec_rules(&self, policy: &Policy) -> Result<(), ProgramsError> {
@@ -256,9 +320,14 @@ impl Programs {
                 || !rule.exec_names.is_empty()
                 || !rule.exec_sha256.is_empty()
         });
-        match &self.exec {
-            ExecSupport::Unavailable(reason) if has_exec_rules => {
+        match (&self.exec, &self.mapping_hook) {
+            (ExecSupport::Unavailable(reason), _) if has_exec_rules => {
                 Err(ProgramsError::ExecUnavailable(reason.clone()))
+            }
+            (_, Err(reason)) if policy.options.exec_block_loader => {
+                Err(ProgramsError::ExecUnavailable(format!(
+                    "exec_block_loader needs the sys_enter_mmap tracepoint: {reason}"
+                )))
             }
             _ => Ok(()),
         }
@@ -274,10 +343,12 @@ impl Programs {
             ExecSupport::Enforced(ExecMethod::Signal) => Some(PROG_EXEC_SIGNAL),
             ExecSupport::Unavailable(_) => None,
         };
+        let mapping = matches!(self.mapping_hook, Ok(Some(_))).then_some(PROG_EXEC_MAPPING);
         SOCKET_PROGRAMS
             .iter()
             .copied()
             .chain(exec)
+            .chain(mapping)
             .map(ToString::to_string)
             .collect()
     }

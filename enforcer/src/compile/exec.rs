@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use enforcer_common::{decision::Decision, exec::name_hash};
+use enforcer_common::{
+    decision::Decision,
+    exec::{name_hash, options},
+};
 
 use super::classes::precedence;
 use crate::{
-    policy::Rule,
+    policy::{Options, Policy},
     resolve::{ExecIdentity, IdentityKind},
 };
 
@@ -18,9 +21,12 @@ pub struct ExecTables {
     pub directories: Vec<(u32, u64, Decision)>,
     /// Sorted by hash.
     pub names: Vec<(u64, Decision)>,
+    /// Bits of `enforcer_common::exec::options`.
+    pub options: u64,
 }
 
-pub fn tables(rules: &[Rule], identities: &[ExecIdentity]) -> ExecTables {
+pub fn tables(policy: &Policy, identities: &[ExecIdentity]) -> ExecTables {
+    let rules = &policy.rules;
     let mut files: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();
     let mut directories: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();
     for identity in identities {
@@ -56,7 +62,19 @@ pub fn tables(rules: &[Rule], identities: &[ExecIdentity]) -> ExecTables {
             .into_iter()
             .map(|(hash, r)| (hash, decide(r)))
             .collect(),
+        options: option_bits(policy.options),
     }
+}
+
+fn option_bits(policy_options: Options) -> u64 {
+    let mut bits = 0;
+    if policy_options.exec_block_anonymous {
+        bits |= options::BLOCK_ANONYMOUS;
+    }
+    if policy_options.exec_block_loader {
+        bits |= options::BLOCK_LOADER;
+    }
+    bits
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ pub fn write(
     image[header::EXEC_DIRECTORY_COUNT as usize] = exec.directories.len() as u64;
     image[header::EXEC_NAMES as usize] = exec_names_at as u64;
     image[header::EXEC_NAME_COUNT as usize] = exec.names.len() as u64;
+    image[header::EXEC_OPTIONS as usize] = exec.options;
 
     if let Some(table) = &v4 {
         image.extend(

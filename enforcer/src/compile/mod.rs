@@ -73,7 +73,7 @@ pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, Compi
     let mut classes = ClassTable::new(&policy.rules);
     let v4 = segments::cover(Family::V4, prefixes(policy, Family::V4), &mut classes);
     let v6 = segments::cover(Family::V6, prefixes(policy, Family::V6), &mut classes);
-    let exec = exec::tables(&policy.rules, exec);
+    let exec = exec::tables(policy, exec);
     let (image, stats) = layout::write(&v4, &v6, &classes.finish(), &exec)?;
     Ok(Compiled { image, stats })
 }

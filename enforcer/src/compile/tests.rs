@@ -115,7 +115,10 @@ const UDP: u32 = 17;
 const SCTP: u32 = 132;
 
 fn compiled(rules: Vec<Rule>) -> (Policy, Vec<u64>) {
-    let policy = Policy { rules };
+    let policy = Policy {
+        rules,
+        ..Default::default()
+    };
     let image = compile(&policy, &[]).expect("policy compiles").image;
     (policy, image)
 }
@@ -289,8 +292,12 @@ fn compilation_is_deterministic() {
             allow("b", &["149.154.167.99/32"]),
         ]
     };
-    let first = compile(&Policy { rules: rules() }, &[]).unwrap();
-    let second = compile(&Policy { rules: rules() }, &[]).unwrap();
+    let policy = || Policy {
+        rules: rules(),
+        ..Default::default()
+    };
+    let first = compile(&policy(), &[]).unwrap();
+    let second = compile(&policy(), &[]).unwrap();
     assert_eq!(first, second);
 }
 

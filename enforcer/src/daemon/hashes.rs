@@ -58,6 +58,9 @@ impl ContentBans {
         roots: &[PathBuf],
         matches: impl FnOnce() -> mpsc::Sender<Match>,
     ) -> Result<Prepared, HashWatchError> {
+        if policy.options.exec_hash_strict {
+            return Err(HashWatchError::StrictUnavailable);
+        }
         let digests = digests_of(policy);
         if digests == self.digests {
             return Ok(Prepared {

@@ -82,6 +82,8 @@ enum InstallError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Maps(#[from] MapsError),
+    #[error(transparent)]
+    Programs(#[from] ProgramsError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ impl Owner {
         slot.install(&compiled.image, number)
             .map_err(ProgramsError::from)?;
         programs.attach(&cgroup)?;
+        programs.set_mapping_hook(policy.options.exec_block_loader)?;
         let live = Live {
             number,
             policy,
@@ -308,7 +311,16 @@ impl Owner {
         // before this function returns.
         self.rules.insert(number, rule_names(&policy));
         self.rules.set_digests(self.content.labels());
+        // The mapping hook goes on before a generation that wants it, and
+        // off only after the last one that did.
+        let loader = policy.options.exec_block_loader;
+        if loader {
+            self.programs.set_mapping_hook(true)?;
+        }
         self.slot.install(&compiled.image, number)?;
+        if !loader {
+            self.programs.set_mapping_hook(false)?;
+        }
         self.live = Live {
             number,
             policy,

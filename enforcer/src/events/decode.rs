@@ -8,7 +8,7 @@ use std::{
 use enforcer_common::{
     decision::Action,
     event::{FAMILY_V4, Hook, NetEvent},
-    exec::{ExecEvent, ExecMethod},
+    exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -26,6 +26,8 @@ pub enum DecodeError {
     Hook(u8),
     #[error("a record with unknown exec method {0}")]
     Method(u8),
+    #[error("a record with unknown exec trigger {0}")]
+    Trigger(u8),
     #[error("a record with verdict {0}, which is never reported")]
     Verdict(u32),
 }
@@ -66,10 +68,21 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         ExecMethod::Lsm => "lsm",
         ExecMethod::Signal => "signal",
     };
+    let trigger = match Trigger::from_u8(raw.trigger).ok_or(DecodeError::Trigger(raw.trigger))? {
+        Trigger::Exec => "exec",
+        Trigger::Anonymous => "anonymous",
+        Trigger::Mapping => "mapping",
+    };
+    let rule = if raw.rule == OPTIONS_RULE {
+        "options.exec_block_anonymous".to_string()
+    } else {
+        rules.name(raw.generation, raw.rule)
+    };
     let within_filesystem = path_from_leaf(&raw.path, raw.path_components, raw.path_truncated != 0);
     let exec = ExecVerdict {
         verdict: verdict(raw.verdict)?,
-        rule: rules.name(raw.generation, raw.rule),
+        rule,
+        trigger: trigger.to_string(),
         pid: raw.pid,
         ppid: (raw.ppid != 0).then_some(raw.ppid),
         tid: raw.tid,

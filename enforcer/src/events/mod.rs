@@ -117,6 +117,11 @@ pub struct NetVerdict {
 pub struct ExecVerdict {
     pub verdict: Verdict,
     pub rule: String,
+    /// "exec": the file was executed; "anonymous": a file with no name was
+    /// executed (option `exec_block_anonymous`); "mapping": the file was
+    /// mapped executable, as the dynamic loader does (option
+    /// `exec_block_loader`).
+    pub trigger: String,
     pub pid: u32,
     /// The parent as the kernel saw it at exec time.
     pub ppid: Option<u32>,

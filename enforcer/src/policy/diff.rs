@@ -12,6 +12,10 @@ pub struct PolicyDiff {
     pub removed: Vec<RuleSummary>,
     pub changed: Vec<RuleChange>,
     pub unchanged: usize,
+    /// Options whose value changed, as `key: old -> new`, in the order of
+    /// [`Options::keys`](super::Options::keys).
+    #[serde(default)]
+    pub options_changed: Vec<String>,
 }
 
 /// A rule in a line: what it does and how much it lists.
@@ -118,11 +122,21 @@ impl PolicyDiff {
                 diff.removed.push(RuleSummary::of(rule));
             }
         }
+        diff.options_changed = old
+            .options
+            .iter()
+            .zip(new.options.iter())
+            .filter(|((_, was), (_, is))| was != is)
+            .map(|((key, was), (_, is))| format!("{key}: {was} -> {is}"))
+            .collect();
         diff
     }
 
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.options_changed.is_empty()
     }
 }
 
@@ -180,6 +194,9 @@ impl fmt::Display for PolicyDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
             return writeln!(f, "no rule changed ({} unchanged)", self.unchanged);
+        }
+        for option in &self.options_changed {
+            writeln!(f, "~ option {option}")?;
         }
         for rule in &self.added {
             writeln!(f, "+ {rule}")?;
@@ -399,6 +416,39 @@ exec_paths = ["/opt/t/"]
             RuleSummary::of(&policy.rules[0]).to_string(),
             "t (block enforce, 1 CIDR, ports 443, protocols all, 1 exec path)"
         );
+    }
+
+    #[test]
+    fn reports_option_changes() {
+        let rule = "[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n";
+        let old = policy(&format!(
+            "version = 1\n[options]\nexec_hash_strict = true\nexec_block_loader = false\n{rule}"
+        ));
+        let new = policy(&format!(
+            "version = 1\n[options]\nexec_block_anonymous = true\nexec_block_loader = false\n{rule}"
+        ));
+        let diff = PolicyDiff::between(&old, &new);
+        assert!(!diff.is_empty());
+        assert_eq!(
+            diff.options_changed,
+            [
+                "exec_block_anonymous: false -> true",
+                "exec_hash_strict: true -> false",
+            ]
+        );
+        assert_eq!(diff.unchanged, 1);
+        assert_eq!(
+            diff.to_string(),
+            "~ option exec_block_anonymous: false -> true\n\
+             ~ option exec_hash_strict: true -> false\n\
+             1 rule unchanged\n"
+        );
+        assert!(PolicyDiff::between(&new, &new).options_changed.is_empty());
+
+        // A diff from a daemon that predates options still reads.
+        let json = r#"{"added":[],"removed":[],"changed":[],"unchanged":2}"#;
+        let old_diff: PolicyDiff = serde_json::from_str(json).unwrap();
+        assert!(old_diff.is_empty() && old_diff.options_changed.is_empty());
     }
 
     #[test]

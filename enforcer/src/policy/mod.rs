@@ -34,6 +34,65 @@ pub struct Source {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+    /// The `[options]` of all files together. Policies serialized before
+    /// options existed read as the defaults.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// Policy-wide switches, from the `[options]` tables of the policy's files.
+/// Every option is off by default; `policies/README.md` says what each does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// Also stop executables that have no name in any directory (memfd,
+    /// `O_TMPFILE`, deleted after being opened).
+    pub exec_block_anonymous: bool,
+    /// Also stop banned files started through the dynamic loader, when
+    /// they are mapped executable.
+    pub exec_block_loader: bool,
+    /// Make every exec of a not-yet-hashed file wait for its hash, so
+    /// `exec_sha256` rules have no window.
+    pub exec_hash_strict: bool,
+}
+
+/// One `[options]` key: its name and its field.
+type OptionField = (&'static str, fn(&mut Options) -> &mut bool);
+
+impl Options {
+    /// Every `[options]` key, in the order errors and the README list them.
+    /// A new boolean option is a field above and one line here.
+    const FIELDS: &[OptionField] = &[
+        ("exec_block_anonymous", |o| &mut o.exec_block_anonymous),
+        ("exec_block_loader", |o| &mut o.exec_block_loader),
+        ("exec_hash_strict", |o| &mut o.exec_hash_strict),
+    ];
+
+    /// The names of all keys `[options]` accepts.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        Self::FIELDS.iter().map(|&(key, _)| key)
+    }
+
+    /// Every option with its value, in [`Options::keys`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, bool)> + '_ {
+        Self::FIELDS.iter().map(|&(key, field)| {
+            let mut copy = *self;
+            (key, *field(&mut copy))
+        })
+    }
+
+    /// The option named `key`, or `None` when there is no such option.
+    pub fn get(&self, key: &str) -> Option<bool> {
+        self.iter()
+            .find_map(|(name, value)| (name == key).then_some(value))
+    }
+
+    /// The field of the option named `key`, or `None` when there is no such
+    /// option.
+    pub fn field(&mut self, key: &str) -> Option<&mut bool> {
+        let &(_, field) = Self::FIELDS.iter().find(|&&(name, _)| name == key)?;
+        Some(field(self))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -15,13 +15,13 @@ use toml::de::{DeArray, DeInteger, DeTable, DeValue};
 use super::exec::check_exec_name;
 use super::span::LineIndex;
 use super::{
-    Cidr, ExecPath, Mode, Origin, Policy, PolicyError, PolicyErrors, PortRange, ProtocolSet, Rule,
-    RuleKind, Sha256, Source,
+    Cidr, ExecPath, Mode, Options, Origin, Policy, PolicyError, PolicyErrors, PortRange,
+    ProtocolSet, Rule, RuleKind, Sha256, Source,
 };
 
 const SUPPORTED_VERSION: i64 = 1;
 const MAX_NAME_CHARS: usize = 64;
-const TOP_LEVEL_KEYS: &str = "version, mode, block, allow";
+const TOP_LEVEL_KEYS: &str = "version, mode, options, block, allow";
 const BLOCK_KEYS: &str = "name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256";
 const ALLOW_KEYS: &str = "name, cidrs, ports, protocols, exec_paths";
 /// What a rule matches; it needs at least one of them.
@@ -37,6 +37,9 @@ pub(super) struct Checker {
     errors: Vec<PolicyError>,
     /// First definition of each rule name, for the duplicate message.
     names: HashMap<String, (String, u32, u32)>,
+    options: Options,
+    /// Where each option was first set, for the conflict message.
+    options_set: HashMap<&'static str, (String, u32, u32)>,
 }
 
 impl Checker {
@@ -70,7 +73,11 @@ impl Checker {
                 cx.error(span, format!("invalid TOML: {message}"));
             }
             Ok(root) => {
-                for draft in check_document(&mut cx, root.get_ref()) {
+                let document = check_document(&mut cx, root.get_ref());
+                for setting in document.options {
+                    self.set_option(&mut cx, setting);
+                }
+                for draft in document.drafts {
                     self.register(&mut cx, draft);
                 }
             }
@@ -103,9 +110,39 @@ impl Checker {
         }
     }
 
+    /// Files may each set an option, but must agree on its value; a
+    /// conflict is reported at the later value.
+    fn set_option(&mut self, cx: &mut FileCx<'_>, setting: OptionSetting) {
+        let OptionSetting { key, value, span } = setting;
+        let field = self
+            .options
+            .field(key)
+            .expect("check_options only returns known keys");
+        if let Some((file, line, column)) = self.options_set.get(key) {
+            if *field != value {
+                cx.error(
+                    span,
+                    format!(
+                        "option `{key}` is set to {value} here but to {} at \
+                         {file}:{line}:{column}; the files of a policy must agree",
+                        *field
+                    ),
+                );
+            }
+        } else {
+            *field = value;
+            let (line, column) = cx.index.position(span.start);
+            self.options_set
+                .insert(key, (cx.file.to_owned(), line, column));
+        }
+    }
+
     pub(super) fn finish(self) -> Result<Policy, PolicyErrors> {
         if self.errors.is_empty() {
-            Ok(Policy { rules: self.rules })
+            Ok(Policy {
+                rules: self.rules,
+                options: self.options,
+            })
         } else {
             Err(PolicyErrors(self.errors))
         }
@@ -151,7 +188,20 @@ struct Draft {
     rule: Option<Rule>,
 }
 
-fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Vec<Draft> {
+/// A valid `[options]` entry of one file.
+struct OptionSetting {
+    key: &'static str,
+    value: bool,
+    span: Range<usize>,
+}
+
+/// What one file contributes to the policy.
+struct Document {
+    drafts: Vec<Draft>,
+    options: Vec<OptionSetting>,
+}
+
+fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Document {
     // Rules inherit the file's mode, so it must be known before them.
     let file_mode = root
         .get("mode")
@@ -159,10 +209,12 @@ fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Vec<Draft> {
         .unwrap_or_default();
 
     let mut drafts = Vec::new();
+    let mut options = Vec::new();
     for (key, value) in root {
         match key.get_ref().as_ref() {
             "version" => check_version(cx, value),
             "mode" => {}
+            "options" => options = check_options(cx, value),
             "block" => check_rules(cx, RuleKind::Block, value, file_mode, &mut drafts),
             "allow" => check_rules(cx, RuleKind::Allow, value, file_mode, &mut drafts),
             other => cx.error(
@@ -176,7 +228,43 @@ fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Vec<Draft> {
     }
     // Blocks and allows come from two arrays; interleave them as written.
     drafts.sort_by_key(|draft| draft.start);
-    drafts
+    Document { drafts, options }
+}
+
+/// The `[options]` table: known keys with boolean values. Entries with an
+/// error are left out; the others still count.
+fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
+    let DeValue::Table(table) = value.get_ref() else {
+        cx.wrong_type(
+            value,
+            "`options` must be a table (write [options], not [[options]])",
+        );
+        return Vec::new();
+    };
+    let mut settings = Vec::new();
+    for (key, value) in table {
+        let name = key.get_ref().as_ref();
+        let Some(known) = Options::keys().find(|&known| known == name) else {
+            let expected = Options::keys().collect::<Vec<_>>().join(", ");
+            cx.error(
+                key.span(),
+                format!("unknown key {name:?} in [options]; expected one of: {expected}"),
+            );
+            continue;
+        };
+        match value.get_ref() {
+            DeValue::Boolean(on) => settings.push(OptionSetting {
+                key: known,
+                value: *on,
+                span: value.span(),
+            }),
+            _ => cx.wrong_type(
+                value,
+                &format!("`{known}` must be a boolean (true or false)"),
+            ),
+        }
+    }
+    settings
 }
 
 fn check_version(cx: &mut FileCx<'_>, value: &Value<'_>) {

@@ -380,8 +380,8 @@ fn unknown_top_level_key() {
     assert_eq!(
         errors("version = 1\nmodes = \"audit\"\n\n[[blocks]]\nname = \"a\"\n"),
         [
-            r#"p.toml:2:1: unknown key "modes"; expected one of: version, mode, block, allow"#,
-            r#"p.toml:4:3: unknown key "blocks"; expected one of: version, mode, block, allow"#,
+            r#"p.toml:2:1: unknown key "modes"; expected one of: version, mode, options, block, allow"#,
+            r#"p.toml:4:3: unknown key "blocks"; expected one of: version, mode, options, block, allow"#,
         ]
     );
 }
@@ -1102,6 +1102,211 @@ fn exec_keys_serde_round_trip() {
     assert_eq!(back, policy);
 }
 
+// ---- options ----
+
+const ALL_OPTIONS: Options = Options {
+    exec_block_anonymous: true,
+    exec_block_loader: true,
+    exec_hash_strict: true,
+};
+
+#[test]
+fn options_are_parsed() {
+    let policy = ok("version = 1\n\n[options]\nexec_block_anonymous = true\n\
+         exec_block_loader = true\nexec_hash_strict = true\n\n\
+         [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
+    assert_eq!(policy.options, ALL_OPTIONS);
+    assert_eq!(policy.rules.len(), 1);
+
+    let some = ok("version = 1\n[options]\nexec_block_loader = true\nexec_hash_strict = false\n");
+    assert_eq!(
+        some.options,
+        Options {
+            exec_block_loader: true,
+            ..Options::default()
+        }
+    );
+    // Inline and dotted spellings are the same table.
+    assert_eq!(
+        ok("version = 1\noptions = { exec_block_loader = true }\n").options,
+        some.options
+    );
+    assert_eq!(
+        ok("version = 1\noptions.exec_block_loader = true\n").options,
+        some.options
+    );
+}
+
+#[test]
+fn options_default_to_off() {
+    let none = Options {
+        exec_block_anonymous: false,
+        exec_block_loader: false,
+        exec_hash_strict: false,
+    };
+    assert_eq!(Options::default(), none);
+    assert_eq!(ok(FULL).options, none);
+    assert_eq!(ok("version = 1\n[options]\n").options, none);
+    assert_eq!(parse(&[]).unwrap().options, none);
+}
+
+#[test]
+fn options_table_helpers() {
+    assert_eq!(
+        Options::keys().collect::<Vec<_>>(),
+        [
+            "exec_block_anonymous",
+            "exec_block_loader",
+            "exec_hash_strict"
+        ]
+    );
+    let mut options = Options::default();
+    *options.field("exec_hash_strict").unwrap() = true;
+    assert!(options.field("dns_block_queries").is_none());
+    assert_eq!(options.get("exec_hash_strict"), Some(true));
+    assert_eq!(options.get("exec_block_loader"), Some(false));
+    assert_eq!(options.get("nope"), None);
+    assert_eq!(
+        options.iter().collect::<Vec<_>>(),
+        [
+            ("exec_block_anonymous", false),
+            ("exec_block_loader", false),
+            ("exec_hash_strict", true),
+        ]
+    );
+}
+
+#[test]
+fn option_values_of_the_wrong_type() {
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\nexec_block_anonymous = \"yes\"\nexec_block_loader = 1\n\
+             exec_hash_strict = true\n"
+        ),
+        [
+            "p.toml:3:24: `exec_block_anonymous` must be a boolean (true or false), found string",
+            "p.toml:4:21: `exec_block_loader` must be a boolean (true or false), found integer",
+        ]
+    );
+}
+
+#[test]
+fn unknown_option() {
+    assert_eq!(
+        errors("version = 1\n[options]\nexec_hash_strict = true\n  block_quic = true\n"),
+        [
+            r#"p.toml:4:3: unknown key "block_quic" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict"#
+        ]
+    );
+}
+
+#[test]
+fn options_of_the_wrong_shape() {
+    assert_eq!(
+        errors("version = 1\n[[options]]\nexec_hash_strict = true\n"),
+        ["p.toml:2:1: `options` must be a table (write [options], not [[options]]), found array"]
+    );
+    assert_eq!(
+        errors("version = 1\noptions = 3\n"),
+        [
+            "p.toml:2:11: `options` must be a table (write [options], not [[options]]), found integer"
+        ]
+    );
+}
+
+#[test]
+fn conflicting_options_across_files_point_at_the_second() {
+    let first = source(
+        "one.toml",
+        "version = 1\n[options]\nexec_hash_strict = true\nexec_block_loader = true\n",
+    );
+    let second = source(
+        "two.toml",
+        "version = 1\n\n[options]\nexec_block_loader = true\n  exec_hash_strict = false\n",
+    );
+    assert_eq!(
+        errors_of(&[first.clone(), second.clone()]),
+        [
+            "two.toml:5:22: option `exec_hash_strict` is set to false here but to true at \
+             one.toml:3:20; the files of a policy must agree"
+        ]
+    );
+    // Reported at whichever file comes later.
+    assert_eq!(
+        errors_of(&[second, first]),
+        [
+            "one.toml:3:20: option `exec_hash_strict` is set to true here but to false at \
+             two.toml:5:22; the files of a policy must agree"
+        ]
+    );
+}
+
+#[test]
+fn the_same_option_value_in_several_files_is_fine() {
+    let policy = parse(&[
+        source(
+            "one.toml",
+            "version = 1\n[options]\nexec_hash_strict = true\n",
+        ),
+        source(
+            "two.toml",
+            "version = 1\n[options]\nexec_hash_strict = true\nexec_block_anonymous = false\n",
+        ),
+        source("three.toml", "version = 1\n"),
+        source(
+            "four.toml",
+            "version = 1\n[options]\nexec_block_anonymous = false\nexec_block_loader = true\n",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        policy.options,
+        Options {
+            exec_block_anonymous: false,
+            exec_block_loader: true,
+            exec_hash_strict: true,
+        }
+    );
+}
+
+#[test]
+fn option_errors_come_with_the_other_errors() {
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\nexec_hash_strict = 1\n\n[[block]]\nname = \"a\"\n\
+             cidrs = [\"10.0.0.1/8\"]\n"
+        ),
+        [
+            "p.toml:3:20: `exec_hash_strict` must be a boolean (true or false), found integer",
+            "p.toml:7:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+        ]
+    );
+}
+
+#[test]
+fn options_serde_round_trip() {
+    let policy = Policy {
+        rules: ok(FULL).rules,
+        options: ALL_OPTIONS,
+    };
+    let json = serde_json::to_string(&policy).unwrap();
+    assert!(json.contains(r#""exec_hash_strict":true"#), "{json}");
+    assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), policy);
+
+    // Policies serialized before options existed, or before a key existed.
+    let old: Policy = serde_json::from_str(r#"{"rules":[]}"#).unwrap();
+    assert_eq!(old, Policy::default());
+    let partial: Policy =
+        serde_json::from_str(r#"{"rules":[],"options":{"exec_block_loader":true}}"#).unwrap();
+    assert_eq!(
+        partial.options,
+        Options {
+            exec_block_loader: true,
+            ..Options::default()
+        }
+    );
+}
+
 // ---- load_files ----
 
 #[test]
@@ -1208,4 +1413,19 @@ fn readme_example_is_valid() {
     let chat = &policy.rules[4];
     assert_eq!(chat.kind, RuleKind::Allow);
     assert_eq!(chat.exec_paths, [file("/opt/messengers/corporate-chat")]);
+}
+
+#[test]
+fn readme_options_example_is_valid() {
+    let readme = include_str!("../../../policies/README.md");
+    let section = &readme[readme
+        .find("\n## Options\n")
+        .expect("README has an Options section")..];
+    let start = section
+        .find("```toml\n")
+        .expect("Options has a toml example")
+        + "```toml\n".len();
+    let end = start + section[start..].find("```").expect("example is closed");
+    let policy = ok(&format!("version = 1\n{}", &section[start..end]));
+    assert_eq!(policy.options, ALL_OPTIONS);
 }
