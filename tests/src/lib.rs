@@ -785,6 +785,9 @@ pub enum ExecMethod {
     ShellExec,
     /// fork, then execve(PATH) of a `#!` script.
     Script,
+    /// PATH's content copied into a memfd, then execveat(memfd, "",
+    /// AT_EMPTY_PATH): a program with no name in any directory.
+    Memfd,
 }
 
 impl ExecMethod {
@@ -795,6 +798,7 @@ impl ExecMethod {
             ExecMethod::PosixSpawn => "posix-spawn",
             ExecMethod::ShellExec => "shell-exec",
             ExecMethod::Script => "script",
+            ExecMethod::Memfd => "memfd",
         }
     }
 }

@@ -660,3 +660,73 @@ fn content_ban_stops_copies_made_before_and_after_the_policy() {
         "other content runs"
     );
 }
+
+#[test]
+fn anonymous_executables_are_stopped_only_with_the_option() {
+    let dir = TempDir::new();
+    let program = marker_program(&dir, "program");
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, "version = 1\n");
+    assert_ran(
+        &start(&cgroup, ExecMethod::Memfd, &program),
+        "a memfd program without exec_block_anonymous",
+    );
+
+    let output = daemon.apply("version = 1\n[options]\nexec_block_anonymous = true\n");
+    assert!(output.status.success(), "{output:?}");
+    let expected = blocked(&daemon);
+    let probe = start(&cgroup, ExecMethod::Memfd, &program);
+    assert_blocked(
+        &probe,
+        expected,
+        "a memfd program with exec_block_anonymous",
+    );
+    let event = daemon.expect_event("for the memfd exec", |event| {
+        exec_event_of(event, probe.pid)
+    });
+    assert_eq!(event["trigger"], "anonymous", "{event}");
+    assert_eq!(event["rule"], "options.exec_block_anonymous", "{event}");
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, &program),
+        "the same program from its file",
+    );
+}
+
+/// The dynamic loader this machine's programs name as their interpreter.
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+#[test]
+fn a_banned_program_started_through_the_loader_is_stopped_with_the_option() {
+    let dir = TempDir::new();
+    let banned = marker_program(&dir, "banned");
+    let allowed = marker_program(&dir, "allowed");
+    let cgroup = TestCgroup::new();
+    let rule = ban_paths(&[&banned]);
+    let mut daemon = Daemon::start(&cgroup, &rule);
+    let through_loader = |program: &Path| {
+        exec_probe(
+            &cgroup,
+            ExecMethod::Execve,
+            Path::new(LOADER),
+            &[program.to_str().unwrap(), MARKER],
+        )
+    };
+    assert_ran(
+        &through_loader(&banned),
+        "a banned program through the loader, without the option",
+    );
+
+    let output = daemon.apply(&format!("{rule}\n[options]\nexec_block_loader = true\n"));
+    assert!(output.status.success(), "{output:?}");
+    let probe = through_loader(&banned);
+    // The loader is what exec ran; it is killed when it maps the banned
+    // file, on either kind of kernel.
+    assert_blocked(&probe, KILLED, "a banned program through the loader");
+    let event = daemon.expect_event("for the mapping", |event| exec_event_of(event, probe.pid));
+    assert_eq!(event["trigger"], "mapping", "{event}");
+    assert_eq!(event["rule"], "banned", "{event}");
+    assert_ran(
+        &through_loader(&allowed),
+        "another program through the loader",
+    );
+}

@@ -17,7 +17,9 @@
 //! - `posix-spawn`: posix_spawn(PATH);
 //! - `shell-exec`: fork, then execve("/bin/sh", ["sh", "-c", "exec \"$0\"
 //!   \"$@\"", PATH, ARGS...]): the shell replaces itself with PATH;
-//! - `script`: like `execve`, for a PATH that is a `#!` script.
+//! - `script`: like `execve`, for a PATH that is a `#!` script;
+//! - `memfd`: copy PATH into a memfd, fork, then execveat(memfd, "",
+//!   AT_EMPTY_PATH): a program with no name in any directory.
 //!
 //! The child's environment is execprobe's own. The cgroup is joined first,
 //! so the child starts inside it. Anything that is not the child's own
@@ -31,15 +33,14 @@ use std::{
     io::{self, Read, Write},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
-        unix::ffi::OsStringExt,
+        unix::ffi::{OsStrExt, OsStringExt},
     },
     path::Path,
     process::ExitCode,
     ptr,
 };
 
-const USAGE: &str =
-    "usage: execprobe CGROUP_DIR execve|execveat-fd|posix-spawn|shell-exec|script PATH [ARGS...]";
+const USAGE: &str = "usage: execprobe CGROUP_DIR execve|execveat-fd|posix-spawn|shell-exec|script|memfd PATH [ARGS...]";
 
 unsafe extern "C" {
     static environ: *const *const libc::c_char;
@@ -50,6 +51,20 @@ enum Outcome {
     Exit(i32),
     Signal(i32),
     Errno(i32),
+}
+
+/// A memfd holding the content of `path`.
+fn copy_to_memfd(path: &CString) -> io::Result<OwnedFd> {
+    let content = fs::read(Path::new(std::ffi::OsStr::from_bytes(path.as_bytes())))?;
+    // SAFETY: a NUL-terminated name; the fd is checked and owned below.
+    let fd = unsafe { libc::memfd_create(c"execprobe".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create just returned this fd, owned by nothing else.
+    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    fs::File::from(memfd.try_clone()?).write_all(&content)?;
+    Ok(memfd)
 }
 
 fn main() -> ExitCode {
@@ -101,6 +116,13 @@ fn main() -> ExitCode {
             fork_exec(&output_write, Exec::Fd(fd.as_raw_fd()), &argv)
         }
         "posix-spawn" => posix_spawn(&output_write, &path, &argv),
+        "memfd" => {
+            let memfd = match copy_to_memfd(&path) {
+                Ok(memfd) => memfd,
+                Err(error) => return fail(&format!("cannot copy {path:?} into a memfd: {error}")),
+            };
+            fork_exec(&output_write, Exec::Fd(memfd.as_raw_fd()), &argv)
+        }
         "shell-exec" => {
             let mut shell_argv = vec![
                 CString::from(c"sh"),
