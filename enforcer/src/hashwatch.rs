@@ -7,32 +7,57 @@
 //! the only way new content becomes runnable, because the kernel refuses to
 //! exec a file that is still open for writing (ETXTBSY).
 //!
+//! In strict mode the watch also answers the kernel's permission request
+//! for every exec on the watched filesystems (see [`permission`]): a version
+//! of a file already examined is answered from the cache at once, an
+//! unknown one is hashed right there, and banned content is refused
+//! (EPERM), so it does not run even once before its match reaches the
+//! hooks.
+//!
 //! Limits, from what fanotify reports and from doing the work off the exec
 //! path:
-//! - between a close and the end of its hash there is a window in which the
-//!   file runs;
+//! - without strict mode, between a close and the end of its hash there is
+//!   a window in which the file runs;
 //! - only matches are reported: an inode that later gets other content, or
 //!   is deleted and its number reused, is not withdrawn here;
 //! - chmod is not an event, so a file written without the exec bit and
 //!   without an ELF or `#!` header is looked at again only on a rescan (for
-//!   instance one a queue overflow starts); such content runs only through
-//!   binfmt_misc;
+//!   instance one a queue overflow starts), or in strict mode when it is
+//!   executed; such content runs only through binfmt_misc;
 //! - writes through a shared writable mapping after the close are not
 //!   events;
+//! - only the filesystems that hold the roots are watched, writes and execs
+//!   alike;
 //! - where the kernel refuses filesystem marks (before 4.20), mount marks
-//!   see only writes made through that mount, not through bind mounts or
-//!   other namespaces' mounts of the same filesystem;
+//!   see only writes and execs made through that mount, not through bind
+//!   mounts or other namespaces' mounts of the same filesystem;
 //! - a queue overflow rescans the roots, not the whole filesystems, so a
 //!   lost event for a file outside the roots stays lost;
 //! - files larger than [`MAX_FILE_SIZE`] are never hashed.
+//!
+//! And in strict mode:
+//! - the kernel asks before it refuses writers (ETXTBSY), so a writer that
+//!   still holds the file open when the exec is answered can change it
+//!   before the exec goes on;
+//! - the answer fails open: an unreadable file, a daemon that is stopping or
+//!   has died, and more than the kernel's queue of 16384 waiting execs are
+//!   all let through;
+//! - the daemon's own execs are not examined;
+//! - one thread answers, so while it hashes an unknown version every other
+//!   exec on the watched filesystems waits, and a version changed within the
+//!   last seconds is hashed again at each exec (see [`cache`]).
+
+mod cache;
+mod fanotify;
+mod permission;
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashSet},
     ffi::CString,
     fs::{self, File, Metadata, OpenOptions},
     io::{self, Read, Write as _},
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::AsRawFd as _,
         unix::{
             ffi::OsStrExt as _,
             fs::{MetadataExt as _, OpenOptionsExt as _},
@@ -40,16 +65,19 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, Sender, SyncSender},
     },
     thread::{self, JoinHandle},
-    time::Duration,
 };
 
 use sha2::{Digest as _, Sha256};
 
+use self::{
+    cache::{Cache, Lookup, Stamp, Verdict, coarse_now},
+    fanotify::Wait,
+};
 use crate::resolve::kernel_dev;
 
 /// Files larger than this are never hashed, so they are never reported: a
@@ -67,19 +95,8 @@ const CHUNK: usize = 64 * 1024;
 /// the burst.
 const QUEUE: usize = 128;
 
-/// Past this many remembered files the cache starts over rather than grow
-/// without bound on a busy filesystem; forgetting costs only re-hashing.
-const MAX_CACHE_ENTRIES: usize = 1 << 20;
-
-/// Only a safety net: the eventfd wakes the reader as soon as it is dropped.
-const POLL_TIMEOUT_MS: libc::c_int = 1000;
-
 /// Room for a few hundred events per read.
 const READ_BUFFER: usize = 16 * 1024;
-
-/// Bytes a notification-class event occupies in fd mode
-/// (`struct fanotify_event_metadata`).
-const EVENT_METADATA_LEN: usize = 24;
 
 /// A file whose content matches a banned digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,19 +137,40 @@ pub enum HashWatchError {
         filesystem: io::Error,
         source: io::Error,
     },
+    #[error(
+        "strict exec_sha256 enforcement needs fanotify permission events, which this \
+         kernel lacks (fanotify_init with FAN_CLASS_CONTENT: EINVAL; it was built \
+         without CONFIG_FANOTIFY_ACCESS_PERMISSIONS)"
+    )]
+    PermissionEventsUnsupported,
+    #[error(
+        "strict exec_sha256 enforcement needs FAN_OPEN_EXEC_PERM (Linux 5.0 or later), \
+         and marking the filesystem of {} for it was refused with EINVAL: this kernel \
+         lacks it, or does not give it for that filesystem",
+        path.display()
+    )]
+    ExecPermUnsupported { path: PathBuf },
+    #[error(
+        "cannot watch execs on the filesystem of {} \
+         (filesystem mark: {filesystem}; mount mark: {source})",
+        path.display()
+    )]
+    ExecMark {
+        path: PathBuf,
+        filesystem: io::Error,
+        source: io::Error,
+    },
     #[error("cannot create the hash watch's stop eventfd: {0}")]
     Wake(#[source] io::Error),
     #[error("cannot start a hash watch thread: {0}")]
     Thread(#[source] io::Error),
-    #[error("exec_hash_strict is not available in this build yet; leave it off")]
-    StrictUnavailable,
 }
 
 /// Watches for banned content; see the module documentation. Dropping it
 /// stops and joins its threads.
 pub struct HashWatch {
     shared: Arc<Shared>,
-    /// Written on drop so the reader leaves `poll` at once.
+    /// Written on drop so the threads leave `poll` at once.
     wake: Option<Arc<File>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -148,19 +186,26 @@ impl HashWatch {
     /// magic or `#!`. Every match is sent to `matches`, once per version of
     /// a file (a rewrite that leaves banned content is reported again).
     ///
+    /// With `strict`, every exec on those filesystems also waits for this
+    /// watch's answer, and banned content fails to run with EPERM; the
+    /// match is sent as well. That needs permission events
+    /// (`FAN_OPEN_EXEC_PERM`, Linux 5.0), and starting fails without them.
+    ///
     /// The watch is set up before this returns and before the scan starts,
     /// so no write falls between the two. Writes by this process are
-    /// ignored. With no digests there is nothing to find, and nothing is
-    /// set up.
+    /// ignored, and in strict mode so are its execs. With no digests there
+    /// is nothing to find, and nothing is set up.
     pub fn start(
         digests: BTreeSet<[u8; 32]>,
         roots: Vec<PathBuf>,
         matches: Sender<Match>,
+        strict: Option<StrictScope>,
     ) -> Result<Self, HashWatchError> {
         let shared = Arc::new(Shared {
             digests,
             matches,
-            cache: Mutex::new(HashMap::new()),
+            scope: strict.clone(),
+            cache: Cache::default(),
             stop: AtomicBool::new(false),
         });
         if shared.digests.is_empty() {
@@ -170,20 +215,46 @@ impl HashWatch {
                 threads: Vec::new(),
             });
         }
+        let mut paths = Vec::with_capacity(roots.len());
         for root in &roots {
-            fs::metadata(root).map_err(|source| HashWatchError::Root {
+            let root_error = |source| HashWatchError::Root {
                 path: root.clone(),
                 source,
+            };
+            fs::metadata(root).map_err(root_error)?;
+            let path = CString::new(root.as_os_str().as_bytes()).map_err(|_| {
+                root_error(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "path contains a NUL byte",
+                ))
             })?;
+            paths.push(path);
         }
-        let fanotify = fanotify_init()?;
-        for root in &roots {
-            mark(&fanotify, root)?;
+        let fanotify =
+            fanotify::init(libc::FAN_CLASS_NOTIF).map_err(|error| match error.raw_os_error() {
+                Some(libc::EPERM) => HashWatchError::MissingCapability,
+                Some(libc::ENOSYS) => HashWatchError::FanotifyUnsupported,
+                _ => HashWatchError::Init(error),
+            })?;
+        for (root, path) in roots.iter().zip(&paths) {
+            fanotify::mark(&fanotify, path, libc::FAN_CLOSE_WRITE).map_err(
+                |(filesystem, source)| HashWatchError::Mark {
+                    path: root.clone(),
+                    filesystem,
+                    source,
+                },
+            )?;
         }
-        let wake = Arc::new(eventfd()?);
+        // From its first mark on, every exec on those filesystems waits for
+        // an answer from this group, so it is marked last, right before its
+        // thread starts.
+        let exec_group = if strict.is_some() {
+            Some(exec_group(&roots, &paths)?)
+        } else {
+            None
+        };
+        let wake = Arc::new(fanotify::eventfd().map_err(HashWatchError::Wake)?);
 
-        let (files_tx, files_rx) = mpsc::sync_channel(QUEUE);
-        let (rescan_tx, rescan_rx) = mpsc::sync_channel(1);
         // From here on, dropping `watch` stops whatever was started, so an
         // error part way leaves no thread behind.
         let mut watch = Self {
@@ -191,6 +262,19 @@ impl HashWatch {
             wake: Some(Arc::clone(&wake)),
             threads: Vec::new(),
         };
+        if let Some(group) = exec_group {
+            let answerer = Arc::clone(&shared);
+            let wake = Arc::clone(&wake);
+            // The thread owns the group: if it cannot start, or ends, the
+            // group is torn down, and execs go on unasked.
+            watch
+                .spawn("hashwatch-exec", move || {
+                    permission::answer_execs(&answerer, group, &wake)
+                })
+                .map_err(HashWatchError::Thread)?;
+        }
+        let (files_tx, files_rx) = mpsc::sync_channel(QUEUE);
+        let (rescan_tx, rescan_rx) = mpsc::sync_channel(1);
         let hasher = Arc::clone(&shared);
         watch
             .spawn("hashwatch-hash", move || hash_written(&hasher, files_rx))
@@ -222,13 +306,49 @@ impl Drop for HashWatch {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(wake) = &self.wake {
             // Cannot fail short of the counter overflowing, and then the
-            // reader is already awake; the poll timeout covers the rest.
+            // threads are already awake; the poll timeout covers the rest.
             let _ = (&**wake).write(&1u64.to_ne_bytes());
         }
+        // The permission thread answers what it has read and returns; its
+        // group's teardown removes the marks, answers (allows) the execs
+        // still queued, and closes it. The kernel itself allows pending
+        // execs when a group is released, but only at the last close, which
+        // a forked child in the middle of an exec can hold off (see
+        // `permission`).
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
+}
+
+/// A permission group with `FAN_OPEN_EXEC_PERM` marked on the filesystems of
+/// `roots`.
+fn exec_group(roots: &[PathBuf], paths: &[CString]) -> Result<permission::Group, HashWatchError> {
+    let group =
+        fanotify::init(libc::FAN_CLASS_CONTENT).map_err(|error| match error.raw_os_error() {
+            Some(libc::EPERM) => HashWatchError::MissingCapability,
+            Some(libc::EINVAL) => HashWatchError::PermissionEventsUnsupported,
+            _ => HashWatchError::Init(error),
+        })?;
+    let group = permission::Group(group);
+    for (root, path) in roots.iter().zip(paths) {
+        // A failure part way drops the group, which removes the marks made
+        // and answers the execs they caught.
+        fanotify::mark(&group.0, path, libc::FAN_OPEN_EXEC_PERM).map_err(
+            |(filesystem, source)| {
+                if source.raw_os_error() == Some(libc::EINVAL) {
+                    HashWatchError::ExecPermUnsupported { path: root.clone() }
+                } else {
+                    HashWatchError::ExecMark {
+                        path: root.clone(),
+                        filesystem,
+                        source,
+                    }
+                }
+            },
+        )?;
+    }
+    Ok(group)
 }
 
 /// SHA-256 of a file's content, read in fixed-size chunks whatever its size.
@@ -240,12 +360,42 @@ pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
     digest.ok_or_else(|| io::Error::other("no digest"))
 }
 
+/// Strict mode's reach: the cgroup v2 path (as `/proc/PID/cgroup` shows
+/// it, `/` for everything) whose processes' execs wait for a verdict. The
+/// permission events come from the whole filesystem; execs outside the
+/// enforced cgroup are let through at once, as the eBPF hooks would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictScope(pub String);
+
+impl StrictScope {
+    fn covers(&self, pid: i32) -> bool {
+        if self.0 == "/" {
+            return true;
+        }
+        let Ok(cgroups) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return false;
+        };
+        cgroups
+            .lines()
+            .filter_map(|line| line.strip_prefix("0::"))
+            .any(|path| {
+                path == self.0
+                    || path
+                        .strip_prefix(self.0.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+    }
+}
+
 struct Shared {
     digests: BTreeSet<[u8; 32]>,
     matches: Sender<Match>,
-    /// Keyed by (st_dev, inode), whether the file was hashed or judged not
-    /// runnable: ctime is in the stamp, so a chmod makes the entry stale.
-    cache: Mutex<HashMap<(u64, u64), Stamp>>,
+    /// `Some` in strict mode.
+    scope: Option<StrictScope>,
+    /// What each version of a file was found to be, for the hasher, the
+    /// scanner and the permission thread alike; ctime is in the stamp, so
+    /// a chmod makes an entry stale.
+    cache: Cache,
     stop: AtomicBool,
 }
 
@@ -253,43 +403,32 @@ impl Shared {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
-
-    fn is_cached(&self, metadata: &Metadata) -> bool {
-        let key = (metadata.dev(), metadata.ino());
-        let stamp = Stamp::of(metadata);
-        self.cache
-            .lock()
-            .is_ok_and(|cache| cache.get(&key) == Some(&stamp))
-    }
 }
 
-/// What says a file's content may have changed since it was hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(metadata: &Metadata) -> Self {
-        Self {
-            size: metadata.size(),
-            mtime: (metadata.mtime(), metadata.mtime_nsec()),
-            ctime: (metadata.ctime(), metadata.ctime_nsec()),
-        }
-    }
-}
-
-/// Hashes `file` if it could be executed and has not been hashed in this
-/// version, and reports it if it is banned.
-fn examine(shared: &Shared, file: &mut File, path: impl FnOnce() -> PathBuf) {
-    let Ok(before) = file.metadata() else {
+/// For the hasher and the scanner: hashes `file` unless this version is
+/// known or another thread is hashing it, and reports it if it is banned.
+fn examine(shared: &Shared, file: &File, path: impl FnOnce() -> PathBuf) {
+    let Ok(metadata) = file.metadata() else {
         return;
     };
-    if !before.is_file() || shared.is_cached(&before) {
+    if !metadata.is_file() {
         return;
     }
+    let key = (metadata.dev(), metadata.ino());
+    let Lookup::Claimed(claim) = shared.cache.lookup(key, Stamp::of(&metadata)) else {
+        return;
+    };
+    judge(shared, file, path);
+    drop(claim);
+}
+
+/// Hashes `file` as it is now if it could be executed, remembers the
+/// verdict and reports a banned one that is news. `None` when the file
+/// could not be read to its end (unreadable, or the watch is stopping).
+fn judge(shared: &Shared, file: &File, path: impl FnOnce() -> PathBuf) -> Option<Verdict> {
+    // Read before the stamp is taken; see `cache::RACY_NS`.
+    let hashed_at = coarse_now();
+    let before = file.metadata().ok()?;
     let stamp = Stamp::of(&before);
     let executable = before.mode() & 0o111 != 0;
     let digest = if before.size() > MAX_FILE_SIZE {
@@ -297,14 +436,15 @@ fn examine(shared: &Shared, file: &mut File, path: impl FnOnce() -> PathBuf) {
     } else {
         let runnable =
             |head: &[u8]| executable || head.starts_with(b"\x7fELF") || head.starts_with(b"#!");
-        match hash_if(file, runnable, MAX_FILE_SIZE, &shared.stop) {
-            Ok(Some(digest)) => Some(digest),
-            // Not runnable, or it grew past the limit while being read.
-            Ok(None) => None,
-            // Stopping, or unreadable: nothing to remember, the next look
-            // tries again.
-            Err(_) => return,
-        }
+        let mut reader = file;
+        // `None` when not runnable, or it grew past the limit while being
+        // read. An error means stopping, or unreadable: nothing to
+        // remember, the next look tries again.
+        hash_if(&mut reader, runnable, MAX_FILE_SIZE, &shared.stop).ok()?
+    };
+    let verdict = match digest.filter(|digest| shared.digests.contains(digest)) {
+        Some(digest) => Verdict::Banned(digest),
+        None => Verdict::Clean,
     };
     // A write during the hash means the digest may mix two versions; such a
     // digest is not remembered, and the write's own close brings the file
@@ -314,29 +454,24 @@ fn examine(shared: &Shared, file: &mut File, path: impl FnOnce() -> PathBuf) {
         .metadata()
         .is_ok_and(|after| Stamp::of(&after) == stamp);
     let key = (before.dev(), before.ino());
-    if stable && let Ok(mut cache) = shared.cache.lock() {
-        if cache.len() >= MAX_CACHE_ENTRIES {
-            cache.clear();
-        }
-        let previous = cache.insert(key, stamp);
-        // Scanner and hasher can meet on one file; one report is enough.
-        if previous == Some(stamp) {
-            return;
+    // Threads can meet on one version; one report is enough.
+    if shared
+        .cache
+        .record(key, stamp, verdict, stable.then_some(hashed_at))
+        && let Verdict::Banned(sha256) = verdict
+    {
+        let found = Match {
+            dev: kernel_dev(key.0),
+            ino: key.1,
+            path: path(),
+            sha256,
+        };
+        if shared.matches.send(found).is_err() {
+            // Nobody listens any more: the work has no purpose.
+            shared.stop.store(true, Ordering::SeqCst);
         }
     }
-    let Some(digest) = digest.filter(|digest| shared.digests.contains(digest)) else {
-        return;
-    };
-    let found = Match {
-        dev: kernel_dev(key.0),
-        ino: key.1,
-        path: path(),
-        sha256: digest,
-    };
-    if shared.matches.send(found).is_err() {
-        // Nobody listens any more: the work has no purpose.
-        shared.stop.store(true, Ordering::SeqCst);
-    }
+    Some(verdict)
 }
 
 /// Streams `reader` into SHA-256, unless `runnable` rejects its first chunk
@@ -391,12 +526,12 @@ fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// The hasher thread: files the reader saw closed after writing.
 fn hash_written(shared: &Shared, files: Receiver<File>) {
-    for mut file in files {
+    for file in files {
         if shared.stopped() {
             return;
         }
         let fd = file.as_raw_fd();
-        examine(shared, &mut file, || {
+        examine(shared, &file, || {
             fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default()
         });
     }
@@ -458,11 +593,12 @@ fn scan(shared: &Shared, roots: &[PathBuf]) {
 fn examine_path(shared: &Shared, path: &Path, metadata: &Metadata) {
     // The cache answers from the stat alone, so a rescan of unchanged files
     // opens nothing.
-    if metadata.size() > MAX_FILE_SIZE || shared.is_cached(metadata) {
+    let key = (metadata.dev(), metadata.ino());
+    if metadata.size() > MAX_FILE_SIZE || shared.cache.settled(key, Stamp::of(metadata)) {
         return;
     }
-    if let Ok(mut file) = open_for_hash(path) {
-        examine(shared, &mut file, || path.to_path_buf());
+    if let Ok(file) = open_for_hash(path) {
+        examine(shared, &file, || path.to_path_buf());
     }
 }
 
@@ -493,33 +629,10 @@ fn read_events(
         if shared.stopped() {
             return;
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: fanotify.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two pollfd for the call.
-        let ready =
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
-        if ready < 0 {
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                // ENOMEM and the like pass; do not spin on them.
-                thread::sleep(Duration::from_millis(100));
-            }
-            continue;
-        }
-        if fds[1].revents != 0 || shared.stopped() {
-            return;
-        }
-        if fds[0].revents == 0 {
-            continue;
+        match fanotify::wait(fanotify, wake) {
+            Wait::Readable => {}
+            Wait::Stop => return,
+            Wait::Again => continue,
         }
         let length = match (&*fanotify).read(&mut buffer) {
             Ok(length) => length,
@@ -538,7 +651,7 @@ fn read_events(
                 continue;
             }
         };
-        for event in parse_events(&buffer[..length]) {
+        for event in fanotify::parse_events(&buffer[..length]).0 {
             if event.mask & libc::FAN_Q_OVERFLOW != 0 {
                 request_rescan(rescan);
             }
@@ -568,120 +681,6 @@ fn request_rescan(rescan: &SyncSender<()>) {
     // Disconnected means the scanner is gone, which happens only when
     // stopping.
     let _ = rescan.try_send(());
-}
-
-struct Event {
-    mask: u64,
-    /// Owned at once, so every descriptor the kernel opened for us is
-    /// closed whatever happens to the event.
-    fd: Option<OwnedFd>,
-    pid: i32,
-}
-
-/// Splits a read from the fanotify descriptor into events. Parsed by
-/// offsets rather than by casting, so the buffer needs no alignment.
-fn parse_events(buffer: &[u8]) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut rest = buffer;
-    while rest.len() >= EVENT_METADATA_LEN {
-        let bytes = |at: usize, out: &mut [u8]| out.copy_from_slice(&rest[at..at + out.len()]);
-        let (mut len, mut mask, mut fd, mut pid) = ([0; 4], [0; 8], [0; 4], [0; 4]);
-        bytes(0, &mut len);
-        bytes(8, &mut mask);
-        bytes(16, &mut fd);
-        bytes(20, &mut pid);
-        let event_len = u32::from_ne_bytes(len) as usize;
-        // Metadata version 3 has not changed since 2.6.37; with another, the
-        // fields cannot be trusted, descriptors included.
-        if rest[4] != libc::FANOTIFY_METADATA_VERSION
-            || event_len < EVENT_METADATA_LEN
-            || event_len > rest.len()
-        {
-            break;
-        }
-        let (mask, fd, pid) = (
-            u64::from_ne_bytes(mask),
-            i32::from_ne_bytes(fd),
-            i32::from_ne_bytes(pid),
-        );
-        events.push(Event {
-            mask,
-            // SAFETY: a non-negative fd in an event is a descriptor the
-            // kernel opened for this process and nothing else owns.
-            fd: (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }),
-            pid,
-        });
-        rest = &rest[event_len..];
-    }
-    events
-}
-
-fn fanotify_init() -> Result<File, HashWatchError> {
-    let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
-    let event_flags = libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC;
-    let init = |event_flags: libc::c_int| {
-        // SAFETY: plain syscall with integer arguments.
-        let fd = unsafe { libc::fanotify_init(flags, event_flags as libc::c_uint) };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            // SAFETY: fanotify_init returned a new descriptor we own.
-            Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
-    };
-    // O_NOATIME keeps our reads from dirtying inodes; a kernel that does not
-    // take it in event flags gets the plain open.
-    let result = match init(event_flags | libc::O_NOATIME) {
-        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => init(event_flags),
-        result => result,
-    };
-    result.map_err(|error| match error.raw_os_error() {
-        Some(libc::EPERM) => HashWatchError::MissingCapability,
-        Some(libc::ENOSYS) => HashWatchError::FanotifyUnsupported,
-        _ => HashWatchError::Init(error),
-    })
-}
-
-fn mark(fanotify: &File, root: &Path) -> Result<(), HashWatchError> {
-    let path = CString::new(root.as_os_str().as_bytes()).map_err(|_| HashWatchError::Root {
-        path: root.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
-    })?;
-    let mark = |kind: libc::c_uint| {
-        // SAFETY: `path` is a NUL-terminated string that outlives the call.
-        let result = unsafe {
-            libc::fanotify_mark(
-                fanotify.as_raw_fd(),
-                libc::FAN_MARK_ADD | kind,
-                libc::FAN_CLOSE_WRITE,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-            )
-        };
-        if result < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    let Err(filesystem) = mark(libc::FAN_MARK_FILESYSTEM) else {
-        return Ok(());
-    };
-    mark(libc::FAN_MARK_MOUNT).map_err(|source| HashWatchError::Mark {
-        path: root.to_path_buf(),
-        filesystem,
-        source,
-    })
-}
-
-fn eventfd() -> Result<File, HashWatchError> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(HashWatchError::Wake(io::Error::last_os_error()));
-    }
-    // SAFETY: eventfd returned a new descriptor we own.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 #[cfg(test)]
@@ -731,13 +730,17 @@ mod tests {
     }
 
     /// None where this machine cannot run fanotify, so the test can say so
-    /// and pass.
+    /// and pass. With `strict`, every exec on the roots' filesystems waits
+    /// on the watch until it is dropped, which unwinding does too: a failed
+    /// assertion does not leave the machine's execs to a test that is gone.
     fn start(
         digests: &[[u8; 32]],
         roots: Vec<PathBuf>,
+        strict: bool,
     ) -> Option<(HashWatch, mpsc::Receiver<Match>)> {
         let (tx, rx) = mpsc::channel();
-        match HashWatch::start(digests.iter().copied().collect(), roots, tx) {
+        let strict = strict.then(|| StrictScope("/".into()));
+        match HashWatch::start(digests.iter().copied().collect(), roots, tx, strict) {
             Ok(watch) => Some((watch, rx)),
             Err(
                 error @ (HashWatchError::MissingCapability | HashWatchError::FanotifyUnsupported),
@@ -747,6 +750,15 @@ mod tests {
             }
             Err(error) => panic!("{error}"),
         }
+    }
+
+    /// Copies with `cp`: another process, whose writes are watched, and no
+    /// descriptor of ours left open for writing to make a later exec fail
+    /// with ETXTBSY.
+    fn copy(from: &Path, to: &Path) -> Metadata {
+        let status = Command::new("cp").arg(from).arg(to).status().unwrap();
+        assert!(status.success());
+        fs::metadata(to).unwrap()
     }
 
     /// Waits for a match on `ino`, collecting everything received meanwhile.
@@ -816,7 +828,7 @@ mod tests {
         std::os::unix::fs::symlink(nested.join("app"), root.join("link")).unwrap();
         write(&root.join("clean"), b"#!/bin/sh\necho clean\n", 0o755);
 
-        let Some((watch, rx)) = start(&[digest(content)], vec![root]) else {
+        let Some((watch, rx)) = start(&[digest(content)], vec![root], false) else {
             return;
         };
         let mut others = Vec::new();
@@ -851,19 +863,10 @@ mod tests {
         write(&staging.join("clean"), b"#!/bin/sh\necho clean\n", 0o755);
 
         let digests = [digest(&banned), digest(&elf), digest(&plain)];
-        let Some((watch, rx)) = start(&digests, vec![root]) else {
+        let Some((watch, rx)) = start(&digests, vec![root], false) else {
             return;
         };
-        let copy = |name: &str| {
-            let target = elsewhere.join(name);
-            let status = Command::new("cp")
-                .arg(staging.join(name))
-                .arg(&target)
-                .status()
-                .unwrap();
-            assert!(status.success());
-            fs::metadata(target).unwrap()
-        };
+        let copy = |name: &str| copy(&staging.join(name), &elsewhere.join(name));
         let banned_copy = copy("banned");
         let plain_copy = copy("plain");
         let clean_copy = copy("clean");
@@ -899,7 +902,7 @@ mod tests {
         for index in 0..50 {
             write(&root.join(format!("f{index}")), b"#!/bin/sh\n", 0o755);
         }
-        let Some((watch, rx)) = start(&[[0; 32]], vec![root]) else {
+        let Some((watch, rx)) = start(&[[0; 32]], vec![root], false) else {
             return;
         };
         let started = Instant::now();
@@ -917,10 +920,144 @@ mod tests {
         let scratch = Scratch::new("missing");
         let (tx, _rx) = mpsc::channel();
         let missing = scratch.0.join("absent");
-        match HashWatch::start([[0; 32]].into(), vec![missing.clone()], tx) {
+        match HashWatch::start([[0; 32]].into(), vec![missing.clone()], tx, None) {
             Err(HashWatchError::Root { path, .. }) => assert_eq!(path, missing),
             Err(other) => panic!("unexpected error: {other}"),
             Ok(_) => panic!("started on a missing root"),
         }
+    }
+
+    #[test]
+    fn strict_refuses_a_banned_copy_executed_at_once() {
+        let scratch = Scratch::new("strict");
+        // As above, the empty root leaves the copies to fanotify.
+        let root = scratch.dir("root");
+        let staging = scratch.dir("staging");
+        let elsewhere = scratch.dir("elsewhere");
+        let banned = b"#!/bin/sh\necho hashwatch strict test\n".to_vec();
+        write(&staging.join("banned"), &banned, 0o755);
+        write(&staging.join("clean"), b"#!/bin/sh\nexit 0\n", 0o755);
+
+        let Some((watch, rx)) = start(&[digest(&banned)], vec![root], true) else {
+            return;
+        };
+        // Executed as soon as `cp` is done, and nothing installs anything:
+        // the permission answer alone stops it, whichever thread hashed it.
+        let banned_copy = copy(&staging.join("banned"), &elsewhere.join("banned"));
+        let error = Command::new(elsewhere.join("banned"))
+            .status()
+            .expect_err("a banned copy ran");
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
+        // Every exec is asked about, not only the first.
+        let error = Command::new(elsewhere.join("banned"))
+            .status()
+            .expect_err("a banned copy ran the second time");
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
+        copy(&staging.join("clean"), &elsewhere.join("clean"));
+        let status = Command::new(elsewhere.join("clean")).status().unwrap();
+        assert!(status.success());
+
+        let mut others = Vec::new();
+        let found = wait_for(&rx, banned_copy.ino(), &mut others);
+        assert_eq!(found.dev, kernel_dev(banned_copy.dev()));
+        assert_eq!(found.sha256, digest(&banned));
+        drop(watch);
+        let rest: Vec<Match> = others.into_iter().chain(rx.iter()).collect();
+        assert!(
+            rest.iter().all(|other| other.ino != banned_copy.ino()),
+            "reported twice or more: {rest:?}"
+        );
+    }
+
+    #[test]
+    fn dropping_a_strict_watch_stops_it_and_execs_go_on() {
+        let scratch = Scratch::new("strict-drop");
+        let root = scratch.dir("root");
+        let Some((watch, rx)) = start(&[[0; 32]], vec![root], true) else {
+            return;
+        };
+        assert!(Command::new("/bin/true").status().unwrap().success());
+        let started = Instant::now();
+        drop(watch);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(1)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+
+    /// Children of this process hold a copy of the group's descriptor while
+    /// they exec, so the group's release alone would not let their execs
+    /// through: dropping a watch while other threads start programs must
+    /// leave none of them waiting.
+    #[test]
+    fn dropping_a_strict_watch_while_children_exec() {
+        let scratch = Scratch::new("strict-children");
+        let root = scratch.dir("root");
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawners: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        assert!(Command::new("/bin/true").status().unwrap().success());
+                    }
+                })
+            })
+            .collect();
+        // Stops the spawners even if a drop fails the test.
+        struct Stop(Arc<AtomicBool>);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let guard = Stop(Arc::clone(&stop));
+        for _ in 0..10 {
+            let Some((watch, _rx)) = start(&[[0; 32]], vec![root.clone()], true) else {
+                return;
+            };
+            thread::sleep(Duration::from_millis(20));
+            let started = Instant::now();
+            drop(watch);
+            assert!(started.elapsed() < Duration::from_secs(3));
+        }
+        drop(guard);
+        for spawner in spawners {
+            spawner.join().unwrap();
+        }
+    }
+
+    /// Prints what the permission round trip costs an exec whose files are
+    /// known (`--nocapture` shows it); asserts nothing about time, which
+    /// depends on the machine and on what else runs.
+    #[test]
+    fn strict_cost_of_a_cached_exec() {
+        const EXECS: u32 = 200;
+        // The root is the program itself: its filesystem is watched, and
+        // the scan reads that one file.
+        let program = fs::canonicalize("/bin/true").unwrap();
+        let per_exec = |count: u32| {
+            let started = Instant::now();
+            for _ in 0..count {
+                assert!(Command::new(&program).status().unwrap().success());
+            }
+            started.elapsed() / count
+        };
+        let without = per_exec(EXECS);
+        let Some((watch, _rx)) = start(&[[0; 32]], vec![program.clone()], true) else {
+            return;
+        };
+        // The first exec hashes the program and its loader.
+        per_exec(1);
+        let with = per_exec(EXECS);
+        drop(watch);
+        let after = per_exec(EXECS);
+        eprintln!(
+            "exec of {}: {without:?} without a strict watch, {with:?} with one \
+             (files known), {after:?} after it is dropped",
+            program.display()
+        );
     }
 }

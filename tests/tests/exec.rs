@@ -730,3 +730,30 @@ fn a_banned_program_started_through_the_loader_is_stopped_with_the_option() {
         "another program through the loader",
     );
 }
+
+#[test]
+fn strict_content_ban_stops_a_copy_run_right_after_it_is_written() {
+    let dir = TempDir::new();
+    let original = marker_program(&dir, "original");
+    let digest = sha256sum(&original);
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start_with(
+        &cgroup,
+        &format!(
+            "version = 1\n[options]\nexec_hash_strict = true\n\
+             [[block]]\nname = \"by-content\"\nexec_sha256 = [\"{digest}\"]\n"
+        ),
+        &[std::ffi::OsStr::new("--hash-root"), dir.path().as_os_str()],
+    );
+    // No waiting for the daemon to find the copy: with the strict option
+    // the exec itself waits for the verdict on its content.
+    for attempt in 0..5 {
+        let copy = dir.copy(&format!("fresh-{attempt}"), &original);
+        let probe = start(&cgroup, ExecMethod::Execve, &copy);
+        assert!(
+            probe.outcome == EXEC_EPERM || probe.outcome == KILLED,
+            "copy {attempt} must be refused or killed: {probe:?}"
+        );
+        assert_eq!(probe.stdout, "", "copy {attempt} must not run: {probe:?}");
+    }
+}

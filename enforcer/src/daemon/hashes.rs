@@ -12,15 +12,18 @@ use std::{
 
 use crate::{
     filehandle::{FileHandle, MountFds},
-    hashwatch::{HashWatch, HashWatchError, Match},
+    hashwatch::{HashWatch, HashWatchError, Match, StrictScope},
     policy::Policy,
     resolve::{ExecIdentity, IdentityKind, kernel_dev},
 };
 
-#[derive(Default)]
 pub struct ContentBans {
+    /// The cgroup whose execs strict mode holds for a verdict.
+    scope: StrictScope,
     watch: Option<HashWatch>,
     digests: BTreeSet<[u8; 32]>,
+    /// The watch also answers exec permission events (`exec_hash_strict`).
+    strict: bool,
     /// Files holding banned content, by (dev, ino).
     found: BTreeMap<(u32, u64), FoundFile>,
 }
@@ -37,7 +40,20 @@ struct FoundFile {
 /// when the digests are unchanged and the current watch stays.
 pub struct Prepared {
     digests: BTreeSet<[u8; 32]>,
+    strict: bool,
     watch: Option<Option<HashWatch>>,
+}
+
+impl ContentBans {
+    pub fn new(scope: StrictScope) -> Self {
+        Self {
+            scope,
+            watch: None,
+            digests: BTreeSet::new(),
+            strict: false,
+            found: BTreeMap::new(),
+        }
+    }
 }
 
 pub fn digests_of(policy: &Policy) -> BTreeSet<[u8; 32]> {
@@ -58,13 +74,12 @@ impl ContentBans {
         roots: &[PathBuf],
         matches: impl FnOnce() -> mpsc::Sender<Match>,
     ) -> Result<Prepared, HashWatchError> {
-        if policy.options.exec_hash_strict {
-            return Err(HashWatchError::StrictUnavailable);
-        }
         let digests = digests_of(policy);
-        if digests == self.digests {
+        let strict = policy.options.exec_hash_strict;
+        if digests == self.digests && strict == self.strict {
             return Ok(Prepared {
                 digests,
+                strict,
                 watch: None,
             });
         }
@@ -75,10 +90,12 @@ impl ContentBans {
                 digests.clone(),
                 roots.to_vec(),
                 matches(),
+                strict.then(|| self.scope.clone()),
             )?)
         };
         Ok(Prepared {
             digests,
+            strict,
             watch: Some(watch),
         })
     }
@@ -92,6 +109,7 @@ impl ContentBans {
         self.found
             .retain(|_, file| prepared.digests.contains(&file.sha256));
         self.digests = prepared.digests;
+        self.strict = prepared.strict;
     }
 
     /// Records a match; true when it is news.

@@ -35,7 +35,7 @@ use crate::{
     programs::{self, Loaded, ProgramsError},
     resolve,
 };
-use owner::{Kernel, Owner, StartError};
+use owner::{Kernel, Owner, Reach, StartError};
 
 pub struct RunOptions {
     pub policy: Vec<PathBuf>,
@@ -108,11 +108,14 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let owner = Owner::start(
         kernel,
         (policy, resolution, compiled),
-        target.clone(),
+        Reach {
+            cgroup: target.clone(),
+            cgroup_path: cgroup_path(&capabilities.cgroup2_mount, &target),
+            hash_roots: options.hash_roots.clone(),
+        },
         rules.clone(),
         hub.clone(),
         commands.downgrade(),
-        options.hash_roots.clone(),
     )?;
     let ready = EventBody::Ready {
         generation: owner.generation(),
@@ -181,6 +184,12 @@ fn outputs(events_file: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
         outputs.push(Output::new(path.display().to_string(), file));
     }
     Ok(outputs)
+}
+
+/// The cgroup as `/proc/PID/cgroup` names it: its path below the mount.
+fn cgroup_path(mount: &Path, cgroup: &Path) -> String {
+    let below = cgroup.strip_prefix(mount).unwrap_or(Path::new(""));
+    format!("/{}", below.display())
 }
 
 /// Removes the socket file when the daemon stops or fails to start.

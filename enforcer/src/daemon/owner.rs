@@ -11,7 +11,7 @@ use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
-    hashwatch::{HashWatchError, Match},
+    hashwatch::{HashWatchError, Match, StrictScope},
     maps::{Counters, GenerationSlot, MapsError},
     pathwatch::PathWatch,
     policy::{self, Policy, Source, diff::PolicyDiff, diff::RuleSummary},
@@ -24,6 +24,16 @@ pub struct Kernel {
     pub programs: Programs,
     pub slot: GenerationSlot,
     pub counters: Counters,
+}
+
+/// Where the owner enforces.
+pub struct Reach {
+    /// The cgroup the programs attach to.
+    pub cgroup: PathBuf,
+    /// The same cgroup as `/proc/PID/cgroup` names it.
+    pub cgroup_path: String,
+    /// Where copies of banned content are looked for at start.
+    pub hash_roots: Vec<PathBuf>,
 }
 
 /// Who asked for a change, from the control socket's peer credentials.
@@ -100,19 +110,23 @@ impl Owner {
     pub fn start(
         kernel: Kernel,
         (policy, resolution, compiled): (Policy, Resolution, Compiled),
-        cgroup: PathBuf,
+        reach: Reach,
         rules: Arc<RuleBook>,
         hub: Arc<EventHub>,
         commands: mpsc::WeakSender<Command>,
-        hash_roots: Vec<PathBuf>,
     ) -> Result<Self, StartError> {
+        let Reach {
+            cgroup,
+            cgroup_path,
+            hash_roots,
+        } = reach;
         let Kernel {
             mut programs,
             mut slot,
             counters,
         } = kernel;
         programs.check_exec_rules(&policy)?;
-        let mut content = ContentBans::default();
+        let mut content = ContentBans::new(StrictScope(cgroup_path));
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
         let number = 1;

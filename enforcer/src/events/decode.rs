@@ -12,7 +12,7 @@ use enforcer_common::{
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use super::{Event, EventBody, ExecVerdict, NetVerdict, Verdict, mounts, rules::RuleBook};
+use super::{Event, EventBody, ExecVerdict, NetVerdict, Process, Verdict, mounts, rules::RuleBook};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -83,12 +83,15 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         verdict: verdict(raw.verdict)?,
         rule,
         trigger: trigger.to_string(),
-        pid: raw.pid,
-        ppid: (raw.ppid != 0).then_some(raw.ppid),
-        tid: raw.tid,
-        uid: raw.uid,
-        gid: raw.gid,
-        comm: c_string(&raw.comm),
+        process: Process {
+            pid: raw.pid,
+            ppid: (raw.ppid != 0).then_some(raw.ppid),
+            tid: raw.tid,
+            uid: raw.uid,
+            gid: raw.gid,
+            comm: c_string(&raw.comm),
+            cgroup_id: raw.cgroup_id,
+        },
         path: mounts::full_path(raw.dev, &within_filesystem),
         filename: c_string(&raw.filename),
         dev: format!("{}:{}", raw.dev >> 20, raw.dev & 0xf_ffff),
@@ -96,7 +99,6 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         method: method.to_string(),
         sha256: rules.digest(raw.dev, raw.ino),
         generation: raw.generation,
-        cgroup_id: raw.cgroup_id,
     };
     Ok(Event::at(wall_time(raw.boot_ns), EventBody::Exec(exec)))
 }
@@ -134,12 +136,15 @@ fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
     let net = NetVerdict {
         verdict,
         rule: rules.name(raw.generation, raw.rule),
-        pid: raw.pid,
-        ppid: parent_pid(raw.pid),
-        tid: raw.tid,
-        uid: raw.uid,
-        gid: raw.gid,
-        comm: c_string(&raw.comm),
+        process: Process {
+            pid: raw.pid,
+            ppid: parent_pid(raw.pid),
+            tid: raw.tid,
+            uid: raw.uid,
+            gid: raw.gid,
+            comm: c_string(&raw.comm),
+            cgroup_id: raw.cgroup_id,
+        },
         daddr,
         dport: raw.dport,
         proto: match raw.protocol {
@@ -149,7 +154,6 @@ fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
         },
         hook: hook_name(hook).to_string(),
         generation: raw.generation,
-        cgroup_id: raw.cgroup_id,
     };
     let body = match hook {
         Hook::Connect4 | Hook::Connect6 => EventBody::Connect(net),
@@ -259,9 +263,9 @@ mod tests {
         assert_eq!(net.daddr, "149.154.167.99");
         assert_eq!(net.dport, 443);
         assert_eq!(net.proto, "tcp");
-        assert_eq!(net.comm, "curl  x");
+        assert_eq!(net.process.comm, "curl  x");
         assert_eq!(net.hook, "connect4");
-        assert_eq!(net.ppid, None, "no process has pid u32::MAX");
+        assert_eq!(net.process.ppid, None, "no process has pid u32::MAX");
     }
 
     #[test]

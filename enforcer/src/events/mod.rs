@@ -96,19 +96,27 @@ pub enum Verdict {
 pub struct NetVerdict {
     pub verdict: Verdict,
     pub rule: String,
-    pub pid: u32,
-    /// `None` when the process was gone before the event was read.
-    pub ppid: Option<u32>,
-    pub tid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub comm: String,
+    #[serde(flatten)]
+    pub process: Process,
     pub daddr: String,
     pub dport: u16,
     /// "tcp", "udp" or the IP protocol number.
     pub proto: String,
     pub hook: String,
     pub generation: u64,
+}
+
+/// Who a verdict concerns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    /// `None` when it could not be told: for connects, the process was gone
+    /// before the event was read.
+    pub ppid: Option<u32>,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
     pub cgroup_id: u64,
 }
 
@@ -122,13 +130,9 @@ pub struct ExecVerdict {
     /// mapped executable, as the dynamic loader does (option
     /// `exec_block_loader`).
     pub trigger: String,
-    pub pid: u32,
-    /// The parent as the kernel saw it at exec time.
-    pub ppid: Option<u32>,
-    pub tid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub comm: String,
+    /// `ppid` is the parent as the kernel saw it at exec time.
+    #[serde(flatten)]
+    pub process: Process,
     /// The executable as the kernel resolved it (its file, not the name
     /// the caller used).
     pub path: String,
@@ -142,5 +146,4 @@ pub struct ExecVerdict {
     pub method: String,
     pub sha256: Option<String>,
     pub generation: u64,
-    pub cgroup_id: u64,
 }
