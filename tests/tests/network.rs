@@ -274,3 +274,30 @@ cidrs = ["127.0.0.20/32"]
     assert_eq!(probe(&cgroup, Op::TcpConnect, blocked, blocked_port), EPERM);
     assert_eq!(probe(&cgroup, Op::UdpSendto, blocked, blocked_port), EPERM);
 }
+
+#[test]
+fn block_quic_and_block_dot_refuse_their_ports_to_any_address() {
+    let (_https, https_port) = tcp_listener(UNLISTED);
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(
+        &cgroup,
+        "version = 1\n[options]\nblock_quic = true\nblock_dot = true\n",
+    );
+
+    assert_eq!(probe(&cgroup, Op::UdpSendto, UNLISTED, 443), EPERM, "QUIC");
+    assert_eq!(
+        probe(&cgroup, Op::UdpSendto, UNLISTED, 853),
+        EPERM,
+        "DNS over QUIC"
+    );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, UNLISTED, 853),
+        EPERM,
+        "DNS over TLS"
+    );
+    // Only the switched ports: plain TCP to the same address still works.
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, UNLISTED, https_port),
+        Outcome::Ok
+    );
+}

@@ -26,6 +26,8 @@ pub struct ExecTables {
 }
 
 pub fn tables(policy: &Policy, identities: &[ExecIdentity]) -> ExecTables {
+    // The policy's own rules come first among the enforced ones, so their
+    // indices are the same in both.
     let rules = &policy.rules;
     let mut files: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();
     let mut directories: BTreeMap<(u32, u64), Vec<u32>> = BTreeMap::new();

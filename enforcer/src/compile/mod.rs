@@ -22,7 +22,7 @@ mod segments;
 use enforcer_common::decision::MAX_RULES;
 
 use crate::{
-    policy::{Cidr, Policy},
+    policy::{Cidr, Policy, Rule},
     resolve::ExecIdentity,
 };
 use classes::ClassTable;
@@ -66,22 +66,25 @@ pub struct Compiled {
 /// `exec` holds the files and directories the policy's exec rules name
 /// on this host: its exec paths as [`crate::resolve::resolve`] found them,
 /// and the files whose content an `exec_sha256` rule bans.
+///
+/// Rule indices in the image follow [`Policy::enforced_rules`].
 pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, CompileError> {
-    if policy.rules.len() >= MAX_RULES as usize {
-        return Err(CompileError::TooManyRules(policy.rules.len()));
+    let rules = policy.enforced_rules();
+    if rules.len() >= MAX_RULES as usize {
+        return Err(CompileError::TooManyRules(rules.len()));
     }
-    let mut classes = ClassTable::new(&policy.rules);
-    let v4 = segments::cover(Family::V4, prefixes(policy, Family::V4), &mut classes);
-    let v6 = segments::cover(Family::V6, prefixes(policy, Family::V6), &mut classes);
+    let mut classes = ClassTable::new(&rules);
+    let v4 = segments::cover(Family::V4, prefixes(&rules, Family::V4), &mut classes);
+    let v6 = segments::cover(Family::V6, prefixes(&rules, Family::V6), &mut classes);
     let exec = exec::tables(policy, exec);
     let (image, stats) = layout::write(&v4, &v6, &classes.finish(), &exec)?;
     Ok(Compiled { image, stats })
 }
 
 /// Every prefix of one family as (first address, last address, rule index).
-fn prefixes(policy: &Policy, family: Family) -> Vec<(u128, u128, u32)> {
+fn prefixes(rules: &[Rule], family: Family) -> Vec<(u128, u128, u32)> {
     let mut out = Vec::new();
-    for (index, rule) in policy.rules.iter().enumerate() {
+    for (index, rule) in rules.iter().enumerate() {
         for cidr in &rule.cidrs {
             let (addr, prefix_len, bits) = match (*cidr, family) {
                 (Cidr::V4 { addr, prefix_len }, Family::V4) => {

@@ -448,3 +448,38 @@ fn a_million_prefixes_compile_and_stay_searchable() {
         Decision::new(Action::Block, 0)
     );
 }
+
+#[test]
+fn network_switches_block_their_ports_everywhere_unless_allowed() {
+    let mut policy = Policy {
+        rules: vec![allow("resolver", &["9.9.9.9/32"])],
+        ..Default::default()
+    };
+    policy.options.block_dot = true;
+    policy.options.block_quic = true;
+    let image = compile(&policy, &[]).unwrap().image;
+    let dot = Decision::new(Action::Block, 1);
+    let quic = Decision::new(Action::Block, 2);
+    assert_eq!(kernel_decision(&image, v4("1.1.1.1"), TCP, 853), dot);
+    assert_eq!(
+        kernel_decision(&image, v6("2606:4700::1111"), UDP, 853),
+        dot
+    );
+    assert_eq!(kernel_decision(&image, v4("142.250.1.1"), UDP, 443), quic);
+    assert_eq!(
+        kernel_decision(&image, v4("142.250.1.1"), TCP, 443),
+        Decision::NONE
+    );
+    assert_eq!(
+        kernel_decision(&image, v4("9.9.9.9"), TCP, 853),
+        Decision::new(Action::Allow, 0)
+    );
+    assert_eq!(
+        policy
+            .enforced_rules()
+            .iter()
+            .map(|rule| rule.name.as_str())
+            .collect::<Vec<_>>(),
+        ["resolver", "options.block_dot", "options.block_quic"]
+    );
+}

@@ -434,7 +434,11 @@ fn exec_paths(policy: &Policy) -> Vec<PathBuf> {
 }
 
 fn rule_names(policy: &Policy) -> Vec<String> {
-    policy.rules.iter().map(|rule| rule.name.clone()).collect()
+    policy
+        .enforced_rules()
+        .into_iter()
+        .map(|rule| rule.name)
+        .collect()
 }
 
 fn paths(list: &[PathBuf]) -> Vec<String> {

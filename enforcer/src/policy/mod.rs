@@ -54,6 +54,11 @@ pub struct Options {
     /// Make every exec of a not-yet-hashed file wait for its hash, so
     /// `exec_sha256` rules have no window.
     pub exec_hash_strict: bool,
+    /// Refuse DNS over TLS and over QUIC (port 853) to every address.
+    pub block_dot: bool,
+    /// Refuse QUIC (UDP 443) to every address, so that browsers fall back
+    /// to TCP.
+    pub block_quic: bool,
 }
 
 /// One `[options]` key: its name and its field.
@@ -66,6 +71,8 @@ impl Options {
         ("exec_block_anonymous", |o| &mut o.exec_block_anonymous),
         ("exec_block_loader", |o| &mut o.exec_block_loader),
         ("exec_hash_strict", |o| &mut o.exec_hash_strict),
+        ("block_dot", |o| &mut o.block_dot),
+        ("block_quic", |o| &mut o.block_quic),
     ];
 
     /// The names of all keys `[options]` accepts.
@@ -92,6 +99,65 @@ impl Options {
     pub fn field(&mut self, key: &str) -> Option<&mut bool> {
         let &(_, field) = Self::FIELDS.iter().find(|&&(name, _)| name == key)?;
         Some(field(self))
+    }
+}
+
+impl Policy {
+    /// The rules the kernel enforces: the policy's own, then one for each
+    /// network switch of `[options]` that is on. Events name the latter
+    /// `options.KEY`.
+    pub fn enforced_rules(&self) -> Vec<Rule> {
+        let everywhere: Vec<Cidr> = vec![
+            Cidr::V4 {
+                addr: std::net::Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+            },
+            Cidr::V6 {
+                addr: std::net::Ipv6Addr::UNSPECIFIED,
+                prefix_len: 0,
+            },
+        ];
+        let switch = |key: &str, port: u16, protocols: ProtocolSet| Rule {
+            name: format!("options.{key}"),
+            kind: RuleKind::Block,
+            mode: Mode::Enforce,
+            cidrs: everywhere.clone(),
+            ports: Some(vec![PortRange {
+                first: port,
+                last: port,
+            }]),
+            protocols: Some(protocols),
+            exec_paths: Vec::new(),
+            exec_names: Vec::new(),
+            exec_sha256: Vec::new(),
+            origin: Origin {
+                file: "[options]".into(),
+                line: 0,
+            },
+        };
+        let mut rules = self.rules.clone();
+        if self.options.block_dot {
+            // DNS over TLS is TCP 853; DNS over QUIC is UDP 853.
+            rules.push(switch(
+                "block_dot",
+                853,
+                ProtocolSet {
+                    tcp: true,
+                    udp: true,
+                },
+            ));
+        }
+        if self.options.block_quic {
+            rules.push(switch(
+                "block_quic",
+                443,
+                ProtocolSet {
+                    tcp: false,
+                    udp: true,
+                },
+            ));
+        }
+        rules
     }
 }
 

@@ -1108,12 +1108,14 @@ const ALL_OPTIONS: Options = Options {
     exec_block_anonymous: true,
     exec_block_loader: true,
     exec_hash_strict: true,
+    block_dot: true,
+    block_quic: true,
 };
 
 #[test]
 fn options_are_parsed() {
     let policy = ok("version = 1\n\n[options]\nexec_block_anonymous = true\n\
-         exec_block_loader = true\nexec_hash_strict = true\n\n\
+         exec_block_loader = true\nexec_hash_strict = true\nblock_dot = true\nblock_quic = true\n\n\
          [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
     assert_eq!(policy.options, ALL_OPTIONS);
     assert_eq!(policy.rules.len(), 1);
@@ -1143,6 +1145,8 @@ fn options_default_to_off() {
         exec_block_anonymous: false,
         exec_block_loader: false,
         exec_hash_strict: false,
+        block_dot: false,
+        block_quic: false,
     };
     assert_eq!(Options::default(), none);
     assert_eq!(ok(FULL).options, none);
@@ -1157,7 +1161,9 @@ fn options_table_helpers() {
         [
             "exec_block_anonymous",
             "exec_block_loader",
-            "exec_hash_strict"
+            "exec_hash_strict",
+            "block_dot",
+            "block_quic"
         ]
     );
     let mut options = Options::default();
@@ -1172,6 +1178,8 @@ fn options_table_helpers() {
             ("exec_block_anonymous", false),
             ("exec_block_loader", false),
             ("exec_hash_strict", true),
+            ("block_dot", false),
+            ("block_quic", false),
         ]
     );
 }
@@ -1193,9 +1201,9 @@ fn option_values_of_the_wrong_type() {
 #[test]
 fn unknown_option() {
     assert_eq!(
-        errors("version = 1\n[options]\nexec_hash_strict = true\n  block_quic = true\n"),
+        errors("version = 1\n[options]\nexec_hash_strict = true\n  dns_block_queries = true\n"),
         [
-            r#"p.toml:4:3: unknown key "block_quic" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict"#
+            r#"p.toml:4:3: unknown key "dns_block_queries" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic"#
         ]
     );
 }
@@ -1262,9 +1270,9 @@ fn the_same_option_value_in_several_files_is_fine() {
     assert_eq!(
         policy.options,
         Options {
-            exec_block_anonymous: false,
             exec_block_loader: true,
             exec_hash_strict: true,
+            ..Options::default()
         }
     );
 }
