@@ -49,10 +49,9 @@ const IMAGE_MAP_NAME: &str = "enf_image";
 
 /// The live generation slot.
 pub struct GenerationSlot {
+    /// The image maps themselves need no handle here: the slot holds the
+    /// live one, and the kernel frees each when the slot lets go of it.
     outer: ArrayOfMaps<MapData, MapData>,
-    /// Held so the live image stays inspectable; the kernel keeps its own
-    /// reference through the slot.
-    live: Option<MapData>,
 }
 
 impl GenerationSlot {
@@ -61,7 +60,7 @@ impl GenerationSlot {
             name: enforcer_common::names::MAP_GENERATION,
             source,
         })?;
-        Ok(Self { outer, live: None })
+        Ok(Self { outer })
     }
 
     /// Makes `image` (with `generation` stamped into it) the policy every
@@ -70,18 +69,9 @@ impl GenerationSlot {
         if image.is_empty() {
             return Err(MapsError::EmptyImage);
         }
-        let obj = aya_obj::Map::new_from_params(
-            BPF_MAP_TYPE_ARRAY,
-            size_of::<u32>() as u32,
-            size_of::<u64>() as u32,
-            image.len() as u32,
-            IMAGE_MAP_FLAGS,
-        );
-        let map = MapData::create(obj, IMAGE_MAP_NAME, None).map_err(|source| {
-            MapsError::CreateImage {
-                words: image.len(),
-                source,
-            }
+        let map = create_image_map(image.len()).map_err(|source| MapsError::CreateImage {
+            words: image.len(),
+            source,
         })?;
         {
             let mut mapping = SharedMapping::new(&map, image.len())?;
@@ -95,7 +85,6 @@ impl GenerationSlot {
                 name: enforcer_common::names::MAP_GENERATION,
                 source,
             })?;
-        self.live = Some(map);
         Ok(())
     }
 }
