@@ -24,3 +24,5 @@ pub mod pathwatch;
 pub mod policy;
 pub mod programs;
 pub mod resolve;
+#[cfg(test)]
+mod testutil;

@@ -166,30 +166,19 @@ mod tests {
     use std::{fs, sync::mpsc, time::Duration};
 
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("enforcer-pathwatch-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testutil::ScratchDir;
 
     #[test]
     fn watches_the_parent_or_the_nearest_existing_ancestor() {
-        let dir = scratch("ancestors");
+        let dir = ScratchDir::new("pathwatch-ancestors");
         fs::write(dir.join("present"), b"").unwrap();
         let watched = directories_to_watch(&[dir.join("present"), dir.join("missing/deeper/app")]);
-        assert_eq!(
-            watched.into_iter().collect::<Vec<_>>(),
-            std::slice::from_ref(&dir)
-        );
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(watched.into_iter().collect::<Vec<_>>(), [dir.to_path_buf()]);
     }
 
     #[test]
     fn reports_a_file_replaced_by_rename_once_settled() {
-        let dir = scratch("rename");
+        let dir = ScratchDir::new("pathwatch-rename");
         let target = dir.join("app");
         fs::write(&target, b"v1").unwrap();
         let (sender, changes) = mpsc::channel();
@@ -210,12 +199,11 @@ mod tests {
             "one burst of changes is reported once"
         );
         drop(watch);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn reports_a_missing_path_appearing() {
-        let dir = scratch("appear");
+        let dir = ScratchDir::new("pathwatch-appear");
         let (sender, changes) = mpsc::channel();
         let _watch =
             PathWatch::start(&[dir.join("later/app")], move || sender.send(()).is_ok()).unwrap();
@@ -223,6 +211,5 @@ mod tests {
         changes
             .recv_timeout(Duration::from_secs(5))
             .expect("the new directory is reported");
-        fs::remove_dir_all(dir).unwrap();
     }
 }

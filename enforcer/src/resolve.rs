@@ -214,14 +214,7 @@ mod tests {
 
     use super::*;
     use crate::policy::{Source, parse};
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("enforcer-resolve-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testutil::ScratchDir;
 
     fn policy_banning(paths: &[String]) -> Policy {
         let list = paths
@@ -257,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_symlink_resolves_to_its_target_and_missing_paths_are_reported() {
-        let dir = scratch("symlink");
+        let dir = ScratchDir::new("resolve-symlink");
         let target = dir.join("app");
         fs::write(&target, b"#!/bin/true\n").unwrap();
         symlink(&target, dir.join("link")).unwrap();
@@ -271,12 +264,11 @@ mod tests {
         assert_eq!(identity.ino, fs::metadata(&target).unwrap().ino());
         assert_eq!(identity.kind, IdentityKind::File);
         assert_eq!(resolution.missing, [PathBuf::from(missing)]);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_directory_ban_lists_the_directory_and_every_file_below() {
-        let dir = scratch("tree");
+        let dir = ScratchDir::new("resolve-tree");
         fs::create_dir_all(dir.join("app/lib")).unwrap();
         fs::write(dir.join("app/bin"), b"x").unwrap();
         fs::write(dir.join("app/lib/helper"), b"y").unwrap();
@@ -310,12 +302,11 @@ mod tests {
             3,
             "subdirectories are walked, not listed: {kinds:?}"
         );
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_replaced_file_adds_the_new_one_and_keeps_the_renamed_old_one() {
-        let dir = scratch("replace");
+        let dir = ScratchDir::new("resolve-replace");
         let listed = dir.join("app");
         fs::write(&listed, b"v1").unwrap();
         let policy = policy_banning(&[listed.display().to_string()]);
@@ -332,12 +323,11 @@ mod tests {
         let mut expected = vec![old_ino, new_ino];
         expected.sort();
         assert_eq!(inodes(&second), expected);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_deleted_file_is_not_carried_even_if_its_inode_comes_back() {
-        let dir = scratch("deleted");
+        let dir = ScratchDir::new("resolve-deleted");
         let listed = dir.join("app");
         fs::write(&listed, b"v1").unwrap();
         let policy = policy_banning(&[listed.display().to_string()]);
@@ -347,12 +337,11 @@ mod tests {
         let second = resolve(&policy, Some(&first));
         assert!(inodes(&second).is_empty(), "{second:?}");
         assert_eq!(second.missing, [listed]);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn files_are_carried_only_while_their_rule_keeps_the_entry() {
-        let dir = scratch("entry");
+        let dir = ScratchDir::new("resolve-entry");
         let listed = dir.join("app");
         fs::write(&listed, b"v1").unwrap();
         let first = resolve(&policy_banning(&[listed.display().to_string()]), None);
@@ -366,6 +355,5 @@ mod tests {
             inodes(&other).is_empty(),
             "a dropped entry's files go free: {other:?}"
         );
-        fs::remove_dir_all(dir).unwrap();
     }
 }
