@@ -762,6 +762,23 @@ mod tests {
     }
 
     /// Waits for a match on `ino`, collecting everything received meanwhile.
+    /// Stops the watch, then checks that nothing besides the match already
+    /// taken reported `ino`.
+    #[track_caller]
+    fn assert_reported_once(
+        watch: HashWatch,
+        rx: mpsc::Receiver<Match>,
+        others: Vec<Match>,
+        ino: u64,
+    ) {
+        drop(watch);
+        let rest: Vec<Match> = others.into_iter().chain(rx.iter()).collect();
+        assert!(
+            rest.iter().all(|other| other.ino != ino),
+            "reported twice or more: {rest:?}"
+        );
+    }
+
     fn wait_for(rx: &mpsc::Receiver<Match>, ino: u64, seen: &mut Vec<Match>) -> Match {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -836,12 +853,7 @@ mod tests {
         assert_eq!(found.dev, kernel_dev(metadata.dev()));
         assert_eq!(found.sha256, digest(content));
         assert_eq!(found.path, nested.join("app"));
-        drop(watch);
-        let rest: Vec<Match> = others.into_iter().chain(rx.iter()).collect();
-        assert!(
-            rest.iter().all(|other| other.ino != metadata.ino()),
-            "reported twice or more: {rest:?}"
-        );
+        assert_reported_once(watch, rx, others, metadata.ino());
     }
 
     #[test]
@@ -961,12 +973,7 @@ mod tests {
         let found = wait_for(&rx, banned_copy.ino(), &mut others);
         assert_eq!(found.dev, kernel_dev(banned_copy.dev()));
         assert_eq!(found.sha256, digest(&banned));
-        drop(watch);
-        let rest: Vec<Match> = others.into_iter().chain(rx.iter()).collect();
-        assert!(
-            rest.iter().all(|other| other.ino != banned_copy.ino()),
-            "reported twice or more: {rest:?}"
-        );
+        assert_reported_once(watch, rx, others, banned_copy.ino());
     }
 
     #[test]

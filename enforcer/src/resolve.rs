@@ -208,6 +208,17 @@ pub fn kernel_dev(st_dev: u64) -> u32 {
     ((major as u32) << 20) | (minor as u32 & 0xf_ffff)
 }
 
+/// (major, minor) of a device in the kernel's encoding.
+pub fn dev_numbers(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xf_ffff)
+}
+
+/// A device in the kernel's encoding as events show it: `major:minor`.
+pub fn dev_label(dev: u32) -> String {
+    let (major, minor) = dev_numbers(dev);
+    format!("{major}:{minor}")
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;

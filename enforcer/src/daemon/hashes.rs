@@ -13,7 +13,7 @@ use std::{
 use crate::{
     filehandle::{FileHandle, MountFds},
     hashwatch::{HashWatch, HashWatchError, Match, StrictScope},
-    policy::Policy,
+    policy::{Policy, Sha256},
     resolve::{ExecIdentity, IdentityKind, kernel_dev},
 };
 
@@ -176,11 +176,7 @@ impl ContentBans {
     pub fn labels(&self) -> BTreeMap<(u32, u64), String> {
         self.found
             .iter()
-            .map(|(&key, file)| (key, hex(&file.sha256)))
+            .map(|(&key, file)| (key, Sha256(file.sha256).to_string()))
             .collect()
     }
-}
-
-pub fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

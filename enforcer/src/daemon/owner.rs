@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::hashes::{self, ContentBans};
+use super::hashes::ContentBans;
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
@@ -14,7 +14,7 @@ use crate::{
     hashwatch::{HashWatchError, Match, StrictScope},
     maps::{Counters, GenerationSlot, MapsError},
     pathwatch::PathWatch,
-    policy::{self, Policy, Source, diff::PolicyDiff, diff::RuleSummary},
+    policy::{self, Policy, Sha256, Source, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
     resolve::{self, Resolution},
 };
@@ -298,8 +298,8 @@ impl Owner {
             Ok(()) => self.hub.publish(&Event::now(EventBody::ExecContentFound {
                 generation: self.live.number,
                 path: path.display().to_string(),
-                sha256: hashes::hex(&sha256),
-                dev: format!("{}:{}", dev >> 20, dev & 0xf_ffff),
+                sha256: Sha256(sha256).to_string(),
+                dev: resolve::dev_label(dev),
                 ino,
             })),
             Err(error) => eprintln!(

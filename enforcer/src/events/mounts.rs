@@ -13,7 +13,7 @@ pub fn full_path(dev: u32, within: &str) -> String {
 }
 
 fn join(mounts: &[Mount], dev: u32, within: &str) -> String {
-    let (major, minor) = (dev >> 20, dev & 0xf_ffff);
+    let (major, minor) = crate::resolve::dev_numbers(dev);
     let visible = mounts.iter().find_map(|mount| {
         if (mount.major, mount.minor) != (major, minor) {
             return None;
