@@ -21,10 +21,19 @@ pub enum Counter {
     ExecAudited = 6,
     /// Execs let through because an allow exception matched.
     ExecAllowed = 7,
+    /// DNS queries dropped because they asked for a blocked name.
+    DnsQueriesBlocked = 8,
+    /// DNS messages to or from port 53, and TLS ClientHellos, that the
+    /// parsers could not read; see the README for what happens to them.
+    Malformed = 9,
+    /// Addresses learned from DNS answers and TLS server names.
+    AddressesLearned = 10,
+    /// TLS ClientHellos dropped because they named a blocked server.
+    ServerNamesBlocked = 11,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 12] = [
         Counter::Blocked,
         Counter::Audited,
         Counter::Allowed,
@@ -33,6 +42,10 @@ impl Counter {
         Counter::ExecBlocked,
         Counter::ExecAudited,
         Counter::ExecAllowed,
+        Counter::DnsQueriesBlocked,
+        Counter::Malformed,
+        Counter::AddressesLearned,
+        Counter::ServerNamesBlocked,
     ];
 }
 

@@ -52,12 +52,121 @@ pub struct NetEvent {
     pub family: u8,
     /// The socket's IP protocol number.
     pub protocol: u8,
-    pub _reserved: [u8; 3],
+    /// A [`Source`]: what listed the destination.
+    pub source: u8,
+    pub _reserved: [u8; 2],
     pub comm: [u8; 16],
+    /// For a learned destination, the domain table slot of the listed
+    /// domain it was learned for, in this event's generation.
+    pub domain_slot: u32,
+    pub _reserved2: u32,
+}
+
+/// What listed a refused or audited destination.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A CIDR of the policy.
+    Cidr = 0,
+    /// An address learned from a DNS answer or a TLS server name.
+    Learned = 1,
+}
+
+/// What a [`DomainEvent`] reports.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainEventKind {
+    /// A DNS query for a listed name: `daddr` is the resolver.
+    Query = 1,
+    /// An address from an answer for a listed name is now blocked (or
+    /// audited) for `ttl` seconds: `daddr` is that address.
+    Learned = 2,
+    /// A TLS ClientHello named a listed server: `daddr` is where it went.
+    ServerName = 3,
+    /// A DNS response for a listed name was dropped: `daddr` is the
+    /// resolver it came from.
+    Answer = 4,
+}
+
+impl DomainEventKind {
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Query),
+            2 => Some(Self::Learned),
+            3 => Some(Self::ServerName),
+            4 => Some(Self::Answer),
+            _ => None,
+        }
+    }
+}
+
+/// A verdict on a name: a DNS query or answer, or a TLS server name.
+/// Events seen on receive carry no process: `pid`, `tid` and `comm` are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DomainEvent {
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    pub generation: u64,
+    pub rule: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub verdict: u32,
+    pub daddr: [u8; 16],
+    pub dport: u16,
+    /// A [`DomainEventKind`].
+    pub kind: u8,
+    pub family: u8,
+    pub protocol: u8,
+    pub _reserved: u8,
+    /// The DNS question's type; 0 for a TLS server name.
+    pub qtype: u16,
+    /// Seconds a learned address stays listed.
+    pub ttl: u32,
+    /// Bytes of `name` in use.
+    pub name_len: u16,
+    /// Where in `name` the listed domain that matched starts.
+    pub domain_start: u16,
+    pub comm: [u8; 16],
+    /// The name as seen, in text form (see `crate::domain`).
+    pub name: [u8; crate::domain::NAME_BYTES],
 }
 
 const _: () = {
-    assert!(size_of::<NetEvent>() == 88);
+    assert!(size_of::<DomainEvent>() == 96 + crate::domain::NAME_BYTES);
+    assert!(offset_of!(DomainEvent, verdict) == 44);
+    assert!(offset_of!(DomainEvent, daddr) == 48);
+    assert!(offset_of!(DomainEvent, dport) == 64);
+    assert!(offset_of!(DomainEvent, kind) == 66);
+    assert!(offset_of!(DomainEvent, family) == 67);
+    assert!(offset_of!(DomainEvent, protocol) == 68);
+    assert!(offset_of!(DomainEvent, qtype) == 70);
+    assert!(offset_of!(DomainEvent, ttl) == 72);
+    assert!(offset_of!(DomainEvent, name_len) == 76);
+    assert!(offset_of!(DomainEvent, domain_start) == 78);
+    assert!(offset_of!(DomainEvent, comm) == 80);
+    assert!(offset_of!(DomainEvent, name) == 96);
+};
+
+/// A destination learned from a name, keyed by its address as IPv6 in
+/// network order (IPv4 as `::ffff:a.b.c.d`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LearnedAddress {
+    /// `CLOCK_BOOTTIME` when the address stops being listed.
+    pub expires_boot_ns: u64,
+    /// Whole-name hash of the listed domain (see `crate::domain`): the
+    /// hooks look it up in the live generation, so a policy that drops the
+    /// domain stops the block at once.
+    pub domain_hash: u64,
+}
+
+const _: () = assert!(size_of::<LearnedAddress>() == 16);
+
+const _: () = {
+    assert!(size_of::<NetEvent>() == 96);
     assert!(offset_of!(NetEvent, boot_ns) == 0);
     assert!(offset_of!(NetEvent, cgroup_id) == 8);
     assert!(offset_of!(NetEvent, generation) == 16);
@@ -72,10 +181,17 @@ const _: () = {
     assert!(offset_of!(NetEvent, hook) == 66);
     assert!(offset_of!(NetEvent, family) == 67);
     assert!(offset_of!(NetEvent, protocol) == 68);
-    assert!(offset_of!(NetEvent, _reserved) == 69);
+    assert!(offset_of!(NetEvent, source) == 69);
     assert!(offset_of!(NetEvent, comm) == 72);
+    assert!(offset_of!(NetEvent, domain_slot) == 88);
 };
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data, every bit pattern valid, no padding (checked above).
 unsafe impl aya::Pod for NetEvent {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for DomainEvent {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for LearnedAddress {}

@@ -23,6 +23,8 @@
 //! exec files                EXEC_ENTRY_WORDS each: ino, dev << 32 | decision; sorted by (dev, ino)
 //! exec directories          the same, for directories whose files are all covered
 //! exec names                EXEC_ENTRY_WORDS each: name hash, decision; sorted by hash
+//! domain slots              DOMAIN_SLOT_WORDS each: suffix hash (0: empty), text << 32 | decision
+//! domain texts              per domain: length in bytes, then the bytes, eight to a word
 //! ```
 //!
 //! Files and directories are identified by device and inode. Directories
@@ -55,12 +57,22 @@ pub mod header {
     pub const EXEC_NAME_COUNT: u32 = 13;
     /// Bits of `crate::exec::options`.
     pub const EXEC_OPTIONS: u32 = 14;
+    /// The domain table: a power-of-two number of slots, and the seed of
+    /// their hashes (see `crate::domain`).
+    pub const DOMAIN_SLOTS: u32 = 15;
+    pub const DOMAIN_SLOT_COUNT: u32 = 16;
+    pub const DOMAIN_SEED: u32 = 17;
+    /// Bits of `crate::domain::options`.
+    pub const DNS_OPTIONS: u32 = 18;
+    /// Bounds in seconds on how long a learned address stays blocked.
+    pub const DNS_TTL_MIN: u32 = 19;
+    pub const DNS_TTL_MAX: u32 = 20;
 }
 
 /// Room for fields to come without moving the sections.
-pub const HEADER_WORDS: u32 = 16;
+pub const HEADER_WORDS: u32 = 24;
 pub const MAGIC: u64 = (0x454e_4652 << 32) | LAYOUT_VERSION as u64; // "ENFR"
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Buckets per family: one per value of the top 16 address bits.
 pub const BUCKET_BITS: u32 = 16;

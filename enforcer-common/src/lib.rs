@@ -8,11 +8,16 @@
 
 pub mod counters;
 pub mod decision;
+pub mod dns;
+pub mod domain;
 pub mod event;
 pub mod exec;
 pub mod image;
 pub mod lookup;
 pub mod names;
+pub mod packet;
+pub mod repeat;
+pub mod tls;
 
 /// Protocol classes the policy distinguishes. Port tables are keyed by
 /// `class << 16 | port`, so the class is part of one sorted key space.
@@ -43,4 +48,9 @@ pub mod proto {
 }
 
 // Userspace tells the records in the one events ring buffer apart by size.
-const _: () = assert!(size_of::<event::NetEvent>() != size_of::<exec::ExecEvent>());
+const _: () = {
+    let net = size_of::<event::NetEvent>();
+    let exec = size_of::<exec::ExecEvent>();
+    let domain = size_of::<event::DomainEvent>();
+    assert!(net != exec && net != domain && exec != domain);
+};

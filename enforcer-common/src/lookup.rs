@@ -8,12 +8,17 @@
 //! writes a bucket or port table longer than that search can cover.
 
 use crate::{
-    decision::Decision,
+    decision::{Action, Decision},
+    domain::{
+        DOMAIN_SLOT_WORDS, DomainMatch, MAX_NAME_LEN, MAX_PROBES, Name, hash_step, packed_byte,
+        slot_hash,
+    },
     image::{
         EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_SEARCH_STEPS, V6_RANGE_WORDS, header, high, low,
         v4_bucket, v6_bucket,
     },
     proto::port_key,
+    repeat::{Repeat, Step},
 };
 
 /// Read access to the words of an image.
@@ -197,6 +202,192 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         } else {
             Ok(Decision::NONE)
         }
+    }
+}
+
+impl<W: Words + ?Sized> Generation<'_, W> {
+    pub fn has_domains(&self) -> Result<bool, Fault> {
+        Ok(self.word(header::DOMAIN_SLOT_COUNT)? != 0)
+    }
+
+    pub fn dns_options(&self) -> Result<u64, Fault> {
+        self.word(header::DNS_OPTIONS)
+    }
+
+    /// How long, in seconds, an address learned with `ttl` stays blocked.
+    pub fn learned_seconds(&self, ttl: u32) -> Result<u64, Fault> {
+        let (min, max) = (
+            self.word(header::DNS_TTL_MIN)?,
+            self.word(header::DNS_TTL_MAX)?,
+        );
+        Ok((ttl as u64).clamp(min, max.max(min)))
+    }
+
+    /// The policy's word on `name`: the most specific listed domain that
+    /// is `name` itself or one of its parents (see `crate::domain`).
+    pub fn domain(&self, name: &Name<'_>, repeat: &impl Repeat) -> Result<DomainMatch, Fault> {
+        let slot_count = self.word(header::DOMAIN_SLOT_COUNT)? as u32;
+        if slot_count == 0 || name.len == 0 || name.len > MAX_NAME_LEN {
+            return Ok(DomainMatch::NONE);
+        }
+        let mut scan = SuffixScan {
+            generation: self,
+            name,
+            slots: self.word(header::DOMAIN_SLOTS)? as u32,
+            slot_count,
+            hash: self.word(header::DOMAIN_SEED)?,
+            hit: None,
+            fault: false,
+        };
+        repeat.repeat(name.len as u32, &mut scan);
+        let (fault, hit, slots) = (scan.fault, scan.hit, scan.slots);
+        if fault {
+            return Err(Fault);
+        }
+        let Some((slot, start)) = hit else {
+            return Ok(DomainMatch::NONE);
+        };
+        let entry = self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?;
+        let listed = Decision(low(entry));
+        let text = high(entry);
+        let mut compare = TextCompare {
+            generation: self,
+            name,
+            start,
+            text,
+            equal: self.word(text)? as usize == name.len - start,
+            fault: false,
+        };
+        if compare.equal {
+            repeat.repeat((name.len - start) as u32, &mut compare);
+        }
+        if compare.fault {
+            return Err(Fault);
+        }
+        let decision = if compare.equal {
+            listed
+        } else {
+            // A hash collision. Only someone who knows the seed can make
+            // one; failing closed keeps it from unlisting anything.
+            Decision::new(Action::Block, listed.rule())
+        };
+        Ok(DomainMatch {
+            decision,
+            slot,
+            start: start as u32,
+        })
+    }
+
+    /// The decision and slot of the listed domain whose whole-name hash is
+    /// `hash`, for re-checking an address learned under an earlier
+    /// generation against the live one.
+    pub fn domain_by_hash(&self, hash: u64) -> Result<DomainMatch, Fault> {
+        let slot_count = self.word(header::DOMAIN_SLOT_COUNT)? as u32;
+        if slot_count == 0 {
+            return Ok(DomainMatch::NONE);
+        }
+        let slots = self.word(header::DOMAIN_SLOTS)? as u32;
+        let Some(slot) = self.probe(slots, slot_count, hash)? else {
+            return Ok(DomainMatch::NONE);
+        };
+        Ok(DomainMatch {
+            decision: Decision(low(self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?)),
+            slot,
+            start: 0,
+        })
+    }
+
+    /// The whole-name hash stored in `slot`.
+    pub fn domain_hash(&self, slot: u32) -> Result<u64, Fault> {
+        let slots = self.word(header::DOMAIN_SLOTS)? as u32;
+        self.word(slots + slot * DOMAIN_SLOT_WORDS)
+    }
+
+    #[inline(always)]
+    fn probe(&self, slots: u32, slot_count: u32, hash: u64) -> Result<Option<u32>, Fault> {
+        let mask = slot_count - 1;
+        for distance in 0..MAX_PROBES {
+            let slot = (hash as u32).wrapping_add(distance) & mask;
+            let stored = self.word(slots + slot * DOMAIN_SLOT_WORDS)?;
+            if stored == hash {
+                return Ok(Some(slot));
+            }
+            if stored == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The state of the suffix scan of [`Generation::domain`]: each step
+/// hashes one more byte from the end of the name, and at a label boundary
+/// looks the suffix up.
+struct SuffixScan<'a, 'g, 'n, W: Words + ?Sized> {
+    generation: &'a Generation<'g, W>,
+    name: &'a Name<'n>,
+    slots: u32,
+    slot_count: u32,
+    hash: u64,
+    /// The most specific hit so far: its slot and where its suffix starts.
+    hit: Option<(u32, usize)>,
+    fault: bool,
+}
+
+impl<W: Words + ?Sized> Step for SuffixScan<'_, '_, '_, W> {
+    #[inline(always)]
+    fn step(&mut self, index: u32) -> bool {
+        let done = index as usize;
+        if done >= self.name.len {
+            return false;
+        }
+        let position = self.name.len - 1 - done;
+        self.hash = hash_step(self.hash, self.name.byte(position));
+        if position != 0 && self.name.byte(position - 1) != b'.' {
+            return true;
+        }
+        match self
+            .generation
+            .probe(self.slots, self.slot_count, slot_hash(self.hash))
+        {
+            Ok(Some(slot)) => self.hit = Some((slot, position)),
+            Ok(None) => {}
+            Err(Fault) => {
+                self.fault = true;
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The state of the comparison that confirms a hit: each step compares one
+/// byte of the name with the listed domain's text.
+struct TextCompare<'a, 'g, 'n, W: Words + ?Sized> {
+    generation: &'a Generation<'g, W>,
+    name: &'a Name<'n>,
+    start: usize,
+    text: u32,
+    equal: bool,
+    fault: bool,
+}
+
+impl<W: Words + ?Sized> Step for TextCompare<'_, '_, '_, W> {
+    #[inline(always)]
+    fn step(&mut self, index: u32) -> bool {
+        let index = index as usize;
+        if self.start + index >= self.name.len {
+            return false;
+        }
+        let Ok(word) = self.generation.word(self.text + 1 + (index / 8) as u32) else {
+            self.fault = true;
+            return false;
+        };
+        if packed_byte(word, index) != self.name.byte(self.start + index) {
+            self.equal = false;
+            return false;
+        }
+        true
     }
 }
 

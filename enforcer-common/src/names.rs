@@ -30,3 +30,12 @@ pub const MAP_EXEC_SCOPE: &str = "EXEC_SCOPE";
 /// The mapping hook of the `exec_block_loader` option, and its tracepoint.
 pub const PROG_EXEC_MAPPING: &str = "sys_enter_mmap";
 pub const MAPPING_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");
+
+/// The cgroup_skb programs that read DNS messages and TLS ClientHellos.
+pub const PROG_EGRESS: &str = "egress";
+pub const PROG_INGRESS: &str = "ingress";
+
+/// Addresses learned from DNS answers and TLS server names.
+pub const MAP_LEARNED: &str = "LEARNED";
+/// Per-CPU room for a copied payload and a name.
+pub const MAP_SCRATCH: &str = "SCRATCH";

@@ -6,7 +6,9 @@
 
 mod exec;
 mod maps;
+mod repeat;
 mod report;
+mod skb;
 mod sock_addr;
 
 #[cfg(not(test))]

@@ -1,10 +1,19 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, PerCpuArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use enforcer_common::{counters::COUNTERS_LEN, event::NetEvent, image::IMAGE_MAP_FLAGS};
+use core::mem::MaybeUninit;
+
+use enforcer_common::{
+    counters::COUNTERS_LEN,
+    dns::{Learned, MAX_ANSWERS, Response},
+    domain::NAME_BYTES,
+    event::{LearnedAddress, NetEvent},
+    image::IMAGE_MAP_FLAGS,
+    packet::{PACKET_BYTES, Packet},
+};
 
 /// One generation image (see `enforcer_common::image`). The declared size
 /// is only the template's: `BPF_F_INNER_MAP` admits images of any size.
@@ -20,6 +29,55 @@ pub static EVENTS: RingBuf<NetEvent, { 4 << 20 }> = RingBuf::new();
 
 #[btf_map]
 pub static COUNTERS: PerCpuArray<u64, { COUNTERS_LEN as usize }> = PerCpuArray::new();
+
+/// Addresses learned from DNS answers and TLS server names, keyed by the
+/// address as IPv6 in network order. Least recently used entries make
+/// room for new ones, so a flood of answers cannot fill it for good.
+#[btf_map]
+pub static LEARNED: LruHashMap<[u8; 16], LearnedAddress, 65536> = LruHashMap::new();
+
+/// Room to copy a payload and a name into: far more than the 512-byte
+/// stack holds.
+pub struct Scratch {
+    pub packet: [u8; PACKET_BYTES],
+    pub name: [u8; NAME_BYTES],
+    /// Bytes of `packet` in use.
+    pub copied: usize,
+    /// The word on the DNS response being judged, too big for the stack.
+    pub response: MaybeUninit<Response>,
+    /// The addresses of that response, collected before they are learned.
+    pub learned: [Learned; MAX_ANSWERS as usize],
+}
+
+#[btf_map]
+pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+
+/// The fields of a [`Scratch`], borrowed apart, with the copied payload.
+pub struct Parts<'a> {
+    pub payload: Packet<'a>,
+    pub name: &'a mut [u8; NAME_BYTES],
+    pub response: &'a mut MaybeUninit<Response>,
+    pub learned: &'a mut [Learned; MAX_ANSWERS as usize],
+}
+
+impl Scratch {
+    #[inline(always)]
+    pub fn parts(&mut self) -> Option<Parts<'_>> {
+        // SAFETY: a plain read of a field of this map value. Read back from
+        // memory, the length is unknown to the verifier (see `Packet::new`).
+        let len = unsafe { core::ptr::read_volatile(&self.copied) };
+        Some(Parts {
+            payload: Packet::new(&self.packet, len)?,
+            name: &mut self.name,
+            response: &mut self.response,
+            learned: &mut self.learned,
+        })
+    }
+}
+
+/// The headers of the packet a cgroup_skb program is judging.
+#[btf_map]
+pub static HEADERS: PerCpuArray<crate::skb::Headers, 1> = PerCpuArray::new();
 
 /// The live image, as the shared lookup code reads it.
 pub struct LiveImage<'a>(pub &'a Image);

@@ -4,9 +4,17 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
-use enforcer_common::{counters::Counter, event::NetEvent};
+use enforcer_common::{
+    counters::Counter,
+    dns::Learned,
+    domain::{DomainMatch, NAME_BYTES, Name},
+    event::{DomainEvent, DomainEventKind, FAMILY_V4, FAMILY_V6, NetEvent, Source},
+};
 
-use crate::maps::{COUNTERS, EVENTS};
+use crate::{
+    maps::{COUNTERS, EVENTS},
+    skb::Headers,
+};
 
 #[inline(always)]
 pub fn count(counter: Counter) {
@@ -27,6 +35,8 @@ pub struct Verdict {
     pub hook: u8,
     pub family: u8,
     pub protocol: u8,
+    pub source: Source,
+    pub domain_slot: u32,
 }
 
 /// Puts the verdict in the ring buffer. A full ring never changes the
@@ -56,8 +66,102 @@ pub fn report(verdict: Verdict) {
         hook: verdict.hook,
         family: verdict.family,
         protocol: verdict.protocol,
-        _reserved: [0; 3],
+        source: verdict.source as u8,
+        _reserved: [0; 2],
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        domain_slot: verdict.domain_slot,
+        _reserved2: 0,
     });
+    entry.submit(0);
+}
+
+/// The socket a packet belongs to, as the skb tells it: packets may be
+/// sent or received outside the context of the process that owns it.
+#[derive(Clone, Copy)]
+pub struct Socket {
+    pub cgroup_id: u64,
+    pub uid: u32,
+}
+
+/// A verdict on a name; see `DomainEvent` for the fields. Passed by
+/// reference to a function of its own, so that the callers' frames stay
+/// small (see `skb::STACK`).
+pub struct NameVerdict<'a> {
+    pub kind: DomainEventKind,
+    pub generation: u64,
+    pub found: &'a DomainMatch,
+    pub packet: &'a Headers,
+    pub name: &'a Name<'a>,
+    pub qtype: u16,
+    /// For `Learned`, the address learned; the event reports it instead of
+    /// the packet's peer.
+    pub learned: Option<&'a Learned>,
+    pub ttl: u32,
+}
+
+/// Puts a name verdict in the ring buffer, dropping and counting it when
+/// the ring is full. Events about sent packets name the current process,
+/// which is the sender unless the stack sends on its own (a TCP
+/// retransmission); received ones name none.
+#[inline(never)]
+pub fn report_name(verdict: &NameVerdict<'_>) {
+    let Some(mut entry) = EVENTS.reserve_untyped::<DomainEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
+    };
+    let packet = verdict.packet;
+    let (outgoing, mut address, mut family, port) = match verdict.kind {
+        DomainEventKind::Query | DomainEventKind::ServerName => {
+            (true, packet.daddr, packet.family, packet.dport)
+        }
+        DomainEventKind::Answer => (false, packet.saddr, packet.family, packet.sport),
+        DomainEventKind::Learned => (false, [0; 16], FAMILY_V4, 0),
+    };
+    if let Some(learned) = verdict.learned {
+        if learned.v4 {
+            address[..4].copy_from_slice(&learned.address[12..]);
+        } else {
+            address = learned.address;
+            family = FAMILY_V6;
+        }
+    }
+    let (pid_tgid, comm) = if outgoing {
+        (
+            bpf_get_current_pid_tgid(),
+            bpf_get_current_comm().unwrap_or([0; 16]),
+        )
+    } else {
+        (0, [0; 16])
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: the reserved record is ours until submitted; each field is
+    // written once, in place, because the record is too big for the stack.
+    unsafe {
+        (*event).boot_ns = bpf_ktime_get_boot_ns();
+        (*event).cgroup_id = packet.socket.cgroup_id;
+        (*event).generation = verdict.generation;
+        (*event).rule = verdict.found.decision.rule();
+        (*event).pid = (pid_tgid >> 32) as u32;
+        (*event).tid = pid_tgid as u32;
+        (*event).uid = packet.socket.uid;
+        (*event).gid = 0;
+        (*event).verdict = verdict.found.decision.action() as u32;
+        (*event).daddr = address;
+        (*event).dport = port;
+        (*event).kind = verdict.kind as u8;
+        (*event).family = family;
+        (*event).protocol = packet.protocol;
+        (*event)._reserved = 0;
+        (*event).qtype = verdict.qtype;
+        (*event).ttl = verdict.ttl;
+        (*event).name_len = verdict.name.len as u16;
+        (*event).domain_start = verdict.found.start as u16;
+        (*event).comm = comm;
+        core::ptr::copy_nonoverlapping(
+            verdict.name.bytes.as_ptr(),
+            (*event).name.as_mut_ptr(),
+            NAME_BYTES,
+        );
+    }
     entry.submit(0);
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use enforcer_common::{
     counters::Counter,
     decision::Action,
-    event::{FAMILY_V4, FAMILY_V6, Hook},
+    event::{FAMILY_V4, FAMILY_V6, Hook, Source},
     proto::class_of,
 };
 
@@ -15,6 +15,7 @@ use enforcer_common::lookup::{Fault, Generation};
 use crate::{
     maps::{GENERATION, LiveImage},
     report::{Verdict, count, report},
+    skb::learned_decision,
 };
 
 /// What a cgroup socket-address program returns.
@@ -47,6 +48,24 @@ struct Destination {
     family: u8,
     port: u16,
     protocol: u32,
+}
+
+impl Destination {
+    /// The key of the learned-address map: IPv6, IPv4 mapped.
+    #[inline(always)]
+    fn learned_key(&self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        if self.family == FAMILY_V4 {
+            key[10] = 0xff;
+            key[11] = 0xff;
+            key[12..].copy_from_slice(&self.words[0].to_ne_bytes());
+        } else {
+            for (chunk, word) in key.chunks_exact_mut(4).zip(self.words) {
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+        }
+        key
+    }
 }
 
 #[inline(always)]
@@ -132,7 +151,19 @@ fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
         let low = ((u32::from_be(words[2]) as u64) << 32) | u32::from_be(words[3]) as u64;
         generation.v6_class(high, low)?
     };
-    let decision = generation.decision(class, class_of(destination.protocol), destination.port)?;
+    let mut decision =
+        generation.decision(class, class_of(destination.protocol), destination.port)?;
+    let mut source = Source::Cidr;
+    let mut domain_slot = 0;
+    if decision.action() != Action::Allow
+        && generation.has_domains()?
+        && let Some(learned) = learned_decision(&generation, &destination.learned_key())?
+        && learned.decision.outranks(decision)
+    {
+        decision = learned.decision;
+        source = Source::Learned;
+        domain_slot = learned.slot;
+    }
     let action = decision.action();
     let pass = match action {
         Action::None => return Ok(true),
@@ -162,6 +193,8 @@ fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
         hook: hook as u8,
         family: destination.family,
         protocol: destination.protocol as u8,
+        source,
+        domain_slot,
     });
     Ok(pass)
 }

@@ -221,6 +221,15 @@ fn status_text(report: &StatusReport) -> String {
     );
     let _ = writeln!(
         text,
+        "domain verdicts: {} DNS queries blocked, {} server names blocked, {} addresses \
+         learned, {} unreadable messages",
+        counters.dns_queries_blocked,
+        counters.server_names_blocked,
+        counters.addresses_learned,
+        counters.malformed
+    );
+    let _ = writeln!(
+        text,
         "ring buffer drops: {}, lookup faults: {}",
         counters.events_dropped, counters.lookup_faults
     );

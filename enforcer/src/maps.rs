@@ -166,6 +166,10 @@ pub struct CounterTotals {
     pub exec_blocked: u64,
     pub exec_audited: u64,
     pub exec_allowed: u64,
+    pub dns_queries_blocked: u64,
+    pub malformed: u64,
+    pub addresses_learned: u64,
+    pub server_names_blocked: u64,
 }
 
 pub struct Counters {
@@ -203,6 +207,10 @@ impl Counters {
                 Counter::ExecBlocked => &mut totals.exec_blocked,
                 Counter::ExecAudited => &mut totals.exec_audited,
                 Counter::ExecAllowed => &mut totals.exec_allowed,
+                Counter::DnsQueriesBlocked => &mut totals.dns_queries_blocked,
+                Counter::Malformed => &mut totals.malformed,
+                Counter::AddressesLearned => &mut totals.addresses_learned,
+                Counter::ServerNamesBlocked => &mut totals.server_names_blocked,
             };
             *slot = sum;
         }

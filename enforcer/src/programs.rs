@@ -11,15 +11,16 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{CgroupArray, MapData, RingBuf},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError, TracePoint,
-        trace_point::TracePointLinkId,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm,
+        ProgramError, TracePoint, trace_point::TracePointLinkId,
     },
 };
 use enforcer_common::{
     exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
     names::{
         EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
-        MAPPING_TRACEPOINT, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
+        MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL,
+        PROG_INGRESS, SOCKET_PROGRAMS,
     },
 };
 
@@ -30,6 +31,12 @@ use crate::{
     mountinfo,
     policy::Policy,
 };
+
+/// The packet programs of domain rules, and where each attaches.
+const PACKET_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
+    (PROG_EGRESS, CgroupSkbAttachType::Egress),
+    (PROG_INGRESS, CgroupSkbAttachType::Ingress),
+];
 
 /// Where aya looks for tracepoints when debugfs is not mounted.
 const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
@@ -128,6 +135,11 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
             .load()
             .map_err(|source| ProgramsError::Program { name, source })?;
     }
+    for (name, _) in PACKET_PROGRAMS {
+        packet_program(&mut ebpf, name)?
+            .load()
+            .map_err(|source| ProgramsError::Program { name, source })?;
+    }
     let exec = match (offsets, Btf::from_sys_fs()) {
         (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, &btf, capabilities.bpf_lsm_active),
         (Err(error), _) => ExecSupport::Unavailable(format!(
@@ -212,6 +224,16 @@ fn socket_program<'a>(
         .map_err(|source| ProgramsError::Program { name, source })
 }
 
+fn packet_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSkb, ProgramsError> {
+    ebpf.program_mut(name)
+        .ok_or(ProgramsError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProgramsError::Program { name, source })
+}
+
 impl Programs {
     /// Attaches every socket program to `cgroup`, or none: on error the
     /// ones already attached are detached again when `self` drops.
@@ -226,6 +248,11 @@ impl Programs {
             // the kernel refuses any mode flag on a link, so pass none.
             socket_program(&mut self.ebpf, name)?
                 .attach(&file, CgroupAttachMode::Single)
+                .map_err(|source| ProgramsError::Program { name, source })?;
+        }
+        for (name, attach_type) in PACKET_PROGRAMS {
+            packet_program(&mut self.ebpf, name)?
+                .attach(&file, attach_type, CgroupAttachMode::Single)
                 .map_err(|source| ProgramsError::Program { name, source })?;
         }
         if let ExecSupport::Enforced(method) = self.exec {

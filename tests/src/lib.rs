@@ -16,24 +16,31 @@
 //! - [`exec_probe`] runs the `execprobe` helper, which joins the cgroup and
 //!   then starts a program (by `execve`, `execveat` on an fd, `posix_spawn`
 //!   or through a shell) and reports what its parent observes: an exit
-//!   status, a signal, or the errno of the exec.
+//!   status, a signal, or the errno of the exec;
+//! - [`dns_query`] and [`tls_hello`] have `netprobe` send a real DNS query
+//!   or TLS ClientHello from inside the cgroup, to a [`dns::DnsServer`] or
+//!   a [`TlsListener`] run by the test, and [`command_in`] runs any program
+//!   (a real client such as `openssl s_client`) inside the cgroup.
 //!
 //! Tests only use 127.0.0.2–127.0.0.254 and ::1, and run real listeners so
 //! an allowed TCP connect really succeeds.
 
 pub mod bpf;
+pub mod dns;
+mod serve;
+pub mod tls;
 
 use std::{
     env,
     ffi::OsStr,
     fs,
     io::{BufRead, BufReader, Read},
-    net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket},
+    net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{self, Child, Command, ExitStatus, Output, Stdio},
     sync::{
         Arc, Condvar, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -717,33 +724,130 @@ pub fn probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) ->
 
 /// [`probe`], also returning the pid of the process that made the socket.
 pub fn run_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) -> Probe {
-    let addr = addr.into();
+    let args = [
+        op.arg().to_owned(),
+        addr.into().to_string(),
+        port.to_string(),
+    ];
+    let (pid, line) = run_netprobe(cgroup, &args);
+    let outcome = outcome(&line, "ok")
+        .unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")));
+    Probe { pid, outcome }
+}
+
+/// What `netprobe dns-query` saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsOutcome {
+    /// A reply with rcode 0, and its answer records as `TYPE=VALUE`:
+    /// `A=192.0.2.7`, `AAAA=::1`, `CNAME=b.example.`; empty for an empty
+    /// answer section.
+    Answer(Vec<String>),
+    /// A reply with this non-zero rcode (3 is NXDOMAIN).
+    Rcode(u16),
+    /// Sending the query (over TCP, also connecting) failed with this
+    /// errno.
+    Errno(i32),
+    /// No reply within 2 seconds.
+    Timeout,
+    /// Over TCP: the server closed the connection before a whole reply.
+    Closed,
+    /// A reply came that is no DNS message.
+    Malformed,
+}
+
+/// Sends one DNS query (recursion desired, random id) for `name` and
+/// `qtype` (`A`, `AAAA`, another type's name or a number) to `server`:53
+/// over `transport`, from a fresh `netprobe` process inside `cgroup`, and
+/// reports the first reply. An IPv6 `server` (such as a [`mapped`] one)
+/// gets an AF_INET6 socket.
+pub fn dns_query(
+    cgroup: &TestCgroup,
+    transport: dns::Transport,
+    server: impl Into<IpAddr>,
+    name: &str,
+    qtype: &str,
+) -> DnsOutcome {
+    let args = [
+        "dns-query".to_owned(),
+        transport.arg().to_owned(),
+        server.into().to_string(),
+        name.to_owned(),
+        qtype.to_owned(),
+    ];
+    let (_, line) = run_netprobe(cgroup, &args);
+    dns_outcome(&line).unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
+}
+
+fn dns_outcome(line: &str) -> Option<DnsOutcome> {
+    Some(match line.split_once(' ').unwrap_or((line, "")) {
+        ("answer", records) => {
+            DnsOutcome::Answer(records.split_whitespace().map(str::to_owned).collect())
+        }
+        ("rcode", rcode) => DnsOutcome::Rcode(rcode.parse().ok()?),
+        ("errno", errno) => DnsOutcome::Errno(errno.parse().ok()?),
+        ("timeout", "") => DnsOutcome::Timeout,
+        ("closed", "") => DnsOutcome::Closed,
+        ("malformed", "") => DnsOutcome::Malformed,
+        _ => return None,
+    })
+}
+
+/// Connects to `addr`:`port` from a fresh `netprobe` process inside
+/// `cgroup` and sends a TLS ClientHello naming `sni` ([`tls::client_hello`]).
+/// [`Outcome::Ok`] says only that the write succeeded: the kernel may still
+/// drop the segment, so ask the [`TlsListener`] what arrived.
+pub fn tls_hello(cgroup: &TestCgroup, addr: impl Into<IpAddr>, port: u16, sni: &str) -> Outcome {
+    let args = [
+        "tls-hello".to_owned(),
+        addr.into().to_string(),
+        port.to_string(),
+        sni.to_owned(),
+    ];
+    let (_, line) = run_netprobe(cgroup, &args);
+    outcome(&line, "sent").unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
+}
+
+/// A `Command` that runs `program` inside `cgroup`: `netprobe CGROUP exec
+/// PROGRAM`, to which the caller adds the program's arguments. For real
+/// clients such as `openssl s_client`.
+pub fn command_in(cgroup: &TestCgroup, program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(netprobe_bin());
+    command.arg(cgroup.path()).arg("exec").arg(program);
+    command
+}
+
+/// [`Outcome::Ok`] for the line `success`, [`Outcome::Errno`] for
+/// `errno N`.
+fn outcome(line: &str, success: &str) -> Option<Outcome> {
+    match line.split_once(' ') {
+        None if line == success => Some(Outcome::Ok),
+        Some(("errno", errno)) => errno.parse().ok().map(Outcome::Errno),
+        _ => None,
+    }
+}
+
+/// Runs `netprobe CGROUP ARGS...` and returns its pid and the line it
+/// printed; panics, with what it wrote, unless it exited 0.
+fn run_netprobe(cgroup: &TestCgroup, args: &[String]) -> (u32, String) {
     let child = Command::new(netprobe_bin())
         .arg(cgroup.path())
-        .arg(op.arg())
-        .arg(addr.to_string())
-        .arg(port.to_string())
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start netprobe");
     let pid = child.id();
-    let what = format!("netprobe {} {addr} {port}", op.arg());
+    let what = format!("netprobe {}", args.join(" "));
     let output = finish(child, COMMAND_TIMEOUT, &what);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let outcome = match stdout.trim() {
-        "ok" if output.status.success() => Outcome::Ok,
-        line => match line.strip_prefix("errno ").map(str::parse) {
-            Some(Ok(errno)) if output.status.success() => Outcome::Errno(errno),
-            _ => panic!(
-                "{what} failed ({}): stdout {stdout:?}, stderr {:?}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        },
-    };
-    Probe { pid, outcome }
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): stdout {stdout:?}, stderr {:?}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (pid, stdout.trim().to_owned())
 }
 
 /// The `netprobe` helper of this crate. Cargo only tells integration tests
@@ -914,6 +1018,91 @@ pub fn tcp_listener(addr: impl Into<IpAddr>) -> (TcpListener, u16) {
         .unwrap_or_else(|error| panic!("cannot listen on {addr}: {error}"));
     let port = listener.local_addr().expect("listener address").port();
     (listener, port)
+}
+
+/// A TCP listener on `addr` and a free port, run by the test process, that
+/// accepts every connection and records the bytes each one delivers, so a
+/// test can tell whether a ClientHello got through. It never answers: it
+/// closes a connection once the client has closed its side, or has sent
+/// something and then been quiet for [`TLS_QUIET`] (a real client would
+/// wait for the ServerHello forever). It stops on drop.
+pub struct TlsListener {
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Stopped and joined on drop.
+    _threads: serve::Threads,
+}
+
+/// How long a [`TlsListener`] connection that delivered bytes may be quiet
+/// before the listener closes it.
+pub const TLS_QUIET: Duration = Duration::from_millis(250);
+
+/// A [`TlsListener`] on `addr` and a free port.
+pub fn tls_listener(addr: impl Into<IpAddr>) -> (TlsListener, u16) {
+    let (listener, port) = tcp_listener(addr);
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&received);
+    let mut threads = serve::Threads::new();
+    threads.spawn(move |stop| {
+        serve::accept_until(&listener, stop, |stream| {
+            record_connection(stream, &log, stop)
+        });
+    });
+    let listener = TlsListener {
+        received,
+        _threads: threads,
+    };
+    (listener, port)
+}
+
+/// Appends what `stream` delivers to an entry of its own in `log`, until
+/// the client closes it, goes quiet (see [`TlsListener`]) or the listener
+/// stops; then closes it.
+fn record_connection(mut stream: TcpStream, log: &Mutex<Vec<Vec<u8>>>, stop: &AtomicBool) {
+    let index = {
+        let mut log = log.lock().unwrap();
+        log.push(Vec::new());
+        log.len() - 1
+    };
+    let mut buffer = [0; 4096];
+    let mut last_bytes = None;
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(read) => {
+                log.lock().unwrap()[index].extend_from_slice(&buffer[..read]);
+                last_bytes = Some(Instant::now());
+            }
+            Err(error) if serve::is_timeout(&error) => {
+                let quiet = last_bytes.is_some_and(|last| last.elapsed() >= TLS_QUIET);
+                if quiet || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl TlsListener {
+    /// The bytes each connection delivered so far, in the order they were
+    /// accepted.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Whether a connection delivers a byte within `timeout`.
+    pub fn received_client_hello(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.received().iter().any(|bytes| !bytes.is_empty()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// A UDP socket bound on `addr` and a free port, as a receiver for allowed

@@ -139,7 +139,7 @@ exec_paths = ["/opt/app/updater"]
             identity(7, 102, IdentityKind::File, 2),
             identity(8, 5, IdentityKind::File, 1),
         ];
-        let image = compile(&policy, &identities).unwrap().image;
+        let image = compile(&policy, &identities, 0).unwrap().image;
         let generation = Generation::new(image.as_slice());
 
         assert_eq!(
@@ -191,7 +191,7 @@ exec_paths = ["/opt/app/updater"]
     #[test]
     fn a_policy_without_exec_rules_has_empty_exec_tables() {
         let policy = policy("version = 1\n[[block]]\nname = \"n\"\ncidrs = [\"10.0.0.0/8\"]\n");
-        let image = compile(&policy, &[]).unwrap().image;
+        let image = compile(&policy, &[], 0).unwrap().image;
         let generation = Generation::new(image.as_slice());
         assert_eq!(generation.has_exec_files(), Ok(false));
         assert_eq!(generation.has_exec_directories(), Ok(false));

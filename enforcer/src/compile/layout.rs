@@ -1,15 +1,19 @@
 //! Writes segments and classes into one image (layout documented in
 //! `enforcer_common::image`).
 
-use enforcer_common::image::{
-    BUCKET_BITS, BUCKETS, EMPTY_CLASS, EXEC_ENTRY_WORDS, HEADER_WORDS, MAGIC, MAX_SEARCH_ENTRIES,
-    V6_RANGE_WORDS, header, pack,
+use enforcer_common::{
+    domain::DOMAIN_SLOT_WORDS,
+    image::{
+        BUCKET_BITS, BUCKETS, EMPTY_CLASS, EXEC_ENTRY_WORDS, HEADER_WORDS, MAGIC,
+        MAX_SEARCH_ENTRIES, V6_RANGE_WORDS, header, pack,
+    },
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
     CompileError,
     classes::ClassDecision,
+    domains::{self, DomainTable},
     exec::ExecTables,
     segments::{Family, Segments},
 };
@@ -24,6 +28,8 @@ pub struct ImageStats {
     pub exec_files: usize,
     pub exec_directories: usize,
     pub exec_names: usize,
+    #[serde(default)]
+    pub domains: usize,
     pub words: usize,
 }
 
@@ -39,6 +45,7 @@ pub fn write(
     v6: &Segments,
     classes: &[ClassDecision],
     exec: &ExecTables,
+    domains: &DomainTable,
 ) -> Result<(Vec<u64>, ImageStats), CompileError> {
     let v4 = bucketize(v4)?;
     let v6 = bucketize(v6)?;
@@ -79,6 +86,14 @@ pub fn write(
     let exec_files_at = section(exec.files.len() * EXEC_ENTRY_WORDS as usize);
     let exec_directories_at = section(exec.directories.len() * EXEC_ENTRY_WORDS as usize);
     let exec_names_at = section(exec.names.len() * EXEC_ENTRY_WORDS as usize);
+    let domain_slots_at = section(domains.slot_count * DOMAIN_SLOT_WORDS as usize);
+    let domain_texts_at = section(
+        domains
+            .entries
+            .iter()
+            .map(|(_, _, domain, _)| domains::text_word_count(domain))
+            .sum(),
+    );
     let total_words = section(0);
     if total_words > u32::MAX as usize {
         return Err(CompileError::ImageTooLarge(total_words));
@@ -100,6 +115,12 @@ pub fn write(
     image[header::EXEC_NAMES as usize] = exec_names_at as u64;
     image[header::EXEC_NAME_COUNT as usize] = exec.names.len() as u64;
     image[header::EXEC_OPTIONS as usize] = exec.options;
+    image[header::DOMAIN_SLOTS as usize] = domain_slots_at as u64;
+    image[header::DOMAIN_SLOT_COUNT as usize] = domains.slot_count as u64;
+    image[header::DOMAIN_SEED as usize] = domains.seed;
+    image[header::DNS_OPTIONS as usize] = domains.options;
+    image[header::DNS_TTL_MIN as usize] = domains.ttl_min;
+    image[header::DNS_TTL_MAX as usize] = domains.ttl_max;
 
     if let Some(table) = &v4 {
         image.extend(
@@ -149,6 +170,15 @@ pub fn write(
     for &(hash, decision) in &exec.names {
         image.extend([hash, decision.0 as u64]);
     }
+    debug_assert_eq!(image.len(), domain_slots_at);
+    image.resize(domain_texts_at, 0);
+    for (slot, hash, domain, decision) in &domains.entries {
+        let text = image.len();
+        let at = domain_slots_at + slot * DOMAIN_SLOT_WORDS as usize;
+        image[at] = *hash;
+        image[at + 1] = pack(text as u32, decision.0);
+        image.extend(domains::text_words(domain));
+    }
     debug_assert_eq!(image.len(), total_words);
 
     let stats = ImageStats {
@@ -159,6 +189,7 @@ pub fn write(
         exec_files: exec.files.len(),
         exec_directories: exec.directories.len(),
         exec_names: exec.names.len(),
+        domains: domains.entries.len(),
         words: image.len(),
     };
     Ok((image, stats))

@@ -11,13 +11,18 @@
 //!    for a (protocol, port) is precomputed, allow rules first;
 //! 3. [`exec`]: exec identities (resolved by [`crate::resolve`]) and file
 //!    names get their decisions the same way;
-//! 4. [`layout`]: ranges go into buckets by their top 16 bits, and all
+//! 4. [`domains`]: each listed domain gets its decision the same way, in
+//!    a hash table keyed by the domain's text;
+//! 5. [`layout`]: ranges go into buckets by their top 16 bits, and all
 //!    sections are written into one image.
 
 mod classes;
+mod domains;
 mod exec;
 mod layout;
 mod segments;
+
+use std::collections::BTreeMap;
 
 use enforcer_common::decision::MAX_RULES;
 
@@ -46,6 +51,8 @@ pub enum CompileError {
     },
     #[error("the compiled policy needs {0} words, more than one BPF map can hold")]
     ImageTooLarge(usize),
+    #[error("the policy lists {domains} domains; at most {limit} are supported")]
+    TooManyDomains { domains: usize, limit: usize },
     #[error("the policy names {entries} exec {what}; at most {limit} are supported")]
     TooManyExecEntries {
         what: &'static str,
@@ -61,14 +68,25 @@ pub struct Compiled {
     /// when it installs the image.
     pub image: Vec<u64>,
     pub stats: ImageStats,
+    /// The listed domains by their slot in the image's domain table, for
+    /// naming the domain of an event.
+    pub domain_slots: BTreeMap<u32, String>,
 }
 
 /// `exec` holds the files and directories the policy's exec rules name
 /// on this host: its exec paths as [`crate::resolve::resolve`] found them,
 /// and the files whose content an `exec_sha256` rule bans.
 ///
+/// `domain_seed` seeds the hashes of the domain table. The daemon draws it
+/// at random once, so that nobody who cannot read the image can build
+/// names whose hashes collide with a listed domain.
+///
 /// Rule indices in the image follow [`Policy::enforced_rules`].
-pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, CompileError> {
+pub fn compile(
+    policy: &Policy,
+    exec: &[ExecIdentity],
+    domain_seed: u64,
+) -> Result<Compiled, CompileError> {
     let rules = policy.enforced_rules();
     if rules.len() >= MAX_RULES as usize {
         return Err(CompileError::TooManyRules(rules.len()));
@@ -77,8 +95,18 @@ pub fn compile(policy: &Policy, exec: &[ExecIdentity]) -> Result<Compiled, Compi
     let v4 = segments::cover(Family::V4, prefixes(&rules, Family::V4), &mut classes);
     let v6 = segments::cover(Family::V6, prefixes(&rules, Family::V6), &mut classes);
     let exec = exec::tables(policy, exec);
-    let (image, stats) = layout::write(&v4, &v6, &classes.finish(), &exec)?;
-    Ok(Compiled { image, stats })
+    let domains = domains::table(policy, domain_seed)?;
+    let (image, stats) = layout::write(&v4, &v6, &classes.finish(), &exec, &domains)?;
+    let domain_slots = domains
+        .entries
+        .into_iter()
+        .map(|(slot, _, domain, _)| (slot as u32, domain))
+        .collect();
+    Ok(Compiled {
+        image,
+        stats,
+        domain_slots,
+    })
 }
 
 /// Every prefix of one family as (first address, last address, rule index).

@@ -22,6 +22,7 @@ fn rule(name: &str, kind: RuleKind, mode: Mode, cidrs: &[&str]) -> Rule {
             .iter()
             .map(|c| c.parse().expect("test CIDR"))
             .collect(),
+        domains: Vec::new(),
         exec_paths: Vec::new(),
         exec_names: Vec::new(),
         exec_sha256: Vec::new(),
@@ -119,7 +120,7 @@ fn compiled(rules: Vec<Rule>) -> (Policy, Vec<u64>) {
         rules,
         ..Default::default()
     };
-    let image = compile(&policy, &[]).expect("policy compiles").image;
+    let image = compile(&policy, &[], 0).expect("policy compiles").image;
     (policy, image)
 }
 
@@ -296,15 +297,15 @@ fn compilation_is_deterministic() {
         rules: rules(),
         ..Default::default()
     };
-    let first = compile(&policy(), &[]).unwrap();
-    let second = compile(&policy(), &[]).unwrap();
+    let first = compile(&policy(), &[], 0).unwrap();
+    let second = compile(&policy(), &[], 0).unwrap();
     assert_eq!(first, second);
 }
 
 #[test]
 fn stats_count_the_sections() {
     let (policy, image) = compiled(vec![block("a", &["10.0.0.0/24", "10.0.2.0/24"])]);
-    let stats = compile(&policy, &[]).unwrap().stats;
+    let stats = compile(&policy, &[], 0).unwrap().stats;
     // 10.0.0.0/24, the gap, 10.0.2.0/24 and the rest of the bucket.
     assert_eq!(stats.v4_ranges, 4);
     assert_eq!(stats.v6_ranges, 0);
@@ -457,7 +458,7 @@ fn network_switches_block_their_ports_everywhere_unless_allowed() {
     };
     policy.options.block_dot = true;
     policy.options.block_quic = true;
-    let image = compile(&policy, &[]).unwrap().image;
+    let image = compile(&policy, &[], 0).unwrap().image;
     let dot = Decision::new(Action::Block, 1);
     let quic = Decision::new(Action::Block, 2);
     assert_eq!(kernel_decision(&image, v4("1.1.1.1"), TCP, 853), dot);

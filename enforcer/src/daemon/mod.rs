@@ -78,6 +78,17 @@ pub enum DaemonError {
     Runtime(#[source] io::Error),
 }
 
+/// A seed for the domain tables' hashes, from the kernel's random pool.
+fn random_seed() -> io::Result<u64> {
+    let mut seed = [0u8; 8];
+    // SAFETY: the buffer is valid for its length.
+    let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if filled != seed.len() as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from_ne_bytes(seed))
+}
+
 pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     // Everything that can fail for a reason the user can fix is checked
     // before anything touches the kernel.
@@ -88,7 +99,8 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
     let policy = policy::load_files(&options.policy)?;
     let resolution = resolve::resolve(&policy, None);
-    let compiled = compile::compile(&policy, &resolution.identities)?;
+    let domain_seed = random_seed().map_err(DaemonError::Runtime)?;
+    let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
     let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
     let rules = Arc::new(RuleBook::default());
@@ -113,6 +125,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
             cgroup_path: cgroup_path(&capabilities.cgroup2_mount, &target),
             hash_roots: options.hash_roots.clone(),
         },
+        domain_seed,
         rules.clone(),
         hub.clone(),
         commands.downgrade(),

@@ -72,6 +72,8 @@ pub struct Owner {
     content: ContentBans,
     /// Where the hash watch scans for existing copies at start.
     hash_roots: Vec<PathBuf>,
+    /// Seeds every generation's domain table (see `compile::compile`).
+    domain_seed: u64,
     live: Live,
 }
 
@@ -111,6 +113,7 @@ impl Owner {
         kernel: Kernel,
         (policy, resolution, compiled): (Policy, Resolution, Compiled),
         reach: Reach,
+        domain_seed: u64,
         rules: Arc<RuleBook>,
         hub: Arc<EventHub>,
         commands: mpsc::WeakSender<Command>,
@@ -130,7 +133,7 @@ impl Owner {
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
         let number = 1;
-        rules.insert(number, rule_names(&policy));
+        rules.insert(number, rule_names(&policy), compiled.domain_slots.clone());
         slot.install(&compiled.image, number)
             .map_err(ProgramsError::from)?;
         programs.attach(&cgroup)?;
@@ -154,6 +157,7 @@ impl Owner {
             path_watch: None,
             content,
             hash_roots,
+            domain_seed,
             live,
         };
         owner.watch_paths();
@@ -319,11 +323,12 @@ impl Owner {
     ) -> Result<(), InstallError> {
         let mut identities = resolution.identities.clone();
         identities.extend(self.content.identities(&policy));
-        let compiled: Compiled = compile::compile(&policy, &identities)?;
+        let compiled: Compiled = compile::compile(&policy, &identities, self.domain_seed)?;
         let number = self.live.number + 1;
         // Names first: the first events of the new generation may be read
         // before this function returns.
-        self.rules.insert(number, rule_names(&policy));
+        self.rules
+            .insert(number, rule_names(&policy), compiled.domain_slots);
         self.rules.set_digests(self.content.labels());
         // The mapping hook goes on before a generation that wants it, and
         // off only after the last one that did.

@@ -7,21 +7,27 @@ use std::{
 
 use enforcer_common::{
     decision::Action,
-    event::{FAMILY_V4, Hook, NetEvent},
+    event::{DomainEvent, DomainEventKind, FAMILY_V4, Hook, NetEvent, Source},
     exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use super::{Event, EventBody, ExecVerdict, NetVerdict, Process, Verdict, mounts, rules::RuleBook};
+use super::{
+    Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, Verdict, mounts,
+    rules::RuleBook,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "a ring buffer record of {0} bytes; the kernel programs write {net} or {exec}",
+        "a ring buffer record of {0} bytes; the kernel programs write {net}, {exec} or {name}",
         net = size_of::<NetEvent>(),
-        exec = size_of::<ExecEvent>()
+        exec = size_of::<ExecEvent>(),
+        name = size_of::<DomainEvent>()
     )]
     Size(usize),
+    #[error("a record with unknown name event kind {0}")]
+    NameKind(u8),
     #[error("a record with unknown hook {0}")]
     Hook(u8),
     #[error("a record with unknown exec method {0}")]
@@ -51,7 +57,91 @@ pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
                 rules,
             )
         }
+        n if n == size_of::<DomainEvent>() => {
+            // SAFETY: as above, for DomainEvent.
+            decode_name(
+                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
+                rules,
+            )
+        }
         other => Err(DecodeError::Size(other)),
+    }
+}
+
+fn decode_name(raw: &DomainEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
+    let kind = DomainEventKind::from_u8(raw.kind).ok_or(DecodeError::NameKind(raw.kind))?;
+    let len = (raw.name_len as usize).min(raw.name.len());
+    let name = String::from_utf8_lossy(&raw.name[..len]).into_owned();
+    let domain =
+        String::from_utf8_lossy(&raw.name[(raw.domain_start as usize).min(len)..len]).into_owned();
+    let verdict = NameVerdict {
+        verdict: verdict(raw.verdict)?,
+        rule: rules.name(raw.generation, raw.rule),
+        domain,
+        name,
+        process: Process {
+            pid: raw.pid,
+            ppid: (raw.pid != 0).then(|| parent_pid(raw.pid)).flatten(),
+            tid: raw.tid,
+            uid: raw.uid,
+            gid: raw.gid,
+            comm: c_string(&raw.comm),
+            cgroup_id: raw.cgroup_id,
+        },
+        daddr: address(raw.family, raw.daddr),
+        dport: raw.dport,
+        proto: proto_name(raw.protocol),
+        direction: match kind {
+            DomainEventKind::Query => Some("query".to_string()),
+            DomainEventKind::Answer => Some("response".to_string()),
+            DomainEventKind::Learned | DomainEventKind::ServerName => None,
+        },
+        qtype: matches!(kind, DomainEventKind::Query | DomainEventKind::Answer)
+            .then(|| qtype_name(raw.qtype)),
+        ttl: matches!(kind, DomainEventKind::Learned | DomainEventKind::ServerName)
+            .then_some(raw.ttl),
+        generation: raw.generation,
+    };
+    let body = match kind {
+        DomainEventKind::Query | DomainEventKind::Answer => EventBody::Dns(verdict),
+        DomainEventKind::ServerName => EventBody::Sni(verdict),
+        DomainEventKind::Learned => EventBody::Learned(verdict),
+    };
+    Ok(Event::at(wall_time(raw.boot_ns), body))
+}
+
+/// The mnemonic of the DNS types clients ask for, else the number.
+fn qtype_name(qtype: u16) -> String {
+    match qtype {
+        1 => "A".to_string(),
+        2 => "NS".to_string(),
+        5 => "CNAME".to_string(),
+        6 => "SOA".to_string(),
+        12 => "PTR".to_string(),
+        15 => "MX".to_string(),
+        16 => "TXT".to_string(),
+        28 => "AAAA".to_string(),
+        33 => "SRV".to_string(),
+        64 => "SVCB".to_string(),
+        65 => "HTTPS".to_string(),
+        255 => "ANY".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn address(family: u8, bytes: [u8; 16]) -> String {
+    if family == FAMILY_V4 {
+        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
+    } else {
+        Ipv6Addr::from(bytes).to_string()
+    }
+}
+
+fn proto_name(protocol: u8) -> String {
+    match protocol {
+        IPPROTO_TCP => "tcp".to_string(),
+        IPPROTO_UDP => "udp".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -128,11 +218,12 @@ fn path_from_leaf(buffer: &[u8], components: u8, truncated: bool) -> String {
 fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
     let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
     let verdict = verdict(raw.verdict)?;
-    let daddr = if raw.family == FAMILY_V4 {
-        Ipv4Addr::new(raw.daddr[0], raw.daddr[1], raw.daddr[2], raw.daddr[3]).to_string()
-    } else {
-        Ipv6Addr::from(raw.daddr).to_string()
-    };
+    let daddr = address(raw.family, raw.daddr);
+    let domain = (raw.source == Source::Learned as u8).then(|| {
+        rules
+            .domain(raw.generation, raw.domain_slot)
+            .unwrap_or_else(|| format!("#{} (generation {})", raw.domain_slot, raw.generation))
+    });
     let net = NetVerdict {
         verdict,
         rule: rules.name(raw.generation, raw.rule),
@@ -147,12 +238,9 @@ fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
         },
         daddr,
         dport: raw.dport,
-        proto: match raw.protocol {
-            IPPROTO_TCP => "tcp".to_string(),
-            IPPROTO_UDP => "udp".to_string(),
-            other => other.to_string(),
-        },
+        proto: proto_name(raw.protocol),
         hook: hook_name(hook).to_string(),
+        domain,
         generation: raw.generation,
     };
     let body = match hook {
@@ -242,15 +330,22 @@ mod tests {
             hook: Hook::Connect4 as u8,
             family: FAMILY_V4,
             protocol: IPPROTO_TCP,
-            _reserved: [0; 3],
+            source: Source::Cidr as u8,
+            _reserved: [0; 2],
             comm,
+            domain_slot: 0,
+            _reserved2: 0,
         }
     }
 
     #[test]
     fn decodes_a_blocked_connect_with_the_rule_name() {
         let rules = RuleBook::default();
-        rules.insert(3, vec!["zoom".into(), "telegram".into()]);
+        rules.insert(
+            3,
+            vec!["zoom".into(), "telegram".into()],
+            Default::default(),
+        );
         let event = decode(&record(sample()), &rules).unwrap();
         let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
         assert_eq!(json["kind"], "connect");

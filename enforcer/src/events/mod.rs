@@ -53,6 +53,13 @@ pub enum EventBody {
     Connect(NetVerdict),
     Sendmsg(NetVerdict),
     Exec(ExecVerdict),
+    /// A DNS query for a listed name, or a response to one.
+    Dns(NameVerdict),
+    /// A TLS ClientHello whose server name is listed.
+    Sni(NameVerdict),
+    /// An address from a DNS answer for a listed name is now refused (or
+    /// audited) for `ttl` seconds.
+    Learned(NameVerdict),
     /// A new policy generation is in force.
     PolicyApplied {
         generation: u64,
@@ -103,6 +110,44 @@ pub struct NetVerdict {
     /// "tcp", "udp" or the IP protocol number.
     pub proto: String,
     pub hook: String,
+    /// When the destination was refused because a DNS answer or a TLS
+    /// server name tied it to a listed domain: that domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub generation: u64,
+}
+
+/// A verdict on a name: a DNS question or CNAME target, or a TLS server
+/// name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameVerdict {
+    pub verdict: Verdict,
+    pub rule: String,
+    /// The listed domain that matched: `name` itself or a parent of it.
+    pub domain: String,
+    /// The name as the packet carried it, in lowercase.
+    pub name: String,
+    /// Who sent the packet. Packets are judged when they are sent or
+    /// received, not always in the sender's context: a received answer
+    /// names no process (pid 0), and a retransmitted query may name
+    /// another one.
+    #[serde(flatten)]
+    pub process: Process,
+    /// dns: the resolver; sni: the server; learned: the address learned.
+    pub daddr: String,
+    pub dport: u16,
+    pub proto: String,
+    /// dns only: "query" when the query was refused (or audited),
+    /// "response" when a response for the name was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// dns only: the type asked for, e.g. "A", "AAAA", "HTTPS", or its
+    /// number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// learned and sni: seconds the address stays listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
     pub generation: u64,
 }
 

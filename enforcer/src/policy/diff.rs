@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, fmt};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cidr, Policy, Rule};
+use super::{Cidr, Domain, Policy, Rule};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDiff {
@@ -25,6 +25,9 @@ pub struct RuleSummary {
     pub kind: String,
     pub mode: String,
     pub cidrs: usize,
+    /// From a daemon that predates domains: 0.
+    #[serde(default)]
+    pub domains: usize,
     pub ports: Option<Vec<String>>,
     pub protocols: Option<Vec<String>>,
     pub exec_paths: usize,
@@ -39,6 +42,7 @@ impl RuleSummary {
             kind: rule.kind.to_string(),
             mode: rule.mode.to_string(),
             cidrs: rule.cidrs.len(),
+            domains: rule.domains.len(),
             ports: rule
                 .ports
                 .as_ref()
@@ -69,12 +73,15 @@ impl fmt::Display for RuleSummary {
             (self.exec_sha256, "exec hash", "exec hashes"),
         ];
         let mut parts = Vec::new();
-        // Ports and protocols only qualify CIDRs, so an exec-only rule
-        // leaves all three out.
-        if self.cidrs > 0 || execs.iter().all(|&(n, _, _)| n == 0) {
+        // Ports and protocols only qualify CIDRs, so a rule of domains or
+        // executables only leaves all three out.
+        if self.cidrs > 0 || (self.domains == 0 && execs.iter().all(|&(n, _, _)| n == 0)) {
             parts.push(count(self.cidrs, "CIDR", "CIDRs"));
             parts.push(format!("ports {}", list(&self.ports)));
             parts.push(format!("protocols {}", list(&self.protocols)));
+        }
+        if self.domains > 0 {
+            parts.push(count(self.domains, "domain", "domains"));
         }
         for (n, one, many) in execs {
             if n > 0 {
@@ -97,6 +104,11 @@ pub struct RuleChange {
     pub name: String,
     pub cidrs_added: Vec<String>,
     pub cidrs_removed: Vec<String>,
+    /// Sorted. From a daemon that predates domains: empty.
+    #[serde(default)]
+    pub domains_added: Vec<String>,
+    #[serde(default)]
+    pub domains_removed: Vec<String>,
     /// Exec entries, each as `path /opt/x`, `path /opt/dir/`, `name x` or
     /// `sha256 <hex>`; paths first, then names, then hashes, each sorted.
     pub exec_added: Vec<String>,
@@ -158,6 +170,8 @@ fn exec_entries(rule: &Rule) -> BTreeSet<(u8, String)> {
 fn change(before: &Rule, after: &Rule) -> RuleChange {
     let old: BTreeSet<&Cidr> = before.cidrs.iter().collect();
     let new: BTreeSet<&Cidr> = after.cidrs.iter().collect();
+    let old_domains: BTreeSet<&Domain> = before.domains.iter().collect();
+    let new_domains: BTreeSet<&Domain> = after.domains.iter().collect();
     let (old_execs, new_execs) = (exec_entries(before), exec_entries(after));
     let entries =
         |set: BTreeSet<&(u8, String)>| set.into_iter().map(|(_, text)| text.clone()).collect();
@@ -184,6 +198,14 @@ fn change(before: &Rule, after: &Rule) -> RuleChange {
         name: after.name.clone(),
         cidrs_added: new.difference(&old).map(ToString::to_string).collect(),
         cidrs_removed: old.difference(&new).map(ToString::to_string).collect(),
+        domains_added: new_domains
+            .difference(&old_domains)
+            .map(ToString::to_string)
+            .collect(),
+        domains_removed: old_domains
+            .difference(&new_domains)
+            .map(ToString::to_string)
+            .collect(),
         exec_added: entries(new_execs.difference(&old_execs).collect()),
         exec_removed: entries(old_execs.difference(&new_execs).collect()),
         settings,
@@ -205,18 +227,18 @@ impl fmt::Display for PolicyDiff {
             writeln!(f, "- {rule}")?;
         }
         for change in &self.changed {
-            let execs = if change.exec_added.is_empty() && change.exec_removed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", +{} exec, -{} exec",
-                    change.exec_added.len(),
-                    change.exec_removed.len()
-                )
+            let counts = |added: &[String], removed: &[String], what: &str| {
+                if added.is_empty() && removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", +{} {what}, -{} {what}", added.len(), removed.len())
+                }
             };
+            let domains = counts(&change.domains_added, &change.domains_removed, "domains");
+            let execs = counts(&change.exec_added, &change.exec_removed, "exec");
             writeln!(
                 f,
-                "~ {}: +{} CIDRs, -{} CIDRs{execs}{}",
+                "~ {}: +{} CIDRs, -{} CIDRs{domains}{execs}{}",
                 change.name,
                 change.cidrs_added.len(),
                 change.cidrs_removed.len(),
@@ -231,6 +253,8 @@ impl fmt::Display for PolicyDiff {
             for (sign, entries) in [
                 ('+', &change.cidrs_added),
                 ('-', &change.cidrs_removed),
+                ('+', &change.domains_added),
+                ('-', &change.domains_removed),
                 ('+', &change.exec_added),
                 ('-', &change.exec_removed),
             ] {
@@ -401,6 +425,64 @@ exec_names = ["Telegram", "telegram-desktop"]
     }
 
     #[test]
+    fn reports_domain_changes() {
+        let old = policy(
+            r#"
+version = 1
+[[block]]
+name = "telegram"
+domains = ["telegram.org", "t.me"]
+exec_names = ["telegram-desktop"]
+[[allow]]
+name = "mirror"
+domains = ["corp-mirror.telegram.org"]
+"#,
+        );
+        let new = policy(
+            r#"
+version = 1
+[[block]]
+name = "telegram"
+domains = ["Telegram.org.", "telegram.me"]
+exec_names = ["telegram-desktop"]
+[[allow]]
+name = "mirror"
+domains = ["corp-mirror.telegram.org"]
+[[block]]
+name = "whatsapp"
+domains = ["whatsapp.com", "whatsapp.net"]
+"#,
+        );
+        let diff = PolicyDiff::between(&old, &new);
+        assert_eq!(diff.unchanged, 1);
+        let [telegram] = diff.changed.as_slice() else {
+            panic!("{diff:?}")
+        };
+        assert_eq!(telegram.domains_added, ["telegram.me"]);
+        assert_eq!(telegram.domains_removed, ["t.me"]);
+        assert!(telegram.cidrs_added.is_empty() && telegram.exec_added.is_empty());
+        assert!(telegram.settings.is_empty(), "{:?}", telegram.settings);
+        assert_eq!(
+            diff.to_string(),
+            "+ whatsapp (block enforce, 2 domains)\n\
+             ~ telegram: +0 CIDRs, -0 CIDRs, +1 domains, -1 domains\n    \
+             + telegram.me\n    \
+             - t.me\n\
+             1 rule unchanged\n"
+        );
+
+        // A diff from a daemon that predates domains still reads.
+        let json = r#"{"added":[{"name":"a","kind":"block","mode":"enforce","cidrs":1,
+            "ports":null,"protocols":null,"exec_paths":0,"exec_names":0,"exec_sha256":0}],
+            "removed":[],"changed":[{"name":"b","cidrs_added":["10.0.0.0/8"],
+            "cidrs_removed":[],"exec_added":[],"exec_removed":[],"settings":[]}],
+            "unchanged":0}"#;
+        let old_diff: PolicyDiff = serde_json::from_str(json).unwrap();
+        assert_eq!(old_diff.added[0].domains, 0);
+        assert!(old_diff.changed[0].domains_added.is_empty());
+    }
+
+    #[test]
     fn summary_of_a_rule_with_networks_and_executables() {
         let policy = policy(
             r#"
@@ -415,6 +497,31 @@ exec_paths = ["/opt/t/"]
         assert_eq!(
             RuleSummary::of(&policy.rules[0]).to_string(),
             "t (block enforce, 1 CIDR, ports 443, protocols all, 1 exec path)"
+        );
+    }
+
+    #[test]
+    fn summary_of_a_rule_with_domains() {
+        let policy = policy(
+            r#"
+version = 1
+[[block]]
+name = "d"
+domains = ["telegram.org"]
+exec_paths = ["/opt/t/"]
+[[block]]
+name = "n"
+cidrs = ["10.0.0.0/8"]
+domains = ["telegram.org", "t.me"]
+"#,
+        );
+        assert_eq!(
+            RuleSummary::of(&policy.rules[0]).to_string(),
+            "d (block enforce, 1 domain, 1 exec path)"
+        );
+        assert_eq!(
+            RuleSummary::of(&policy.rules[1]).to_string(),
+            "n (block enforce, 1 CIDR, ports all, protocols all, 2 domains)"
         );
     }
 
@@ -449,6 +556,20 @@ exec_paths = ["/opt/t/"]
         let json = r#"{"added":[],"removed":[],"changed":[],"unchanged":2}"#;
         let old_diff: PolicyDiff = serde_json::from_str(json).unwrap();
         assert!(old_diff.is_empty() && old_diff.options_changed.is_empty());
+    }
+
+    #[test]
+    fn reports_dns_option_changes() {
+        let old = policy("version = 1\n");
+        let new =
+            policy("version = 1\n[options]\ndns_ttl_min_seconds = 60\ndns_block_queries = false\n");
+        assert_eq!(
+            PolicyDiff::between(&old, &new).options_changed,
+            [
+                "dns_block_queries: true -> false",
+                "dns_ttl_min_seconds: 300 -> 60"
+            ]
+        );
     }
 
     #[test]

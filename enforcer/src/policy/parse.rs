@@ -15,18 +15,28 @@ use toml::de::{DeArray, DeInteger, DeTable, DeValue};
 use super::exec::check_exec_name;
 use super::span::LineIndex;
 use super::{
-    Cidr, ExecPath, Mode, Options, Origin, Policy, PolicyError, PolicyErrors, PortRange,
-    ProtocolSet, Rule, RuleKind, Sha256, Source,
+    Cidr, Domain, ExecPath, MAX_DNS_TTL_SECONDS, Mode, OptionValue, Options, Origin, Policy,
+    PolicyError, PolicyErrors, PortRange, ProtocolSet, Rule, RuleKind, Sha256, Source,
 };
 
 const SUPPORTED_VERSION: i64 = 1;
 const MAX_NAME_CHARS: usize = 64;
 const TOP_LEVEL_KEYS: &str = "version, mode, options, block, allow";
-const BLOCK_KEYS: &str = "name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256";
-const ALLOW_KEYS: &str = "name, cidrs, ports, protocols, exec_paths";
+const BLOCK_KEYS: &str =
+    "name, mode, cidrs, domains, ports, protocols, exec_paths, exec_names, exec_sha256";
+const ALLOW_KEYS: &str = "name, cidrs, domains, ports, protocols, exec_paths";
 /// What a rule matches; it needs at least one of them.
-const BLOCK_TARGETS: [&str; 4] = ["cidrs", "exec_paths", "exec_names", "exec_sha256"];
-const ALLOW_TARGETS: [&str; 2] = ["cidrs", "exec_paths"];
+const BLOCK_TARGETS: [&str; 5] = [
+    "cidrs",
+    "domains",
+    "exec_paths",
+    "exec_names",
+    "exec_sha256",
+];
+const ALLOW_TARGETS: [&str; 3] = ["cidrs", "domains", "exec_paths"];
+/// The options that bound how long a learned address stays blocked.
+const TTL_MIN: &str = "dns_ttl_min_seconds";
+const TTL_MAX: &str = "dns_ttl_max_seconds";
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -38,8 +48,34 @@ pub(super) struct Checker {
     /// First definition of each rule name, for the duplicate message.
     names: HashMap<String, (String, u32, u32)>,
     options: Options,
-    /// Where each option was first set, for the conflict message.
-    options_set: HashMap<&'static str, (String, u32, u32)>,
+    /// Where each option was first set, for the conflict messages.
+    options_set: HashMap<&'static str, Place>,
+    /// Where each file's errors end in `errors`, in file order, so that a
+    /// check made once all files are read can still put its error among
+    /// its file's, in reading order.
+    error_ends: Vec<usize>,
+}
+
+/// Where a value was written.
+struct Place {
+    /// Which file it is in, counting the policy's files from 0.
+    file_number: usize,
+    file: String,
+    line: u32,
+    column: u32,
+}
+
+impl Place {
+    /// Orders places as the policy reads: files in order, then lines.
+    fn reading_order(&self) -> (usize, u32, u32) {
+        (self.file_number, self.line, self.column)
+    }
+}
+
+impl Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
 }
 
 impl Checker {
@@ -50,6 +86,7 @@ impl Checker {
             column: 0,
             message: format!("cannot read file: {error}"),
         });
+        self.error_ends.push(self.errors.len());
     }
 
     pub(super) fn check(&mut self, source: &Source) {
@@ -86,6 +123,7 @@ impl Checker {
         // sorting puts the report back in reading order.
         cx.errors.sort_by_key(|e| (e.line, e.column));
         self.errors.append(&mut cx.errors);
+        self.error_ends.push(self.errors.len());
     }
 
     /// Enforces unique names across files, in file order, so the error
@@ -114,30 +152,81 @@ impl Checker {
     /// conflict is reported at the later value.
     fn set_option(&mut self, cx: &mut FileCx<'_>, setting: OptionSetting) {
         let OptionSetting { key, value, span } = setting;
-        let field = self
-            .options
-            .field(key)
-            .expect("check_options only returns known keys");
-        if let Some((file, line, column)) = self.options_set.get(key) {
-            if *field != value {
+        if let Some(first) = self.options_set.get(key) {
+            let current = self
+                .options
+                .get(key)
+                .expect("check_options only returns known keys");
+            if current != value {
                 cx.error(
                     span,
                     format!(
-                        "option `{key}` is set to {value} here but to {} at \
-                         {file}:{line}:{column}; the files of a policy must agree",
-                        *field
+                        "option `{key}` is set to {value} here but to {current} at {first}; \
+                         the files of a policy must agree"
                     ),
                 );
             }
         } else {
-            *field = value;
+            let set = self.options.set(key, value);
+            assert!(set, "check_options only returns values of the key's type");
             let (line, column) = cx.index.position(span.start);
-            self.options_set
-                .insert(key, (cx.file.to_owned(), line, column));
+            let place = Place {
+                file_number: self.error_ends.len(),
+                file: cx.file.to_owned(),
+                line,
+                column,
+            };
+            self.options_set.insert(key, place);
         }
     }
 
-    pub(super) fn finish(self) -> Result<Policy, PolicyErrors> {
+    /// The TTL bounds may each come from any file, so they are compared
+    /// once all files are read. A conflict is reported at the bound set
+    /// later in reading order; the defaults are in order, so at least one
+    /// of the two was set.
+    fn check_ttl_bounds(&mut self) {
+        let min = (TTL_MIN, self.options.dns_ttl_min_seconds);
+        let max = (TTL_MAX, self.options.dns_ttl_max_seconds);
+        if min.1 <= max.1 {
+            return;
+        }
+        let order = |key| self.options_set.get(key).map(Place::reading_order);
+        let ((key, value), (other, other_value)) = if order(TTL_MAX) > order(TTL_MIN) {
+            (max, min)
+        } else {
+            (min, max)
+        };
+        let other_place = match self.options_set.get(other) {
+            Some(place) => format!("at {place}"),
+            None => "by default".to_owned(),
+        };
+        let message = format!(
+            "option `{key}` is {value} here but `{other}` is {other_value} {other_place}; \
+             `{TTL_MIN}` must not be greater than `{TTL_MAX}`"
+        );
+        let place = &self.options_set[key];
+        let (file_number, line, column) = place.reading_order();
+        let error = PolicyError {
+            file: place.file.clone(),
+            line,
+            column,
+            message,
+        };
+        let start = match file_number {
+            0 => 0,
+            n => self.error_ends[n - 1],
+        };
+        let end = self.error_ends[file_number];
+        let at = start
+            + self.errors[start..end].partition_point(|e| (e.line, e.column) <= (line, column));
+        self.errors.insert(at, error);
+        for end in &mut self.error_ends[file_number..] {
+            *end += 1;
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Result<Policy, PolicyErrors> {
+        self.check_ttl_bounds();
         if self.errors.is_empty() {
             Ok(Policy {
                 rules: self.rules,
@@ -191,7 +280,7 @@ struct Draft {
 /// A valid `[options]` entry of one file.
 struct OptionSetting {
     key: &'static str,
-    value: bool,
+    value: OptionValue,
     span: Range<usize>,
 }
 
@@ -231,8 +320,8 @@ fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Document {
     Document { drafts, options }
 }
 
-/// The `[options]` table: known keys with boolean values. Entries with an
-/// error are left out; the others still count.
+/// The `[options]` table: known keys with values of their type. Entries
+/// with an error are left out; the others still count.
 fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
     let DeValue::Table(table) = value.get_ref() else {
         cx.wrong_type(
@@ -244,7 +333,9 @@ fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
     let mut settings = Vec::new();
     for (key, value) in table {
         let name = key.get_ref().as_ref();
-        let Some(known) = Options::keys().find(|&known| known == name) else {
+        // The default tells the key's type.
+        let Some((known, default)) = Options::default().iter().find(|&(known, _)| known == name)
+        else {
             let expected = Options::keys().collect::<Vec<_>>().join(", ");
             cx.error(
                 key.span(),
@@ -252,19 +343,45 @@ fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
             );
             continue;
         };
-        match value.get_ref() {
-            DeValue::Boolean(on) => settings.push(OptionSetting {
+        let parsed = match default {
+            OptionValue::Bool(_) => check_bool_option(cx, known, value),
+            OptionValue::Seconds(_) => check_seconds_option(cx, known, value),
+        };
+        if let Some(parsed) = parsed {
+            settings.push(OptionSetting {
                 key: known,
-                value: *on,
+                value: parsed,
                 span: value.span(),
-            }),
-            _ => cx.wrong_type(
-                value,
-                &format!("`{known}` must be a boolean (true or false)"),
-            ),
+            });
         }
     }
     settings
+}
+
+fn check_bool_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    if let DeValue::Boolean(on) = value.get_ref() {
+        return Some(OptionValue::Bool(*on));
+    }
+    cx.wrong_type(value, &format!("`{key}` must be a boolean (true or false)"));
+    None
+}
+
+fn check_seconds_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    let expected =
+        format!("`{key}` must be an integer number of seconds (1-{MAX_DNS_TTL_SECONDS})");
+    let DeValue::Integer(seconds) = value.get_ref() else {
+        cx.wrong_type(value, &expected);
+        return None;
+    };
+    match integer(seconds).map(u32::try_from) {
+        Some(Ok(seconds)) if (1..=MAX_DNS_TTL_SECONDS).contains(&seconds) => {
+            Some(OptionValue::Seconds(seconds))
+        }
+        _ => {
+            cx.error(value.span(), format!("{expected}, found {seconds}"));
+            None
+        }
+    }
 }
 
 fn check_version(cx: &mut FileCx<'_>, value: &Value<'_>) {
@@ -333,6 +450,7 @@ fn check_rule(
     let mut name = None;
     let mut mode = None;
     let mut cidrs = None;
+    let mut domains = None;
     let mut ports = None;
     let mut protocols = None;
     let mut exec_paths = None;
@@ -348,6 +466,7 @@ fn check_rule(
                 "`mode` is not allowed on allow rules; a matching allow rule always wins",
             ),
             ("cidrs", _) => cidrs = check_cidrs(cx, value),
+            ("domains", _) => domains = check_domains(cx, value),
             ("ports", _) => ports = check_ports(cx, value),
             ("protocols", _) => protocols = check_protocols(cx, value),
             ("exec_paths", _) => exec_paths = check_exec_paths(cx, value),
@@ -415,6 +534,7 @@ fn check_rule(
             mode: mode.unwrap_or(file_mode),
             // Each key is either absent or was valid: no error was recorded.
             cidrs: cidrs.unwrap_or_default(),
+            domains: domains.unwrap_or_default(),
             exec_paths: exec_paths.unwrap_or_default(),
             exec_names: exec_names.unwrap_or_default(),
             exec_sha256: exec_sha256.unwrap_or_default(),
@@ -571,6 +691,19 @@ fn check_cidrs(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Cidr>> {
     };
     check_string_list(cx, value, &spec, |text| {
         text.parse::<Cidr>().map_err(|e| e.to_string())
+    })
+}
+
+fn check_domains(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Vec<Domain>> {
+    let spec = ListKey {
+        key: "domains",
+        items: "domain name strings",
+        one: "one domain",
+        item: "domain",
+        always_show_value: false,
+    };
+    check_string_list(cx, value, &spec, |text| {
+        text.parse::<Domain>().map_err(|e| e.to_string())
     })
 }
 

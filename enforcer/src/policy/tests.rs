@@ -95,6 +95,7 @@ fn full_example() {
                         prefix_len: 48,
                     },
                 ],
+                domains: Vec::new(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -113,6 +114,7 @@ fn full_example() {
                 kind: RuleKind::Allow,
                 mode: Mode::Enforce,
                 cidrs: vec![v4([149, 154, 167, 99], 32)],
+                domains: Vec::new(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -134,6 +136,7 @@ fn full_example() {
                         prefix_len: 0,
                     },
                 ],
+                domains: Vec::new(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -393,13 +396,13 @@ fn unknown_rule_key() {
             "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nport = [\"443\"]\n"
         )),
         [
-            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256"#
+            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, exec_paths, exec_names, exec_sha256"#
         ]
     );
     assert_eq!(
         errors("version = 1\n[[allow]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\ncomment = \"x\"\n"),
         [
-            r#"p.toml:5:1: unknown key "comment" in allow rule; expected one of: name, cidrs, ports, protocols, exec_paths"#
+            r#"p.toml:5:1: unknown key "comment" in allow rule; expected one of: name, cidrs, domains, ports, protocols, exec_paths"#
         ]
     );
 }
@@ -463,14 +466,14 @@ fn missing_name_and_cidrs() {
     assert_eq!(
         errors(&block_with("name = \"a\"\n")),
         [
-            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `exec_paths`, `exec_names`, `exec_sha256`"#
+            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `domains`, `exec_paths`, `exec_names`, `exec_sha256`"#
         ]
     );
     assert_eq!(
         errors("version = 1\n  [[allow]]\n"),
         [
             "p.toml:2:3: allow rule is missing `name`",
-            "p.toml:2:3: allow rule needs at least one of `cidrs`, `exec_paths`",
+            "p.toml:2:3: allow rule needs at least one of `cidrs`, `domains`, `exec_paths`",
         ]
     );
 }
@@ -689,7 +692,7 @@ protocols = ["sctp"]
             r#"p.toml:2:8: unknown mode "strict"; expected "enforce" or "audit""#,
             "p.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
             r#"p.toml:7:10: inverted port range "90-80": 90 is greater than 80"#,
-            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, ports, protocols, exec_paths, exec_names, exec_sha256"#,
+            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, exec_paths, exec_names, exec_sha256"#,
             "p.toml:10:1: allow rule is missing `name`",
             "p.toml:11:1: `mode` is not allowed on allow rules; a matching allow rule always wins",
             "p.toml:12:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out",
@@ -825,6 +828,7 @@ fn exec_only_rule_needs_no_cidrs() {
             kind: RuleKind::Block,
             mode: Mode::Audit,
             cidrs: Vec::new(),
+            domains: Vec::new(),
             exec_paths: Vec::new(),
             exec_names: vec!["telegram-desktop".into()],
             exec_sha256: Vec::new(),
@@ -872,12 +876,12 @@ fn a_rule_needs_a_network_or_an_executable() {
     assert_eq!(
         errors(&block_with("name = \"a\"\nmode = \"audit\"\n")),
         [
-            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `exec_paths`, `exec_names`, `exec_sha256`"#
+            r#"p.toml:3:1: block rule "a" needs at least one of `cidrs`, `domains`, `exec_paths`, `exec_names`, `exec_sha256`"#
         ]
     );
     assert_eq!(
         errors(&allow_with("name = \"a\"\n")),
-        [r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `exec_paths`"#]
+        [r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `domains`, `exec_paths`"#]
     );
     // An empty list is reported as such, not as a missing key too.
     assert_eq!(
@@ -903,7 +907,7 @@ fn ports_and_protocols_only_qualify_cidrs() {
     assert_eq!(
         errors(&allow_with("name = \"a\"\nports = [443]\n")),
         [
-            r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `exec_paths`"#,
+            r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `domains`, `exec_paths`"#,
             "p.toml:5:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
         ]
     );
@@ -1102,20 +1106,225 @@ fn exec_keys_serde_round_trip() {
     assert_eq!(back, policy);
 }
 
+// ---- domains ----
+
+fn domain(name: &str) -> Domain {
+    name.parse().expect("test domain")
+}
+
+#[test]
+fn domains_in_block_and_allow_rules() {
+    let policy = ok(r#"version = 1
+[[block]]
+name = "telegram"
+domains = ["Telegram.ORG.", "t.me", "Bücher.example"]
+
+[[allow]]
+name = "corp-mirror"
+domains = ["corp-mirror.telegram.org"]
+
+[[block]]
+name = "mixed"
+mode = "audit"
+cidrs = ["149.154.160.0/20"]
+ports = [443]
+domains = ["web.telegram.org"]
+exec_names = ["telegram-desktop"]
+"#);
+    let [telegram, mirror, mixed] = policy.rules.as_slice() else {
+        panic!("{policy:?}")
+    };
+    assert_eq!(
+        *telegram,
+        Rule {
+            name: "telegram".into(),
+            kind: RuleKind::Block,
+            mode: Mode::Enforce,
+            cidrs: Vec::new(),
+            domains: vec![
+                domain("telegram.org"),
+                domain("t.me"),
+                domain("xn--bcher-kva.example"),
+            ],
+            exec_paths: Vec::new(),
+            exec_names: Vec::new(),
+            exec_sha256: Vec::new(),
+            ports: None,
+            protocols: None,
+            origin: Origin {
+                file: "p.toml".into(),
+                line: 2,
+            },
+        }
+    );
+    assert_eq!(
+        telegram
+            .domains
+            .iter()
+            .map(Domain::as_str)
+            .collect::<Vec<_>>(),
+        ["telegram.org", "t.me", "xn--bcher-kva.example"]
+    );
+    assert_eq!(mirror.kind, RuleKind::Allow);
+    assert_eq!(mirror.domains, [domain("corp-mirror.telegram.org")]);
+    assert_eq!(mixed.domains, [domain("web.telegram.org")]);
+    assert_eq!(mixed.cidrs, [v4([149, 154, 160, 0], 20)]);
+    assert_eq!(mixed.ports, ports(&[(443, 443)]));
+    assert_eq!(mixed.exec_names, ["telegram-desktop"]);
+    assert_eq!(mixed.mode, Mode::Audit);
+}
+
+#[test]
+fn a_rule_may_have_only_domains() {
+    let block = ok(&block_with("name = \"b\"\ndomains = [\"t.me\"]\n"));
+    assert_eq!(block.rules[0].domains, [domain("t.me")]);
+    let allow = ok(&allow_with("name = \"a\"\ndomains = [\"t.me\"]\n"));
+    assert_eq!(allow.rules[0].domains, [domain("t.me")]);
+    assert!(allow.rules[0].cidrs.is_empty() && allow.rules[0].exec_paths.is_empty());
+}
+
+#[test]
+fn bad_domains() {
+    assert_eq!(
+        errors(&block_with(
+            r#"name = "a"
+domains = ["", ".", "*.example.com", "https://t.me/x", "192.0.2.1", "a..b", "-a.com", "a b", "t.me"]
+"#
+        )),
+        [
+            "p.toml:5:12: domain must not be empty",
+            r#"p.toml:5:16: domain "." is the DNS root and would cover every name; list the domains to match instead"#,
+            r#"p.toml:5:21: invalid domain "*.example.com": wildcards are not supported, a domain already covers all its subdomains; write "example.com""#,
+            r#"p.toml:5:38: invalid domain "https://t.me/x": looks like a URL; write only the host name: "t.me""#,
+            r#"p.toml:5:56: invalid domain "192.0.2.1": looks like an IP address; write only the host name here, and put addresses in `cidrs`"#,
+            r#"p.toml:5:69: invalid domain "a..b": empty label; labels are separated by a single ".", and none comes before the first"#,
+            r#"p.toml:5:77: invalid domain "-a.com": label "-a" starts with "-""#,
+            r#"p.toml:5:87: invalid domain "a b": ' ' is not allowed; labels have only letters, digits, '-' and '_'"#,
+        ]
+    );
+    let long = "x".repeat(64);
+    assert_eq!(
+        errors(&allow_with(&format!(
+            "name = \"a\"\ndomains = [\n  \"ok.{long}.com\",\n  \"host:443\",\n]\n"
+        ))),
+        [
+            format!(
+                r#"p.toml:6:3: domain label "{long}" is 64 bytes long; at most 63 are allowed"#
+            ),
+            r#"p.toml:7:3: invalid domain "host:443": looks like a host and port; write only the host name: "host""#.to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn domains_of_the_wrong_shape() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ndomains = \"t.me\"\n[[block]]\nname = \"b\"\ndomains = []\n\
+             [[allow]]\nname = \"c\"\ndomains = [\"t.me\", 1]\n"
+        )),
+        [
+            "p.toml:5:11: `domains` must be an array of domain name strings, found string",
+            "p.toml:8:11: `domains` must not be empty; list at least one domain, or leave `domains` out",
+            "p.toml:11:20: each domain must be a string, found integer",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_domains_compare_normalised() {
+    assert_eq!(
+        errors(&block_with(
+            r#"name = "a"
+domains = [
+  "whatsapp.com",
+  "WhatsApp.com",
+  "whatsapp.com.",
+  "bücher.example",
+  "XN--BCHER-KVA.example",
+  "web.whatsapp.com",
+]
+"#
+        )),
+        [
+            r#"p.toml:7:3: duplicate domain "WhatsApp.com": whatsapp.com is already listed in this rule at line 6, column 3"#,
+            r#"p.toml:8:3: duplicate domain "whatsapp.com.": whatsapp.com is already listed in this rule at line 6, column 3"#,
+            r#"p.toml:10:3: duplicate domain "XN--BCHER-KVA.example": xn--bcher-kva.example is already listed in this rule at line 9, column 3"#,
+        ]
+    );
+    // The same name in two rules is not a duplicate.
+    ok(
+        "version = 1\n[[block]]\nname = \"a\"\ndomains = [\"t.me\"]\n\
+        [[allow]]\nname = \"b\"\ndomains = [\"T.me\"]\n",
+    );
+}
+
+#[test]
+fn ports_and_protocols_do_not_qualify_domains() {
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ndomains = [\"t.me\"]\nports = [443]\nprotocols = [\"tcp\"]\n"
+        )),
+        [
+            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+            "p.toml:7:1: `protocols` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
+        ]
+    );
+    assert_eq!(
+        errors(&allow_with(
+            "name = \"a\"\ndomains = [\"t.me\"]\nports = [443]\n"
+        )),
+        [
+            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`"
+        ]
+    );
+}
+
+#[test]
+fn domains_serde_round_trip() {
+    let policy = ok(&block_with(
+        "name = \"t\"\ndomains = [\"Telegram.org\", \"Bücher.example\"]\n",
+    ));
+    let json = serde_json::to_string(&policy).unwrap();
+    assert!(
+        json.contains(r#""domains":["telegram.org","xn--bcher-kva.example"]"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), policy);
+    // Deserializing validates like parsing does.
+    let wildcard = json.replace("\"telegram.org\"", "\"*.telegram.org\"");
+    assert!(serde_json::from_str::<Policy>(&wildcard).is_err());
+    // Rules serialized before domains existed have none.
+    let old: Policy = serde_json::from_str(
+        r#"{"rules":[{"name":"a","kind":"block","mode":"enforce","cidrs":["10.0.0.0/8"],
+            "exec_paths":[],"exec_names":[],"exec_sha256":[],"ports":null,"protocols":null,
+            "origin":{"file":"p.toml","line":3}}]}"#,
+    )
+    .unwrap();
+    assert!(old.rules[0].domains.is_empty());
+    assert_eq!(old.rules[0].cidrs, [v4([10, 0, 0, 0], 8)]);
+}
+
 // ---- options ----
 
+/// Every switch on and the TTL bounds at their defaults: what the README's
+/// example sets.
 const ALL_OPTIONS: Options = Options {
     exec_block_anonymous: true,
     exec_block_loader: true,
     exec_hash_strict: true,
     block_dot: true,
     block_quic: true,
+    dns_block_queries: true,
+    dns_ttl_min_seconds: 300,
+    dns_ttl_max_seconds: 86_400,
 };
 
 #[test]
 fn options_are_parsed() {
     let policy = ok("version = 1\n\n[options]\nexec_block_anonymous = true\n\
-         exec_block_loader = true\nexec_hash_strict = true\nblock_dot = true\nblock_quic = true\n\n\
+         exec_block_loader = true\nexec_hash_strict = true\nblock_dot = true\nblock_quic = true\n\
+         dns_block_queries = true\ndns_ttl_min_seconds = 300\ndns_ttl_max_seconds = 86400\n\n\
          [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
     assert_eq!(policy.options, ALL_OPTIONS);
     assert_eq!(policy.rules.len(), 1);
@@ -1137,21 +1346,46 @@ fn options_are_parsed() {
         ok("version = 1\noptions.exec_block_loader = true\n").options,
         some.options
     );
+
+    let dns = ok("version = 1\n[options]\ndns_block_queries = false\n\
+         dns_ttl_min_seconds = 1\ndns_ttl_max_seconds = 604800\n");
+    assert_eq!(
+        dns.options,
+        Options {
+            dns_block_queries: false,
+            dns_ttl_min_seconds: 1,
+            dns_ttl_max_seconds: 604_800,
+            ..Options::default()
+        }
+    );
+    // Any TOML spelling of an integer; min and max may be equal.
+    let spelled = ok("version = 1\n[options]\ndns_ttl_min_seconds = 0xe10\n\
+         dns_ttl_max_seconds = 3_600\n");
+    assert_eq!(
+        (
+            spelled.options.dns_ttl_min_seconds,
+            spelled.options.dns_ttl_max_seconds
+        ),
+        (3600, 3600)
+    );
 }
 
 #[test]
-fn options_default_to_off() {
-    let none = Options {
+fn option_defaults() {
+    let defaults = Options {
         exec_block_anonymous: false,
         exec_block_loader: false,
         exec_hash_strict: false,
         block_dot: false,
         block_quic: false,
+        dns_block_queries: true,
+        dns_ttl_min_seconds: 300,
+        dns_ttl_max_seconds: 86_400,
     };
-    assert_eq!(Options::default(), none);
-    assert_eq!(ok(FULL).options, none);
-    assert_eq!(ok("version = 1\n[options]\n").options, none);
-    assert_eq!(parse(&[]).unwrap().options, none);
+    assert_eq!(Options::default(), defaults);
+    assert_eq!(ok(FULL).options, defaults);
+    assert_eq!(ok("version = 1\n[options]\n").options, defaults);
+    assert_eq!(parse(&[]).unwrap().options, defaults);
 }
 
 #[test]
@@ -1163,25 +1397,47 @@ fn options_table_helpers() {
             "exec_block_loader",
             "exec_hash_strict",
             "block_dot",
-            "block_quic"
+            "block_quic",
+            "dns_block_queries",
+            "dns_ttl_min_seconds",
+            "dns_ttl_max_seconds",
         ]
     );
     let mut options = Options::default();
-    *options.field("exec_hash_strict").unwrap() = true;
-    assert!(options.field("dns_block_queries").is_none());
-    assert_eq!(options.get("exec_hash_strict"), Some(true));
-    assert_eq!(options.get("exec_block_loader"), Some(false));
+    assert!(options.set("exec_hash_strict", OptionValue::Bool(true)));
+    assert!(options.set("dns_ttl_max_seconds", OptionValue::Seconds(600)));
+    // Nothing changes for an unknown key or a value of the wrong type.
+    assert!(!options.set("dns_block", OptionValue::Bool(false)));
+    assert!(!options.set("dns_block_queries", OptionValue::Seconds(0)));
+    assert!(!options.set("dns_ttl_min_seconds", OptionValue::Bool(true)));
+    assert_eq!(
+        options.get("exec_hash_strict"),
+        Some(OptionValue::Bool(true))
+    );
+    assert_eq!(
+        options.get("exec_block_loader"),
+        Some(OptionValue::Bool(false))
+    );
+    assert_eq!(
+        options.get("dns_ttl_min_seconds"),
+        Some(OptionValue::Seconds(300))
+    );
     assert_eq!(options.get("nope"), None);
     assert_eq!(
         options.iter().collect::<Vec<_>>(),
         [
-            ("exec_block_anonymous", false),
-            ("exec_block_loader", false),
-            ("exec_hash_strict", true),
-            ("block_dot", false),
-            ("block_quic", false),
+            ("exec_block_anonymous", OptionValue::Bool(false)),
+            ("exec_block_loader", OptionValue::Bool(false)),
+            ("exec_hash_strict", OptionValue::Bool(true)),
+            ("block_dot", OptionValue::Bool(false)),
+            ("block_quic", OptionValue::Bool(false)),
+            ("dns_block_queries", OptionValue::Bool(true)),
+            ("dns_ttl_min_seconds", OptionValue::Seconds(300)),
+            ("dns_ttl_max_seconds", OptionValue::Seconds(600)),
         ]
     );
+    assert_eq!(OptionValue::Bool(true).to_string(), "true");
+    assert_eq!(OptionValue::Seconds(600).to_string(), "600");
 }
 
 #[test]
@@ -1189,21 +1445,138 @@ fn option_values_of_the_wrong_type() {
     assert_eq!(
         errors(
             "version = 1\n[options]\nexec_block_anonymous = \"yes\"\nexec_block_loader = 1\n\
-             exec_hash_strict = true\n"
+             exec_hash_strict = true\ndns_ttl_min_seconds = \"300\"\ndns_ttl_max_seconds = 1.5\n\
+             dns_block_queries = 300\n"
         ),
         [
             "p.toml:3:24: `exec_block_anonymous` must be a boolean (true or false), found string",
             "p.toml:4:21: `exec_block_loader` must be a boolean (true or false), found integer",
+            "p.toml:6:23: `dns_ttl_min_seconds` must be an integer number of seconds (1-604800), found string",
+            "p.toml:7:23: `dns_ttl_max_seconds` must be an integer number of seconds (1-604800), found float",
+            "p.toml:8:21: `dns_block_queries` must be a boolean (true or false), found integer",
         ]
+    );
+}
+
+#[test]
+fn option_seconds_out_of_range() {
+    let expected = "must be an integer number of seconds (1-604800), found";
+    assert_eq!(
+        errors("version = 1\n[options]\ndns_ttl_min_seconds = 0\ndns_ttl_max_seconds = 604801\n"),
+        [
+            format!("p.toml:3:23: `dns_ttl_min_seconds` {expected} 0"),
+            format!("p.toml:4:23: `dns_ttl_max_seconds` {expected} 604801"),
+        ]
+    );
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\ndns_ttl_min_seconds = -1\n\
+             dns_ttl_max_seconds = 99999999999999999999\n"
+        ),
+        [
+            format!("p.toml:3:23: `dns_ttl_min_seconds` {expected} -1"),
+            format!("p.toml:4:23: `dns_ttl_max_seconds` {expected} 99999999999999999999"),
+        ]
+    );
+    assert_eq!(
+        errors("version = 1\n[options]\ndns_ttl_max_seconds = 4294967296\n"),
+        [format!(
+            "p.toml:3:23: `dns_ttl_max_seconds` {expected} 4294967296"
+        )]
+    );
+}
+
+#[test]
+fn ttl_min_greater_than_max() {
+    let rule = "`dns_ttl_min_seconds` must not be greater than `dns_ttl_max_seconds`";
+    // Both in one file: at the later line.
+    assert_eq!(
+        errors("version = 1\n[options]\ndns_ttl_max_seconds = 60\ndns_ttl_min_seconds = 600\n"),
+        [format!(
+            "p.toml:4:23: option `dns_ttl_min_seconds` is 600 here but \
+             `dns_ttl_max_seconds` is 60 at p.toml:3:23; {rule}"
+        )]
+    );
+    // Against the other bound's default.
+    assert_eq!(
+        errors("version = 1\n[options]\ndns_ttl_min_seconds = 90000\n"),
+        [format!(
+            "p.toml:3:23: option `dns_ttl_min_seconds` is 90000 here but \
+             `dns_ttl_max_seconds` is 86400 by default; {rule}"
+        )]
+    );
+    assert_eq!(
+        errors("version = 1\n[options]\n  dns_ttl_max_seconds = 60\n"),
+        [format!(
+            "p.toml:3:25: option `dns_ttl_max_seconds` is 60 here but \
+             `dns_ttl_min_seconds` is 300 by default; {rule}"
+        )]
+    );
+}
+
+#[test]
+fn ttl_bounds_from_several_files() {
+    let rule = "`dns_ttl_min_seconds` must not be greater than `dns_ttl_max_seconds`";
+    let max = source(
+        "max.toml",
+        "version = 1\n[options]\ndns_ttl_max_seconds = 60\n\
+         [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.1/8\"]\n",
+    );
+    let min = source(
+        "min.toml",
+        "version = 2\n[options]\ndns_ttl_min_seconds = 600\n",
+    );
+    // Reported at the later file, among the errors in reading order.
+    assert_eq!(
+        errors_of(&[max.clone(), min.clone()]),
+        [
+            "max.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?".to_owned(),
+            "min.toml:1:11: unsupported version 2; only version 1 is supported".to_owned(),
+            format!(
+                "min.toml:3:23: option `dns_ttl_min_seconds` is 600 here but \
+                 `dns_ttl_max_seconds` is 60 at max.toml:3:23; {rule}"
+            ),
+        ]
+    );
+    assert_eq!(
+        errors_of(&[min, max]),
+        [
+            "min.toml:1:11: unsupported version 2; only version 1 is supported".to_owned(),
+            format!(
+                "max.toml:3:23: option `dns_ttl_max_seconds` is 60 here but \
+                 `dns_ttl_min_seconds` is 600 at min.toml:3:23; {rule}"
+            ),
+            "max.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?".to_owned(),
+        ]
+    );
+    // A minimum above the default maximum is fine once another file
+    // raises the maximum.
+    let policy = parse(&[
+        source(
+            "one.toml",
+            "version = 1\n[options]\ndns_ttl_min_seconds = 100000\n",
+        ),
+        source(
+            "two.toml",
+            "version = 1\n[options]\ndns_ttl_max_seconds = 200000\n",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            policy.options.dns_ttl_min_seconds,
+            policy.options.dns_ttl_max_seconds
+        ),
+        (100_000, 200_000)
     );
 }
 
 #[test]
 fn unknown_option() {
     assert_eq!(
-        errors("version = 1\n[options]\nexec_hash_strict = true\n  dns_block_queries = true\n"),
+        errors("version = 1\n[options]\nexec_hash_strict = true\n  dns_block = true\n"),
         [
-            r#"p.toml:4:3: unknown key "dns_block_queries" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic"#
+            r#"p.toml:4:3: unknown key "dns_block" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic, dns_block_queries, dns_ttl_min_seconds, dns_ttl_max_seconds"#
         ]
     );
 }
@@ -1245,6 +1618,23 @@ fn conflicting_options_across_files_point_at_the_second() {
         [
             "one.toml:3:20: option `exec_hash_strict` is set to true here but to false at \
              two.toml:5:22; the files of a policy must agree"
+        ]
+    );
+    // Integer options too.
+    assert_eq!(
+        errors_of(&[
+            source(
+                "one.toml",
+                "version = 1\n[options]\ndns_ttl_min_seconds = 600\n"
+            ),
+            source(
+                "two.toml",
+                "version = 1\n[options]\ndns_ttl_min_seconds = 900\n"
+            ),
+        ]),
+        [
+            "two.toml:3:23: option `dns_ttl_min_seconds` is set to 900 here but to 600 at \
+             one.toml:3:23; the files of a policy must agree"
         ]
     );
 }
@@ -1295,10 +1685,21 @@ fn option_errors_come_with_the_other_errors() {
 fn options_serde_round_trip() {
     let policy = Policy {
         rules: ok(FULL).rules,
-        options: ALL_OPTIONS,
+        options: Options {
+            dns_block_queries: false,
+            dns_ttl_min_seconds: 60,
+            dns_ttl_max_seconds: 3600,
+            ..ALL_OPTIONS
+        },
     };
     let json = serde_json::to_string(&policy).unwrap();
     assert!(json.contains(r#""exec_hash_strict":true"#), "{json}");
+    assert!(
+        json.contains(
+            r#""dns_block_queries":false,"dns_ttl_min_seconds":60,"dns_ttl_max_seconds":3600"#
+        ),
+        "{json}"
+    );
     assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), policy);
 
     // Policies serialized before options existed, or before a key existed.
@@ -1311,6 +1712,26 @@ fn options_serde_round_trip() {
         Options {
             exec_block_loader: true,
             ..Options::default()
+        }
+    );
+    // Policies serialized before the DNS options existed read as their
+    // defaults, not as zero and false.
+    let before_dns: Policy = serde_json::from_str(
+        r#"{"rules":[],"options":{"exec_block_anonymous":false,"exec_block_loader":true,
+            "exec_hash_strict":false,"block_dot":true,"block_quic":false}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        before_dns.options,
+        Options {
+            exec_block_anonymous: false,
+            exec_block_loader: true,
+            exec_hash_strict: false,
+            block_dot: true,
+            block_quic: false,
+            dns_block_queries: true,
+            dns_ttl_min_seconds: 300,
+            dns_ttl_max_seconds: 86_400,
         }
     );
 }
@@ -1407,18 +1828,29 @@ fn readme_example_is_valid() {
             "telegram",
             "dns-over-tls",
             "corporate-relay",
+            "telegram-domains",
+            "corporate-mirror",
             "messenger-clients",
             "corporate-chat",
         ]
     );
-    let clients = &policy.rules[3];
+    assert_eq!(
+        policy.rules[3].domains,
+        [domain("telegram.org"), domain("t.me")]
+    );
+    assert_eq!(policy.rules[4].kind, RuleKind::Allow);
+    assert_eq!(
+        policy.rules[4].domains,
+        [domain("corp-mirror.telegram.org")]
+    );
+    let clients = &policy.rules[5];
     assert!(clients.cidrs.is_empty());
     assert_eq!(
         clients.exec_paths,
         [dir("/opt/messengers"), file("/opt/Telegram/Telegram")]
     );
     assert_eq!(clients.exec_names, ["telegram-desktop", "Telegram"]);
-    let chat = &policy.rules[4];
+    let chat = &policy.rules[6];
     assert_eq!(chat.kind, RuleKind::Allow);
     assert_eq!(chat.exec_paths, [file("/opt/messengers/corporate-chat")]);
 }

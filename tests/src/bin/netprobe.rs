@@ -1,8 +1,8 @@
-//! `netprobe CGROUP_DIR OP ADDR PORT`: joins the cgroup v2 directory
+//! `netprobe CGROUP_DIR OP ARGS...`: joins the cgroup v2 directory
 //! CGROUP_DIR, then performs one network operation and prints its outcome,
-//! `ok` or `errno N`, on stdout.
+//! one line on stdout.
 //!
-//! OP is one of
+//! The socket operations, `OP ADDR PORT`, print `ok` or `errno N`:
 //! - `tcp-connect`: a blocking TCP connect();
 //! - `udp-connect`: connect() on a UDP socket;
 //! - `udp-sendto`: one datagram with sendto() on an unconnected, unbound UDP
@@ -10,35 +10,100 @@
 //! - `tcp-fastopen`: sendto() with MSG_FASTOPEN on a fresh TCP socket, which
 //!   connects without calling connect().
 //!
-//! The socket's family follows ADDR: an IPv4 address gets an AF_INET socket,
-//! an IPv6 one (including an IPv4-mapped `::ffff:a.b.c.d`) an AF_INET6
-//! socket.
+//! The others speak a real protocol, as a client inside the cgroup would:
+//! - `dns-query udp|tcp SERVER_ADDR NAME QTYPE` sends one DNS query
+//!   (recursion desired, random id; QTYPE is `A`, `AAAA`, another type's
+//!   name or a number) to SERVER_ADDR:53, over UDP by sendto() on an
+//!   unconnected socket, or over TCP with the 2-byte length prefix and the
+//!   message in one write. It prints the first reply, whatever its id:
+//!   `answer` followed by ` TYPE=VALUE` for each answer record (the tests'
+//!   zones hold A, AAAA and CNAME records, whose values have no spaces),
+//!   or `rcode N` for a non-zero rcode, or `malformed` for a reply that is
+//!   no DNS message; `errno N` when sending (or connecting) fails,
+//!   `timeout` when no reply comes within 2 seconds, and over TCP `closed`
+//!   when the server closes the connection first.
+//! - `tls-hello ADDR PORT SNI` connects, sends a TLS ClientHello naming SNI
+//!   (see `enforcer_integration_tests::tls`), shuts its side down, waits up
+//!   to 2 seconds for the peer to answer or close, and prints `sent`, or
+//!   `errno N` when connecting or writing fails. The kernel may drop the
+//!   segment silently: the test asks its listener what arrived.
+//! - `exec PROGRAM ARGS...` execs PROGRAM, so that a real client (such as
+//!   `openssl s_client`) runs inside the cgroup; it prints nothing itself.
+//!
+//! The socket's family follows the address: an IPv4 address gets an AF_INET
+//! socket, an IPv6 one (including an IPv4-mapped `::ffff:a.b.c.d`) an
+//! AF_INET6 socket.
 //!
 //! The cgroup is joined first because the kernel judges a socket by the
 //! cgroup it was created in. Anything that is not the operation's own
-//! outcome (bad arguments, failing to join the cgroup or to create the
-//! socket) exits with status 2 and a message on stderr.
+//! outcome (bad arguments, failing to join the cgroup, to create the socket
+//! or to exec) exits with status 2 and a message on stderr.
 
 use std::{
-    env, fs, io, mem,
-    net::{IpAddr, SocketAddr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    env,
+    fmt::Write as _,
+    fs,
+    io::{self, Read, Write},
+    mem,
+    net::{IpAddr, Shutdown, SocketAddr, TcpStream, UdpSocket},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
     path::Path,
-    process::ExitCode,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
 };
 
-const USAGE: &str =
-    "usage: netprobe CGROUP_DIR tcp-connect|udp-connect|udp-sendto|tcp-fastopen ADDR PORT";
+use enforcer_integration_tests::{dns::DNS_PORT, tls::client_hello};
+use hickory_proto::{
+    op::{Message, Query},
+    rr::{Name, RecordType},
+};
+
+const USAGE: &str = "usage: netprobe CGROUP_DIR OP ARGS...
+  tcp-connect|udp-connect|udp-sendto|tcp-fastopen ADDR PORT
+  dns-query udp|tcp SERVER_ADDR NAME QTYPE
+  tls-hello ADDR PORT SNI
+  exec PROGRAM ARGS...";
+
+/// How long `dns-query` waits for a reply and `tls-hello` for the peer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What to do once inside the cgroup.
+enum Request {
+    Connect {
+        kind: libc::c_int,
+        dest: SocketAddr,
+    },
+    Sendto {
+        kind: libc::c_int,
+        dest: SocketAddr,
+        flags: libc::c_int,
+    },
+    DnsQuery {
+        tcp: bool,
+        server: SocketAddr,
+        query: Vec<u8>,
+    },
+    TlsHello {
+        dest: SocketAddr,
+        hello: Vec<u8>,
+    },
+    Exec {
+        program: String,
+        args: Vec<String>,
+    },
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let [cgroup, op, addr, port] = args.as_slice() else {
+    let Some((cgroup, request)) = args
+        .split_first()
+        .and_then(|(cgroup, rest)| Some((cgroup, parse(rest)?)))
+    else {
         return fail(USAGE);
     };
-    let (Ok(addr), Ok(port)) = (addr.parse::<IpAddr>(), port.parse::<u16>()) else {
-        return fail(USAGE);
-    };
-    let dest = SocketAddr::new(addr, port);
 
     // "0" moves the writing process itself.
     let procs = Path::new(cgroup).join("cgroup.procs");
@@ -46,34 +111,230 @@ fn main() -> ExitCode {
         return fail(&format!("cannot join {}: {error}", procs.display()));
     }
 
-    let result = match op.as_str() {
-        "tcp-connect" => socket(dest, libc::SOCK_STREAM).map(|fd| connect(&fd, dest)),
-        "udp-connect" => socket(dest, libc::SOCK_DGRAM).map(|fd| connect(&fd, dest)),
-        "udp-sendto" => socket(dest, libc::SOCK_DGRAM).map(|fd| sendto(&fd, dest, 0)),
-        "tcp-fastopen" => {
-            socket(dest, libc::SOCK_STREAM).map(|fd| sendto(&fd, dest, libc::MSG_FASTOPEN))
+    let result = match request {
+        Request::Connect { kind, dest } => socket_op(kind, dest, |fd| connect(fd, dest)),
+        Request::Sendto { kind, dest, flags } => {
+            socket_op(kind, dest, |fd| sendto(fd, dest, b"netprobe", flags))
         }
-        _ => return fail(USAGE),
+        Request::DnsQuery {
+            tcp: false,
+            server,
+            query,
+        } => dns_udp(server, &query),
+        Request::DnsQuery {
+            tcp: true,
+            server,
+            query,
+        } => dns_tcp(server, &query),
+        Request::TlsHello { dest, hello } => tls_hello(dest, &hello),
+        Request::Exec { program, args } => {
+            let error = Command::new(&program).args(args).exec();
+            Err(format!("cannot exec {program}: {error}"))
+        }
     };
     match result {
-        Err(error) => fail(&format!("cannot create a socket: {error}")),
-        Ok(Ok(())) => {
-            println!("ok");
+        Ok(line) => {
+            println!("{line}");
             ExitCode::SUCCESS
         }
-        Ok(Err(error)) => match error.raw_os_error() {
-            Some(errno) => {
-                println!("errno {errno}");
-                ExitCode::SUCCESS
-            }
-            None => fail(&format!("{op} failed without an errno: {error}")),
-        },
+        Err(message) => fail(&message),
     }
+}
+
+/// The request of the arguments after CGROUP_DIR, or `None` when they
+/// do not follow [`USAGE`].
+fn parse(args: &[String]) -> Option<Request> {
+    let (op, rest) = args.split_first()?;
+    Some(match (op.as_str(), rest) {
+        ("tcp-connect", [addr, port]) => Request::Connect {
+            kind: libc::SOCK_STREAM,
+            dest: socket_addr(addr, port)?,
+        },
+        ("udp-connect", [addr, port]) => Request::Connect {
+            kind: libc::SOCK_DGRAM,
+            dest: socket_addr(addr, port)?,
+        },
+        ("udp-sendto", [addr, port]) => Request::Sendto {
+            kind: libc::SOCK_DGRAM,
+            dest: socket_addr(addr, port)?,
+            flags: 0,
+        },
+        ("tcp-fastopen", [addr, port]) => Request::Sendto {
+            kind: libc::SOCK_STREAM,
+            dest: socket_addr(addr, port)?,
+            flags: libc::MSG_FASTOPEN,
+        },
+        ("dns-query", [transport, server, name, qtype]) => Request::DnsQuery {
+            tcp: match transport.as_str() {
+                "udp" => false,
+                "tcp" => true,
+                _ => return None,
+            },
+            server: SocketAddr::new(server.parse().ok()?, DNS_PORT),
+            query: dns_message(name, qtype)?,
+        },
+        ("tls-hello", [addr, port, sni]) => Request::TlsHello {
+            dest: socket_addr(addr, port)?,
+            hello: client_hello(sni),
+        },
+        ("exec", [program, args @ ..]) => Request::Exec {
+            program: program.clone(),
+            args: args.to_vec(),
+        },
+        _ => return None,
+    })
+}
+
+fn socket_addr(addr: &str, port: &str) -> Option<SocketAddr> {
+    Some(SocketAddr::new(
+        addr.parse::<IpAddr>().ok()?,
+        port.parse().ok()?,
+    ))
+}
+
+/// A DNS query for `name` and `qtype`, with recursion desired and a random
+/// id.
+fn dns_message(name: &str, qtype: &str) -> Option<Vec<u8>> {
+    let qtype = match qtype.parse::<u16>() {
+        Ok(number) => RecordType::from(number),
+        Err(_) => qtype.parse().ok()?,
+    };
+    let mut name = Name::from_ascii(name).ok()?;
+    name.set_fqdn(true);
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(name, qtype));
+    query.to_vec().ok()
 }
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("netprobe: {message}");
     ExitCode::from(2)
+}
+
+/// The line for an operation that failed with `error`: `errno N`. An error
+/// without an errno is netprobe's own failure.
+fn errno_line(error: &io::Error, what: &str) -> Result<String, String> {
+    match error.raw_os_error() {
+        Some(errno) => Ok(format!("errno {errno}")),
+        None => Err(format!("{what} failed without an errno: {error}")),
+    }
+}
+
+fn new_socket(dest: SocketAddr, kind: libc::c_int) -> Result<OwnedFd, String> {
+    socket(dest, kind).map_err(|error| format!("cannot create a socket: {error}"))
+}
+
+/// `ok` or `errno N` for `op` on a fresh socket.
+fn socket_op(
+    kind: libc::c_int,
+    dest: SocketAddr,
+    op: impl FnOnce(&OwnedFd) -> io::Result<()>,
+) -> Result<String, String> {
+    let fd = new_socket(dest, kind)?;
+    match op(&fd) {
+        Ok(()) => Ok("ok".to_owned()),
+        Err(error) => errno_line(&error, "the operation"),
+    }
+}
+
+fn dns_udp(server: SocketAddr, query: &[u8]) -> Result<String, String> {
+    let fd = new_socket(server, libc::SOCK_DGRAM)?;
+    if let Err(error) = sendto(&fd, server, query, 0) {
+        return errno_line(&error, "sendto");
+    }
+    let socket = UdpSocket::from(fd);
+    socket
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(|error| format!("cannot set a read timeout: {error}"))?;
+    let mut reply = vec![0; usize::from(u16::MAX)];
+    match socket.recv(&mut reply) {
+        Ok(len) => Ok(reply_line(&reply[..len])),
+        Err(error) if is_timeout(&error) => Ok("timeout".to_owned()),
+        Err(error) => errno_line(&error, "recv"),
+    }
+}
+
+fn dns_tcp(server: SocketAddr, query: &[u8]) -> Result<String, String> {
+    let fd = new_socket(server, libc::SOCK_STREAM)?;
+    if let Err(error) = connect(&fd, server) {
+        return errno_line(&error, "connect");
+    }
+    let mut stream = TcpStream::from(fd);
+    let length = u16::try_from(query.len()).expect("a DNS query fits 64 KiB");
+    let mut framed = length.to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    if let Err(error) = stream.write_all(&framed) {
+        return errno_line(&error, "write");
+    }
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let reply = read_within(&mut stream, 2, deadline).and_then(|length| {
+        let length = u16::from_be_bytes([length[0], length[1]]);
+        read_within(&mut stream, usize::from(length), deadline)
+    });
+    match reply {
+        Ok(reply) => Ok(reply_line(&reply)),
+        Err(error) if is_timeout(&error) => Ok("timeout".to_owned()),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok("closed".to_owned()),
+        Err(error) => errno_line(&error, "reading the reply"),
+    }
+}
+
+/// Reads exactly `len` bytes unless `deadline` passes first.
+fn read_within(stream: &mut TcpStream, len: usize, deadline: Instant) -> io::Result<Vec<u8>> {
+    // A zero timeout would mean none: wait at least a millisecond.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(left))?;
+    let mut bytes = vec![0; len];
+    stream.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The line that reports the DNS message `reply`.
+fn reply_line(reply: &[u8]) -> String {
+    let Ok(message) = Message::from_vec(reply) else {
+        return "malformed".to_owned();
+    };
+    let rcode = u16::from(message.metadata.response_code);
+    if rcode != 0 {
+        return format!("rcode {rcode}");
+    }
+    let mut line = "answer".to_owned();
+    for record in &message.answers {
+        // Only an OPT record, which has no place in an answer, has no text.
+        if write!(line, " {}={}", record.record_type(), record.data).is_err() {
+            return "malformed".to_owned();
+        }
+    }
+    line
+}
+
+fn tls_hello(dest: SocketAddr, hello: &[u8]) -> Result<String, String> {
+    let fd = new_socket(dest, libc::SOCK_STREAM)?;
+    if let Err(error) = connect(&fd, dest) {
+        return errno_line(&error, "connect");
+    }
+    let mut stream = TcpStream::from(fd);
+    if let Err(error) = stream.write_all(hello) {
+        return errno_line(&error, "write");
+    }
+    // Closing our side tells the listener the hello is complete; waiting
+    // for the peer keeps the connection up while the segment is delivered
+    // (or dropped), whatever the peer does.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
+    let _ = stream.read(&mut [0; 1]);
+    Ok("sent".to_owned())
+}
+
+/// Whether `error` is a read timeout (Linux reports EAGAIN for it).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn socket(dest: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
@@ -106,9 +367,8 @@ fn connect(fd: &OwnedFd, dest: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-fn sendto(fd: &OwnedFd, dest: SocketAddr, flags: libc::c_int) -> io::Result<()> {
+fn sendto(fd: &OwnedFd, dest: SocketAddr, payload: &[u8], flags: libc::c_int) -> io::Result<()> {
     let (storage, len) = sockaddr(dest);
-    let payload = b"netprobe";
     // SAFETY: `payload` and `storage` are valid for the lengths given.
     let rc = unsafe {
         libc::sendto(

@@ -1,0 +1,132 @@
+//! Domain names as the kernel programs see them, and how a name is matched
+//! against the policy's domains.
+//!
+//! Parsers (DNS questions and CNAME targets, TLS server names) write a name
+//! into a [`NAME_BYTES`] buffer in text form: labels joined by `.`, ASCII
+//! letters lowercased, no trailing dot. The policy compiler stores each
+//! policy domain in the same form, so matching is byte comparison.
+//!
+//! A policy domain covers itself and every name below it, and the most
+//! specific listed domain decides. The matcher therefore walks the name
+//! from its last byte to its first, hashing as it goes: at each label
+//! boundary the running hash is the hash of that suffix, which it looks up
+//! in the image's open-addressed domain table. One pass finds every listed
+//! suffix, the last one found being the most specific.
+//!
+//! The hash is FNV-1a over the reversed bytes, seeded with a value the
+//! daemon draws at random, so that nobody without access to the image can
+//! build names that collide with a listed domain. A hash hit is still
+//! confirmed by comparing the bytes; when more hits than the matcher can
+//! keep all fail to confirm, the name is treated as matching the least
+//! specific hit it kept, so collisions can never unlist a listed domain.
+
+/// Size of a name buffer. A DNS name has at most 253 bytes in text form;
+/// the buffer is a power of two so indices can be masked into range.
+pub const NAME_BYTES: usize = 256;
+pub const NAME_MASK: usize = NAME_BYTES - 1;
+/// The longest name in text form, without the trailing dot.
+pub const MAX_NAME_LEN: usize = 253;
+/// The longest label.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Words of one domain table slot: the suffix hash, then
+/// `name offset << 32 | decision`. A hash of 0 marks an empty slot.
+pub const DOMAIN_SLOT_WORDS: u32 = 2;
+/// Slots a lookup probes at most from a hash's home slot. The compiler
+/// grows the table until every domain sits within this distance.
+pub const MAX_PROBES: u32 = 8;
+/// Hash hits one match keeps for confirmation.
+pub const MAX_CANDIDATES: usize = 4;
+
+/// Bits of the image's `DNS_OPTIONS` word.
+pub mod options {
+    /// Drop DNS queries for names the policy blocks.
+    pub const BLOCK_QUERIES: u64 = 1 << 0;
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+#[inline(always)]
+pub const fn hash_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(FNV_PRIME)
+}
+
+/// Hashes never take the value that marks an empty slot.
+#[inline(always)]
+pub const fn slot_hash(hash: u64) -> u64 {
+    if hash == 0 { 1 } else { hash }
+}
+
+/// The table key of a whole name in text form: what the matcher computes
+/// when it reaches the name's first byte.
+pub fn suffix_hash(seed: u64, name: &[u8]) -> u64 {
+    slot_hash(name.iter().rev().fold(seed, |hash, &b| hash_step(hash, b)))
+}
+
+/// ASCII lowercase, the only case folding DNS defines.
+#[inline(always)]
+pub const fn fold_case(byte: u8) -> u8 {
+    if byte.is_ascii_uppercase() {
+        byte | 0x20
+    } else {
+        byte
+    }
+}
+
+/// A name in a [`NAME_BYTES`] buffer: `len` bytes of text form.
+pub struct Name<'a> {
+    pub bytes: &'a [u8; NAME_BYTES],
+    pub len: usize,
+}
+
+impl Name<'_> {
+    #[inline(always)]
+    pub fn byte(&self, index: usize) -> u8 {
+        self.bytes[index & NAME_MASK]
+    }
+}
+
+/// What the policy says about a name: the decision of the most specific
+/// listed domain, the table slot holding it and where in the name that
+/// domain starts. `decision` is `Decision::NONE` when nothing is listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainMatch {
+    pub decision: crate::decision::Decision,
+    pub slot: u32,
+    pub start: u32,
+}
+
+impl DomainMatch {
+    pub const NONE: DomainMatch = DomainMatch {
+        decision: crate::decision::Decision::NONE,
+        slot: 0,
+        start: 0,
+    };
+}
+
+/// Where the name text of a table entry lives, in bytes packed eight to a
+/// word, little-endian, after a word holding the length.
+#[inline(always)]
+pub const fn packed_byte(word: u64, index: usize) -> u8 {
+    (word >> ((index % 8) * 8)) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_hash_is_the_reversed_fnv1a_and_never_zero() {
+        let forward = |bytes: &[u8]| bytes.iter().fold(7u64, |h, &b| hash_step(h, b));
+        assert_eq!(suffix_hash(7, b"ab.cd"), slot_hash(forward(b"dc.ba")));
+        assert_ne!(suffix_hash(0, b""), 0);
+    }
+
+    #[test]
+    fn fold_case_only_touches_ascii_capitals() {
+        assert_eq!(fold_case(b'A'), b'a');
+        assert_eq!(fold_case(b'z'), b'z');
+        assert_eq!(fold_case(b'-'), b'-');
+        assert_eq!(fold_case(0xc4), 0xc4);
+    }
+}

@@ -1,0 +1,596 @@
+//! cgroup_skb hooks for domain rules: DNS queries and TLS ClientHellos on
+//! the way out, DNS responses on the way in.
+//!
+//! Most packets are neither, and leave after reading their headers: the
+//! programs touch the generation only for traffic to or from port 53 and
+//! for TCP payloads that start like a ClientHello.
+//!
+//! What happens to a message the parsers cannot read (see README, "Domain
+//! rules"): an outgoing DNS query or ClientHello is dropped, because a
+//! client can only make one unreadable on purpose; an incoming response is
+//! let through after learning what it could, because the query it answers
+//! already passed.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_boot_ns, bpf_skb_cgroup_id, bpf_skb_load_bytes},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use enforcer_common::{
+    counters::Counter,
+    decision::Action,
+    dns::{self, Learned, Stop},
+    domain::{DomainMatch, NAME_BYTES, Name, options},
+    event::{DomainEventKind, FAMILY_V4, FAMILY_V6, LearnedAddress},
+    lookup::{Fault, Generation},
+    packet::{PACKET_BYTES, Packet},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+    repeat::{Plain, Repeat},
+    tls,
+};
+
+use crate::{
+    maps::{GENERATION, HEADERS, LEARNED, LiveImage, Parts, SCRATCH, Scratch},
+    repeat::BpfLoop,
+    report::{NameVerdict, Socket, count, report_name},
+};
+
+/// What a cgroup_skb program returns.
+const DROP: i32 = 0;
+const PASS: i32 = 1;
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+// STACK: the verifier allows 512 bytes of stack across a chain of calls,
+// and `bpf_loop` callbacks count as calls. Inlined into the entry point,
+// the three judges would each add their locals to one frame; as functions
+// of their own they share the space.
+/// IPv6 extension headers walked before giving up on finding the transport.
+const MAX_EXTENSION_HEADERS: usize = 4;
+
+#[cgroup_skb(egress)]
+pub fn egress(ctx: SkBuffContext) -> i32 {
+    let Some(packet) = headers(&ctx) else {
+        return PASS;
+    };
+    let dns_query = packet.dport == dns::PORT;
+    if !dns_query && !(packet.protocol == IPPROTO_TCP && starts_client_hello(&ctx, packet)) {
+        return PASS;
+    }
+    outcome(if dns_query {
+        judge_query(&ctx, packet)
+    } else {
+        judge_server_name(&ctx, packet)
+    })
+}
+
+#[cgroup_skb(ingress)]
+pub fn ingress(ctx: SkBuffContext) -> i32 {
+    match headers(&ctx) {
+        Some(packet) if packet.sport == dns::PORT => outcome(judge_response(&ctx, packet)),
+        _ => PASS,
+    }
+}
+
+/// The judges' verdict as the program's return value. Spelled out, because
+/// the verifier cannot see that a judge, a function of its own, only
+/// returns one of the two.
+#[inline(always)]
+fn outcome(verdict: Result<i32, Fault>) -> i32 {
+    match verdict {
+        Ok(DROP) => DROP,
+        Ok(_) => PASS,
+        Err(Fault) => {
+            count(Counter::LookupFaults);
+            PASS
+        }
+    }
+}
+
+/// The headers of a TCP or UDP packet that carries a payload. Addresses
+/// are in network order, IPv4 in the first four bytes.
+pub struct Headers {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub protocol: u8,
+    /// Who the packet's socket belongs to.
+    pub socket: Socket,
+    payload: u32,
+    payload_len: u32,
+}
+
+/// The skb starts at the network header in both directions. Fragments and
+/// IPv6 packets with many extension headers are not read: the hook sees
+/// outgoing packets before fragmentation and incoming ones after
+/// reassembly, so neither carries a DNS message or a ClientHello.
+/// The headers, kept in a per-CPU map rather than on the stack (see
+/// `STACK`).
+#[inline(always)]
+fn headers(ctx: &SkBuffContext) -> Option<&'static Headers> {
+    let slot = HEADERS.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU slot, used by one program run at a time.
+    let slot = unsafe { &mut *slot };
+    read_headers(ctx, slot).then_some(slot)
+}
+
+/// Fills `out` and tells whether the packet is one to read.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn read_headers(ctx: &SkBuffContext, out: &mut Headers) -> bool {
+    match parse_headers(ctx) {
+        Some(headers) => {
+            *out = headers;
+            true
+        }
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn parse_headers(ctx: &SkBuffContext) -> Option<Headers> {
+    let first: u8 = ctx.load(0).ok()?;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    let (family, protocol, transport) = match first >> 4 {
+        4 => {
+            let header_len = (first & 0x0f) as u32 * 4;
+            let fragment = u16::from_be(ctx.load::<u16>(6).ok()?);
+            if header_len < 20 || fragment & 0x3fff != 0 {
+                return None;
+            }
+            let source: [u8; 4] = ctx.load(12).ok()?;
+            let destination: [u8; 4] = ctx.load(16).ok()?;
+            saddr[..4].copy_from_slice(&source);
+            daddr[..4].copy_from_slice(&destination);
+            (FAMILY_V4, ctx.load::<u8>(9).ok()?, header_len)
+        }
+        6 => {
+            saddr = ctx.load(8).ok()?;
+            daddr = ctx.load(24).ok()?;
+            let mut next: u8 = ctx.load(6).ok()?;
+            let mut offset = 40u32;
+            for _ in 0..MAX_EXTENSION_HEADERS {
+                // Hop-by-hop options, routing, destination options.
+                if !matches!(next, 0 | 43 | 60) {
+                    break;
+                }
+                let [header, len]: [u8; 2] = ctx.load(offset as usize).ok()?;
+                next = header;
+                offset += (len as u32 + 1) * 8;
+            }
+            (FAMILY_V6, next, offset)
+        }
+        _ => return None,
+    };
+    let payload = match protocol {
+        IPPROTO_UDP => transport + 8,
+        IPPROTO_TCP => transport + (ctx.load::<u8>(transport as usize + 12).ok()? >> 4) as u32 * 4,
+        _ => return None,
+    };
+    let ports: [u8; 4] = ctx.load(transport as usize).ok()?;
+    let len = ctx.len();
+    if len <= payload {
+        return None;
+    }
+    Some(Headers {
+        saddr,
+        daddr,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        family,
+        protocol,
+        socket: Socket {
+            // SAFETY: the context's skb, as the helper expects.
+            cgroup_id: unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) },
+            uid: ctx.get_socket_uid(),
+        },
+        payload,
+        payload_len: len - payload,
+    })
+}
+
+#[inline(always)]
+fn starts_client_hello(ctx: &SkBuffContext, packet: &Headers) -> bool {
+    ctx.load::<[u8; 6]>(packet.payload as usize)
+        .is_ok_and(tls::looks_like_client_hello)
+}
+
+/// The live generation, if it lists any domain, and the packet's payload
+/// copied into the scratch buffer: what every judge starts from.
+#[inline(always)]
+fn generation_and_payload(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+) -> Result<Option<(LiveImage<'static>, &'static mut Scratch)>, Fault> {
+    let Some(image) = GENERATION.get(0) else {
+        return Ok(None);
+    };
+    let image = LiveImage(image);
+    if !Generation::new(&image).has_domains()? {
+        return Ok(None);
+    }
+    Ok(copy_payload(ctx, packet).map(|scratch| (image, scratch)))
+}
+
+/// Copies the payload, or as much as the scratch buffer holds.
+#[inline(always)]
+fn copy_payload(ctx: &SkBuffContext, packet: &Headers) -> Option<&'static mut Scratch> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU slot, used by one program run at a time.
+    let scratch = unsafe { &mut *scratch };
+    let len = (packet.payload_len as usize).min(PACKET_BYTES);
+    // SAFETY: a read of a local. It is volatile so that the compiler checks
+    // the very value it passes to the helper: proving bounds of its own,
+    // it would drop the check, and the verifier could not follow the proof.
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    if len == 0 || len > PACKET_BYTES {
+        return None;
+    }
+    // SAFETY: `len` bytes fit in the buffer.
+    let copied = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            packet.payload,
+            scratch.packet.as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if copied != 0 {
+        return None;
+    }
+    scratch.copied = len;
+    Some(scratch)
+}
+
+/// A DNS query over UDP or TCP: dropped when it asks for a blocked name.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn judge_query(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
+    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    if generation.dns_options()? & options::BLOCK_QUERIES == 0 {
+        return Ok(PASS);
+    }
+    let Some(Parts { payload, name, .. }) = scratch.parts() else {
+        return Ok(PASS);
+    };
+    let verdict = if packet.protocol == IPPROTO_UDP {
+        judge_message(&generation, &payload, 0, name, packet)
+            .map(|pass| if pass { PASS } else { DROP })
+    } else if packet.payload_len as usize > PACKET_BYTES {
+        Err(Stop::Malformed)
+    } else {
+        let mut verdict = PASS;
+        // Unrolled: judging a message runs `bpf_loop` callbacks, and a
+        // callback within a callback would not fit the stack.
+        dns::tcp_messages(&payload, &Plain, |message| {
+            let pass = judge_message(&generation, &payload, message, name, packet)?;
+            if !pass {
+                verdict = DROP;
+            }
+            Ok(pass)
+        })
+        .map(|()| verdict)
+    };
+    match verdict {
+        Ok(verdict) => Ok(verdict),
+        Err(Stop::Fault) => Err(Fault),
+        Err(Stop::Malformed) => {
+            count(Counter::Malformed);
+            Ok(DROP)
+        }
+    }
+}
+
+/// One query message; `Ok(true)` lets it through.
+#[inline(always)]
+fn judge_message(
+    generation: &Generation<'_, LiveImage<'_>>,
+    payload: &Packet<'_>,
+    message: usize,
+    name: &mut [u8; NAME_BYTES],
+    packet: &Headers,
+) -> Result<bool, Stop> {
+    let question = dns::question(payload, message, false, name, &BpfLoop)?;
+    let name = Name {
+        bytes: name,
+        len: question.name_len,
+    };
+    let found = generation.domain(&name, &BpfLoop)?;
+    let pass = match found.decision.action() {
+        Action::Block => {
+            count(Counter::DnsQueriesBlocked);
+            false
+        }
+        Action::Audit => true,
+        Action::None | Action::Allow => return Ok(true),
+    };
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Query,
+        generation: generation.number()?,
+        found: &found,
+        packet,
+        name: &name,
+        qtype: question.qtype,
+        learned: None,
+        ttl: 0,
+    });
+    Ok(pass)
+}
+
+/// A TLS ClientHello: dropped when it names a blocked server, whose
+/// address is then blocked as if a DNS answer had named it.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn judge_server_name(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
+    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    let Some(Parts { payload, name, .. }) = scratch.parts() else {
+        return Ok(PASS);
+    };
+    let name_len = match tls::server_name(&payload, name, &BpfLoop) {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(PASS),
+        Err(_) => {
+            count(Counter::Malformed);
+            return Ok(DROP);
+        }
+    };
+    let name = Name {
+        bytes: name,
+        len: name_len,
+    };
+    let found = generation.domain(&name, &BpfLoop)?;
+    let verdict = match found.decision.action() {
+        Action::Block => {
+            count(Counter::ServerNamesBlocked);
+            DROP
+        }
+        Action::Audit => PASS,
+        Action::None | Action::Allow => return Ok(PASS),
+    };
+    let mut address = [0u8; 16];
+    let v4 = packet.family == FAMILY_V4;
+    if v4 {
+        address[10] = 0xff;
+        address[11] = 0xff;
+        address[12..].copy_from_slice(&packet.daddr[..4]);
+    } else {
+        address = packet.daddr;
+    }
+    let ttl = learn(
+        &generation,
+        &found,
+        &Learned {
+            address,
+            v4,
+            ttl: u32::MAX,
+        },
+    )?;
+    report_name(&NameVerdict {
+        kind: DomainEventKind::ServerName,
+        generation: generation.number()?,
+        found: &found,
+        packet,
+        name: &name,
+        qtype: 0,
+        learned: None,
+        ttl,
+    });
+    Ok(verdict)
+}
+
+/// A DNS response: the addresses it gives for blocked names are learned,
+/// and with query blocking on the response itself is dropped.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn judge_response(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
+    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    // Over TCP, only a segment's first message is read: a response that
+    // spans segments is read as far as this one goes.
+    let message = if packet.protocol == IPPROTO_TCP { 2 } else { 0 };
+    let Some(learns) = read_response(&generation, scratch, message)? else {
+        return Ok(PASS);
+    };
+    if learns {
+        match learn_answers(&generation, scratch, packet) {
+            Ok(()) => {}
+            Err(Stop::Fault) => return Err(Fault),
+            // What was learned stays learned.
+            Err(Stop::Malformed) => {
+                count(Counter::Malformed);
+                return Ok(PASS);
+            }
+        }
+    }
+    let blocks_queries = generation.dns_options()? & options::BLOCK_QUERIES != 0;
+    if !blocks_queries || !report_answer(&generation, scratch, packet)? {
+        return Ok(PASS);
+    }
+    Ok(DROP)
+}
+
+/// Puts the policy's word on the copied response in the scratch buffer,
+/// and returns whether its addresses are to be learned, or `None`
+/// (counted) when the response cannot be read. The word stays in a map, as
+/// it does not fit on the stack (see `STACK`).
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn read_response(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<Option<bool>, Fault> {
+    // Borrowed field by field rather than through `Scratch::parts`: this
+    // frame is on the deepest chain of calls.
+    let Some(payload) = Packet::new(&scratch.packet, scratch.copied) else {
+        return Ok(None);
+    };
+    let read = dns::judge_response(
+        generation,
+        &payload,
+        message,
+        &mut scratch.name,
+        &BpfLoop,
+        &BpfLoop,
+    );
+    match read {
+        Ok(response) => Ok(Some(scratch.response.write(response).learns())),
+        Err(Stop::Fault) => Err(Fault),
+        Err(Stop::Malformed) => {
+            count(Counter::Malformed);
+            Ok(None)
+        }
+    }
+}
+
+/// Reports the response `read_response` read when its chain is blocked,
+/// and returns whether it was.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn report_answer(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    packet: &Headers,
+) -> Result<bool, Fault> {
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    if response.chain.decision.action() != Action::Block {
+        return Ok(false);
+    }
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Answer,
+        generation: generation.number()?,
+        found: &response.chain,
+        packet,
+        name: &Name {
+            bytes: &scratch.name,
+            len: response.name_len,
+        },
+        qtype: response.question.qtype,
+        learned: None,
+        ttl: 0,
+    });
+    Ok(true)
+}
+
+/// Learns the addresses of the response `read_response` read.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn learn_answers(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    packet: &Headers,
+) -> Result<(), Stop> {
+    let parts = scratch.parts().ok_or(Stop::Malformed)?;
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { parts.response.assume_init_ref() };
+    let found = parts.learned;
+    // The addresses are collected first and learned after the scan: doing
+    // the learning inside the scan's callback would not fit the stack.
+    let mut count = BpfLoop.opaque(0);
+    let scanned = dns::learn_addresses(
+        &parts.payload,
+        response,
+        parts.name,
+        &BpfLoop,
+        |_, _, learned| {
+            found[count % found.len()] = learned;
+            count += 1;
+        },
+    );
+    let name = Name {
+        bytes: parts.name,
+        len: response.name_len,
+    };
+    for (index, learned) in found.iter().enumerate() {
+        if index >= count {
+            break;
+        }
+        if !learn_answer(generation, &response.chain, &name, learned, packet) {
+            return Err(Stop::Fault);
+        }
+    }
+    scanned
+}
+
+/// Learns one address of an answer and reports it; `false` on a fault.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn learn_answer(
+    generation: &Generation<'_, LiveImage<'_>>,
+    found: &DomainMatch,
+    name: &Name<'_>,
+    learned: &Learned,
+    packet: &Headers,
+) -> bool {
+    let (Ok(ttl), Ok(number)) = (learn(generation, found, learned), generation.number()) else {
+        return false;
+    };
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Learned,
+        generation: number,
+        found,
+        packet,
+        name,
+        qtype: 0,
+        learned: Some(learned),
+        ttl,
+    });
+    true
+}
+
+/// Lists `learned` for the domain `found`, for its TTL bounded by the
+/// policy, and returns the seconds it stays listed.
+#[inline(always)]
+fn learn(
+    generation: &Generation<'_, LiveImage<'_>>,
+    found: &DomainMatch,
+    learned: &Learned,
+) -> Result<u32, Fault> {
+    let seconds = generation.learned_seconds(learned.ttl)?;
+    let entry = LearnedAddress {
+        // SAFETY: a helper without arguments.
+        expires_boot_ns: unsafe { bpf_ktime_get_boot_ns() } + seconds * NANOS_PER_SECOND,
+        domain_hash: generation.domain_hash(found.slot)?,
+    };
+    // A full LRU map evicts; an insert fails only without memory, and then
+    // the event still reports the address.
+    if LEARNED.insert(learned.address, entry, 0).is_ok() {
+        count(Counter::AddressesLearned);
+    }
+    Ok(seconds as u32)
+}
+
+/// The live word on a learned address, if it is listed and not expired:
+/// the socket hooks check destinations here after the policy's CIDRs.
+#[inline(always)]
+pub fn learned_decision(
+    generation: &Generation<'_, LiveImage<'_>>,
+    address: &[u8; 16],
+) -> Result<Option<DomainMatch>, Fault> {
+    let Some(entry) = LEARNED.get_ptr(address) else {
+        return Ok(None);
+    };
+    // SAFETY: the map value stays valid for this program run (RCU).
+    let entry = unsafe { *entry };
+    // SAFETY: a helper without arguments.
+    if entry.expires_boot_ns <= unsafe { bpf_ktime_get_boot_ns() } {
+        return Ok(None);
+    }
+    let found = generation.domain_by_hash(entry.domain_hash)?;
+    Ok(match found.decision.action() {
+        Action::Block | Action::Audit => Some(found),
+        Action::None | Action::Allow => None,
+    })
+}

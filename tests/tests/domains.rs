@@ -1,0 +1,375 @@
+//! Domain rules against the real kernel: DNS queries for listed names are
+//! dropped, answers for them block their addresses for a bounded TTL, and
+//! TLS ClientHellos naming them are stopped. Each test runs its own DNS
+//! server (and TLS listener) on a loopback address of its own, and its
+//! clients in its own cgroup.
+
+use std::{
+    net::Ipv4Addr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer_integration_tests::{
+    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup, command_in, dns::DnsServer, dns::Transport,
+    dns::Zone, dns_query, probe, run, tcp_listener, tls_hello, tls_listener, udp_receiver,
+};
+
+const WHATSAPP_POLICY: &str = r#"
+version = 1
+
+[[block]]
+name = "whatsapp"
+domains = ["WhatsApp.com", "whatsapp.net", "wa.me."]
+"#;
+
+fn answered(outcome: &DnsOutcome) -> bool {
+    matches!(outcome, DnsOutcome::Answer(records) if !records.is_empty())
+}
+
+/// A refused query fails at `sendmsg` (UDP) or never gets a reply (TCP).
+fn refused(outcome: &DnsOutcome) -> bool {
+    matches!(
+        outcome,
+        DnsOutcome::Errno(libc::EPERM) | DnsOutcome::Timeout | DnsOutcome::Closed
+    )
+}
+
+#[test]
+fn queries_for_listed_names_get_no_answer_and_others_resolve() {
+    let server_addr = Ipv4Addr::new(127, 0, 0, 53 + 8);
+    let zone = Zone::new()
+        .a("web.whatsapp.com", Ipv4Addr::new(127, 0, 0, 62), 60)
+        .a("whatsapp.net", Ipv4Addr::new(127, 0, 0, 62), 60)
+        .a("notwhatsapp.com", Ipv4Addr::new(127, 0, 0, 63), 60)
+        .a("example.org", Ipv4Addr::new(127, 0, 0, 64), 60);
+    let server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    assert!(answered(&dns_query(
+        &cgroup,
+        Transport::Udp,
+        server_addr,
+        "web.whatsapp.com",
+        "A"
+    )));
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    let queries_before = server.queries().len();
+
+    for transport in [Transport::Udp, Transport::Tcp] {
+        for name in [
+            "WEB.WhatsApp.COM.",
+            "whatsapp.com",
+            "whatsapp.net",
+            "x.y.wa.me",
+        ] {
+            let outcome = dns_query(&cgroup, transport, server_addr, name, "A");
+            assert!(refused(&outcome), "{name} over {transport:?}: {outcome:?}");
+        }
+        for name in ["notwhatsapp.com", "example.org"] {
+            let outcome = dns_query(&cgroup, transport, server_addr, name, "A");
+            assert!(answered(&outcome), "{name} over {transport:?}: {outcome:?}");
+        }
+    }
+    let reached: Vec<_> = server.queries()[queries_before..]
+        .iter()
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    assert!(
+        reached
+            .iter()
+            .all(|name| name == "notwhatsapp.com" || name == "example.org"),
+        "a listed name reached the server: {reached:?}"
+    );
+
+    let event = daemon.expect_event("a dns event", |event| {
+        event["kind"] == "dns" && event["name"] == "web.whatsapp.com"
+    });
+    assert_eq!(event["verdict"], "blocked");
+    assert_eq!(event["domain"], "whatsapp.com");
+    assert_eq!(event["rule"], "whatsapp");
+    assert_eq!(event["qtype"], "A");
+    assert_eq!(event["direction"], "query");
+    assert_eq!(event["daddr"], server_addr.to_string());
+    assert_eq!(event["dport"], 53);
+}
+
+#[test]
+fn the_most_specific_listed_name_wins() {
+    let server_addr = Ipv4Addr::new(127, 0, 0, 65);
+    let zone = Zone::new()
+        .a("corp-mirror.telegram.org", Ipv4Addr::new(127, 0, 0, 66), 60)
+        .a(
+            "x.corp-mirror.telegram.org",
+            Ipv4Addr::new(127, 0, 0, 66),
+            60,
+        )
+        .a("cdn.telegram.org", Ipv4Addr::new(127, 0, 0, 67), 60);
+    let _server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+[[block]]
+name = "telegram"
+domains = ["telegram.org"]
+[[allow]]
+name = "mirror"
+domains = ["corp-mirror.telegram.org"]
+"#,
+    );
+    for name in ["corp-mirror.telegram.org", "x.corp-mirror.telegram.org"] {
+        let outcome = dns_query(&cgroup, Transport::Udp, server_addr, name, "A");
+        assert!(answered(&outcome), "{name}: {outcome:?}");
+    }
+    let outcome = dns_query(
+        &cgroup,
+        Transport::Udp,
+        server_addr,
+        "cdn.telegram.org",
+        "A",
+    );
+    assert!(refused(&outcome), "{outcome:?}");
+}
+
+#[test]
+fn an_answer_for_a_listed_name_blocks_its_address_until_the_ttl_ends() {
+    let server_addr = Ipv4Addr::new(127, 0, 0, 68);
+    let listed = Ipv4Addr::new(127, 0, 0, 69);
+    let (_listener, port) = tcp_listener(listed);
+    let zone = Zone::new().a("media.whatsapp.net", listed, 1);
+    let _server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+[options]
+dns_block_queries = false
+dns_ttl_min_seconds = 2
+dns_ttl_max_seconds = 3
+[[block]]
+name = "whatsapp"
+domains = ["whatsapp.net"]
+"#,
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), Outcome::Ok);
+    let outcome = dns_query(
+        &cgroup,
+        Transport::Udp,
+        server_addr,
+        "media.whatsapp.net",
+        "A",
+    );
+    assert_eq!(outcome, DnsOutcome::Answer(vec![format!("A={listed}")]));
+    let learned_at = Instant::now();
+    assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), EPERM);
+
+    let event = daemon.expect_event("a learned event", |event| event["kind"] == "learned");
+    assert_eq!(event["daddr"], listed.to_string());
+    assert_eq!(event["domain"], "whatsapp.net");
+    assert_eq!(event["name"], "media.whatsapp.net");
+    assert_eq!(event["ttl"], 2, "a TTL of 1 s is raised to the minimum");
+    let connect = daemon.expect_event("the refused connect", |event| {
+        event["kind"] == "connect" && event["daddr"] == listed.to_string()
+    });
+    assert_eq!(connect["domain"], "whatsapp.net");
+
+    thread::sleep(
+        Duration::from_secs(2).saturating_sub(learned_at.elapsed()) + Duration::from_millis(300),
+    );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, listed, port),
+        Outcome::Ok,
+        "the block ends with the TTL"
+    );
+}
+
+#[test]
+fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
+    let server_addr = Ipv4Addr::new(127, 0, 0, 70);
+    let listed = Ipv4Addr::new(127, 0, 0, 71);
+    let (_listener, port) = tcp_listener(listed);
+    let zone = Zone::new()
+        .cname("chat.example.com", "edge.example.net", 60)
+        .cname("edge.example.net", "mmx-ds.cdn.whatsapp.net", 60)
+        .a("mmx-ds.cdn.whatsapp.net", listed, 60);
+    let _server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    let outcome = dns_query(
+        &cgroup,
+        Transport::Udp,
+        server_addr,
+        "chat.example.com",
+        "A",
+    );
+    assert!(
+        refused(&outcome),
+        "with query blocking on, the response for the chain is dropped: {outcome:?}"
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), EPERM);
+    let event = daemon.expect_event("a learned event", |event| event["kind"] == "learned");
+    assert_eq!(event["name"], "mmx-ds.cdn.whatsapp.net");
+    assert_eq!(event["domain"], "whatsapp.net");
+    daemon.expect_event("the dropped response", |event| {
+        event["kind"] == "dns" && event["direction"] == "response"
+    });
+}
+
+#[test]
+fn a_client_hello_naming_a_listed_server_is_stopped_and_its_address_refused() {
+    let unlisted = Ipv4Addr::new(127, 0, 0, 72);
+    let other = Ipv4Addr::new(127, 0, 0, 73);
+    let (listener, port) = tls_listener(unlisted);
+    let (allowed_listener, allowed_port) = tls_listener(other);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+
+    assert_eq!(
+        tls_hello(&cgroup, other, allowed_port, "www.example.org"),
+        Outcome::Ok
+    );
+    assert!(allowed_listener.received_client_hello(Duration::from_secs(2)));
+
+    tls_hello(&cgroup, unlisted, port, "Web.WhatsApp.com");
+    assert!(
+        !listener.received_client_hello(Duration::from_secs(1)),
+        "the ClientHello reached the server"
+    );
+    let event = daemon.expect_event("an sni event", |event| event["kind"] == "sni");
+    assert_eq!(event["name"], "web.whatsapp.com");
+    assert_eq!(event["domain"], "whatsapp.com");
+    assert_eq!(event["daddr"], unlisted.to_string());
+    assert_eq!(event["dport"], port);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, unlisted, port),
+        EPERM,
+        "the server's address is refused from then on"
+    );
+}
+
+#[test]
+fn a_real_tls_client_is_stopped_by_its_server_name() {
+    let addr = Ipv4Addr::new(127, 0, 0, 74);
+    let (listener, port) = tls_listener(addr);
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    let mut openssl = command_in(&cgroup, "timeout");
+    openssl.args(["3", "openssl", "s_client", "-connect"]);
+    openssl.arg(format!("{addr}:{port}"));
+    openssl.args(["-servername", "web.whatsapp.com"]);
+    openssl.stdin(std::process::Stdio::null());
+    run(&mut openssl);
+    assert!(
+        !listener.received_client_hello(Duration::from_millis(500)),
+        "openssl's ClientHello reached the server"
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, port), EPERM);
+}
+
+#[test]
+fn dot_and_quic_switches_refuse_their_ports_everywhere() {
+    let addr = Ipv4Addr::new(127, 0, 0, 75);
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(
+        &cgroup,
+        "version = 1\n[options]\nblock_dot = true\nblock_quic = true\n",
+    );
+    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, 853), EPERM);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, 853), EPERM);
+    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, 443), EPERM);
+    let (_receiver, other_port) = udp_receiver(addr);
+    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, other_port), Outcome::Ok);
+    let (_listener, tcp_port) = tcp_listener(addr);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, tcp_port), Outcome::Ok);
+}
+
+/// Replies a hostile server might send: each must leave the daemon
+/// running, the kernel programs answering, and valid traffic working.
+fn malformed_replies() -> Vec<Vec<u8>> {
+    let header = |answers: u16| {
+        let mut message = vec![0, 0, 0x81, 0x80, 0, 1];
+        message.extend(answers.to_be_bytes());
+        message.extend([0, 0, 0, 0]);
+        message
+    };
+    let question = [
+        3, b'w', b'e', b'b', 8, b'w', b'h', b'a', b't', b's', b'a', b'p', b'p', 3, b'c', b'o',
+        b'm', 0, 0, 1, 0, 1,
+    ];
+    let mut replies = Vec::new();
+    // Truncated header.
+    replies.push(vec![0, 0, 0x81]);
+    // A question whose name points at itself.
+    let mut looping = header(0);
+    looping.extend([0xc0, 12, 0, 1, 0, 1]);
+    replies.push(looping);
+    // Answers that point forward, and a record claiming more data than sent.
+    let mut forward = header(2);
+    forward.extend(question);
+    forward.extend([0xc0, 40, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+    forward.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0xff, 0xff, 1]);
+    replies.push(forward);
+    // 65535 answers claimed, one carried.
+    let mut claims = header(u16::MAX);
+    claims.extend(question);
+    claims.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 9]);
+    replies.push(claims);
+    // Labels at their limits: 63 bytes each, the name over 255 bytes.
+    let mut long = header(0);
+    for _ in 0..5 {
+        long.push(63);
+        long.extend([b'a'; 63]);
+    }
+    long.extend([0, 0, 1, 0, 1]);
+    replies.push(long);
+    // Pseudo-random garbage from a fixed seed.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for len in [12, 40, 300, 1400] {
+        let bytes = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        replies.push(bytes);
+    }
+    replies
+}
+
+#[test]
+fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    for (index, reply) in malformed_replies().into_iter().enumerate() {
+        let server_addr = Ipv4Addr::new(127, 0, 1, 10 + index as u8);
+        let _server = DnsServer::raw(server_addr, move |_| reply.clone());
+        for transport in [Transport::Udp, Transport::Tcp] {
+            // Whatever comes back, the query must finish.
+            dns_query(&cgroup, transport, server_addr, "example.org", "A");
+        }
+    }
+    let server_addr = Ipv4Addr::new(127, 0, 1, 9);
+    let _server = DnsServer::start(
+        server_addr,
+        Zone::new().a("example.org", Ipv4Addr::new(127, 0, 1, 8), 60),
+    );
+    let outcome = dns_query(&cgroup, Transport::Udp, server_addr, "example.org", "A");
+    assert!(answered(&outcome), "{outcome:?}");
+    assert!(refused(&dns_query(
+        &cgroup,
+        Transport::Udp,
+        server_addr,
+        "whatsapp.com",
+        "A"
+    )));
+    let status = daemon.status_json();
+    assert!(
+        status["counters"]["malformed"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert_eq!(status["counters"]["lookup_faults"], 0, "{status}");
+}
