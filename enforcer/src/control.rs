@@ -73,6 +73,9 @@ pub struct StatusReport {
     /// How banned executables are stopped: "lsm", "signal", or why they
     /// cannot be.
     pub exec_enforcement: String,
+    /// How domain rules are enforced: "kernel", or why they cannot be.
+    #[serde(default)]
+    pub domain_enforcement: String,
     pub generation: u64,
     pub applied_at: String,
     /// The uid that applied the policy; `None` for the policy given at start.

@@ -187,6 +187,7 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(text, "enforcing on cgroup {}", report.cgroup);
     let _ = writeln!(text, "programs: {}", report.programs.join(", "));
     let _ = writeln!(text, "exec enforcement: {}", report.exec_enforcement);
+    let _ = writeln!(text, "domain enforcement: {}", report.domain_enforcement);
     let _ = writeln!(
         text,
         "policy: generation {}, applied {} {}, {} rule(s)",

@@ -79,6 +79,8 @@ pub enum ProgramsError {
     Maps(#[from] MapsError),
     #[error("the policy has exec rules, but this kernel cannot enforce them: {0}")]
     ExecUnavailable(String),
+    #[error("the policy has domain rules, but this kernel cannot enforce them: {0}")]
+    DomainsUnavailable(String),
 }
 
 /// Loaded programs and the maps they share, split by who uses them.
@@ -114,6 +116,8 @@ pub struct Programs {
     /// The `exec_block_loader` hook: loaded (or why not), and attached
     /// while a policy asks for it.
     mapping_hook: Result<Option<TracePointLinkId>, String>,
+    /// The packet programs of domain rules: loaded, or why not.
+    packet_programs: Result<(), String>,
     attached_to: Option<PathBuf>,
 }
 
@@ -135,11 +139,16 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
             .load()
             .map_err(|source| ProgramsError::Program { name, source })?;
     }
-    for (name, _) in PACKET_PROGRAMS {
-        packet_program(&mut ebpf, name)?
-            .load()
-            .map_err(|source| ProgramsError::Program { name, source })?;
-    }
+    // Domain rules need `bpf_loop` (Linux 5.17); without it, network and
+    // exec enforcement still work, and policies with domains are refused.
+    let packet_programs = PACKET_PROGRAMS
+        .iter()
+        .try_for_each(|&(name, _)| {
+            packet_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| ProgramsError::Program { name, source })
+        })
+        .map_err(|error| error.to_string());
     let exec = match (offsets, Btf::from_sys_fs()) {
         (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, &btf, capabilities.bpf_lsm_active),
         (Err(error), _) => ExecSupport::Unavailable(format!(
@@ -165,6 +174,7 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
             ebpf,
             exec,
             mapping_hook,
+            packet_programs,
             attached_to: None,
         },
         slot,
@@ -250,10 +260,12 @@ impl Programs {
                 .attach(&file, CgroupAttachMode::Single)
                 .map_err(|source| ProgramsError::Program { name, source })?;
         }
-        for (name, attach_type) in PACKET_PROGRAMS {
-            packet_program(&mut self.ebpf, name)?
-                .attach(&file, attach_type, CgroupAttachMode::Single)
-                .map_err(|source| ProgramsError::Program { name, source })?;
+        if self.packet_programs.is_ok() {
+            for (name, attach_type) in PACKET_PROGRAMS {
+                packet_program(&mut self.ebpf, name)?
+                    .attach(&file, attach_type, CgroupAttachMode::Single)
+                    .map_err(|source| ProgramsError::Program { name, source })?;
+            }
         }
         if let ExecSupport::Enforced(method) = self.exec {
             self.attach_exec(method, &file)?;
@@ -341,7 +353,26 @@ impl Programs {
 
     /// Refuses a policy with exec rules where no exec hook loaded, rather
     /// than pretending to enforce them.
-    pub fn check_exec_rules(&self, policy: &Policy) -> Result<(), ProgramsError> {
+    /// How domain rules are enforced here: "kernel", or why they cannot be.
+    pub fn domain_support(&self) -> String {
+        match &self.packet_programs {
+            Ok(()) => "kernel".to_string(),
+            Err(reason) => format!("unavailable: {reason}"),
+        }
+    }
+
+    /// Refuses a policy with rules this kernel cannot enforce, rather than
+    /// pretending to enforce them.
+    pub fn check_support(&self, policy: &Policy) -> Result<(), ProgramsError> {
+        if let Err(reason) = &self.packet_programs
+            && policy.rules.iter().any(|rule| !rule.domains.is_empty())
+        {
+            return Err(ProgramsError::DomainsUnavailable(reason.clone()));
+        }
+        self.check_exec_rules(policy)
+    }
+
+    fn check_exec_rules(&self, policy: &Policy) -> Result<(), ProgramsError> {
         let has_exec_rules = policy.rules.iter().any(|rule| {
             !rule.exec_paths.is_empty()
                 || !rule.exec_names.is_empty()
@@ -371,9 +402,16 @@ impl Programs {
             ExecSupport::Unavailable(_) => None,
         };
         let mapping = matches!(self.mapping_hook, Ok(Some(_))).then_some(PROG_EXEC_MAPPING);
+        let packet = self
+            .packet_programs
+            .is_ok()
+            .then_some(PACKET_PROGRAMS.map(|(name, _)| name))
+            .into_iter()
+            .flatten();
         SOCKET_PROGRAMS
             .iter()
             .copied()
+            .chain(packet)
             .chain(exec)
             .chain(mapping)
             .map(ToString::to_string)

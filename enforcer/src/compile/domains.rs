@@ -127,3 +127,79 @@ pub fn text_words(domain: &str) -> impl Iterator<Item = u64> + '_ {
 pub fn text_word_count(domain: &str) -> usize {
     1 + domain.len().div_ceil(8)
 }
+
+#[cfg(test)]
+mod tests {
+    use enforcer_common::{
+        decision::Action,
+        domain::{NAME_BYTES, Name},
+        lookup::Generation,
+        repeat::Plain,
+    };
+
+    use crate::{
+        compile::compile,
+        policy::{Source, parse},
+    };
+
+    fn lookup(generation: &Generation<'_, [u64]>, name: &str) -> (Action, u32) {
+        let mut bytes = [0u8; NAME_BYTES];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        let found = generation
+            .domain(
+                &Name {
+                    bytes: &bytes,
+                    len: name.len(),
+                },
+                &Plain,
+            )
+            .unwrap();
+        (found.decision.action(), found.start)
+    }
+
+    #[test]
+    fn every_one_of_many_domains_is_found_within_the_probe_bound() {
+        let domains: Vec<String> = (0..20_000).map(|i| format!("\"d{i}.example\"")).collect();
+        let text = format!(
+            "version = 1\n[[block]]\nname = \"many\"\ndomains = [{}]\n",
+            domains.join(", ")
+        );
+        let policy = parse(&[Source {
+            name: "many.toml".into(),
+            text,
+        }])
+        .unwrap();
+        // Any seed must place every domain; try a few.
+        for seed in [0, 1, u64::MAX, 0x9e37_79b9_7f4a_7c15] {
+            let compiled = compile(&policy, &[], seed).unwrap();
+            assert_eq!(compiled.stats.domains, 20_000);
+            assert_eq!(compiled.domain_slots.len(), 20_000);
+            let generation = Generation::new(compiled.image.as_slice());
+            for i in (0..20_000).step_by(97) {
+                assert_eq!(
+                    lookup(&generation, &format!("d{i}.example")),
+                    (Action::Block, 0)
+                );
+                assert_eq!(
+                    lookup(&generation, &format!("www.d{i}.example")),
+                    (Action::Block, 4)
+                );
+            }
+            assert_eq!(lookup(&generation, "example").0, Action::None);
+            assert_eq!(lookup(&generation, "d20000.example").0, Action::None);
+        }
+    }
+
+    #[test]
+    fn a_policy_without_domains_has_no_domain_table() {
+        let policy = parse(&[Source {
+            name: "p.toml".into(),
+            text: "version = 1\n".into(),
+        }])
+        .unwrap();
+        let compiled = compile(&policy, &[], 5).unwrap();
+        let generation = Generation::new(compiled.image.as_slice());
+        assert_eq!(generation.has_domains(), Ok(false));
+        assert_eq!(lookup(&generation, "example.com").0, Action::None);
+    }
+}

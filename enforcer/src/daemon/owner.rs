@@ -128,7 +128,7 @@ impl Owner {
             mut slot,
             counters,
         } = kernel;
-        programs.check_exec_rules(&policy)?;
+        programs.check_support(&policy)?;
         let mut content = ContentBans::new(StrictScope(cgroup_path));
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
@@ -206,7 +206,7 @@ impl Owner {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
-        if let Err(error) = self.programs.check_exec_rules(&policy) {
+        if let Err(error) = self.programs.check_support(&policy) {
             return Response::Error {
                 message: error.to_string(),
             };
@@ -388,6 +388,7 @@ impl Owner {
             cgroup: self.cgroup.display().to_string(),
             programs: self.programs.names(),
             exec_enforcement: self.programs.exec_support().to_string(),
+            domain_enforcement: self.programs.domain_support(),
             generation: self.live.number,
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),
             applied_by: self.live.applied_by.map(|peer| peer.uid),
