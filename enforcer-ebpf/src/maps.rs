@@ -45,19 +45,20 @@ pub struct Scratch {
     pub copied: usize,
     /// The word on the DNS response being judged, too big for the stack.
     pub response: MaybeUninit<Response>,
-    /// The addresses of that response, collected before they are learned.
+    /// The addresses of that response, collected before they are learned,
+    /// and how many there are.
     pub learned: [Learned; MAX_ANSWERS as usize],
+    pub collected: usize,
 }
 
 #[btf_map]
 pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
-/// The fields of a [`Scratch`], borrowed apart, with the copied payload.
+/// The copied payload and the name buffer of a [`Scratch`], borrowed
+/// apart.
 pub struct Parts<'a> {
     pub payload: Packet<'a>,
     pub name: &'a mut [u8; NAME_BYTES],
-    pub response: &'a mut MaybeUninit<Response>,
-    pub learned: &'a mut [Learned; MAX_ANSWERS as usize],
 }
 
 impl Scratch {
@@ -69,8 +70,6 @@ impl Scratch {
         Some(Parts {
             payload: Packet::new(&self.packet, len)?,
             name: &mut self.name,
-            response: &mut self.response,
-            learned: &mut self.learned,
         })
     }
 }

@@ -50,11 +50,14 @@ const MAX_EXTENSION_HEADERS: usize = 4;
 
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    let Some(packet) = headers(&ctx) else {
+    let Some(packet) = transport(&ctx) else {
         return PASS;
     };
     let dns_query = packet.dport == dns::PORT;
     if !dns_query && !(packet.protocol == IPPROTO_TCP && starts_client_hello(&ctx, packet)) {
+        return PASS;
+    }
+    if !read_addresses(&ctx, packet) {
         return PASS;
     }
     outcome(if dns_query {
@@ -66,10 +69,13 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
 
 #[cgroup_skb(ingress)]
 pub fn ingress(ctx: SkBuffContext) -> i32 {
-    match headers(&ctx) {
-        Some(packet) if packet.sport == dns::PORT => outcome(judge_response(&ctx, packet)),
-        _ => PASS,
+    let Some(packet) = transport(&ctx) else {
+        return PASS;
+    };
+    if packet.sport != dns::PORT || !read_addresses(&ctx, packet) {
+        return PASS;
     }
+    outcome(judge_response(&ctx, packet))
 }
 
 /// The judges' verdict as the program's return value. Spelled out, because
@@ -87,7 +93,9 @@ fn outcome(verdict: Result<i32, Fault>) -> i32 {
     }
 }
 
-/// The headers of a TCP or UDP packet that carries a payload. Addresses
+/// The headers of a packet. Every packet is read as far as its transport
+/// protocol, ports and payload; only one that may be DNS or a ClientHello
+/// gets its addresses and socket read too (`read_addresses`). Addresses
 /// are in network order, IPv4 in the first four bytes.
 pub struct Headers {
     pub saddr: [u8; 16],
@@ -102,62 +110,60 @@ pub struct Headers {
     payload_len: u32,
 }
 
+/// Header bytes are read from the packet's linear data when they are
+/// there (they always are for packets the local stack builds), which costs
+/// a bounds check; from anywhere else with a helper call. The bound keeps
+/// offsets small enough for the verifier to follow.
+const MAX_LINEAR_OFFSET: usize = 255;
+
+#[inline(always)]
+fn read<T: Copy>(ctx: &SkBuffContext, offset: usize) -> Option<T> {
+    let skb = ctx.skb.skb;
+    // SAFETY: `data` and `data_end` are context fields the verifier turns
+    // into packet pointers; the read is checked against the end below.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if offset <= MAX_LINEAR_OFFSET {
+        let at = data + offset;
+        // SAFETY: a read of a local. Volatile, so the compiler cannot turn
+        // `at + size <= end` into `at + size - 1 < end`: the verifier only
+        // learns that the bytes are there from the first form.
+        let limit = unsafe { core::ptr::read_volatile(&(at + size_of::<T>())) };
+        if limit <= end {
+            // SAFETY: within the linear data, as checked.
+            return Some(unsafe { (at as *const T).read_unaligned() });
+        }
+    }
+    ctx.load(offset).ok()
+}
+
+/// Reads the transport of the packet into the per-CPU headers slot (a map
+/// rather than the stack: see `STACK`).
+///
 /// The skb starts at the network header in both directions. Fragments and
 /// IPv6 packets with many extension headers are not read: the hook sees
 /// outgoing packets before fragmentation and incoming ones after
 /// reassembly, so neither carries a DNS message or a ClientHello.
-/// The headers, kept in a per-CPU map rather than on the stack (see
-/// `STACK`).
 #[inline(always)]
-fn headers(ctx: &SkBuffContext) -> Option<&'static Headers> {
-    let slot = HEADERS.get_ptr_mut(0)?;
-    // SAFETY: a per-CPU slot, used by one program run at a time.
-    let slot = unsafe { &mut *slot };
-    read_headers(ctx, slot).then_some(slot)
-}
-
-/// Fills `out` and tells whether the packet is one to read.
-// A function of its own: see `STACK`.
-#[inline(never)]
-fn read_headers(ctx: &SkBuffContext, out: &mut Headers) -> bool {
-    match parse_headers(ctx) {
-        Some(headers) => {
-            *out = headers;
-            true
-        }
-        None => false,
-    }
-}
-
-#[inline(always)]
-fn parse_headers(ctx: &SkBuffContext) -> Option<Headers> {
-    let first: u8 = ctx.load(0).ok()?;
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
-    let (family, protocol, transport) = match first >> 4 {
+fn transport(ctx: &SkBuffContext) -> Option<&'static mut Headers> {
+    let first: u8 = read(ctx, 0)?;
+    let (family, protocol, header) = match first >> 4 {
         4 => {
             let header_len = (first & 0x0f) as u32 * 4;
-            let fragment = u16::from_be(ctx.load::<u16>(6).ok()?);
+            let fragment = u16::from_be(read::<u16>(ctx, 6)?);
             if header_len < 20 || fragment & 0x3fff != 0 {
                 return None;
             }
-            let source: [u8; 4] = ctx.load(12).ok()?;
-            let destination: [u8; 4] = ctx.load(16).ok()?;
-            saddr[..4].copy_from_slice(&source);
-            daddr[..4].copy_from_slice(&destination);
-            (FAMILY_V4, ctx.load::<u8>(9).ok()?, header_len)
+            (FAMILY_V4, read::<u8>(ctx, 9)?, header_len)
         }
         6 => {
-            saddr = ctx.load(8).ok()?;
-            daddr = ctx.load(24).ok()?;
-            let mut next: u8 = ctx.load(6).ok()?;
+            let mut next: u8 = read(ctx, 6)?;
             let mut offset = 40u32;
             for _ in 0..MAX_EXTENSION_HEADERS {
                 // Hop-by-hop options, routing, destination options.
                 if !matches!(next, 0 | 43 | 60) {
                     break;
                 }
-                let [header, len]: [u8; 2] = ctx.load(offset as usize).ok()?;
+                let [header, len]: [u8; 2] = read(ctx, offset as usize)?;
                 next = header;
                 offset += (len as u32 + 1) * 8;
             }
@@ -166,32 +172,60 @@ fn parse_headers(ctx: &SkBuffContext) -> Option<Headers> {
         _ => return None,
     };
     let payload = match protocol {
-        IPPROTO_UDP => transport + 8,
-        IPPROTO_TCP => transport + (ctx.load::<u8>(transport as usize + 12).ok()? >> 4) as u32 * 4,
+        IPPROTO_UDP => header + 8,
+        IPPROTO_TCP => header + (read::<u8>(ctx, header as usize + 12)? >> 4) as u32 * 4,
         _ => return None,
     };
-    let ports: [u8; 4] = ctx.load(transport as usize).ok()?;
+    let ports: [u8; 4] = read(ctx, header as usize)?;
     let len = ctx.len();
     if len <= payload {
         return None;
     }
-    Some(Headers {
-        saddr,
-        daddr,
-        sport: u16::from_be_bytes([ports[0], ports[1]]),
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
-        family,
-        protocol,
-        socket: Socket {
-            // SAFETY: the context's skb, as the helper expects.
-            cgroup_id: unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) },
-            uid: ctx.get_socket_uid(),
-        },
-        payload,
-        payload_len: len - payload,
-    })
+    let slot = HEADERS.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU slot, used by one program run at a time.
+    let slot = unsafe { &mut *slot };
+    slot.sport = u16::from_be_bytes([ports[0], ports[1]]);
+    slot.dport = u16::from_be_bytes([ports[2], ports[3]]);
+    slot.family = family;
+    slot.protocol = protocol;
+    slot.payload = payload;
+    slot.payload_len = len - payload;
+    Some(slot)
 }
 
+/// Reads the addresses and the socket of a packet to judge; `false` when
+/// they cannot be read.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn read_addresses(ctx: &SkBuffContext, packet: &mut Headers) -> bool {
+    if packet.family == FAMILY_V4 {
+        let (Some(source), Some(destination)) =
+            (read::<[u8; 4]>(ctx, 12), read::<[u8; 4]>(ctx, 16))
+        else {
+            return false;
+        };
+        packet.saddr = [0; 16];
+        packet.daddr = [0; 16];
+        packet.saddr[..4].copy_from_slice(&source);
+        packet.daddr[..4].copy_from_slice(&destination);
+    } else {
+        let (Some(source), Some(destination)) = (read(ctx, 8), read(ctx, 24)) else {
+            return false;
+        };
+        packet.saddr = source;
+        packet.daddr = destination;
+    }
+    packet.socket = Socket {
+        // SAFETY: the context's skb, as the helper expects.
+        cgroup_id: unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) },
+        uid: ctx.get_socket_uid(),
+    };
+    true
+}
+
+/// Whether the payload starts like a TLS ClientHello. Payload bytes sit in
+/// page fragments more often than not, so this takes a helper call; only
+/// TCP packets with a payload get here.
 #[inline(always)]
 fn starts_client_hello(ctx: &SkBuffContext, packet: &Headers) -> bool {
     ctx.load::<[u8; 6]>(packet.payload as usize)
@@ -403,7 +437,13 @@ fn judge_response(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
         return Ok(PASS);
     };
     if learns {
-        match learn_answers(&generation, scratch, packet) {
+        // Collecting and learning are separate calls: together they would
+        // not fit the stack (see `STACK`).
+        let collected = collect_answers(scratch);
+        if !learn_collected(&generation, scratch, packet) {
+            return Err(Fault);
+        }
+        match collected {
             Ok(()) => {}
             Err(Stop::Fault) => return Err(Fault),
             // What was learned stays learned.
@@ -484,44 +524,55 @@ fn report_answer(
     Ok(true)
 }
 
-/// Learns the addresses of the response `read_response` read.
+/// Collects the addresses of the response `read_response` read into the
+/// scratch buffer, for `learn_collected`.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn learn_answers(
-    generation: &Generation<'_, LiveImage<'_>>,
-    scratch: &mut Scratch,
-    packet: &Headers,
-) -> Result<(), Stop> {
-    let parts = scratch.parts().ok_or(Stop::Malformed)?;
+fn collect_answers(scratch: &mut Scratch) -> Result<(), Stop> {
+    // Borrowed field by field, as in `read_response`.
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
     // SAFETY: only called after `read_response` wrote it.
-    let response = unsafe { parts.response.assume_init_ref() };
-    let found = parts.learned;
-    // The addresses are collected first and learned after the scan: doing
-    // the learning inside the scan's callback would not fit the stack.
-    let mut count = BpfLoop.opaque(0);
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let found = &mut scratch.learned;
+    let mut collected = BpfLoop.opaque(0);
     let scanned = dns::learn_addresses(
-        &parts.payload,
+        &payload,
         response,
-        parts.name,
+        &scratch.name,
         &BpfLoop,
         |_, _, learned| {
-            found[count % found.len()] = learned;
-            count += 1;
+            found[collected % found.len()] = learned;
+            collected += 1;
         },
     );
+    scratch.collected = collected;
+    scanned
+}
+
+/// Learns and reports the addresses `collect_answers` collected; `false`
+/// on a fault.
+// A function of its own: see `STACK`.
+#[inline(never)]
+fn learn_collected(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &Scratch,
+    packet: &Headers,
+) -> bool {
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
     let name = Name {
-        bytes: parts.name,
+        bytes: &scratch.name,
         len: response.name_len,
     };
-    for (index, learned) in found.iter().enumerate() {
-        if index >= count {
+    for (index, learned) in scratch.learned.iter().enumerate() {
+        if index >= scratch.collected {
             break;
         }
         if !learn_answer(generation, &response.chain, &name, learned, packet) {
-            return Err(Stop::Fault);
+            return false;
         }
     }
-    scanned
+    true
 }
 
 /// Learns one address of an answer and reports it; `false` on a fault.

@@ -9,7 +9,8 @@
 //! allowed exec pays).
 //!
 //! Then the `exec_sha256` window: how long after a banned copy is written
-//! the generation that bans it is in force.
+//! the generation that bans it is in force, and the `packets` scenario
+//! (see `packets`).
 
 use std::{
     env, fs,
@@ -24,6 +25,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{build, toolchain};
+
+pub mod packets;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -137,6 +140,14 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         sorted.last().copied().unwrap_or_default(),
         windows
     ));
+    let (packet_rounds, round_trips) = if args.quick { (3, 5_000) } else { (7, 30_000) };
+    json.extend(packets::run(
+        &built.enforcer,
+        &work,
+        &cgroup.path,
+        packet_rounds,
+        round_trips,
+    )?);
     fs::write(&args.json, format!("[{}]\n", json.join(",\n")))?;
     println!("JSON: {}", args.json.display());
     Ok(ExitCode::SUCCESS)
@@ -368,6 +379,12 @@ fn hash_window(
         windows.push(written.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(windows)
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Daemon {

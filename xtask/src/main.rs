@@ -48,6 +48,9 @@ enum Command {
         target: PathBuf,
         count: usize,
     },
+    /// The TCP stream the benchmark's packets scenario runs inside its cgroup.
+    #[command(hide = true)]
+    PacketStorm { cgroup: PathBuf, count: usize },
 }
 
 /// The cgroup v2 mount point, from the mount table (never assumed).
@@ -74,6 +77,9 @@ fn main() -> ExitCode {
             target,
             count,
         } => bench::exec_storm_child(&cgroup, &target, count),
+        Command::PacketStorm { cgroup, count } => {
+            bench::packets::packet_storm_child(&cgroup, count)
+        }
     };
     result.unwrap_or_else(|error| {
         eprintln!("xtask: {error:#}");

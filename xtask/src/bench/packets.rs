@@ -1,0 +1,232 @@
+//! Scenario `packets`: what the domain programs cost traffic that is not
+//! DNS and not a ClientHello. A process in the bench cgroup makes round
+//! trips of a small message over loopback TCP to itself (each message one
+//! segment, passing the cgroup_skb hooks on the way out and in), with no
+//! enforcer, with one whose policy lists no domain, and with one listing a
+//! thousand domains. While an enforcer runs, kernel
+//! BPF statistics are on, and the programs' own run time per packet is
+//! read from the daemon's program descriptors.
+
+use std::{
+    env, fs,
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::Path,
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use super::{Daemon, median};
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+const PROG_TYPE_CGROUP_SKB: u32 = 8;
+const MESSAGE_BYTES: usize = 64;
+
+struct Scenario {
+    name: &'static str,
+    /// `None` runs no enforcer.
+    domains: Option<usize>,
+}
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        name: "no enforcer",
+        domains: None,
+    },
+    Scenario {
+        name: "enforcer, no domains",
+        domains: Some(0),
+    },
+    Scenario {
+        name: "enforcer, 1000 domains",
+        domains: Some(1000),
+    },
+];
+
+/// Runs the rounds and prints the table; returns the JSON records.
+pub fn run(
+    enforcer: &Path,
+    work: &Path,
+    cgroup: &Path,
+    rounds: usize,
+    round_trips: usize,
+) -> Result<Vec<String>> {
+    let stats = BpfStats::enable()?;
+    let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); SCENARIOS.len()];
+    let mut per_run: Vec<Vec<f64>> = vec![Vec::new(); SCENARIOS.len()];
+    for round in 0..rounds {
+        for (index, scenario) in SCENARIOS.iter().enumerate() {
+            let daemon = match scenario.domains {
+                Some(domains) => Some(Daemon::start(
+                    enforcer,
+                    work,
+                    cgroup,
+                    &domains_policy(work, domains)?,
+                    &[],
+                )?),
+                None => None,
+            };
+            let micros = packet_storm(cgroup, round_trips)?;
+            if let Some((daemon, _)) = &daemon {
+                let (time, runs) = stats.cgroup_skb_totals(daemon.pid())?;
+                ensure!(runs > 0, "the cgroup_skb programs did not run");
+                per_run[index].push(time as f64 / runs as f64);
+            }
+            eprintln!(
+                "round {}/{rounds}: {}: {micros:.2} µs per round trip",
+                round + 1,
+                scenario.name
+            );
+            per_write[index].push(micros);
+        }
+    }
+    drop(stats);
+
+    let baseline = median(&per_write[0]);
+    println!("\n| scenario | median µs per round trip | ratio | cgroup_skb ns per run |");
+    println!("|---|---|---|---|");
+    let mut json = Vec::new();
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        let value = median(&per_write[index]);
+        let program = (!per_run[index].is_empty()).then(|| median(&per_run[index]));
+        println!(
+            "| {} | {value:.2} | {:.3} | {} |",
+            scenario.name,
+            value / baseline,
+            program.map_or("-".to_string(), |ns| format!("{ns:.0}"))
+        );
+        json.push(format!(
+            r#"{{"scenario":"packets","name":{:?},"median_us":{value:.4},"ratio":{:.4},"program_ns":{},"samples_us":{:?}}}"#,
+            scenario.name,
+            value / baseline,
+            program.map_or("null".to_string(), |ns| format!("{ns:.1}")),
+            per_write[index]
+        ));
+    }
+    println!(
+        "\n{rounds} rounds of {round_trips} round trips of {MESSAGE_BYTES} bytes over loopback TCP, \
+         scenarios alternating; program time from kernel.bpf_stats_enabled (run time / run \
+         count, both directions)."
+    );
+    Ok(json)
+}
+
+/// A policy listing `domains` names that the storm never uses.
+fn domains_policy(work: &Path, domains: usize) -> Result<std::path::PathBuf> {
+    let mut policy = String::from("version = 1\n");
+    if domains == 0 {
+        policy.push_str("[[block]]\nname = \"unused\"\ncidrs = [\"192.0.2.0/24\"]\n");
+    } else {
+        let names: Vec<String> = (0..domains)
+            .map(|index| format!("\"service-{index}.example\""))
+            .collect();
+        policy.push_str(&format!(
+            "[[block]]\nname = \"names\"\ndomains = [{}]\n",
+            names.join(", ")
+        ));
+    }
+    let file = work.join(format!("policy-domains-{domains}.toml"));
+    fs::write(&file, policy)?;
+    Ok(file)
+}
+
+fn packet_storm(cgroup: &Path, round_trips: usize) -> Result<f64> {
+    let output = Command::new(env::current_exe()?)
+        .arg("packet-storm")
+        .arg(cgroup)
+        .arg(round_trips.to_string())
+        .output()
+        .context("running the packet storm")?;
+    if !output.status.success() {
+        bail!(
+            "packet storm failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let nanos: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("packet storm output")?;
+    Ok(nanos / round_trips as f64 / 1000.0)
+}
+
+/// The storm itself (`xtask packet-storm CGROUP COUNT`): joins the cgroup,
+/// then makes `COUNT` round trips of a small message to an echo server of
+/// its own, over one TCP connection, and prints the nanoseconds they took.
+/// Round trips, not a stream: each message is then exactly one segment
+/// each way, where a stream would let the kernel merge writes.
+pub fn packet_storm_child(cgroup: &Path, count: usize) -> Result<ExitCode> {
+    fs::write(cgroup.join("cgroup.procs"), "0").context("joining the bench cgroup")?;
+    let listener = TcpListener::bind("127.0.0.90:0").context("listening on 127.0.0.90")?;
+    let address = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut message = [0u8; MESSAGE_BYTES];
+        loop {
+            match stream.read_exact(&mut message) {
+                Ok(()) => stream.write_all(&message)?,
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_nodelay(true)?;
+    let message = [0x42u8; MESSAGE_BYTES];
+    let mut reply = [0u8; MESSAGE_BYTES];
+    let started = Instant::now();
+    for _ in 0..count {
+        stream.write_all(&message)?;
+        stream.read_exact(&mut reply)?;
+    }
+    let elapsed = started.elapsed();
+    stream.shutdown(Shutdown::Write)?;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("the echo server panicked"))??;
+    ensure!(reply == message, "the echo came back changed");
+    println!("{}", elapsed.as_nanos());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kernel.bpf_stats_enabled` on for as long as this lives, then restored.
+struct BpfStats {
+    before: String,
+}
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        let before =
+            fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
+        fs::write(BPF_STATS, "1").with_context(|| format!("writing {BPF_STATS}"))?;
+        Ok(Self { before })
+    }
+
+    /// Run time and run count of the cgroup_skb programs the process
+    /// `pid` holds, from its descriptors' fdinfo.
+    fn cgroup_skb_totals(&self, pid: u32) -> Result<(u64, u64)> {
+        let (mut time, mut runs) = (0, 0);
+        for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+            let Ok(info) = fs::read_to_string(entry?.path()) else {
+                continue;
+            };
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            };
+            if field("prog_type:") == Some(PROG_TYPE_CGROUP_SKB.into()) {
+                time += field("run_time_ns:").unwrap_or(0);
+                runs += field("run_cnt:").unwrap_or(0);
+            }
+        }
+        Ok((time, runs))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.before.trim());
+    }
+}
