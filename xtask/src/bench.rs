@@ -13,7 +13,9 @@
 //! (see `packets`).
 
 use std::{
-    env, fs,
+    env,
+    ffi::OsStr,
+    fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, Stdio},
@@ -180,24 +182,26 @@ fn static_noop(work: &Path) -> Result<PathBuf> {
 /// Runs the storm in a child that first joins the cgroup, since exec
 /// enforcement is scoped to it. Returns microseconds per exec.
 fn exec_storm(cgroup: &Path, target: &Path, execs: usize) -> Result<f64> {
+    let count = execs.to_string();
+    let args = [cgroup.as_os_str(), target.as_os_str(), OsStr::new(&count)];
+    Ok(storm("exec-storm", &args)? / execs as f64 / 1000.0)
+}
+
+/// Runs the hidden xtask subcommand `name` with `args`, which prints the
+/// nanoseconds its storm took, and returns them.
+fn storm(name: &str, args: &[&OsStr]) -> Result<f64> {
     let output = Command::new(env::current_exe()?)
-        .arg("exec-storm")
-        .arg(cgroup)
-        .arg(target)
-        .arg(execs.to_string())
+        .arg(name)
+        .args(args)
         .output()
-        .context("running the exec storm")?;
+        .with_context(|| format!("running {name}"))?;
     if !output.status.success() {
-        bail!(
-            "exec storm failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("{name} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
-    let nanos: f64 = String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .context("exec storm output")?;
-    Ok(nanos / execs as f64 / 1000.0)
+        .with_context(|| format!("{name} output"))
 }
 
 /// The storm itself (`xtask exec-storm CGROUP TARGET COUNT`): prints the

@@ -8,17 +8,18 @@
 //! read from the daemon's program descriptors.
 
 use std::{
-    env, fs,
+    ffi::OsStr,
+    fs,
     io::{Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
     path::Path,
-    process::{Command, ExitCode},
+    process::ExitCode,
     time::Instant,
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
-use super::{Daemon, median};
+use super::{Daemon, median, storm};
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 const PROG_TYPE_CGROUP_SKB: u32 = 8;
@@ -132,24 +133,11 @@ fn domains_policy(work: &Path, domains: usize) -> Result<std::path::PathBuf> {
     Ok(file)
 }
 
+/// Microseconds per round trip, from a child in the bench cgroup.
 fn packet_storm(cgroup: &Path, round_trips: usize) -> Result<f64> {
-    let output = Command::new(env::current_exe()?)
-        .arg("packet-storm")
-        .arg(cgroup)
-        .arg(round_trips.to_string())
-        .output()
-        .context("running the packet storm")?;
-    if !output.status.success() {
-        bail!(
-            "packet storm failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let nanos: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .context("packet storm output")?;
-    Ok(nanos / round_trips as f64 / 1000.0)
+    let count = round_trips.to_string();
+    let args = [cgroup.as_os_str(), OsStr::new(&count)];
+    Ok(storm("packet-storm", &args)? / round_trips as f64 / 1000.0)
 }
 
 /// The storm itself (`xtask packet-storm CGROUP COUNT`): joins the cgroup,
