@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::control::DEFAULT_SOCKET;
+use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,22 @@ pub enum Command {
         /// later anywhere on these filesystems are checked as they are closed.
         #[arg(long = "hash-root", default_value = "/")]
         hash_roots: Vec<PathBuf>,
+        /// Where the programs' links and shared maps are pinned, so that
+        /// enforcement outlives the daemon. A bpffs directory.
+        #[arg(long = "pin-dir", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Remove enforcement: detach and unpin every program, and stop the
+    /// daemon. The only way enforcement ends; refused without --confirm.
+    Unload {
+        /// Yes, remove enforcement.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// Where to find the pins when no daemon answers.
+        #[arg(long = "pin-dir", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
     /// Check or apply policy files.
     #[command(subcommand)]

@@ -27,9 +27,15 @@ pub const MAX_FRAME: u32 = 64 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    Apply { sources: Vec<Source> },
+    Apply {
+        sources: Vec<Source>,
+    },
     Status,
-    Events { follow: bool },
+    Events {
+        follow: bool,
+    },
+    /// Remove enforcement: detach and unpin everything, then stop.
+    Unload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +55,10 @@ pub enum Response {
         skipped: u64,
     },
     EndOfEvents,
+    /// Enforcement is removed; the daemon stops.
+    Unloaded {
+        pins_removed: usize,
+    },
     /// The request failed; nothing changed.
     Error {
         message: String,

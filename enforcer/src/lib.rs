@@ -21,6 +21,7 @@ pub mod kernel_btf;
 pub mod maps;
 pub mod mountinfo;
 pub mod pathwatch;
+pub mod pins;
 pub mod policy;
 pub mod programs;
 pub mod resolve;

@@ -54,6 +54,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             socket,
             events,
             hash_roots,
+            pin_dir,
         } => {
             daemon::run(RunOptions {
                 policy,
@@ -61,6 +62,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 socket: socket.path,
                 events,
                 hash_roots,
+                pin_dir,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -71,6 +73,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
+        Command::Unload {
+            confirm,
+            socket,
+            pin_dir,
+        } => unload(confirm, &socket.path, &pin_dir).await,
     }
 }
 
@@ -176,6 +183,57 @@ async fn status(json: bool, socket: &std::path::Path) -> Result<ExitCode> {
         print!("{}", status_text(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon to remove enforcement; with no daemon answering, removes
+/// the pins it left itself.
+async fn unload(
+    confirm: bool,
+    socket: &std::path::Path,
+    pin_dir: &std::path::Path,
+) -> Result<ExitCode> {
+    if !confirm {
+        eprintln!(
+            "enforcer: refusing to remove enforcement without --confirm; \
+             `enforcer unload --confirm` detaches every program and stops the daemon"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    match Client::connect(socket).await {
+        Ok(mut client) => {
+            client.send(&Request::Unload).await?;
+            match client.receive().await? {
+                Response::Unloaded { pins_removed } => {
+                    println!("enforcement removed ({pins_removed} pins); the daemon stops");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Response::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            }
+        }
+        Err(_) => {
+            let instances = enforcer::pins::instances(pin_dir);
+            if instances.is_empty() {
+                println!(
+                    "no daemon answers at {} and nothing is pinned under {}: \
+                     enforcement is not loaded",
+                    socket.display(),
+                    pin_dir.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut removed = 0;
+            for instance in instances {
+                removed += enforcer::pins::remove_instance(&instance.path)?;
+            }
+            println!(
+                "no daemon answers at {}; removed the {removed} pins under {}: enforcement is off",
+                socket.display(),
+                pin_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn status_text(report: &StatusReport) -> String {

@@ -12,15 +12,15 @@ use aya::{
     maps::{CgroupArray, MapData, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm,
-        ProgramError, TracePoint, trace_point::TracePointLinkId,
+        ProgramError, TracePoint, links::FdLink,
     },
 };
 use enforcer_common::{
     exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
     names::{
         EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
-        MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL,
-        PROG_INGRESS, SOCKET_PROGRAMS,
+        MAP_LEARNED, MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
+        PROG_EXEC_SIGNAL, PROG_INGRESS, SOCKET_PROGRAMS,
     },
 };
 
@@ -29,6 +29,7 @@ use crate::{
     kernel_btf::{self, KernelBtf},
     maps::{Counters, GenerationSlot, MapsError},
     mountinfo,
+    pins::{PinError, Pins},
     policy::Policy,
 };
 
@@ -77,6 +78,14 @@ pub enum ProgramsError {
     },
     #[error(transparent)]
     Maps(#[from] MapsError),
+    #[error(transparent)]
+    Pins(#[from] PinError),
+    #[error("program {name}: its link cannot be pinned: {source}")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
     #[error("the policy has exec rules, but this kernel cannot enforce them: {0}")]
     ExecUnavailable(String),
     #[error("the policy has domain rules, but this kernel cannot enforce them: {0}")]
@@ -113,18 +122,23 @@ impl std::fmt::Display for ExecSupport {
 pub struct Programs {
     ebpf: Ebpf,
     exec: ExecSupport,
-    /// The `exec_block_loader` hook: loaded (or why not), and attached
-    /// while a policy asks for it.
-    mapping_hook: Result<Option<TracePointLinkId>, String>,
+    /// The `exec_block_loader` hook: loaded (or why not), and whether it
+    /// is attached: only while a policy asks for it.
+    mapping_hook: Result<bool, String>,
     /// The packet programs of domain rules: loaded, or why not.
     packet_programs: Result<(), String>,
     attached_to: Option<PathBuf>,
+    /// Where every link and the shared maps are pinned (see `crate::pins`).
+    pins: Pins,
 }
 
-/// Loads every program into the kernel without attaching any. The exec
-/// hook is chosen here, by loading it: BPF LSM where the kernel runs it,
-/// else the exec tracepoint.
-pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
+/// The maps a later daemon takes over, pinned as soon as they exist.
+const PINNED_MAPS: [&str; 4] = [MAP_GENERATION, MAP_EVENTS, MAP_COUNTERS, MAP_LEARNED];
+
+/// Loads every program into the kernel without attaching any, and pins the
+/// shared maps in `pins`. The exec hook is chosen here, by loading it: BPF
+/// LSM where the kernel runs it, else the exec tracepoint.
+pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsError> {
     if OBJECT.is_empty() {
         return Err(ProgramsError::NotEmbedded);
     }
@@ -158,10 +172,13 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
     };
     let mapping_hook = match &exec {
         ExecSupport::Enforced(_) => load_mapping_hook(&mut ebpf)
-            .map(|()| None)
+            .map(|()| false)
             .map_err(|error| error.to_string()),
         ExecSupport::Unavailable(reason) => Err(reason.clone()),
     };
+    for name in PINNED_MAPS {
+        pins.map(name, ebpf.map(name).ok_or(ProgramsError::MissingMap(name))?)?;
+    }
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -176,6 +193,7 @@ pub fn load(capabilities: &Capabilities) -> Result<Loaded, ProgramsError> {
             mapping_hook,
             packet_programs,
             attached_to: None,
+            pins,
         },
         slot,
         counters,
@@ -256,15 +274,21 @@ impl Programs {
             // aya attaches through a BPF link, and links always run side
             // by side with other programs on the cgroup (systemd's, say):
             // the kernel refuses any mode flag on a link, so pass none.
-            socket_program(&mut self.ebpf, name)?
+            let program = socket_program(&mut self.ebpf, name)?;
+            let link = program
                 .attach(&file, CgroupAttachMode::Single)
+                .and_then(|id| program.take_link(id))
                 .map_err(|source| ProgramsError::Program { name, source })?;
+            self.pin(name, link)?;
         }
         if self.packet_programs.is_ok() {
             for (name, attach_type) in PACKET_PROGRAMS {
-                packet_program(&mut self.ebpf, name)?
+                let program = packet_program(&mut self.ebpf, name)?;
+                let link = program
                     .attach(&file, attach_type, CgroupAttachMode::Single)
+                    .and_then(|id| program.take_link(id))
                     .map_err(|source| ProgramsError::Program { name, source })?;
+                self.pin(name, link)?;
             }
         }
         if let ExecSupport::Enforced(method) = self.exec {
@@ -299,13 +323,32 @@ impl Programs {
             .ebpf
             .program_mut(name)
             .ok_or(ProgramsError::MissingProgram(name))?;
-        let attached = match method {
-            ExecMethod::Lsm => <&mut Lsm>::try_from(program).and_then(|p| p.attach().map(drop)),
-            ExecMethod::Signal => {
-                <&mut BtfTracePoint>::try_from(program).and_then(|p| p.attach().map(drop))
-            }
-        };
-        attached.map_err(|source| ProgramsError::Program { name, source })
+        let link = match method {
+            ExecMethod::Lsm => <&mut Lsm>::try_from(program)
+                .and_then(|p| p.attach().and_then(|id| p.take_link(id)))
+                .map(FdLink::from),
+            ExecMethod::Signal => <&mut BtfTracePoint>::try_from(program)
+                .and_then(|p| p.attach().and_then(|id| p.take_link(id)))
+                .map(FdLink::from),
+        }
+        .map_err(|source| ProgramsError::Program { name, source })?;
+        self.pins.link(name, link)?;
+        Ok(())
+    }
+
+    /// Pins `link`, so that its program stays attached when the daemon is
+    /// gone.
+    fn pin<L>(&self, name: &'static str, link: L) -> Result<(), ProgramsError>
+    where
+        FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
+    {
+        let link = FdLink::try_from(link).map_err(|source| ProgramsError::Link { name, source })?;
+        self.pins.link(name, link)?;
+        Ok(())
+    }
+
+    pub fn pins(&self) -> &Pins {
+        &self.pins
     }
 
     pub fn exec_support(&self) -> &ExecSupport {
@@ -317,37 +360,35 @@ impl Programs {
     /// a policy asks for it.
     pub fn set_mapping_hook(&mut self, on: bool) -> Result<(), ProgramsError> {
         let name = PROG_EXEC_MAPPING;
-        let attached = match &mut self.mapping_hook {
-            Ok(attached) => attached.take(),
+        let attached = match &self.mapping_hook {
+            Ok(attached) => *attached,
             Err(reason) if on => return Err(ProgramsError::ExecUnavailable(reason.clone())),
             Err(_) => return Ok(()),
         };
-        let program = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(ProgramsError::MissingProgram(name))?;
-        let program: &mut TracePoint = program
-            .try_into()
-            .map_err(|source| ProgramsError::Program { name, source })?;
-        let (category, tracepoint) = MAPPING_TRACEPOINT;
-        if on && !Path::new(TRACEFS_EVENTS).exists() {
-            // aya finds the tracepoint's id through tracefs.
-            mountinfo::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing");
-        }
-        self.mapping_hook = Ok(match (on, attached) {
-            (true, None) => Some(
-                program
-                    .attach(category, tracepoint)
-                    .map_err(|source| ProgramsError::Program { name, source })?,
-            ),
-            (false, Some(link)) => {
-                program
-                    .detach(link)
+        match (on, attached) {
+            (true, false) => {
+                if !Path::new(TRACEFS_EVENTS).exists() {
+                    // aya finds the tracepoint's id through tracefs.
+                    mountinfo::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing");
+                }
+                let program: &mut TracePoint = self
+                    .ebpf
+                    .program_mut(name)
+                    .ok_or(ProgramsError::MissingProgram(name))?
+                    .try_into()
                     .map_err(|source| ProgramsError::Program { name, source })?;
-                None
+                let (category, tracepoint) = MAPPING_TRACEPOINT;
+                let link = program
+                    .attach(category, tracepoint)
+                    .and_then(|id| program.take_link(id))
+                    .map_err(|source| ProgramsError::Program { name, source })?;
+                self.pin(name, link)?;
             }
-            (_, unchanged) => unchanged,
-        });
+            // The pin is the link's last reference: removing it detaches.
+            (false, true) => self.pins.unlink(name)?,
+            _ => {}
+        }
+        self.mapping_hook = Ok(on);
         Ok(())
     }
 
@@ -401,7 +442,7 @@ impl Programs {
             ExecSupport::Enforced(ExecMethod::Signal) => Some(PROG_EXEC_SIGNAL),
             ExecSupport::Unavailable(_) => None,
         };
-        let mapping = matches!(self.mapping_hook, Ok(Some(_))).then_some(PROG_EXEC_MAPPING);
+        let mapping = matches!(self.mapping_hook, Ok(true)).then_some(PROG_EXEC_MAPPING);
         let packet = self
             .packet_programs
             .is_ok()

@@ -389,6 +389,9 @@ pub struct Daemon {
     child: Option<Child>,
     dir: TempDir,
     socket: PathBuf,
+    /// The daemon's bpffs pin directory, removed (which detaches whatever
+    /// is still pinned there) when the `Daemon` is dropped.
+    pin_dir: PathBuf,
     stdout: Arc<StdoutLog>,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<JoinHandle<()>>,
@@ -427,12 +430,26 @@ impl Daemon {
         let dir = TempDir::new();
         let policy_path = dir.write("policy.toml", policy);
         let socket = dir.path().join("control.sock");
-        let mut child = enforcer(["run", "--policy"])
+        // A test that restarts a daemon passes the first one's pin dir.
+        let given = extra
+            .iter()
+            .position(|arg| *arg == "--pin-dir")
+            .and_then(|at| extra.get(at + 1))
+            .map(PathBuf::from);
+        let pin_dir = given
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/{}", unique_name())));
+        let mut command = enforcer(["run", "--policy"]);
+        command
             .arg(&policy_path)
             .arg("--cgroup")
             .arg(cgroup_dir)
             .arg("--socket")
-            .arg(&socket)
+            .arg(&socket);
+        if given.is_none() {
+            command.arg("--pin-dir").arg(&pin_dir);
+        }
+        let mut child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -457,6 +474,7 @@ impl Daemon {
             child: Some(child),
             dir,
             socket,
+            pin_dir,
             stdout,
             stderr,
             stderr_reader: Some(stderr_reader),
@@ -583,9 +601,46 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the daemon to exit; panics if it does
     /// not within [`STOP_TIMEOUT`] (it is then killed).
-    pub fn stop(mut self) -> ExitStatus {
+    /// SIGTERM, and waits for the daemon to exit. Its programs stay
+    /// attached through their pins until the `Daemon` is dropped.
+    pub fn stop(&mut self) -> ExitStatus {
         let result = self.terminate();
         result.unwrap_or_else(|error| panic!("{error}\nstderr:\n{}", self.stderr()))
+    }
+
+    /// SIGKILL, as a crash would; the pins stay until the `Daemon` is
+    /// dropped.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("the daemon was already stopped");
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// `enforcer unload --confirm` against this daemon (and its pin dir),
+    /// then waits for the daemon to exit.
+    pub fn unload(&mut self) -> Output {
+        let output = run(enforcer(["unload", "--confirm"])
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir));
+        if let Some(mut child) = self.child.take() {
+            if wait_timeout(&mut child, STOP_TIMEOUT).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if let Some(reader) = self.stderr_reader.take() {
+                let _ = reader.join();
+            }
+        }
+        output
     }
 
     /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Waits for the
@@ -612,11 +667,12 @@ impl Daemon {
     }
 }
 
-/// Stops the daemon like [`Daemon::stop`]. A daemon that does not exit 0
-/// on SIGTERM fails the test (unless it is failing already), since the spec
-/// says it detaches and exits 0.
+/// Stops the daemon like [`Daemon::stop`], then removes its pin dir, which
+/// detaches its programs. A daemon that does not exit 0 on SIGTERM fails
+/// the test (unless it is failing already).
 impl Drop for Daemon {
     fn drop(&mut self) {
+        let _pins = RemovePins(self.pin_dir.clone());
         if self.child.is_none() {
             return;
         }
@@ -636,6 +692,17 @@ impl Drop for Daemon {
             ),
             Err(error) => panic!("{error}\nstderr:\n{}", self.stderr()),
         }
+    }
+}
+
+/// Removes a pin directory and everything below it when dropped, even
+/// when the test is failing.
+struct RemovePins(PathBuf);
+
+impl Drop for RemovePins {
+    fn drop(&mut self) {
+        // Nothing there (already unloaded) is the usual case.
+        let _ = enforcer::pins::remove_tree(&self.0);
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use enforcer_integration_tests::{
     Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, assert_exit_code,
     bpf::{HOOKS, attached_programs},
-    cgroup2_mount, probe, stderr_lines, tcp_listener,
+    cgroup2_mount, probe, run, stderr_lines, tcp_listener,
 };
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
@@ -108,10 +108,10 @@ fn status_json_is_served_on_the_control_socket() {
 }
 
 #[test]
-fn sigterm_detaches_the_programs_and_exits_zero() {
+fn sigterm_and_sigkill_leave_enforcement_in_force_and_only_unload_removes_it() {
     let (_listener, port) = tcp_listener(FIRST);
     let cgroup = TestCgroup::new();
-    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
     for hook in HOOKS {
         let attached = attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY");
         assert!(
@@ -123,15 +123,59 @@ fn sigterm_detaches_the_programs_and_exits_zero() {
     assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), EPERM);
 
     let status = daemon.stop();
-
     assert!(
         status.success(),
         "the daemon exited with {status} on SIGTERM"
     );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, port),
+        EPERM,
+        "the programs stay attached after SIGTERM"
+    );
+
+    let mut restarted = Daemon::start_with(
+        &cgroup,
+        BLOCK_FIRST,
+        &["--pin-dir".as_ref(), daemon.pin_dir().as_os_str()],
+    );
+    restarted.kill();
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, port),
+        EPERM,
+        "the programs stay attached after SIGKILL"
+    );
+
+    let refused = run(enforcer_integration_tests::enforcer(["unload"])
+        .arg("--pin-dir")
+        .arg(daemon.pin_dir()));
+    assert_exit_code(&refused, 2, "unload without --confirm");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), EPERM);
+
+    // No daemon answers now: unload removes the pins itself.
+    let unloaded = restarted.unload();
+    assert!(unloaded.status.success(), "{unloaded:?}");
     for hook in HOOKS {
         let attached = attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY");
         assert_eq!(attached, 0, "programs left attached at {hook:?}");
     }
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), Outcome::Ok);
+    assert!(!daemon.pin_dir().join("v1").exists());
+}
+
+#[test]
+fn unload_through_the_daemon_reports_who_and_stops_it() {
+    let (_listener, port) = tcp_listener(FIRST);
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), EPERM);
+    let output = daemon.unload();
+    assert!(output.status.success(), "{output:?}");
+    let event = daemon.expect_event("an unloaded event", |event| event["kind"] == "unloaded");
+    daemon.expect_event("the shutdown", |event| {
+        event["kind"] == "shutdown" && event["reason"] == "unloaded"
+    });
+    assert_eq!(event["uid"], 0);
+    assert!(event["pins_removed"].as_u64().unwrap() >= 4, "{event}");
     assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), Outcome::Ok);
 }
 

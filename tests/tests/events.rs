@@ -260,7 +260,7 @@ fn allowed_traffic_produces_no_event() {
 #[test]
 fn events_follow_streams_blocked_connections() {
     let cgroup = TestCgroup::new();
-    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+    let mut daemon = Daemon::start(&cgroup, BLOCK_LISTED);
     let follower = daemon.follow_events();
 
     // The follower subscribes at some point after it starts: probe until one

@@ -293,9 +293,12 @@ fn exec_rules_policy(work: &Path, rules: usize) -> Result<PathBuf> {
 }
 
 /// An enforcer attached to the bench cgroup; its event lines arrive on the
-/// receiver. Stopped with SIGTERM when dropped.
+/// receiver. Unloaded when dropped, as an administrator would.
 struct Daemon {
     child: Child,
+    enforcer: PathBuf,
+    socket: PathBuf,
+    pin_dir: PathBuf,
 }
 
 impl Daemon {
@@ -306,13 +309,17 @@ impl Daemon {
         policy_file: &Path,
         extra: &[&std::ffi::OsStr],
     ) -> Result<(Self, Receiver<String>)> {
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-bench-{}", std::process::id()));
+        let socket = work.join("control.sock");
         let mut child = Command::new(enforcer)
             .args(["run", "--policy"])
             .arg(policy_file)
             .arg("--cgroup")
             .arg(cgroup)
             .arg("--socket")
-            .arg(work.join("control.sock"))
+            .arg(&socket)
+            .arg("--pin-dir")
+            .arg(&pin_dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -332,7 +339,13 @@ impl Daemon {
                 let _ = lines.send(line);
             }
         });
-        Ok((Self { child }, receiver))
+        let daemon = Self {
+            child,
+            enforcer: enforcer.to_path_buf(),
+            socket,
+            pin_dir,
+        };
+        Ok((daemon, receiver))
     }
 }
 
@@ -393,8 +406,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // `unload` stops the daemon, or removes its pins when it is gone.
+        let _ = Command::new(&self.enforcer)
+            .args(["unload", "--confirm", "--socket"])
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .stdout(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -5,6 +5,7 @@
 mod hashes;
 mod owner;
 mod server;
+pub mod takeover;
 
 use std::{
     fs::{self, OpenOptions},
@@ -19,7 +20,7 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     net::UnixListener,
     signal::unix::{Signal, SignalKind, signal},
-    sync::mpsc,
+    sync::{Notify, mpsc},
 };
 
 use crate::{
@@ -31,11 +32,13 @@ use crate::{
         hub::{EventHub, Output},
         rules::RuleBook,
     },
+    pins::{PinError, Pins},
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
     resolve,
 };
-use owner::{Kernel, Owner, Reach, StartError};
+use enforcer_common::names::MAP_LEARNED;
+use owner::{Kernel, Lineage, Owner, Reach, StartError};
 
 pub struct RunOptions {
     pub policy: Vec<PathBuf>,
@@ -44,6 +47,8 @@ pub struct RunOptions {
     pub events: Option<PathBuf>,
     /// Scanned at start for copies of banned content.
     pub hash_roots: Vec<PathBuf>,
+    /// Where links and maps are pinned (see `crate::pins`).
+    pub pin_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,8 @@ pub enum DaemonError {
     Programs(#[from] ProgramsError),
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Pins(#[from] PinError),
     #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
     SocketInUse(PathBuf),
     #[error("control socket {path}: {source}")]
@@ -99,7 +106,13 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
     let policy = policy::load_files(&options.policy)?;
     let resolution = resolve::resolve(&policy, None);
-    let domain_seed = random_seed().map_err(DaemonError::Runtime)?;
+    let pins = Pins::create(&options.pin_dir)?;
+    let earlier = pins.earlier(&options.pin_dir);
+    let reached = takeover::reached(&earlier);
+    let domain_seed = match reached.domain_seed {
+        Some(seed) => seed,
+        None => random_seed().map_err(DaemonError::Runtime)?,
+    };
     let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
     let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
@@ -110,7 +123,8 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         slot,
         counters,
         events,
-    } = programs::load(&capabilities)?;
+    } = programs::load(&capabilities, pins)?;
+    let learned = programs.pins().path().join("maps").join(MAP_LEARNED);
     let kernel = Kernel {
         programs,
         slot,
@@ -125,7 +139,10 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
             cgroup_path: cgroup_path(&capabilities.cgroup2_mount, &target),
             hash_roots: options.hash_roots.clone(),
         },
-        domain_seed,
+        Lineage {
+            domain_seed,
+            first_generation: reached.generation + 1,
+        },
         rules.clone(),
         hub.clone(),
         commands.downgrade(),
@@ -142,15 +159,29 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         .name("enforcer-owner".into())
         .spawn(move || owner.run(receiver))
         .map_err(DaemonError::Runtime)?;
-    let reader = tokio::spawn(read_kernel_events(events, rules, hub.clone()));
-    let server = tokio::spawn(server::serve(listener, commands, hub.clone()));
-
     hub.publish(&Event::now(ready));
+    // This daemon's programs are attached; the earlier ones can go.
+    if !earlier.is_empty() {
+        let report = takeover::finish(&earlier, learned, &hub);
+        hub.publish(&Event::now(EventBody::Takeover(report)));
+    }
+    let reader = tokio::spawn(read_kernel_events(events, rules, hub.clone()));
+    let unloaded = Arc::new(Notify::new());
+    let server = tokio::spawn(server::serve(
+        listener,
+        commands,
+        hub.clone(),
+        unloaded.clone(),
+    ));
     notify_systemd_ready();
 
-    let reason = stop.received().await;
+    let reason = tokio::select! {
+        reason = stop.received() => reason,
+        () = unloaded.notified() => "unloaded".to_string(),
+    };
     // Dropping the server drops the last command sender; the owner then
-    // returns and its programs detach.
+    // returns. Its programs stay attached through their pins, unless they
+    // were unloaded.
     server.abort();
     let _ = server.await;
     let _ = owner_thread.join();

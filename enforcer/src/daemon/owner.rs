@@ -36,6 +36,14 @@ pub struct Reach {
     pub hash_roots: Vec<PathBuf>,
 }
 
+/// Where this daemon's numbering and hashing start: where the daemon it
+/// takes over from left them, so that its events and learned addresses
+/// stay meaningful.
+pub struct Lineage {
+    pub domain_seed: u64,
+    pub first_generation: u64,
+}
+
 /// Who asked for a change, from the control socket's peer credentials.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
@@ -50,6 +58,11 @@ pub enum Command {
         reply: oneshot::Sender<Response>,
     },
     Status {
+        reply: oneshot::Sender<Response>,
+    },
+    /// Detach and unpin everything.
+    Unload {
+        peer: Peer,
         reply: oneshot::Sender<Response>,
     },
     /// Something changed behind the policy's exec paths: resolve again.
@@ -113,7 +126,7 @@ impl Owner {
         kernel: Kernel,
         (policy, resolution, compiled): (Policy, Resolution, Compiled),
         reach: Reach,
-        domain_seed: u64,
+        lineage: Lineage,
         rules: Arc<RuleBook>,
         hub: Arc<EventHub>,
         commands: mpsc::WeakSender<Command>,
@@ -132,7 +145,10 @@ impl Owner {
         let mut content = ContentBans::new(StrictScope(cgroup_path));
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
-        let number = 1;
+        let Lineage {
+            domain_seed,
+            first_generation: number,
+        } = lineage;
         rules.insert(number, rule_names(&policy), compiled.domain_slots.clone());
         slot.install(&compiled.image, number)
             .map_err(ProgramsError::from)?;
@@ -195,9 +211,31 @@ impl Owner {
                 Command::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
+                Command::Unload { peer, reply } => {
+                    let _ = reply.send(self.unload(peer));
+                }
                 Command::ResolvePaths => self.resolve_paths_again(),
                 Command::ContentFound(found) => self.content_found(found),
             }
+        }
+    }
+
+    /// Removes this daemon's pins, which detaches its programs: the end of
+    /// enforcement.
+    fn unload(&mut self, peer: Peer) -> Response {
+        match crate::pins::remove_instance(self.programs.pins().path()) {
+            Ok(pins_removed) => {
+                self.hub.publish(&Event::now(EventBody::Unloaded {
+                    generation: self.live.number,
+                    pins_removed,
+                    uid: peer.uid,
+                    pid: peer.pid,
+                }));
+                Response::Unloaded { pins_removed }
+            }
+            Err(error) => Response::Error {
+                message: format!("enforcement stays in force: {error}"),
+            },
         }
     }
 

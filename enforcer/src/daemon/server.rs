@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{broadcast::error::RecvError, mpsc, oneshot},
+    sync::{Notify, broadcast::error::RecvError, mpsc, oneshot},
     task::JoinSet,
     time::timeout,
 };
@@ -22,15 +22,24 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until the task running it is dropped, which also drops every
 /// client task (their command senders with them, so the owner can stop).
-pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>, hub: Arc<EventHub>) {
+///
+/// `unloaded` is notified once a client has removed enforcement, so that
+/// the daemon stops.
+pub async fn serve(
+    listener: UnixListener,
+    commands: mpsc::Sender<Command>,
+    hub: Arc<EventHub>,
+    unloaded: Arc<Notify>,
+) {
     let mut clients = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (commands, hub) = (commands.clone(), hub.clone());
+                    let (commands, hub, unloaded) =
+                        (commands.clone(), hub.clone(), unloaded.clone());
                     clients.spawn(async move {
-                        if let Err(error) = handle(stream, commands, hub).await {
+                        if let Err(error) = handle(stream, commands, hub, unloaded).await {
                             eprintln!("enforcer: control client: {error}");
                         }
                     });
@@ -49,6 +58,7 @@ async fn handle(
     mut stream: UnixStream,
     commands: mpsc::Sender<Command>,
     hub: Arc<EventHub>,
+    unloaded: Arc<Notify>,
 ) -> Result<(), FrameError> {
     let credentials = stream.peer_cred()?;
     // The socket is mode 0600 already; this holds even if its mode is
@@ -91,6 +101,14 @@ async fn handle(
         Request::Status => {
             let response = ask(&commands, |reply| Command::Status { reply }).await;
             write_frame(&mut stream, &response).await
+        }
+        Request::Unload => {
+            let response = ask(&commands, |reply| Command::Unload { peer, reply }).await;
+            let written = write_frame(&mut stream, &response).await;
+            if matches!(response, Response::Unloaded { .. }) {
+                unloaded.notify_one();
+            }
+            written
         }
         Request::Events { follow } => {
             // A follower may stay for days; it has no business with the owner.

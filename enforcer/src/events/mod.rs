@@ -60,6 +60,15 @@ pub enum EventBody {
     /// An address from a DNS answer for a listed name is now refused (or
     /// audited) for `ttl` seconds.
     Learned(NameVerdict),
+    /// Enforcement was removed (`enforcer unload --confirm`).
+    Unloaded {
+        generation: u64,
+        pins_removed: usize,
+        uid: u32,
+        pid: Option<u32>,
+    },
+    /// This daemon took over from the ones that ran before it.
+    Takeover(crate::daemon::takeover::Report),
     /// A new policy generation is in force.
     PolicyApplied {
         generation: u64,
@@ -85,7 +94,8 @@ pub enum EventBody {
         dev: String,
         ino: u64,
     },
-    /// The daemon is stopping and has detached its programs.
+    /// The daemon is stopping. Its programs stay attached through their
+    /// pins, unless it was unloaded.
     Shutdown {
         reason: String,
     },

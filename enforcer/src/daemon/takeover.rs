@@ -1,0 +1,170 @@
+//! Taking over from the daemons that ran before, through their pins (see
+//! `crate::pins`).
+//!
+//! Before this daemon compiles its first generation it reads where the
+//! earlier instance's generations had got to, and its domain seed, so that
+//! generation numbers go on rising and addresses it learned stay valid.
+//! Once this daemon's programs are attached beside the earlier ones, it
+//! drains the events they left in their ring buffer, copies their learned
+//! addresses, and removes their pins, which detaches them. At no point is
+//! the cgroup without programs.
+
+use std::path::PathBuf;
+
+use aya::maps::{ArrayOfMaps, HashMap, Map, MapData, RingBuf};
+use enforcer_common::{
+    event::LearnedAddress,
+    image::{MAGIC, header},
+    names::{MAP_EVENTS, MAP_GENERATION, MAP_LEARNED},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    events::{decode, hub::EventHub, rules::RuleBook},
+    pins::{self, Earlier},
+};
+
+/// What the earlier instances' generations had reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reached {
+    /// The highest generation number in force in any of them.
+    pub generation: u64,
+    /// The domain seed of that generation's image.
+    pub domain_seed: Option<u64>,
+}
+
+/// What taking over found and did, for the `takeover` event.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Instances of this build's pin layout that were taken over.
+    pub instances: usize,
+    /// Instance directories of another pin layout: their programs were
+    /// detached without reading anything of theirs.
+    pub other_layouts: Vec<String>,
+    /// Events the earlier instances' programs raised while no daemon ran.
+    pub events_recovered: usize,
+    /// Learned addresses carried over.
+    pub addresses_kept: usize,
+    /// Pins removed, which detached the earlier programs.
+    pub pins_removed: usize,
+    /// Anything that could not be read or removed; taking over went on.
+    pub problems: Vec<String>,
+}
+
+pub fn reached(earlier: &[Earlier]) -> Reached {
+    let mut reached = Reached::default();
+    for instance in earlier.iter().filter(|e| e.is_current_layout()) {
+        let Some((generation, seed)) = image_header(instance) else {
+            continue;
+        };
+        if generation >= reached.generation {
+            reached = Reached {
+                generation,
+                domain_seed: Some(seed),
+            };
+        }
+    }
+    reached
+}
+
+/// The live image's generation number and domain seed, if the instance's
+/// slot holds an image this build wrote.
+fn image_header(instance: &Earlier) -> Option<(u64, u64)> {
+    let outer = MapData::from_pin(instance.map_path(MAP_GENERATION)).ok()?;
+    let outer: ArrayOfMaps<MapData, MapData> =
+        ArrayOfMaps::try_from(Map::ArrayOfMaps(outer)).ok()?;
+    let image = outer.get(&0, 0).ok()?;
+    let image: aya::maps::Array<MapData, u64> =
+        aya::maps::Array::try_from(Map::Array(image)).ok()?;
+    let word = |index: u32| image.get(&index, 0).ok();
+    (word(header::MAGIC)? == MAGIC)
+        .then(|| Some((word(header::GENERATION)?, word(header::DOMAIN_SEED)?)))
+        .flatten()
+}
+
+/// Drains, copies and detaches the earlier instances. `learned` is this
+/// daemon's own learned-address map.
+pub fn finish(earlier: &[Earlier], learned: PathBuf, hub: &EventHub) -> Report {
+    let mut report = Report::default();
+    // Recovered events name their rules by index: the names of the
+    // earlier generations went with the daemon that had them.
+    let names = RuleBook::default();
+    for instance in earlier {
+        if instance.is_current_layout() {
+            report.instances += 1;
+            report.events_recovered += drain_events(instance, &names, hub, &mut report.problems);
+            report.addresses_kept += copy_learned(instance, &learned, &mut report.problems);
+        } else {
+            report
+                .other_layouts
+                .push(instance.path.display().to_string());
+        }
+        match pins::remove_instance(&instance.path) {
+            Ok(removed) => report.pins_removed += removed,
+            Err(error) => report.problems.push(error.to_string()),
+        }
+    }
+    report
+}
+
+fn drain_events(
+    instance: &Earlier,
+    names: &RuleBook,
+    hub: &EventHub,
+    problems: &mut Vec<String>,
+) -> usize {
+    let events = MapData::from_pin(instance.map_path(MAP_EVENTS))
+        .map_err(|error| error.to_string())
+        .and_then(|map| RingBuf::try_from(Map::RingBuf(map)).map_err(|error| error.to_string()));
+    let mut events = match events {
+        Ok(events) => events,
+        Err(error) => {
+            problems.push(format!("{}: events: {error}", instance.path.display()));
+            return 0;
+        }
+    };
+    let mut drained = 0;
+    while let Some(record) = events.next() {
+        match decode::decode(&record, names) {
+            Ok(event) => {
+                hub.publish(&event);
+                drained += 1;
+            }
+            Err(error) => problems.push(format!("a recovered event: {error}")),
+        }
+    }
+    drained
+}
+
+fn copy_learned(instance: &Earlier, learned: &PathBuf, problems: &mut Vec<String>) -> usize {
+    let maps = MapData::from_pin(instance.map_path(MAP_LEARNED))
+        .and_then(|old| Ok((old, MapData::from_pin(learned)?)));
+    let (old, new) = match maps {
+        Ok(maps) => maps,
+        Err(error) => {
+            problems.push(format!(
+                "{}: learned addresses: {error}",
+                instance.path.display()
+            ));
+            return 0;
+        }
+    };
+    let old: Result<HashMap<MapData, [u8; 16], LearnedAddress>, _> =
+        HashMap::try_from(Map::LruHashMap(old));
+    let new: Result<HashMap<MapData, [u8; 16], LearnedAddress>, _> =
+        HashMap::try_from(Map::LruHashMap(new));
+    let (Ok(old), Ok(mut new)) = (old, new) else {
+        problems.push(format!(
+            "{}: learned addresses: not a hash map",
+            instance.path.display()
+        ));
+        return 0;
+    };
+    let mut kept = 0;
+    for (address, entry) in old.iter().flatten() {
+        if new.insert(address, entry, 0).is_ok() {
+            kept += 1;
+        }
+    }
+    kept
+}

@@ -1,0 +1,272 @@
+//! Pins in the BPF filesystem: what keeps enforcement in force while no
+//! daemon runs.
+//!
+//! Every link the daemon attaches, and the maps a later daemon needs to
+//! take over (the generation slot, the events ring, the counters, the
+//! learned addresses), is pinned under one instance directory:
+//!
+//! ```text
+//! PIN_DIR/v{PIN_LAYOUT}/{instance}/links/NAME
+//! PIN_DIR/v{PIN_LAYOUT}/{instance}/maps/NAME
+//! ```
+//!
+//! A pinned link keeps its program attached after every descriptor to it
+//! is closed, so a daemon that dies, however it dies, leaves its programs
+//! enforcing its last generation. A daemon that starts attaches its own
+//! programs beside the ones it finds (every one of them must pass traffic,
+//! so nothing gets through in between), reads what the earlier instance
+//! left, and only then removes the earlier pins, which detaches those
+//! programs. Removing an instance's pins is also how enforcement ends.
+//!
+//! The layout version is part of the path: pins of another version are
+//! never read, only removed once the new programs are attached.
+
+use std::{
+    ffi::CString,
+    fs, io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use aya::{maps::Map, programs::links::FdLink};
+
+/// Bump when a pinned object changes meaning.
+pub const PIN_LAYOUT: u32 = 1;
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/enforcer";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MOUNT: &str = "/sys/fs/bpf";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "{0} is not on a BPF filesystem (bpffs); mount one there \
+         (mount -t bpf bpf DIR) or choose a --pin-dir under {BPF_FS_MOUNT}"
+    )]
+    NotBpfFs(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PinError + '_ {
+    move |source| PinError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// This daemon's instance directory.
+#[derive(Debug)]
+pub struct Pins {
+    instance: PathBuf,
+}
+
+/// An instance directory left by an earlier daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    pub path: PathBuf,
+    /// `None` when its layout version is not this build's.
+    pub layout: Option<u32>,
+}
+
+impl Earlier {
+    pub fn is_current_layout(&self) -> bool {
+        self.layout == Some(PIN_LAYOUT)
+    }
+
+    pub fn map_path(&self, name: &str) -> PathBuf {
+        self.path.join("maps").join(name)
+    }
+}
+
+impl Pins {
+    /// Makes a fresh instance directory under `root`, mounting bpffs at
+    /// its usual place first when `root` is below it and nothing is
+    /// mounted there.
+    pub fn create(root: &Path) -> Result<Self, PinError> {
+        ensure_bpf_fs(root)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let instance = root
+            .join(format!("v{PIN_LAYOUT}"))
+            .join(format!("{nanos}-{}", std::process::id()));
+        for directory in ["links", "maps"] {
+            let path = instance.join(directory);
+            fs::create_dir_all(&path).map_err(io_error(&path))?;
+        }
+        Ok(Self { instance })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.instance
+    }
+
+    /// Pins `link`: its program stays attached until the pin is removed.
+    pub fn link(&self, name: &str, link: FdLink) -> Result<(), PinError> {
+        let path = self.instance.join("links").join(name);
+        link.pin(&path)
+            .map(drop)
+            .map_err(|source| PinError::Pin { path, source })
+    }
+
+    /// Removes the pin of link `name`, which detaches its program.
+    pub fn unlink(&self, name: &str) -> Result<(), PinError> {
+        let path = self.instance.join("links").join(name);
+        fs::remove_file(&path).map_err(io_error(&path))
+    }
+
+    pub fn map(&self, name: &str, map: &Map) -> Result<(), PinError> {
+        let path = self.instance.join("maps").join(name);
+        map.pin(&path)
+            .map_err(|source| PinError::Pin { path, source })
+    }
+
+    /// The instance directories under `root` other than this one.
+    pub fn earlier(&self, root: &Path) -> Vec<Earlier> {
+        instances(root)
+            .into_iter()
+            .filter(|earlier| earlier.path != self.instance)
+            .collect()
+    }
+}
+
+/// Every instance directory under `root`, of any layout version.
+pub fn instances(root: &Path) -> Vec<Earlier> {
+    let mut found = Vec::new();
+    let Ok(versions) = fs::read_dir(root) else {
+        return found;
+    };
+    for version in versions.flatten() {
+        let name = version.file_name();
+        let layout = name
+            .to_str()
+            .and_then(|name| name.strip_prefix('v'))
+            .and_then(|number| number.parse::<u32>().ok())
+            .filter(|&layout| layout == PIN_LAYOUT);
+        let Ok(entries) = fs::read_dir(version.path()) else {
+            continue;
+        };
+        found.extend(entries.flatten().map(|entry| Earlier {
+            path: entry.path(),
+            layout,
+        }));
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+/// Removes every pin below `path` and the directories themselves, which
+/// detaches every pinned link there. Returns how many pins were removed.
+pub fn remove_tree(path: &Path) -> Result<usize, PinError> {
+    let mut removed = 0;
+    let entries = fs::read_dir(path).map_err(io_error(path))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error(path))?;
+        let child = entry.path();
+        if entry.file_type().map_err(io_error(&child))?.is_dir() {
+            removed += remove_tree(&child)?;
+        } else {
+            fs::remove_file(&child).map_err(io_error(&child))?;
+            removed += 1;
+        }
+    }
+    fs::remove_dir(path).map_err(io_error(path))?;
+    Ok(removed)
+}
+
+/// Removes an instance directory, then its version directory and the pin
+/// directory above that when they are left empty.
+pub fn remove_instance(instance: &Path) -> Result<usize, PinError> {
+    let removed = remove_tree(instance)?;
+    for parent in instance.ancestors().skip(1).take(2) {
+        // Fails, harmlessly, while something else is still there.
+        if fs::remove_dir(parent).is_err() {
+            break;
+        }
+    }
+    Ok(removed)
+}
+
+fn ensure_bpf_fs(root: &Path) -> Result<(), PinError> {
+    let existing = root
+        .ancestors()
+        .find(|ancestor| ancestor.exists())
+        .unwrap_or(Path::new("/"));
+    if is_bpf_fs(existing) {
+        return Ok(());
+    }
+    if root.starts_with(BPF_FS_MOUNT) && !is_bpf_fs(Path::new(BPF_FS_MOUNT)) {
+        crate::mountinfo::mount_pseudo_fs(c"bpf", c"/sys/fs/bpf");
+        if is_bpf_fs(Path::new(BPF_FS_MOUNT)) {
+            return Ok(());
+        }
+    }
+    Err(PinError::NotBpfFs(existing.to_path_buf()))
+}
+
+fn is_bpf_fs(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs is a valid out-buffer for statfs(2).
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
+    let status = unsafe { libc::statfs(path.as_ptr(), &mut stat) };
+    status == 0 && stat.f_type as i64 == BPF_FS_MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::ScratchDir;
+
+    #[test]
+    fn instances_are_found_with_their_layout() {
+        let root = ScratchDir::new("pins");
+        for path in ["v1/100-1", "v1/200-2", "v0/50-3", "vx/1-1"] {
+            fs::create_dir_all(root.join(path)).unwrap();
+        }
+        let found = instances(&root);
+        let layouts: Vec<(String, Option<u32>)> = found
+            .iter()
+            .map(|earlier| {
+                let relative = earlier.path.strip_prefix(&*root).unwrap();
+                (relative.display().to_string(), earlier.layout)
+            })
+            .collect();
+        assert_eq!(
+            layouts,
+            [
+                ("v0/50-3".to_string(), None),
+                ("v1/100-1".to_string(), Some(1)),
+                ("v1/200-2".to_string(), Some(1)),
+                ("vx/1-1".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn removing_an_instance_removes_its_version_directory_when_empty() {
+        let root = ScratchDir::new("pins-remove");
+        let instance = root.join("v1/1-1");
+        fs::create_dir_all(instance.join("links")).unwrap();
+        fs::write(instance.join("links/connect4"), b"").unwrap();
+        fs::create_dir_all(root.join("v1/2-2")).unwrap();
+        assert_eq!(remove_instance(&instance).unwrap(), 1);
+        assert!(!instance.exists());
+        assert!(root.join("v1").exists(), "another instance remains");
+        assert_eq!(remove_instance(&root.join("v1/2-2")).unwrap(), 0);
+        assert!(!root.join("v1").exists());
+    }
+}
