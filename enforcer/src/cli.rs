@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR};
+use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR, store::DEFAULT_STATE_DIR};
 
 #[derive(Parser)]
 #[command(
@@ -21,8 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Load the kernel programs, apply the policy and enforce it until stopped.
     Run {
-        /// Policy files, applied together as one policy.
-        #[arg(long, required = true, num_args = 1..)]
+        /// Policy files, applied together as one policy. Without them, the
+        /// policy last applied (kept in --state-dir) is enforced.
+        #[arg(long, num_args = 1..)]
         policy: Vec<PathBuf>,
         /// Enforce only in this cgroup v2 subtree (default: the whole machine).
         #[arg(long)]
@@ -41,6 +42,9 @@ pub enum Command {
         /// enforcement outlives the daemon. A bpffs directory.
         #[arg(long = "pin-dir", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Where the last applied policy is kept, for restarts and boot.
+        #[arg(long = "state-dir", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Remove enforcement: detach and unpin every program, and stop the
     /// daemon. The only way enforcement ends; refused without --confirm.

@@ -87,6 +87,9 @@ pub struct StatusReport {
     #[serde(default)]
     pub domain_enforcement: String,
     pub generation: u64,
+    /// The content hash of the policy's files: names and texts.
+    #[serde(default)]
+    pub policy_sha256: String,
     pub applied_at: String,
     /// The uid that applied the policy; `None` for the policy given at start.
     pub applied_by: Option<u32>,

@@ -25,5 +25,6 @@ pub mod pins;
 pub mod policy;
 pub mod programs;
 pub mod resolve;
+pub mod store;
 #[cfg(test)]
 mod testutil;

@@ -55,6 +55,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             events,
             hash_roots,
             pin_dir,
+            state_dir,
         } => {
             daemon::run(RunOptions {
                 policy,
@@ -63,6 +64,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 events,
                 hash_roots,
                 pin_dir,
+                state_dir,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -248,11 +250,12 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(text, "domain enforcement: {}", report.domain_enforcement);
     let _ = writeln!(
         text,
-        "policy: generation {}, applied {} {}, {} rule(s)",
+        "policy: generation {}, applied {} {}, {} rule(s), sha256 {}",
         report.generation,
         report.applied_at,
         by,
-        report.rules.len()
+        report.rules.len(),
+        report.policy_sha256
     );
     for rule in &report.rules {
         let _ = writeln!(text, "  {rule}");

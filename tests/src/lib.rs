@@ -392,6 +392,8 @@ pub struct Daemon {
     /// The daemon's bpffs pin directory, removed (which detaches whatever
     /// is still pinned there) when the `Daemon` is dropped.
     pin_dir: PathBuf,
+    /// Where it stores the policy it enforces.
+    state_dir: PathBuf,
     stdout: Arc<StdoutLog>,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<JoinHandle<()>>,
@@ -409,12 +411,29 @@ impl Daemon {
     /// [`READY_TIMEOUT`] for its first stdout line, which must be
     /// `{"kind":"ready",...}`.
     pub fn try_start(cgroup_dir: &Path, policy: &str) -> Result<Self, StartFailure> {
-        Self::try_start_with(cgroup_dir, policy, &[])
+        Self::try_start_with(cgroup_dir, Some(policy), &[])
+    }
+
+    /// Starts a daemon with no `--policy`, which enforces the policy stored
+    /// in this daemon's state dir, on this daemon's pins.
+    pub fn start_from_store(&self, cgroup: &TestCgroup) -> Self {
+        let extra = [
+            OsStr::new("--pin-dir"),
+            self.pin_dir.as_os_str(),
+            OsStr::new("--state-dir"),
+            self.state_dir.as_os_str(),
+        ];
+        Self::try_start_with(cgroup.path(), None, &extra).unwrap_or_else(|failure| {
+            panic!(
+                "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
+                failure.status, failure.stdout, failure.stderr
+            )
+        })
     }
 
     /// [`Daemon::start`] with more arguments for `enforcer run`.
     pub fn start_with(cgroup: &TestCgroup, policy: &str, extra: &[&OsStr]) -> Self {
-        Self::try_start_with(cgroup.path(), policy, extra).unwrap_or_else(|failure| {
+        Self::try_start_with(cgroup.path(), Some(policy), extra).unwrap_or_else(|failure| {
             panic!(
                 "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
                 failure.status, failure.stdout, failure.stderr
@@ -424,11 +443,10 @@ impl Daemon {
 
     fn try_start_with(
         cgroup_dir: &Path,
-        policy: &str,
+        policy: Option<&str>,
         extra: &[&OsStr],
     ) -> Result<Self, StartFailure> {
         let dir = TempDir::new();
-        let policy_path = dir.write("policy.toml", policy);
         let socket = dir.path().join("control.sock");
         // A test that restarts a daemon passes the first one's pin dir.
         let given = extra
@@ -439,15 +457,30 @@ impl Daemon {
         let pin_dir = given
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/{}", unique_name())));
-        let mut command = enforcer(["run", "--policy"]);
+        let given_state = extra
+            .iter()
+            .position(|arg| *arg == "--state-dir")
+            .and_then(|at| extra.get(at + 1))
+            .map(PathBuf::from);
+        let state_dir = given_state
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
+        let mut command = enforcer(["run"]);
+        if let Some(policy) = policy {
+            command
+                .arg("--policy")
+                .arg(dir.write("policy.toml", policy));
+        }
         command
-            .arg(&policy_path)
             .arg("--cgroup")
             .arg(cgroup_dir)
             .arg("--socket")
             .arg(&socket);
         if given.is_none() {
             command.arg("--pin-dir").arg(&pin_dir);
+        }
+        if given_state.is_none() {
+            command.arg("--state-dir").arg(&state_dir);
         }
         let mut child = command
             .args(extra)
@@ -475,6 +508,7 @@ impl Daemon {
             dir,
             socket,
             pin_dir,
+            state_dir,
             stdout,
             stderr,
             stderr_reader: Some(stderr_reader),

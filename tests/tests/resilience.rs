@@ -154,3 +154,33 @@ domains = ["whatsapp.net"]
         "the address learned before the restart stays refused"
     );
 }
+
+#[test]
+fn a_daemon_started_without_policy_files_enforces_the_last_applied_policy() {
+    let other = Ipv4Addr::new(127, 0, 0, 84);
+    let (_listed, listed_port) = tcp_listener(LISTED);
+    let (_other, other_port) = tcp_listener(other);
+    let cgroup = TestCgroup::new();
+    let mut first = Daemon::start(&cgroup, BLOCK_LISTED);
+    let applied = first.apply(
+        r#"
+version = 1
+[[block]]
+name = "other"
+cidrs = ["127.0.0.84/32"]
+"#,
+    );
+    assert!(applied.status.success(), "{applied:?}");
+    let sha256 = first.status_json()["policy_sha256"].clone();
+    assert_eq!(sha256.as_str().map(str::len), Some(64), "{sha256}");
+    first.kill();
+
+    let second = first.start_from_store(&cgroup);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, other, other_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, LISTED, listed_port),
+        Outcome::Ok,
+        "the policy applied last is the one in force, not the first"
+    );
+    assert_eq!(second.status_json()["policy_sha256"], sha256);
+}

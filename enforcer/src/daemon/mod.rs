@@ -36,6 +36,7 @@ use crate::{
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
     resolve,
+    store::{PolicyStore, StoreError},
 };
 use enforcer_common::names::MAP_LEARNED;
 use owner::{Kernel, Lineage, Owner, Reach, StartError};
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub hash_roots: Vec<PathBuf>,
     /// Where links and maps are pinned (see `crate::pins`).
     pub pin_dir: PathBuf,
+    /// Where the last applied policy is kept (see `crate::store`). With no
+    /// `policy` files given, the daemon enforces the one stored there.
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,10 @@ pub enum DaemonError {
     Start(#[from] StartError),
     #[error(transparent)]
     Pins(#[from] PinError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no --policy given, and no policy stored at {0}; give the policy files")]
+    NoPolicy(PathBuf),
     #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
     SocketInUse(PathBuf),
     #[error("control socket {path}: {source}")]
@@ -104,7 +112,18 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let stop = StopSignals::listen().map_err(DaemonError::Runtime)?;
     let capabilities = Capabilities::detect()?;
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
-    let policy = policy::load_files(&options.policy)?;
+    let store = PolicyStore::new(&options.state_dir);
+    let sources = if options.policy.is_empty() {
+        store
+            .load()?
+            .ok_or_else(|| DaemonError::NoPolicy(store.path()))?
+    } else {
+        policy::read_files(&options.policy)?
+    };
+    let policy = policy::parse(&sources)?;
+    // Stored before anything is attached: a policy in force is always one
+    // a reboot will find.
+    store.save(&sources)?;
     let resolution = resolve::resolve(&policy, None);
     let pins = Pins::create(&options.pin_dir)?;
     let earlier = pins.earlier(&options.pin_dir);
@@ -138,6 +157,8 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
             cgroup: target.clone(),
             cgroup_path: cgroup_path(&capabilities.cgroup2_mount, &target),
             hash_roots: options.hash_roots.clone(),
+            store,
+            sources,
         },
         Lineage {
             domain_seed,

@@ -17,6 +17,7 @@ use crate::{
     policy::{self, Policy, Sha256, Source, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
     resolve::{self, Resolution},
+    store::PolicyStore,
 };
 
 /// What the owner takes over from the loader.
@@ -34,6 +35,9 @@ pub struct Reach {
     pub cgroup_path: String,
     /// Where copies of banned content are looked for at start.
     pub hash_roots: Vec<PathBuf>,
+    /// Where each applied policy is kept, and the files of the first.
+    pub store: PolicyStore,
+    pub sources: Vec<Source>,
 }
 
 /// Where this daemon's numbering and hashing start: where the daemon it
@@ -87,6 +91,7 @@ pub struct Owner {
     hash_roots: Vec<PathBuf>,
     /// Seeds every generation's domain table (see `compile::compile`).
     domain_seed: u64,
+    store: PolicyStore,
     live: Live,
 }
 
@@ -94,6 +99,9 @@ pub struct Owner {
 struct Live {
     number: u64,
     policy: Policy,
+    /// The policy's files, as stored, and their content hash.
+    sources: Vec<Source>,
+    sha256: String,
     resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
     stats: ImageStats,
@@ -135,6 +143,8 @@ impl Owner {
             cgroup,
             cgroup_path,
             hash_roots,
+            store,
+            sources,
         } = reach;
         let Kernel {
             mut programs,
@@ -157,6 +167,8 @@ impl Owner {
         let live = Live {
             number,
             policy,
+            sha256: crate::store::digest(&sources),
+            sources,
             resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
@@ -174,6 +186,7 @@ impl Owner {
             content,
             hash_roots,
             domain_seed,
+            store,
             live,
         };
         owner.watch_paths();
@@ -264,12 +277,24 @@ impl Owner {
         };
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
+        // Stored first: what is in force must be what a reboot finds.
+        if let Err(error) = self.store.save(sources) {
+            return Response::Error {
+                message: format!(
+                    "the policy was not applied, generation {} stays in force: {error}",
+                    self.live.number
+                ),
+            };
+        }
         match self.install(policy, resolution, Some(peer)) {
             Ok(()) => {
                 self.content.commit(prepared);
+                self.live.sources = sources.to_vec();
+                self.live.sha256 = crate::store::digest(sources);
                 self.hub.publish(&Event::now(EventBody::PolicyApplied {
                     generation: self.live.number,
                     rules: self.live.policy.rules.len(),
+                    sha256: self.live.sha256.clone(),
                     uid: Some(peer.uid),
                     pid: peer.pid,
                 }));
@@ -281,12 +306,19 @@ impl Owner {
                     missing_paths: paths(&self.live.resolution.missing),
                 })
             }
-            Err(error) => Response::Error {
-                message: format!(
-                    "the policy was not applied, generation {} stays in force: {error}",
-                    self.live.number
-                ),
-            },
+            Err(error) => {
+                if let Err(restore) = self.store.save(&self.live.sources) {
+                    eprintln!(
+                        "enforcer: the stored policy is now one that is not in force: {restore}"
+                    );
+                }
+                Response::Error {
+                    message: format!(
+                        "the policy was not applied, generation {} stays in force: {error}",
+                        self.live.number
+                    ),
+                }
+            }
         }
     }
 
@@ -378,9 +410,13 @@ impl Owner {
         if !loader {
             self.programs.set_mapping_hook(false)?;
         }
+        // The files stay the live ones' until `apply` says otherwise: a
+        // reinstall after a path or content change is the same policy.
         self.live = Live {
             number,
             policy,
+            sources: std::mem::take(&mut self.live.sources),
+            sha256: std::mem::take(&mut self.live.sha256),
             resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
@@ -428,6 +464,7 @@ impl Owner {
             exec_enforcement: self.programs.exec_support().to_string(),
             domain_enforcement: self.programs.domain_support(),
             generation: self.live.number,
+            policy_sha256: self.live.sha256.clone(),
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),
             applied_by: self.live.applied_by.map(|peer| peer.uid),
             rules: self.live.policy.rules.iter().map(RuleSummary::of).collect(),

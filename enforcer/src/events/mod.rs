@@ -73,6 +73,8 @@ pub enum EventBody {
     PolicyApplied {
         generation: u64,
         rules: usize,
+        /// The content hash of the policy's files (as in `status`).
+        sha256: String,
         uid: Option<u32>,
         pid: Option<u32>,
     },

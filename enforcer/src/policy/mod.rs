@@ -375,6 +375,21 @@ pub fn parse(sources: &[Source]) -> Result<Policy, PolicyErrors> {
     checker.finish()
 }
 
+/// Reads `paths` as the files of one policy, without parsing them. Files
+/// that cannot be read are reported as [`load_files`] reports them.
+pub fn read_files(paths: &[PathBuf]) -> Result<Vec<Source>, PolicyErrors> {
+    let mut checker = parse::Checker::default();
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(Source { name, text }),
+            Err(error) => checker.unreadable(name, &error),
+        }
+    }
+    checker.finish().map(|_| sources)
+}
+
 /// Reads `paths` and parses them as one policy. A file that cannot be read
 /// is reported (at line 0, column 0) alongside the other files' errors.
 pub fn load_files(paths: &[PathBuf]) -> Result<Policy, PolicyErrors> {
