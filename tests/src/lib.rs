@@ -449,19 +449,11 @@ impl Daemon {
         let dir = TempDir::new();
         let socket = dir.path().join("control.sock");
         // A test that restarts a daemon passes the first one's pin dir.
-        let given = extra
-            .iter()
-            .position(|arg| *arg == "--pin-dir")
-            .and_then(|at| extra.get(at + 1))
-            .map(PathBuf::from);
+        let given = flag_value(extra, "--pin-dir");
         let pin_dir = given
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/{}", unique_name())));
-        let given_state = extra
-            .iter()
-            .position(|arg| *arg == "--state-dir")
-            .and_then(|at| extra.get(at + 1))
-            .map(PathBuf::from);
+        let given_state = flag_value(extra, "--state-dir");
         let state_dir = given_state
             .clone()
             .unwrap_or_else(|| dir.path().join("state"));
@@ -727,6 +719,12 @@ impl Drop for Daemon {
             Err(error) => panic!("{error}\nstderr:\n{}", self.stderr()),
         }
     }
+}
+
+/// The value after `flag` in `args`, if it is there.
+fn flag_value(args: &[&OsStr], flag: &str) -> Option<PathBuf> {
+    let at = args.iter().position(|arg| *arg == flag)?;
+    args.get(at + 1).map(PathBuf::from)
 }
 
 /// Removes a pin directory and everything below it when dropped, even
