@@ -92,6 +92,11 @@ pub enum PolicyCommand {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Switch back to the policy that was in force before the last apply.
+    Rollback {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
 
 #[derive(Args)]

@@ -36,6 +36,8 @@ pub enum Request {
     },
     /// Remove enforcement: detach and unpin everything, then stop.
     Unload,
+    /// Apply the policy that was in force before the last apply.
+    Rollback,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,8 +142,16 @@ pub async fn read_frame<T: DeserializeOwned>(
     if length > MAX_FRAME {
         return Err(FrameError::TooLarge(length));
     }
-    let mut body = vec![0u8; length as usize];
-    reader.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated up front: a peer that promises
+    // a large frame and sends little costs little.
+    let mut body = Vec::new();
+    reader
+        .take(u64::from(length))
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != length as usize {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(serde_json::from_slice(&body)?))
 }
 
@@ -176,8 +186,14 @@ impl Client {
         Ok(Self { stream })
     }
 
+    /// Sends `request`. When the daemon has already closed its side (it
+    /// refuses a peer before reading), its answer is still waiting to be
+    /// received, so a broken pipe is not an error here.
     pub async fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        Ok(write_frame(&mut self.stream, request).await?)
+        match write_frame(&mut self.stream, request).await {
+            Err(FrameError::Io(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            sent => Ok(sent?),
+        }
     }
 
     pub async fn receive(&mut self) -> Result<Response, ClientError> {
@@ -228,5 +244,60 @@ mod tests {
             read_frame::<Request>(&mut b).await,
             Err(FrameError::Io(_))
         ));
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Option<Request>, FrameError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(read_frame::<Request>(&mut &bytes[..]))
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn a_frame_promising_the_most_and_sending_little_is_a_truncation() {
+        let mut bytes = MAX_FRAME.to_be_bytes().to_vec();
+        bytes.extend_from_slice(br#"{"request":"status"}"#);
+        assert!(matches!(decode(&bytes), Err(FrameError::Io(_))));
+        assert!(
+            matches!(decode(&[0, 0]), Ok(None)),
+            "a cut length is an end"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, decoding ends with a request, an end or an
+        /// error: never a panic.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Valid requests with bytes changed or cut off.
+        #[test]
+        fn damaged_requests_decode_or_fail_cleanly(
+            cut in 0usize..200,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..6),
+        ) {
+            let body = serde_json::to_vec(&Request::Apply {
+                sources: vec![crate::policy::Source {
+                    name: "p.toml".into(),
+                    text: "version = 1\n[[block]]\nname = \"x\"\ncidrs = [\"10.0.0.0/8\"]\n".into(),
+                }],
+            })
+            .unwrap();
+            let mut bytes = frame(&body);
+            let len = bytes.len();
+            for (at, value) in flips {
+                bytes[at % len] = value;
+            }
+            bytes.truncate(cut.min(len));
+            let _ = decode(&bytes);
+        }
     }
 }

@@ -1,4 +1,4 @@
-use std::{fs, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -7,7 +7,7 @@ use enforcer::{
     compile::ImageStats,
     control::{Client, Request, Response, StatusReport},
     daemon::{self, RunOptions},
-    policy::{self, PolicyError, PolicyErrors, Source},
+    policy::{self, PolicyErrors},
 };
 
 fn main() -> ExitCode {
@@ -73,6 +73,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Policy(PolicyCommand::Apply { files, socket }) => {
             apply(&files, &socket.path).await
         }
+        Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
         Command::Unload {
@@ -103,26 +104,24 @@ fn invalid(errors: &PolicyErrors) -> ExitCode {
 }
 
 async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> {
-    let mut sources = Vec::new();
-    let mut unreadable = Vec::new();
-    for path in files {
-        let name = path.display().to_string();
-        match fs::read_to_string(path) {
-            Ok(text) => sources.push(Source { name, text }),
-            Err(error) => unreadable.push(PolicyError {
-                file: name,
-                line: 0,
-                column: 0,
-                message: error.to_string(),
-            }),
-        }
-    }
-    if !unreadable.is_empty() {
-        return Ok(invalid(&PolicyErrors(unreadable)));
-    }
+    let sources = match policy::read_files(files) {
+        Ok(sources) => sources,
+        Err(errors) => return Ok(invalid(&errors)),
+    };
     let mut client = Client::connect(socket).await?;
     client.send(&Request::Apply { sources }).await?;
-    match client.receive().await? {
+    applied(client.receive().await?)
+}
+
+async fn rollback(socket: &std::path::Path) -> Result<ExitCode> {
+    let mut client = Client::connect(socket).await?;
+    client.send(&Request::Rollback).await?;
+    applied(client.receive().await?)
+}
+
+/// Prints the daemon's answer to an apply or a rollback.
+fn applied(response: Response) -> Result<ExitCode> {
+    match response {
         Response::Applied(report) => {
             println!("generation {} applied", report.generation);
             print!("{}", report.diff);

@@ -211,3 +211,87 @@ fn daemon_refuses_a_directory_that_is_not_a_cgroup() {
         "programs attached at the cgroup root"
     );
 }
+
+#[test]
+fn rollback_returns_to_the_policy_before_the_last_apply() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    let first_hash = daemon.status_json()["policy_sha256"].clone();
+    let applied = daemon
+        .apply("version = 1\n[[block]]\nname = \"block-second\"\ncidrs = [\"127.0.0.8/32\"]\n");
+    assert!(applied.status.success(), "{applied:?}");
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
+        Outcome::Ok
+    );
+
+    let rolled_back = run(enforcer_integration_tests::enforcer(["policy", "rollback"])
+        .arg("--socket")
+        .arg(daemon.socket()));
+    assert!(rolled_back.status.success(), "{rolled_back:?}");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        Outcome::Ok
+    );
+    let status = daemon.status_json();
+    assert_eq!(status["policy_sha256"], first_hash);
+    assert_eq!(status["generation"], 3, "a rollback is a new generation");
+}
+
+#[test]
+fn a_non_root_peer_is_refused() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    let as_nobody = |socket: &std::path::Path| {
+        run(std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(enforcer_integration_tests::enforcer_bin())
+            .args(["status", "--socket"])
+            .arg(socket))
+    };
+    // The socket's mode keeps others out...
+    let output = as_nobody(daemon.socket());
+    assert!(!output.status.success(), "{output:?}");
+    // ...and the daemon checks the peer's credentials even when it is opened up.
+    std::fs::set_permissions(
+        daemon.socket(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        daemon.socket().parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let output = as_nobody(daemon.socket());
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("uid 65534 may not control the enforcer"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_apply_cut_off_half_way_changes_nothing() {
+    use std::io::Write as _;
+    let (_first, first_port) = tcp_listener(FIRST);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    let before = daemon.status_json();
+    {
+        // A client killed after sending part of its request.
+        let mut stream = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+        stream.write_all(&4000u32.to_be_bytes()).unwrap();
+        stream
+            .write_all(br#"{"request":"apply","sources":[{"name":"p.toml","text":"ver"#)
+            .unwrap();
+    }
+    let after = daemon.status_json();
+    assert_eq!(after["generation"], before["generation"]);
+    assert_eq!(after["policy_sha256"], before["policy_sha256"]);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+}

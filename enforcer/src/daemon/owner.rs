@@ -64,6 +64,11 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Response>,
     },
+    /// Apply the policy in force before the last apply.
+    Rollback {
+        peer: Peer,
+        reply: oneshot::Sender<Response>,
+    },
     /// Detach and unpin everything.
     Unload {
         peer: Peer,
@@ -92,6 +97,9 @@ pub struct Owner {
     /// Seeds every generation's domain table (see `compile::compile`).
     domain_seed: u64,
     store: PolicyStore,
+    /// The files of the policy in force before the last apply, for
+    /// rollback.
+    previous: Option<Vec<Source>>,
     live: Live,
 }
 
@@ -187,6 +195,7 @@ impl Owner {
             hash_roots,
             domain_seed,
             store,
+            previous: None,
             live,
         };
         owner.watch_paths();
@@ -223,6 +232,17 @@ impl Owner {
                 }
                 Command::Status { reply } => {
                     let _ = reply.send(self.status());
+                }
+                Command::Rollback { peer, reply } => {
+                    let response = match self.previous.clone() {
+                        Some(sources) => self.apply(&sources, peer),
+                        None => Response::Error {
+                            message: "no earlier policy to roll back to: none was applied \
+                                      since the daemon started"
+                                .into(),
+                        },
+                    };
+                    let _ = reply.send(response);
                 }
                 Command::Unload { peer, reply } => {
                     let _ = reply.send(self.unload(peer));
@@ -289,7 +309,7 @@ impl Owner {
         match self.install(policy, resolution, Some(peer)) {
             Ok(()) => {
                 self.content.commit(prepared);
-                self.live.sources = sources.to_vec();
+                self.previous = Some(std::mem::replace(&mut self.live.sources, sources.to_vec()));
                 self.live.sha256 = crate::store::digest(sources);
                 self.hub.publish(&Event::now(EventBody::PolicyApplied {
                     generation: self.live.number,

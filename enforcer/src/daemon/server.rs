@@ -102,6 +102,10 @@ async fn handle(
             let response = ask(&commands, |reply| Command::Status { reply }).await;
             write_frame(&mut stream, &response).await
         }
+        Request::Rollback => {
+            let response = ask(&commands, |reply| Command::Rollback { peer, reply }).await;
+            write_frame(&mut stream, &response).await
+        }
         Request::Unload => {
             let response = ask(&commands, |reply| Command::Unload { peer, reply }).await;
             let written = write_frame(&mut stream, &response).await;
