@@ -45,6 +45,14 @@ pub enum Command {
         /// Where the last applied policy is kept, for restarts and boot.
         #[arg(long = "state-dir", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Let this group's members apply and roll back policy, see status
+        /// and follow events, besides root. Only root may unload.
+        #[arg(long = "control-group")]
+        control_group: Option<String>,
+        /// A public key file (repeatable). With any, policy pushed over the
+        /// control socket must be a bundle signed by one of these keys.
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<PathBuf>,
     },
     /// Remove enforcement: detach and unpin every program, and stop the
     /// daemon. The only way enforcement ends; refused without --confirm.
@@ -87,10 +95,27 @@ pub enum PolicyCommand {
     },
     /// Validate and send policy files to the daemon, which switches to them atomically.
     Apply {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "bundle", conflicts_with = "bundle")]
         files: Vec<PathBuf>,
+        /// Send a signed bundle (from `policy sign`) instead of files.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
         #[command(flatten)]
         socket: SocketArg,
+    },
+    /// Make an ed25519 key pair for signing policy: PREFIX.key (secret,
+    /// mode 0600) and PREFIX.pub (for --trusted-key).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign policy files into a bundle, written to stdout.
+    Sign {
+        /// The secret key file from `policy keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Switch back to the policy that was in force before the last apply.
     Rollback {

@@ -30,6 +30,11 @@ pub enum Request {
     Apply {
         sources: Vec<Source>,
     },
+    /// A signed bundle (see `crate::signing`): required when the daemon
+    /// has trusted keys.
+    ApplySigned {
+        bundle: crate::signing::Bundle,
+    },
     Status,
     Events {
         follow: bool,

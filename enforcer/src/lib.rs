@@ -25,6 +25,7 @@ pub mod pins;
 pub mod policy;
 pub mod programs;
 pub mod resolve;
+pub mod signing;
 pub mod store;
 #[cfg(test)]
 mod testutil;

@@ -56,6 +56,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             hash_roots,
             pin_dir,
             state_dir,
+            control_group,
+            trusted_keys,
         } => {
             daemon::run(RunOptions {
                 policy,
@@ -65,14 +67,25 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 hash_roots,
                 pin_dir,
                 state_dir,
+                control_group,
+                trusted_keys,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Check { files }) => Ok(check(&files)),
-        Command::Policy(PolicyCommand::Apply { files, socket }) => {
-            apply(&files, &socket.path).await
-        }
+        Command::Policy(PolicyCommand::Apply {
+            files,
+            bundle: None,
+            socket,
+        }) => apply(&files, &socket.path).await,
+        Command::Policy(PolicyCommand::Apply {
+            bundle: Some(bundle),
+            socket,
+            ..
+        }) => apply_bundle(&bundle, &socket.path).await,
+        Command::Policy(PolicyCommand::Keygen { out }) => keygen(&out),
+        Command::Policy(PolicyCommand::Sign { key, files }) => sign(&key, &files),
         Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
@@ -111,6 +124,55 @@ async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> 
     let mut client = Client::connect(socket).await?;
     client.send(&Request::Apply { sources }).await?;
     applied(client.receive().await?)
+}
+
+async fn apply_bundle(file: &std::path::Path, socket: &std::path::Path) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let bundle: enforcer::signing::Bundle = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a policy bundle", file.display()))?;
+    let mut client = Client::connect(socket).await?;
+    client.send(&Request::ApplySigned { bundle }).await?;
+    applied(client.receive().await?)
+}
+
+fn keygen(out: &std::path::Path) -> Result<ExitCode> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (secret, public) = enforcer::signing::generate()?;
+    let secret_file = out.with_extension("key");
+    let public_file = out.with_extension("pub");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret_file)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, secret.as_bytes()))
+        .with_context(|| format!("writing {}", secret_file.display()))?;
+    std::fs::write(&public_file, public)
+        .with_context(|| format!("writing {}", public_file.display()))?;
+    println!(
+        "secret key: {} (keep it off the workstations); public key: {} (for --trusted-key)",
+        secret_file.display(),
+        public_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(key: &std::path::Path, files: &[PathBuf]) -> Result<ExitCode> {
+    let sources = match policy::read_files(files) {
+        Ok(sources) => sources,
+        Err(errors) => return Ok(invalid(&errors)),
+    };
+    // Only a policy that checks is worth a signature.
+    if let Err(errors) = policy::parse(&sources) {
+        return Ok(invalid(&errors));
+    }
+    let bundle = enforcer::signing::sign(key, sources)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&bundle).context("encoding the bundle")?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rollback(socket: &std::path::Path) -> Result<ExitCode> {

@@ -295,3 +295,118 @@ fn an_apply_cut_off_half_way_changes_nothing() {
     assert_eq!(after["policy_sha256"], before["policy_sha256"]);
     assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
 }
+
+#[test]
+fn members_of_the_control_group_may_use_the_socket_but_not_unload() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start_with(
+        &cgroup,
+        BLOCK_FIRST,
+        &["--control-group".as_ref(), "nogroup".as_ref()],
+    );
+    std::fs::set_permissions(
+        daemon.socket().parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let as_user = |ids: &str, args: &[&str]| {
+        run(std::process::Command::new("setpriv")
+            .args([
+                format!("--reuid={ids}"),
+                format!("--regid={ids}"),
+                "--clear-groups".to_string(),
+            ])
+            .arg(enforcer_integration_tests::enforcer_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(daemon.socket()))
+    };
+    let member = as_user("65534", &["status"]);
+    assert!(member.status.success(), "{member:?}");
+    let unload = as_user("65534", &["unload", "--confirm"]);
+    assert!(!unload.status.success(), "{unload:?}");
+    assert!(
+        String::from_utf8_lossy(&unload.stderr).contains("only root may remove enforcement"),
+        "{unload:?}"
+    );
+    let stranger = as_user("65533", &["status"]);
+    assert!(!stranger.status.success(), "{stranger:?}");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    let unloaded = daemon.unload();
+    assert!(unloaded.status.success(), "{unloaded:?}");
+}
+
+#[test]
+fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let keys = TempDir::new();
+    let prefix = keys.path().join("fleet");
+    let made =
+        run(enforcer_integration_tests::enforcer(["policy", "keygen", "--out"]).arg(&prefix));
+    assert!(made.status.success(), "{made:?}");
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start_with(
+        &cgroup,
+        BLOCK_FIRST,
+        &[
+            "--trusted-key".as_ref(),
+            prefix.with_extension("pub").as_os_str(),
+        ],
+    );
+    let block_second =
+        "version = 1\n[[block]]\nname = \"block-second\"\ncidrs = [\"127.0.0.8/32\"]\n";
+
+    let unsigned = daemon.apply(block_second);
+    assert!(!unsigned.status.success(), "{unsigned:?}");
+    let refused = daemon.expect_event("a refusal", |event| event["kind"] == "policy_refused");
+    assert_eq!(refused["uid"], 0);
+    assert!(
+        refused["reason"].as_str().unwrap().contains("only signed"),
+        "{refused}"
+    );
+
+    let policy = keys.write("second.toml", block_second);
+    let signed = run(
+        enforcer_integration_tests::enforcer(["policy", "sign", "--key"])
+            .arg(prefix.with_extension("key"))
+            .arg(&policy),
+    );
+    assert!(signed.status.success(), "{signed:?}");
+    let bundle = keys.write("second.bundle", &String::from_utf8_lossy(&signed.stdout));
+    let apply_bundle = |bundle: &std::path::Path| {
+        run(
+            enforcer_integration_tests::enforcer(["policy", "apply", "--bundle"])
+                .arg(bundle)
+                .arg("--socket")
+                .arg(daemon.socket()),
+        )
+    };
+    let applied = apply_bundle(&bundle);
+    assert!(applied.status.success(), "{applied:?}");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
+        Outcome::Ok
+    );
+    let generation = daemon.status_json()["generation"].clone();
+
+    // An allow slipped into the signed files.
+    let tampered_text = String::from_utf8_lossy(&signed.stdout).replace(
+        "name = \\\"block-second\\\"",
+        "name = \\\"block-second\\\"\\nmode = \\\"audit\\\"",
+    );
+    assert_ne!(tampered_text, String::from_utf8_lossy(&signed.stdout));
+    let tampered = keys.write("tampered.bundle", &tampered_text);
+    let output = apply_bundle(&tampered);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("changed after signing"),
+        "{output:?}"
+    );
+    assert_eq!(daemon.status_json()["generation"], generation);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    let unloaded = daemon.unload();
+    assert!(unloaded.status.success());
+}

@@ -36,6 +36,7 @@ use crate::{
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
     resolve,
+    signing::{SigningError, TrustedKeys},
     store::{PolicyStore, StoreError},
 };
 use enforcer_common::names::MAP_LEARNED;
@@ -53,6 +54,12 @@ pub struct RunOptions {
     /// Where the last applied policy is kept (see `crate::store`). With no
     /// `policy` files given, the daemon enforces the one stored there.
     pub state_dir: PathBuf,
+    /// A group whose members may apply and roll back policy, see status and
+    /// follow events (not unload); without it, only root may.
+    pub control_group: Option<String>,
+    /// Public key files; when there are any, policy pushed over the
+    /// control socket must be a bundle one of them signed.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +82,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("no --policy given, and no policy stored at {0}; give the policy files")]
     NoPolicy(PathBuf),
+    #[error("--control-group {0}: no such group")]
+    UnknownGroup(String),
+    #[error("--trusted-key: {0}")]
+    TrustedKey(#[from] SigningError),
     #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
     SocketInUse(PathBuf),
     #[error("control socket {path}: {source}")]
@@ -133,7 +144,11 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         None => random_seed().map_err(DaemonError::Runtime)?,
     };
     let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
-    let (listener, _socket_file) = bind_control_socket(&options.socket).await?;
+    let access = Arc::new(server::Access {
+        group: options.control_group.as_deref().map(group_id).transpose()?,
+        trusted: TrustedKeys::load(&options.trusted_keys)?,
+    });
+    let (listener, _socket_file) = bind_control_socket(&options.socket, access.group).await?;
     let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
     let rules = Arc::new(RuleBook::default());
 
@@ -193,6 +208,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         commands,
         hub.clone(),
         unloaded.clone(),
+        access,
     ));
     notify_systemd_ready();
 
@@ -269,7 +285,27 @@ impl Drop for SocketFile {
 /// Binds the socket with mode 0600 in a directory made if missing. A
 /// leftover socket file from a crashed daemon is replaced; a live one is
 /// not.
-async fn bind_control_socket(path: &Path) -> Result<(UnixListener, SocketFile), DaemonError> {
+/// The id of the group named `name`.
+fn group_id(name: &str) -> Result<u32, DaemonError> {
+    let unknown = || DaemonError::UnknownGroup(name.to_string());
+    let name = std::ffi::CString::new(name).map_err(|_| unknown())?;
+    // SAFETY: a NUL-terminated name; getgrnam's static result is read at
+    // once, before anything else could call it (the daemon is not yet
+    // running threads that do).
+    let group = unsafe { libc::getgrnam(name.as_ptr()) };
+    if group.is_null() {
+        return Err(unknown());
+    }
+    // SAFETY: non-null, as checked.
+    Ok(unsafe { (*group).gr_gid })
+}
+
+/// The control socket: mode 0600, or 0660 owned by `group` when there is
+/// one. (Its directory must let the group through too.)
+async fn bind_control_socket(
+    path: &Path,
+    group: Option<u32>,
+) -> Result<(UnixListener, SocketFile), DaemonError> {
     let fail = |source| DaemonError::Socket {
         path: path.to_path_buf(),
         source,
@@ -287,7 +323,14 @@ async fn bind_control_socket(path: &Path) -> Result<(UnixListener, SocketFile), 
     }
     let listener = UnixListener::bind(path).map_err(fail)?;
     let file = SocketFile(path.to_path_buf());
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(fail)?;
+            0o660
+        }
+        None => 0o600,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
     Ok((listener, file))
 }
 

@@ -14,7 +14,10 @@ use tokio::{
 use super::owner::{Command, Peer};
 use crate::{
     control::{FrameError, Request, Response, read_frame, write_frame},
-    events::hub::EventHub,
+    events::{Event, EventBody, hub::EventHub},
+    policy::Source,
+    signing::TrustedKeys,
+    store::digest,
 };
 
 /// How long a client may take to send its request.
@@ -30,16 +33,17 @@ pub async fn serve(
     commands: mpsc::Sender<Command>,
     hub: Arc<EventHub>,
     unloaded: Arc<Notify>,
+    access: Arc<Access>,
 ) {
     let mut clients = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (commands, hub, unloaded) =
-                        (commands.clone(), hub.clone(), unloaded.clone());
+                    let (commands, hub, unloaded, access) =
+                        (commands.clone(), hub.clone(), unloaded.clone(), access.clone());
                     clients.spawn(async move {
-                        if let Err(error) = handle(stream, commands, hub, unloaded).await {
+                        if let Err(error) = handle(stream, commands, hub, unloaded, access).await {
                             eprintln!("enforcer: control client: {error}");
                         }
                     });
@@ -59,14 +63,17 @@ async fn handle(
     commands: mpsc::Sender<Command>,
     hub: Arc<EventHub>,
     unloaded: Arc<Notify>,
+    access: Arc<Access>,
 ) -> Result<(), FrameError> {
     let credentials = stream.peer_cred()?;
-    // The socket is mode 0600 already; this holds even if its mode is
-    // loosened by hand.
-    if credentials.uid() != 0 {
+    // The socket's mode keeps others out already; this holds even if its
+    // mode is loosened by hand.
+    let root = credentials.uid() == 0;
+    if !root && !access.admits(credentials.gid(), credentials.pid()) {
         let message = format!(
-            "uid {} may not control the enforcer; only root may",
-            credentials.uid()
+            "uid {} may not control the enforcer; only root{} may",
+            credentials.uid(),
+            access.describe()
         );
         return write_frame(&mut stream, &Response::Error { message }).await;
     }
@@ -89,15 +96,21 @@ async fn handle(
     };
 
     match request {
-        Request::Apply { sources } => {
-            let response = ask(&commands, |reply| Command::Apply {
-                sources,
-                peer,
-                reply,
-            })
-            .await;
-            write_frame(&mut stream, &response).await
+        Request::Apply { sources } if access.trusted.required() => {
+            let reason = "this daemon accepts only signed policy bundles \
+                          (enforcer policy sign, then policy apply --bundle)"
+                .to_string();
+            refuse(&mut stream, &hub, peer, &sources, reason).await
         }
+        Request::ApplySigned { bundle } => {
+            if access.trusted.required()
+                && let Err(error) = access.trusted.verify(&bundle)
+            {
+                return refuse(&mut stream, &hub, peer, &bundle.sources, error.to_string()).await;
+            }
+            apply(&mut stream, &commands, peer, bundle.sources).await
+        }
+        Request::Apply { sources } => apply(&mut stream, &commands, peer, sources).await,
         Request::Status => {
             let response = ask(&commands, |reply| Command::Status { reply }).await;
             write_frame(&mut stream, &response).await
@@ -105,6 +118,10 @@ async fn handle(
         Request::Rollback => {
             let response = ask(&commands, |reply| Command::Rollback { peer, reply }).await;
             write_frame(&mut stream, &response).await
+        }
+        Request::Unload if !root => {
+            let message = "only root may remove enforcement".to_string();
+            write_frame(&mut stream, &Response::Error { message }).await
         }
         Request::Unload => {
             let response = ask(&commands, |reply| Command::Unload { peer, reply }).await;
@@ -120,6 +137,80 @@ async fn handle(
             stream_events(&mut stream, &hub, follow).await
         }
     }
+}
+
+async fn apply(
+    stream: &mut UnixStream,
+    commands: &mpsc::Sender<Command>,
+    peer: Peer,
+    sources: Vec<Source>,
+) -> Result<(), FrameError> {
+    let response = ask(commands, |reply| Command::Apply {
+        sources,
+        peer,
+        reply,
+    })
+    .await;
+    write_frame(stream, &response).await
+}
+
+/// Refuses a policy for its signature, and says so in an event too.
+async fn refuse(
+    stream: &mut UnixStream,
+    hub: &EventHub,
+    peer: Peer,
+    sources: &[Source],
+    reason: String,
+) -> Result<(), FrameError> {
+    hub.publish(&Event::now(EventBody::PolicyRefused {
+        reason: reason.clone(),
+        sha256: digest(sources),
+        uid: peer.uid,
+        pid: peer.pid,
+    }));
+    let message = format!("the policy was refused, nothing changed: {reason}");
+    write_frame(stream, &Response::Error { message }).await
+}
+
+/// Who besides root may use the control socket (the members of one group,
+/// if the daemon was given one), and whose signatures policy must carry.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub group: Option<u32>,
+    pub trusted: TrustedKeys,
+}
+
+impl Access {
+    /// Whether a peer with primary group `gid` (and the process `pid`, for
+    /// its supplementary groups) is a member of the group.
+    fn admits(&self, gid: u32, pid: Option<i32>) -> bool {
+        let Some(group) = self.group else {
+            return false;
+        };
+        gid == group || pid.is_some_and(|pid| supplementary_groups(pid).contains(&group))
+    }
+
+    fn describe(&self) -> String {
+        self.group
+            .map_or(String::new(), |gid| format!(" and members of group {gid}"))
+    }
+}
+
+/// The supplementary groups of a process, from `/proc/PID/status`.
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("Groups:").map(|groups| {
+                    groups
+                        .split_whitespace()
+                        .filter_map(|gid| gid.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
 }
 
 async fn ask(

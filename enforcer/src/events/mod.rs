@@ -60,6 +60,15 @@ pub enum EventBody {
     /// An address from a DNS answer for a listed name is now refused (or
     /// audited) for `ttl` seconds.
     Learned(NameVerdict),
+    /// A policy pushed over the control socket was refused for its
+    /// signature (missing, untrusted or not matching); nothing changed.
+    PolicyRefused {
+        reason: String,
+        /// The content hash of the refused files.
+        sha256: String,
+        uid: u32,
+        pid: Option<u32>,
+    },
     /// Enforcement was removed (`enforcer unload --confirm`).
     Unloaded {
         generation: u64,
