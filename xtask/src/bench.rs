@@ -29,6 +29,7 @@ use clap::Args;
 use crate::{build, toolchain};
 
 pub mod packets;
+pub mod switch;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -149,6 +150,18 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         &cgroup.path,
         packet_rounds,
         round_trips,
+    )?);
+    let (prefixes, switches) = if args.quick {
+        (100_000, 3)
+    } else {
+        (1_000_000, 5)
+    };
+    json.push(switch::run(
+        &built.enforcer,
+        &work,
+        &cgroup.path,
+        prefixes,
+        switches,
     )?);
     fs::write(&args.json, format!("[{}]\n", json.join(",\n")))?;
     println!("JSON: {}", args.json.display());
@@ -401,6 +414,10 @@ fn hash_window(
 impl Daemon {
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn socket(&self) -> &Path {
+        &self.socket
     }
 }
 

@@ -51,6 +51,9 @@ enum Command {
     /// The TCP stream the benchmark's packets scenario runs inside its cgroup.
     #[command(hide = true)]
     PacketStorm { cgroup: PathBuf, count: usize },
+    /// The connect loop the benchmark's switch scenario runs inside its cgroup.
+    #[command(hide = true)]
+    ConnectStorm { cgroup: PathBuf, millis: u64 },
 }
 
 /// The cgroup v2 mount point, from the mount table (never assumed).
@@ -79,6 +82,9 @@ fn main() -> ExitCode {
         } => bench::exec_storm_child(&cgroup, &target, count),
         Command::PacketStorm { cgroup, count } => {
             bench::packets::packet_storm_child(&cgroup, count)
+        }
+        Command::ConnectStorm { cgroup, millis } => {
+            bench::switch::connect_storm_child(&cgroup, millis)
         }
     };
     result.unwrap_or_else(|error| {
