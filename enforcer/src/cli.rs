@@ -53,6 +53,10 @@ pub enum Command {
         /// control socket must be a bundle signed by one of these keys.
         #[arg(long = "trusted-key")]
         trusted_keys: Vec<PathBuf>,
+        /// Also send every event to the system log (journald serves its
+        /// socket too), or to this syslog socket.
+        #[arg(long, num_args = 0..=1, default_missing_value = "/dev/log", require_equals = true)]
+        syslog: Option<PathBuf>,
     },
     /// Remove enforcement: detach and unpin every program, and stop the
     /// daemon. The only way enforcement ends; refused without --confirm.

@@ -58,6 +58,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             state_dir,
             control_group,
             trusted_keys,
+            syslog,
         } => {
             daemon::run(RunOptions {
                 policy,
@@ -69,6 +70,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 state_dir,
                 control_group,
                 trusted_keys,
+                syslog,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

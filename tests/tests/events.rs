@@ -297,3 +297,36 @@ fn events_follow_streams_blocked_connections() {
         "the daemon exited with {status} on SIGTERM"
     );
 }
+
+#[test]
+fn events_also_go_to_a_syslog_socket_when_asked() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let logs = TempDir::new();
+    let socket_path = logs.path().join("log");
+    let log = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    log.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    let cgroup = TestCgroup::new();
+    let mut syslog = std::ffi::OsString::from("--syslog=");
+    syslog.push(&socket_path);
+    let _daemon = Daemon::start_with(&cgroup, BLOCK_LISTED, &[syslog.as_os_str()]);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, LISTED, port), EPERM);
+    let mut buffer = vec![0u8; 64 << 10];
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let connect = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no connect event on the syslog socket"
+        );
+        let received = log.recv(&mut buffer).expect("a syslog message");
+        let message = String::from_utf8_lossy(&buffer[..received]).into_owned();
+        if message.contains(r#""kind":"connect""#) {
+            break message;
+        }
+    };
+    // authpriv.warning, the daemon's tag and pid, then the JSON line.
+    assert!(connect.starts_with("<84>enforcer["), "{connect}");
+    let json = &connect[connect.find(": ").unwrap() + 2..];
+    let event: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(event["verdict"], "blocked");
+    assert_eq!(event["daddr"], LISTED.to_string());
+}

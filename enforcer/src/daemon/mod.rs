@@ -31,6 +31,7 @@ use crate::{
         Event, EventBody, decode,
         hub::{EventHub, Output},
         rules::RuleBook,
+        syslog::SyslogWriter,
     },
     pins::{PinError, Pins},
     policy::{self, PolicyErrors},
@@ -60,6 +61,8 @@ pub struct RunOptions {
     /// Public key files; when there are any, policy pushed over the
     /// control socket must be a bundle one of them signed.
     pub trusted_keys: Vec<PathBuf>,
+    /// Also send every event to this syslog socket.
+    pub syslog: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,12 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--trusted-key: {0}")]
     TrustedKey(#[from] SigningError),
+    #[error("syslog socket {path}: {source}")]
+    Syslog {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("another enforcer is already serving {0}; stop it or pass another --socket")]
     SocketInUse(PathBuf),
     #[error("control socket {path}: {source}")]
@@ -149,7 +158,10 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         trusted: TrustedKeys::load(&options.trusted_keys)?,
     });
     let (listener, _socket_file) = bind_control_socket(&options.socket, access.group).await?;
-    let hub = Arc::new(EventHub::new(outputs(options.events.as_deref())?));
+    let hub = Arc::new(EventHub::new(outputs(
+        options.events.as_deref(),
+        options.syslog.as_deref(),
+    )?));
     let rules = Arc::new(RuleBook::default());
 
     let Loaded {
@@ -251,7 +263,7 @@ fn lift_memlock_limit() {
     }
 }
 
-fn outputs(events_file: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
+fn outputs(events_file: Option<&Path>, syslog: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
     let mut outputs = vec![Output::new("stdout", io::stdout())];
     if let Some(path) = events_file {
         let file = OpenOptions::new()
@@ -263,6 +275,13 @@ fn outputs(events_file: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
                 source,
             })?;
         outputs.push(Output::new(path.display().to_string(), file));
+    }
+    if let Some(path) = syslog {
+        let writer = SyslogWriter::connect(path).map_err(|source| DaemonError::Syslog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        outputs.push(Output::new(format!("syslog {}", path.display()), writer));
     }
     Ok(outputs)
 }

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod hub;
 mod mounts;
 pub mod rules;
+pub mod syslog;
 
 use std::time::SystemTime;
 
