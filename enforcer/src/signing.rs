@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{policy::Source, store::digest};
+use crate::{
+    policy::Source,
+    store::{Signed, StoredPolicy, digest},
+};
 
 const CONTEXT: &[u8] = b"enforcer policy bundle v1\n";
 
@@ -32,6 +35,8 @@ pub enum SigningError {
     UntrustedKey(String),
     #[error("the bundle's signature does not match its files: it was changed after signing")]
     Tampered,
+    #[error("the policy carries no signature")]
+    Unsigned,
     #[error("cannot draw a random key: {0}")]
     Random(#[source] std::io::Error),
 }
@@ -102,6 +107,18 @@ pub fn sign(key_file: &Path, sources: Vec<Source>) -> Result<Bundle, SigningErro
     })
 }
 
+impl From<Bundle> for StoredPolicy {
+    fn from(bundle: Bundle) -> Self {
+        StoredPolicy {
+            sources: bundle.sources,
+            signed: Some(Signed {
+                key: bundle.key,
+                signature: bundle.signature,
+            }),
+        }
+    }
+}
+
 /// The public keys a daemon accepts bundles from.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys(Vec<VerifyingKey>);
@@ -125,6 +142,16 @@ impl TrustedKeys {
     /// Whether only signed bundles are accepted.
     pub fn required(&self) -> bool {
         !self.0.is_empty()
+    }
+
+    /// Checks a stored policy like a bundle: it must have come signed.
+    pub fn verify_stored(&self, policy: &StoredPolicy) -> Result<(), SigningError> {
+        let signed = policy.signed.as_ref().ok_or(SigningError::Unsigned)?;
+        self.verify(&Bundle {
+            sources: policy.sources.clone(),
+            key: signed.key.clone(),
+            signature: signed.signature.clone(),
+        })
     }
 
     /// Checks that a trusted key signed `bundle`'s files as they are.

@@ -37,9 +37,30 @@ pub enum StoreError {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    sources: Vec<Source>,
+/// A policy's files, and the signature they came with, if any: what is
+/// stored, and what a rollback goes back to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub sources: Vec<Source>,
+    /// Policies stored before signatures existed read as unsigned.
+    #[serde(default)]
+    pub signed: Option<Signed>,
+}
+
+/// The signer's public key and the signature, hex (see `crate::signing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    pub key: String,
+    pub signature: String,
+}
+
+impl StoredPolicy {
+    pub fn unsigned(sources: Vec<Source>) -> Self {
+        Self {
+            sources,
+            signed: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,21 +77,21 @@ impl PolicyStore {
         self.dir.join(POLICY_FILE)
     }
 
-    /// The stored policy's files, or `None` when none was ever stored.
-    pub fn load(&self) -> Result<Option<Vec<Source>>, StoreError> {
+    /// The stored policy, or `None` when none was ever stored.
+    pub fn load(&self) -> Result<Option<StoredPolicy>, StoreError> {
         let path = self.path();
         let text = match fs::read(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let stored: Stored =
-            serde_json::from_slice(&text).map_err(|source| StoreError::Corrupt { path, source })?;
-        Ok(Some(stored.sources))
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { path, source })
     }
 
     /// Replaces the stored policy, atomically and durably.
-    pub fn save(&self, sources: &[Source]) -> Result<(), StoreError> {
+    pub fn save(&self, policy: &StoredPolicy) -> Result<(), StoreError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
@@ -80,10 +101,7 @@ impl PolicyStore {
         let temporary = self
             .dir
             .join(format!(".{POLICY_FILE}.{}", std::process::id()));
-        let json = serde_json::to_vec(&Stored {
-            sources: sources.to_vec(),
-        })
-        .expect("sources serialize");
+        let json = serde_json::to_vec(policy).expect("policies serialize");
         let written = File::create(&temporary)
             .and_then(|mut file| {
                 file.write_all(&json)?;
@@ -133,15 +151,21 @@ mod tests {
         let dir = ScratchDir::new("store");
         let store = PolicyStore::new(dir.join("state"));
         assert!(store.load().unwrap().is_none());
-        store.save(&[source("a.toml", "version = 1\n")]).unwrap();
         store
-            .save(&[source("b.toml", "version = 1\n"), source("c.toml", "")])
+            .save(&StoredPolicy::unsigned(vec![source(
+                "a.toml",
+                "version = 1\n",
+            )]))
             .unwrap();
-        let loaded = store.load().unwrap().unwrap();
-        assert_eq!(
-            loaded,
-            [source("b.toml", "version = 1\n"), source("c.toml", "")]
-        );
+        let signed = StoredPolicy {
+            sources: vec![source("b.toml", "version = 1\n"), source("c.toml", "")],
+            signed: Some(Signed {
+                key: "ab".into(),
+                signature: "cd".into(),
+            }),
+        };
+        store.save(&signed).unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), signed);
         let leftovers: Vec<_> = fs::read_dir(dir.join("state")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     }

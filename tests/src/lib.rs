@@ -390,8 +390,10 @@ pub struct Daemon {
     dir: TempDir,
     socket: PathBuf,
     /// The daemon's bpffs pin directory, removed (which detaches whatever
-    /// is still pinned there) when the `Daemon` is dropped.
+    /// is still pinned there) when the `Daemon` that made it is dropped. A
+    /// daemon started on another's pin dir leaves that to the other.
     pin_dir: PathBuf,
+    owns_pins: bool,
     /// Where it stores the policy it enforces.
     state_dir: PathBuf,
     stdout: Arc<StdoutLog>,
@@ -417,18 +419,34 @@ impl Daemon {
     /// Starts a daemon with no `--policy`, which enforces the policy stored
     /// in this daemon's state dir, on this daemon's pins.
     pub fn start_from_store(&self, cgroup: &TestCgroup) -> Self {
-        let extra = [
+        self.try_start_from_store(cgroup, &[])
+            .unwrap_or_else(|failure| {
+                panic!(
+                    "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
+                    failure.status, failure.stdout, failure.stderr
+                )
+            })
+    }
+
+    /// [`Daemon::start_from_store`] with more arguments, and the failure
+    /// when the daemon does not start.
+    pub fn try_start_from_store(
+        &self,
+        cgroup: &TestCgroup,
+        more: &[&OsStr],
+    ) -> Result<Self, StartFailure> {
+        let mut extra = vec![
             OsStr::new("--pin-dir"),
             self.pin_dir.as_os_str(),
             OsStr::new("--state-dir"),
             self.state_dir.as_os_str(),
         ];
-        Self::try_start_with(cgroup.path(), None, &extra).unwrap_or_else(|failure| {
-            panic!(
-                "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
-                failure.status, failure.stdout, failure.stderr
-            )
-        })
+        extra.extend_from_slice(more);
+        Self::try_start_with(cgroup.path(), None, &extra)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// [`Daemon::start`] with more arguments for `enforcer run`.
@@ -499,6 +517,7 @@ impl Daemon {
             child: Some(child),
             dir,
             socket,
+            owns_pins: given.is_none(),
             pin_dir,
             state_dir,
             stdout,
@@ -698,7 +717,7 @@ impl Daemon {
 /// the test (unless it is failing already).
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _pins = RemovePins(self.pin_dir.clone());
+        let _pins = self.owns_pins.then(|| RemovePins(self.pin_dir.clone()));
         if self.child.is_none() {
             return;
         }

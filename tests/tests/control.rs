@@ -407,6 +407,33 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     );
     assert_eq!(daemon.status_json()["generation"], generation);
     assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
-    let unloaded = daemon.unload();
-    assert!(unloaded.status.success());
+
+    // The signed policy is stored with its signature: a restart from the
+    // store trusts it, and refuses it once the file on disk is changed.
+    daemon.kill();
+    let public = prefix.with_extension("pub");
+    let trusted = ["--trusted-key".as_ref(), public.as_os_str()];
+    let restarted = daemon
+        .try_start_from_store(&cgroup, &trusted)
+        .unwrap_or_else(|failure| panic!("{}", failure.stderr));
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    let mut restarted = restarted;
+    restarted.kill();
+    let stored = daemon.state_dir().join("policy.json");
+    let text = std::fs::read_to_string(&stored).unwrap();
+    std::fs::write(&stored, text.replace("block-second", "block-secnd")).unwrap();
+    let refused = daemon
+        .try_start_from_store(&cgroup, &trusted)
+        .err()
+        .expect("a changed stored policy is refused");
+    assert!(
+        refused.stderr.contains("cannot be trusted"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        EPERM,
+        "the pinned programs go on enforcing meanwhile"
+    );
 }

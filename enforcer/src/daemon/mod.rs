@@ -38,7 +38,7 @@ use crate::{
     programs::{self, Loaded, ProgramsError},
     resolve,
     signing::{SigningError, TrustedKeys},
-    store::{PolicyStore, StoreError},
+    store::{PolicyStore, StoreError, StoredPolicy},
 };
 use enforcer_common::names::MAP_LEARNED;
 use owner::{Kernel, Lineage, Owner, Reach, StartError};
@@ -89,6 +89,11 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--trusted-key: {0}")]
     TrustedKey(#[from] SigningError),
+    #[error(
+        "the policy stored at {0} cannot be trusted: {1}; start with --policy, \
+         or apply a signed bundle"
+    )]
+    StoredPolicy(PathBuf, #[source] SigningError),
     #[error("syslog socket {path}: {source}")]
     Syslog {
         path: PathBuf,
@@ -132,18 +137,31 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let stop = StopSignals::listen().map_err(DaemonError::Runtime)?;
     let capabilities = Capabilities::detect()?;
     let target = cgroup::attach_target(&capabilities.cgroup2_mount, options.cgroup.as_deref())?;
+    let access = Arc::new(server::Access {
+        group: options.control_group.as_deref().map(group_id).transpose()?,
+        trusted: TrustedKeys::load(&options.trusted_keys)?,
+    });
     let store = PolicyStore::new(&options.state_dir);
-    let sources = if options.policy.is_empty() {
-        store
+    let stored = if options.policy.is_empty() {
+        let stored = store
             .load()?
-            .ok_or_else(|| DaemonError::NoPolicy(store.path()))?
+            .ok_or_else(|| DaemonError::NoPolicy(store.path()))?;
+        // The stored file is only as safe as the disk; with trusted keys,
+        // it must still carry a signature they vouch for.
+        if access.trusted.required() {
+            access
+                .trusted
+                .verify_stored(&stored)
+                .map_err(|error| DaemonError::StoredPolicy(store.path(), error))?;
+        }
+        stored
     } else {
-        policy::read_files(&options.policy)?
+        StoredPolicy::unsigned(policy::read_files(&options.policy)?)
     };
-    let policy = policy::parse(&sources)?;
+    let policy = policy::parse(&stored.sources)?;
     // Stored before anything is attached: a policy in force is always one
     // a reboot will find.
-    store.save(&sources)?;
+    store.save(&stored)?;
     let resolution = resolve::resolve(&policy, None);
     let pins = Pins::create(&options.pin_dir)?;
     let earlier = pins.earlier(&options.pin_dir);
@@ -153,10 +171,6 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         None => random_seed().map_err(DaemonError::Runtime)?,
     };
     let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
-    let access = Arc::new(server::Access {
-        group: options.control_group.as_deref().map(group_id).transpose()?,
-        trusted: TrustedKeys::load(&options.trusted_keys)?,
-    });
     let (listener, _socket_file) = bind_control_socket(&options.socket, access.group).await?;
     let hub = Arc::new(EventHub::new(outputs(
         options.events.as_deref(),
@@ -185,7 +199,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
             cgroup_path: cgroup_path(&capabilities.cgroup2_mount, &target),
             hash_roots: options.hash_roots.clone(),
             store,
-            sources,
+            stored,
         },
         Lineage {
             domain_seed,

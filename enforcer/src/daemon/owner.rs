@@ -14,10 +14,10 @@ use crate::{
     hashwatch::{HashWatchError, Match, StrictScope},
     maps::{Counters, GenerationSlot, MapsError},
     pathwatch::PathWatch,
-    policy::{self, Policy, Sha256, Source, diff::PolicyDiff, diff::RuleSummary},
+    policy::{self, Policy, Sha256, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
     resolve::{self, Resolution},
-    store::PolicyStore,
+    store::{PolicyStore, StoredPolicy},
 };
 
 /// What the owner takes over from the loader.
@@ -35,9 +35,9 @@ pub struct Reach {
     pub cgroup_path: String,
     /// Where copies of banned content are looked for at start.
     pub hash_roots: Vec<PathBuf>,
-    /// Where each applied policy is kept, and the files of the first.
+    /// Where each applied policy is kept, and the first one.
     pub store: PolicyStore,
-    pub sources: Vec<Source>,
+    pub stored: StoredPolicy,
 }
 
 /// Where this daemon's numbering and hashing start: where the daemon it
@@ -57,7 +57,7 @@ pub struct Peer {
 
 pub enum Command {
     Apply {
-        sources: Vec<Source>,
+        policy: StoredPolicy,
         peer: Peer,
         reply: oneshot::Sender<Response>,
     },
@@ -97,9 +97,8 @@ pub struct Owner {
     /// Seeds every generation's domain table (see `compile::compile`).
     domain_seed: u64,
     store: PolicyStore,
-    /// The files of the policy in force before the last apply, for
-    /// rollback.
-    previous: Option<Vec<Source>>,
+    /// The policy in force before the last apply, for rollback.
+    previous: Option<StoredPolicy>,
     live: Live,
 }
 
@@ -107,8 +106,8 @@ pub struct Owner {
 struct Live {
     number: u64,
     policy: Policy,
-    /// The policy's files, as stored, and their content hash.
-    sources: Vec<Source>,
+    /// The policy as stored (files and signature), and its content hash.
+    stored: StoredPolicy,
     sha256: String,
     resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
@@ -152,7 +151,7 @@ impl Owner {
             cgroup_path,
             hash_roots,
             store,
-            sources,
+            stored,
         } = reach;
         let Kernel {
             mut programs,
@@ -175,8 +174,8 @@ impl Owner {
         let live = Live {
             number,
             policy,
-            sha256: crate::store::digest(&sources),
-            sources,
+            sha256: crate::store::digest(&stored.sources),
+            stored,
             resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
@@ -224,18 +223,18 @@ impl Owner {
         while let Some(command) = commands.blocking_recv() {
             match command {
                 Command::Apply {
-                    sources,
+                    policy,
                     peer,
                     reply,
                 } => {
-                    let _ = reply.send(self.apply(&sources, peer));
+                    let _ = reply.send(self.apply(policy, peer));
                 }
                 Command::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
                 Command::Rollback { peer, reply } => {
                     let response = match self.previous.clone() {
-                        Some(sources) => self.apply(&sources, peer),
+                        Some(previous) => self.apply(previous, peer),
                         None => Response::Error {
                             message: "no earlier policy to roll back to: none was applied \
                                       since the daemon started"
@@ -272,8 +271,8 @@ impl Owner {
         }
     }
 
-    fn apply(&mut self, sources: &[Source], peer: Peer) -> Response {
-        let policy = match policy::parse(sources) {
+    fn apply(&mut self, stored: StoredPolicy, peer: Peer) -> Response {
+        let policy = match policy::parse(&stored.sources) {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
@@ -298,7 +297,7 @@ impl Owner {
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
         // Stored first: what is in force must be what a reboot finds.
-        if let Err(error) = self.store.save(sources) {
+        if let Err(error) = self.store.save(&stored) {
             return Response::Error {
                 message: format!(
                     "the policy was not applied, generation {} stays in force: {error}",
@@ -309,8 +308,8 @@ impl Owner {
         match self.install(policy, resolution, Some(peer)) {
             Ok(()) => {
                 self.content.commit(prepared);
-                self.previous = Some(std::mem::replace(&mut self.live.sources, sources.to_vec()));
-                self.live.sha256 = crate::store::digest(sources);
+                self.live.sha256 = crate::store::digest(&stored.sources);
+                self.previous = Some(std::mem::replace(&mut self.live.stored, stored));
                 self.hub.publish(&Event::now(EventBody::PolicyApplied {
                     generation: self.live.number,
                     rules: self.live.policy.rules.len(),
@@ -327,7 +326,7 @@ impl Owner {
                 })
             }
             Err(error) => {
-                if let Err(restore) = self.store.save(&self.live.sources) {
+                if let Err(restore) = self.store.save(&self.live.stored) {
                     eprintln!(
                         "enforcer: the stored policy is now one that is not in force: {restore}"
                     );
@@ -435,7 +434,7 @@ impl Owner {
         self.live = Live {
             number,
             policy,
-            sources: std::mem::take(&mut self.live.sources),
+            stored: std::mem::replace(&mut self.live.stored, StoredPolicy::unsigned(Vec::new())),
             sha256: std::mem::take(&mut self.live.sha256),
             resolution,
             stats: compiled.stats,

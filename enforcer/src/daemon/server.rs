@@ -17,7 +17,7 @@ use crate::{
     events::{Event, EventBody, hub::EventHub},
     policy::Source,
     signing::TrustedKeys,
-    store::digest,
+    store::{StoredPolicy, digest},
 };
 
 /// How long a client may take to send its request.
@@ -108,9 +108,17 @@ async fn handle(
             {
                 return refuse(&mut stream, &hub, peer, &bundle.sources, error.to_string()).await;
             }
-            apply(&mut stream, &commands, peer, bundle.sources).await
+            apply(&mut stream, &commands, peer, bundle.into()).await
         }
-        Request::Apply { sources } => apply(&mut stream, &commands, peer, sources).await,
+        Request::Apply { sources } => {
+            apply(
+                &mut stream,
+                &commands,
+                peer,
+                StoredPolicy::unsigned(sources),
+            )
+            .await
+        }
         Request::Status => {
             let response = ask(&commands, |reply| Command::Status { reply }).await;
             write_frame(&mut stream, &response).await
@@ -143,10 +151,10 @@ async fn apply(
     stream: &mut UnixStream,
     commands: &mpsc::Sender<Command>,
     peer: Peer,
-    sources: Vec<Source>,
+    policy: StoredPolicy,
 ) -> Result<(), FrameError> {
     let response = ask(commands, |reply| Command::Apply {
-        sources,
+        policy,
         peer,
         reply,
     })
