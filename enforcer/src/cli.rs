@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR, store::DEFAULT_STATE_DIR};
+use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Load the kernel programs, apply the policy and enforce it until stopped.
     Run {
+        /// Settings, as the flags below (default: /etc/enforcer/enforcer.toml
+        /// if it exists). A flag given here wins over the file.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Policy files, applied together as one policy. Without them, the
         /// policy last applied (kept in --state-dir) is enforced.
         #[arg(long, num_args = 1..)]
@@ -28,23 +32,27 @@ pub enum Command {
         /// Enforce only in this cgroup v2 subtree (default: the whole machine).
         #[arg(long)]
         cgroup: Option<PathBuf>,
-        #[command(flatten)]
-        socket: SocketArg,
+        /// The control socket [default: /run/enforcer/control.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// Also append events, as JSON lines, to this file.
         #[arg(long)]
         events: Option<PathBuf>,
         /// Where to look for existing copies of `exec_sha256` content when a
         /// policy with such rules is applied (repeatable). Files written
         /// later anywhere on these filesystems are checked as they are closed.
-        #[arg(long = "hash-root", default_value = "/")]
+        /// [default: /]
+        #[arg(long = "hash-root")]
         hash_roots: Vec<PathBuf>,
         /// Where the programs' links and shared maps are pinned, so that
-        /// enforcement outlives the daemon. A bpffs directory.
-        #[arg(long = "pin-dir", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Where the last applied policy is kept, for restarts and boot.
-        #[arg(long = "state-dir", default_value = DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        /// enforcement outlives the daemon. A bpffs directory
+        /// [default: /sys/fs/bpf/enforcer].
+        #[arg(long = "pin-dir")]
+        pin_dir: Option<PathBuf>,
+        /// Where the last applied policy is kept, for restarts and boot
+        /// [default: /var/lib/enforcer].
+        #[arg(long = "state-dir")]
+        state_dir: Option<PathBuf>,
         /// Let this group's members apply and roll back policy, see status
         /// and follow events, besides root. Only root may unload.
         #[arg(long = "control-group")]

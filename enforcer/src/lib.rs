@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod cgroup;
 pub mod cli;
 pub mod compile;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;

@@ -1,13 +1,19 @@
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use enforcer::{
     cli::{Cli, Command, PolicyCommand},
     compile::ImageStats,
-    control::{Client, Request, Response, StatusReport},
+    config::{Config, DEFAULT_CONFIG},
+    control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::{self, RunOptions},
+    pins::DEFAULT_PIN_DIR,
     policy::{self, PolicyErrors},
+    store::DEFAULT_STATE_DIR,
 };
 
 fn main() -> ExitCode {
@@ -49,6 +55,7 @@ fn describe(error: &anyhow::Error) -> String {
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run {
+            config,
             policy,
             cgroup,
             socket,
@@ -60,17 +67,37 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             trusted_keys,
             syslog,
         } => {
+            let config = match config {
+                Some(path) => enforcer::config::load(&path)?,
+                None if Path::new(DEFAULT_CONFIG).exists() => {
+                    enforcer::config::load(Path::new(DEFAULT_CONFIG))?
+                }
+                None => Config::default(),
+            };
+            let either = |flags: Vec<PathBuf>, file: Vec<PathBuf>| {
+                if flags.is_empty() { file } else { flags }
+            };
+            let mut hash_roots = either(hash_roots, config.hash_roots);
+            if hash_roots.is_empty() {
+                hash_roots.push(PathBuf::from("/"));
+            }
             daemon::run(RunOptions {
-                policy,
-                cgroup,
-                socket: socket.path,
-                events,
+                policy: either(policy, config.policy),
+                cgroup: cgroup.or(config.cgroup),
+                socket: socket
+                    .or(config.socket)
+                    .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+                events: events.or(config.events),
                 hash_roots,
-                pin_dir,
-                state_dir,
-                control_group,
-                trusted_keys,
-                syslog,
+                pin_dir: pin_dir
+                    .or(config.pin_dir)
+                    .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
+                state_dir: state_dir
+                    .or(config.state_dir)
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+                control_group: control_group.or(config.control_group),
+                trusted_keys: either(trusted_keys, config.trusted_keys),
+                syslog: syslog.or(config.syslog),
             })
             .await?;
             Ok(ExitCode::SUCCESS)

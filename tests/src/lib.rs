@@ -428,6 +428,16 @@ impl Daemon {
             })
     }
 
+    /// Starts a daemon with `--config FILE` and no `--policy`: the file
+    /// names the policy (the harness's own flags still win over it).
+    pub fn try_start_with_config(cgroup: &TestCgroup, config: &Path) -> Result<Self, StartFailure> {
+        Self::try_start_with(
+            cgroup.path(),
+            None,
+            &[OsStr::new("--config"), config.as_os_str()],
+        )
+    }
+
     /// [`Daemon::start_from_store`] with more arguments, and the failure
     /// when the daemon does not start.
     pub fn try_start_from_store(

@@ -437,3 +437,28 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
         "the pinned programs go on enforcing meanwhile"
     );
 }
+
+#[test]
+fn a_config_file_can_name_the_policy_and_a_bad_one_says_where() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let files = TempDir::new();
+    let policy = files.write("policy.toml", BLOCK_FIRST);
+    let config = files.write(
+        "enforcer.toml",
+        &format!("policy = [{:?}]\n", policy.display().to_string()),
+    );
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::try_start_with_config(&cgroup, &config)
+        .unwrap_or_else(|failure| panic!("{}", failure.stderr));
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+
+    let bad = files.write("bad.toml", "policy = []\npin_dri = \"/x\"\n");
+    let failure = Daemon::try_start_with_config(&cgroup, &bad)
+        .err()
+        .expect("an unknown key is refused");
+    assert!(
+        failure.stderr.contains(&format!("{}:2:1: ", bad.display())),
+        "{}",
+        failure.stderr
+    );
+}
