@@ -25,8 +25,9 @@ pub const TYPE_AAAA: u16 = 28;
 
 const FLAG_RESPONSE: u16 = 0x8000;
 const POINTER_TAG: u8 = 0xc0;
-/// Pointers one name may follow. Real messages need one; the rule that
-/// each leads before the last ends any chain, and this bounds it.
+/// Pointers the steps of [`read_name`] leave room for. Real messages need
+/// one. The rule that each pointer leads before the last is what ends any
+/// chain; a name whose pointers use up the steps is malformed.
 pub const MAX_POINTERS: usize = 16;
 /// Labels of the longest name: one byte and a dot each.
 const MAX_LABELS: usize = MAX_NAME_LEN.div_ceil(2);

@@ -13,12 +13,12 @@
 //! in the image's open-addressed domain table. One pass finds every listed
 //! suffix, the last one found being the most specific.
 //!
-//! The hash is FNV-1a over the reversed bytes, seeded with a value the
-//! daemon draws at random, so that nobody without access to the image can
-//! build names that collide with a listed domain. A hash hit is still
-//! confirmed by comparing the bytes; when more hits than the matcher can
-//! keep all fail to confirm, the name is treated as matching the least
-//! specific hit it kept, so collisions can never unlist a listed domain.
+//! The hash is FNV-1a (the step of `exec` names) over the reversed bytes,
+//! seeded with a value the daemon draws at random, so that nobody without
+//! access to the image can build names that collide with a listed domain.
+//! The most specific hit is still confirmed by comparing the bytes; one
+//! that fails to confirm is a collision, and is treated as a block, so a
+//! collision can never unlist a listed domain.
 
 /// Size of a name buffer. A DNS name has at most 253 bytes in text form;
 /// the buffer is a power of two so indices can be masked into range.
@@ -35,8 +35,6 @@ pub const DOMAIN_SLOT_WORDS: u32 = 2;
 /// Slots a lookup probes at most from a hash's home slot. The compiler
 /// grows the table until every domain sits within this distance.
 pub const MAX_PROBES: u32 = 8;
-/// Hash hits one match keeps for confirmation.
-pub const MAX_CANDIDATES: usize = 4;
 
 /// Bits of the image's `DNS_OPTIONS` word.
 pub mod options {
@@ -44,12 +42,7 @@ pub mod options {
     pub const BLOCK_QUERIES: u64 = 1 << 0;
 }
 
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-#[inline(always)]
-pub const fn hash_step(hash: u64, byte: u8) -> u64 {
-    (hash ^ byte as u64).wrapping_mul(FNV_PRIME)
-}
+pub use crate::exec::name_hash_step as hash_step;
 
 /// Hashes never take the value that marks an empty slot.
 #[inline(always)]

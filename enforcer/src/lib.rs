@@ -25,6 +25,7 @@ pub mod pathwatch;
 pub mod pins;
 pub mod policy;
 pub mod programs;
+pub mod random;
 pub mod resolve;
 pub mod signing;
 pub mod store;

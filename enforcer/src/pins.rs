@@ -2,8 +2,8 @@
 //! daemon runs.
 //!
 //! Every link the daemon attaches, and the maps a later daemon needs to
-//! take over (the generation slot, the events ring, the counters, the
-//! learned addresses), is pinned under one instance directory:
+//! take over (the generation slot, the events ring, the learned
+//! addresses), is pinned under one instance directory:
 //!
 //! ```text
 //! PIN_DIR/v{PIN_LAYOUT}/{instance}/links/NAME
@@ -141,7 +141,10 @@ impl Pins {
     }
 }
 
-/// Every instance directory under `root`, of any layout version.
+/// Every instance directory under `root`, of any layout version: the
+/// directories below `v<number>` directories. Nothing else under `root` is
+/// the enforcer's, so nothing else is ever taken for an instance (a pin
+/// dir may be shared with other tools, or be the bpffs root itself).
 pub fn instances(root: &Path) -> Vec<Earlier> {
     let mut found = Vec::new();
     let Ok(versions) = fs::read_dir(root) else {
@@ -149,11 +152,14 @@ pub fn instances(root: &Path) -> Vec<Earlier> {
     };
     for version in versions.flatten() {
         let name = version.file_name();
-        let layout = name
+        let Some(number) = name
             .to_str()
             .and_then(|name| name.strip_prefix('v'))
             .and_then(|number| number.parse::<u32>().ok())
-            .filter(|&layout| layout == PIN_LAYOUT);
+        else {
+            continue;
+        };
+        let layout = (number == PIN_LAYOUT).then_some(number);
         let Ok(entries) = fs::read_dir(version.path()) else {
             continue;
         };
@@ -234,7 +240,7 @@ mod tests {
     #[test]
     fn instances_are_found_with_their_layout() {
         let root = ScratchDir::new("pins");
-        for path in ["v1/100-1", "v1/200-2", "v0/50-3", "vx/1-1"] {
+        for path in ["v1/100-1", "v1/200-2", "v0/50-3", "vx/1-1", "tc/globals"] {
             fs::create_dir_all(root.join(path)).unwrap();
         }
         let found = instances(&root);
@@ -251,8 +257,8 @@ mod tests {
                 ("v0/50-3".to_string(), None),
                 ("v1/100-1".to_string(), Some(1)),
                 ("v1/200-2".to_string(), Some(1)),
-                ("vx/1-1".to_string(), None),
-            ]
+            ],
+            "directories of other tools are not instances"
         );
     }
 

@@ -132,8 +132,10 @@ pub struct Programs {
     pins: Pins,
 }
 
-/// The maps a later daemon takes over, pinned as soon as they exist.
-const PINNED_MAPS: [&str; 4] = [MAP_GENERATION, MAP_EVENTS, MAP_COUNTERS, MAP_LEARNED];
+/// The maps a later daemon reads when it takes over (see
+/// `daemon::takeover`), pinned as soon as they exist. The rest live as long
+/// as the programs that use them.
+const PINNED_MAPS: [&str; 3] = [MAP_GENERATION, MAP_EVENTS, MAP_LEARNED];
 
 /// Loads every program into the kernel without attaching any, and pins the
 /// shared maps in `pins`. The exec hook is chosen here, by loading it: BPF

@@ -75,12 +75,7 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// A new key pair, as hex: (secret, public).
 pub fn generate() -> Result<(String, String), SigningError> {
-    let mut seed = [0u8; 32];
-    // SAFETY: the buffer is valid for its length.
-    let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-    if filled != seed.len() as isize {
-        return Err(SigningError::Random(std::io::Error::last_os_error()));
-    }
+    let seed = crate::random::bytes::<32>().map_err(SigningError::Random)?;
     let key = SigningKey::from_bytes(&seed);
     Ok((hex(&seed), hex(key.verifying_key().as_bytes())))
 }

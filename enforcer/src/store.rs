@@ -16,7 +16,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::policy::Source;
+use crate::policy::{Sha256 as Sha256Digest, Source};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/enforcer";
 const POLICY_FILE: &str = "policy.json";
@@ -127,11 +127,7 @@ pub fn digest(sources: &[Source]) -> String {
             hasher.update(part.as_bytes());
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    Sha256Digest(hasher.finalize().into()).to_string()
 }
 
 #[cfg(test)]

@@ -118,17 +118,6 @@ pub enum DaemonError {
     Runtime(#[source] io::Error),
 }
 
-/// A seed for the domain tables' hashes, from the kernel's random pool.
-fn random_seed() -> io::Result<u64> {
-    let mut seed = [0u8; 8];
-    // SAFETY: the buffer is valid for its length.
-    let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-    if filled != seed.len() as isize {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(u64::from_ne_bytes(seed))
-}
-
 pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     // Everything that can fail for a reason the user can fix is checked
     // before anything touches the kernel.
@@ -168,7 +157,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let reached = takeover::reached(&earlier);
     let domain_seed = match reached.domain_seed {
         Some(seed) => seed,
-        None => random_seed().map_err(DaemonError::Runtime)?,
+        None => u64::from_ne_bytes(crate::random::bytes().map_err(DaemonError::Runtime)?),
     };
     let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket, access.group).await?;
