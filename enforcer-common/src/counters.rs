@@ -30,10 +30,13 @@ pub enum Counter {
     AddressesLearned = 10,
     /// TLS ClientHellos dropped because they named a blocked server.
     ServerNamesBlocked = 11,
+    /// Attempts on the enforcer's own objects, pins or daemon that the
+    /// guard refused (see `crate::guard`).
+    TamperRefused = 12,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::Blocked,
         Counter::Audited,
         Counter::Allowed,
@@ -46,6 +49,7 @@ impl Counter {
         Counter::Malformed,
         Counter::AddressesLearned,
         Counter::ServerNamesBlocked,
+        Counter::TamperRefused,
     ];
 }
 

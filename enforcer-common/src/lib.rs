@@ -12,6 +12,7 @@ pub mod dns;
 pub mod domain;
 pub mod event;
 pub mod exec;
+pub mod guard;
 pub mod image;
 pub mod lookup;
 pub mod names;
@@ -52,5 +53,7 @@ const _: () = {
     let net = size_of::<event::NetEvent>();
     let exec = size_of::<exec::ExecEvent>();
     let domain = size_of::<event::DomainEvent>();
+    let tamper = size_of::<guard::TamperEvent>();
     assert!(net != exec && net != domain && exec != domain);
+    assert!(tamper != net && tamper != exec && tamper != domain);
 };

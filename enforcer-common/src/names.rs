@@ -39,3 +39,20 @@ pub const PROG_INGRESS: &str = "ingress";
 pub const MAP_LEARNED: &str = "LEARNED";
 /// Per-CPU room for a copied payload and a name.
 pub const MAP_SCRATCH: &str = "SCRATCH";
+
+/// Self-protection (see `crate::guard`): the objects guarded, the
+/// executables trusted with them, and the daemon and pin filesystem.
+pub const MAP_GUARDED: &str = "GUARDED";
+pub const MAP_TRUSTED: &str = "TRUSTED";
+pub const MAP_GUARD_STATE: &str = "GUARD_STATE";
+
+/// The guard's BPF LSM programs, each named after the hook it attaches to.
+pub const GUARD_PROGRAMS: [&str; 7] = [
+    "bpf",
+    "bpf_map",
+    "bpf_prog",
+    "inode_permission",
+    "sb_umount",
+    "task_kill",
+    "ptrace_access_check",
+];

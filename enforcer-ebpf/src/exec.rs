@@ -424,12 +424,12 @@ fn parent_tgid(offsets: &ExecOffsets) -> Result<u32, Fault> {
 }
 
 #[inline(always)]
-fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, Fault> {
+pub(crate) fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, Fault> {
     read::<*const u8>(base, offset)
 }
 
 #[inline(always)]
-fn read<T>(base: *const u8, offset: u32) -> Result<T, Fault> {
+pub(crate) fn read<T>(base: *const u8, offset: u32) -> Result<T, Fault> {
     // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }
         .map_err(|_| Fault)

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod exec;
+mod guard;
 mod maps;
 mod repeat;
 mod report;

@@ -93,6 +93,10 @@ pub struct StatusReport {
     /// How domain rules are enforced: "kernel", or why they cannot be.
     #[serde(default)]
     pub domain_enforcement: String,
+    /// "lsm" while the guard keeps other processes away from the
+    /// enforcer's objects, pins and daemon, or why it cannot here.
+    #[serde(default)]
+    pub self_protection: String,
     pub generation: u64,
     /// The content hash of the policy's files: names and texts.
     #[serde(default)]

@@ -13,7 +13,7 @@
 
 use std::{fmt, io, path::Path, path::PathBuf};
 
-use enforcer_common::exec::ExecOffsets;
+use enforcer_common::{exec::ExecOffsets, guard::GuardOffsets};
 
 /// Where the kernel exposes its own BTF.
 pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -663,6 +663,24 @@ pub fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         fdtable_fd: btf.member_offset("fdtable", "fd")?,
         fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
         _reserved: [0; 3],
+    })
+}
+
+/// The offsets the guard programs need, resolved against `btf`.
+pub fn guard_offsets(btf: &KernelBtf) -> Result<GuardOffsets, BtfError> {
+    Ok(GuardOffsets {
+        map_id: btf.member_offset("bpf_map", "id")?,
+        prog_aux: btf.member_offset("bpf_prog", "aux")?,
+        prog_aux_id: btf.member_offset("bpf_prog_aux", "id")?,
+        inode_ino: btf.member_offset("inode", "i_ino")?,
+        inode_sb: btf.member_offset("inode", "i_sb")?,
+        sb_dev: btf.member_offset("super_block", "s_dev")?,
+        mount_sb: btf.member_offset("vfsmount", "mnt_sb")?,
+        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_mm: btf.member_offset("task_struct", "mm")?,
+        mm_exe_file: btf.member_offset("mm_struct", "exe_file")?,
+        file_inode: btf.member_offset("file", "f_inode")?,
+        task_real_parent: btf.member_offset("task_struct", "real_parent")?,
     })
 }
 

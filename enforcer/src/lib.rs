@@ -17,6 +17,7 @@ pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod filehandle;
+pub mod guard;
 pub mod hashwatch;
 pub mod kernel_btf;
 pub mod maps;

@@ -338,6 +338,7 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(text, "programs: {}", report.programs.join(", "));
     let _ = writeln!(text, "exec enforcement: {}", report.exec_enforcement);
     let _ = writeln!(text, "domain enforcement: {}", report.domain_enforcement);
+    let _ = writeln!(text, "self-protection: {}", report.self_protection);
     let _ = writeln!(
         text,
         "policy: generation {}, applied {} {}, {} rule(s), sha256 {}",
@@ -382,8 +383,8 @@ fn status_text(report: &StatusReport) -> String {
     );
     let _ = writeln!(
         text,
-        "ring buffer drops: {}, lookup faults: {}",
-        counters.events_dropped, counters.lookup_faults
+        "ring buffer drops: {}, lookup faults: {}, tampering refused: {}",
+        counters.events_dropped, counters.lookup_faults, counters.tamper_refused
     );
     text
 }

@@ -64,10 +64,17 @@ impl GenerationSlot {
     }
 
     /// Makes `image` (with `generation` stamped into it) the policy every
-    /// hook sees. On error the previous generation stays in force.
-    pub fn install(&mut self, image: &[u64], generation: u64) -> Result<(), MapsError> {
+    /// hook sees, and returns the id of its map. `before_live` sees that id
+    /// while the image is complete but not yet live. On error the previous
+    /// generation stays in force.
+    pub fn install<E: From<MapsError>>(
+        &mut self,
+        image: &[u64],
+        generation: u64,
+        before_live: impl FnOnce(u32) -> Result<(), E>,
+    ) -> Result<u32, E> {
         if image.is_empty() {
-            return Err(MapsError::EmptyImage);
+            return Err(MapsError::EmptyImage.into());
         }
         let map = create_image_map(image.len()).map_err(|source| MapsError::CreateImage {
             words: image.len(),
@@ -79,13 +86,21 @@ impl GenerationSlot {
             words.copy_from_slice(image);
             words[header::GENERATION as usize] = generation;
         }
+        let id = map
+            .info()
+            .map_err(|source| MapsError::Map {
+                name: IMAGE_MAP_NAME,
+                source,
+            })?
+            .id();
+        before_live(id)?;
         self.outer
             .set(0, &map, 0)
             .map_err(|source| MapsError::Map {
                 name: enforcer_common::names::MAP_GENERATION,
                 source,
             })?;
-        Ok(())
+        Ok(id)
     }
 }
 
@@ -170,6 +185,9 @@ pub struct CounterTotals {
     pub malformed: u64,
     pub addresses_learned: u64,
     pub server_names_blocked: u64,
+    /// Absent from the status of a daemon older than self-protection.
+    #[serde(default)]
+    pub tamper_refused: u64,
 }
 
 pub struct Counters {
@@ -211,6 +229,7 @@ impl Counters {
                 Counter::Malformed => &mut totals.malformed,
                 Counter::AddressesLearned => &mut totals.addresses_learned,
                 Counter::ServerNamesBlocked => &mut totals.server_names_blocked,
+                Counter::TamperRefused => &mut totals.tamper_refused,
             };
             *slot = sum;
         }

@@ -113,11 +113,13 @@ impl Pins {
     }
 
     /// Pins `link`: its program stays attached until the pin is removed.
-    pub fn link(&self, name: &str, link: FdLink) -> Result<(), PinError> {
+    /// Returns the pin's path.
+    pub fn link(&self, name: &str, link: FdLink) -> Result<PathBuf, PinError> {
         let path = self.instance.join("links").join(name);
-        link.pin(&path)
-            .map(drop)
-            .map_err(|source| PinError::Pin { path, source })
+        match link.pin(&path) {
+            Ok(_) => Ok(path),
+            Err(source) => Err(PinError::Pin { path, source }),
+        }
     }
 
     /// Removes the pin of link `name`, which detaches its program.
@@ -126,10 +128,22 @@ impl Pins {
         fs::remove_file(&path).map_err(io_error(&path))
     }
 
-    pub fn map(&self, name: &str, map: &Map) -> Result<(), PinError> {
+    /// Pins `map`, and returns the pin's path.
+    pub fn map(&self, name: &str, map: &Map) -> Result<PathBuf, PinError> {
         let path = self.instance.join("maps").join(name);
-        map.pin(&path)
-            .map_err(|source| PinError::Pin { path, source })
+        match map.pin(&path) {
+            Ok(()) => Ok(path),
+            Err(source) => Err(PinError::Pin { path, source }),
+        }
+    }
+
+    /// The instance directory and the directories in it.
+    pub fn directories(&self) -> [PathBuf; 3] {
+        [
+            self.instance.clone(),
+            self.instance.join("links"),
+            self.instance.join("maps"),
+        ]
     }
 
     /// The instance directories under `root` other than this one.

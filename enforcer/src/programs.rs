@@ -17,15 +17,18 @@ use aya::{
 };
 use enforcer_common::{
     exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
+    guard::{GUARD_OFFSETS_GLOBAL, GuardOffsets, Kind},
     names::{
-        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
-        MAP_LEARNED, MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
-        PROG_EXEC_SIGNAL, PROG_INGRESS, SOCKET_PROGRAMS,
+        EXEC_LSM_HOOK, EXEC_TRACEPOINT, GUARD_PROGRAMS, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE,
+        MAP_GENERATION, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED, MAP_TRUSTED, MAPPING_TRACEPOINT,
+        PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, PROG_INGRESS,
+        SOCKET_PROGRAMS,
     },
 };
 
 use crate::{
     capabilities::Capabilities,
+    guard::{Guard, GuardError},
     kernel_btf::{self, KernelBtf},
     maps::{Counters, GenerationSlot, MapsError},
     mountinfo,
@@ -90,6 +93,8 @@ pub enum ProgramsError {
     ExecUnavailable(String),
     #[error("the policy has domain rules, but this kernel cannot enforce them: {0}")]
     DomainsUnavailable(String),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
 }
 
 /// Loaded programs and the maps they share, split by who uses them.
@@ -130,6 +135,8 @@ pub struct Programs {
     attached_to: Option<PathBuf>,
     /// Where every link and the shared maps are pinned (see `crate::pins`).
     pins: Pins,
+    /// Self-protection (see `crate::guard`): loaded, or why not.
+    guard: Result<Guard, String>,
 }
 
 /// The maps a later daemon reads when it takes over (see
@@ -144,10 +151,21 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
     if OBJECT.is_empty() {
         return Err(ProgramsError::NotEmbedded);
     }
-    let offsets = KernelBtf::load().and_then(|btf| kernel_btf::exec_offsets(&btf));
+    let struct_btf = KernelBtf::load();
+    let offsets = struct_btf
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|btf| kernel_btf::exec_offsets(btf).map_err(|error| error.to_string()));
+    let guard_offsets = struct_btf
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|btf| kernel_btf::guard_offsets(btf).map_err(|error| error.to_string()));
     let mut loader = EbpfLoader::new();
     if let Ok(offsets) = &offsets {
         loader.override_global(EXEC_OFFSETS_GLOBAL, offsets, true);
+    }
+    if let Ok(offsets) = &guard_offsets {
+        loader.override_global(GUARD_OFFSETS_GLOBAL, offsets, true);
     }
     let mut ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
     for name in SOCKET_PROGRAMS {
@@ -165,22 +183,29 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
                 .map_err(|source| ProgramsError::Program { name, source })
         })
         .map_err(|error| error.to_string());
-    let exec = match (offsets, Btf::from_sys_fs()) {
-        (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, &btf, capabilities.bpf_lsm_active),
+    let btf = Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
+    let exec = match (offsets, &btf) {
+        (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, btf, capabilities.bpf_lsm_active),
         (Err(error), _) => ExecSupport::Unavailable(format!(
             "cannot read kernel struct offsets from BTF: {error}"
         )),
-        (_, Err(error)) => ExecSupport::Unavailable(format!("no kernel BTF: {error}")),
+        (_, Err(error)) => ExecSupport::Unavailable(error.clone()),
     };
+    let guard_loaded = load_guard(&mut ebpf, &btf, capabilities.bpf_lsm_active, guard_offsets);
     let mapping_hook = match &exec {
         ExecSupport::Enforced(_) => load_mapping_hook(&mut ebpf)
             .map(|()| false)
             .map_err(|error| error.to_string()),
         ExecSupport::Unavailable(reason) => Err(reason.clone()),
     };
+    let mut pinned = Vec::with_capacity(PINNED_MAPS.len());
     for name in PINNED_MAPS {
-        pins.map(name, ebpf.map(name).ok_or(ProgramsError::MissingMap(name))?)?;
+        pinned.push(pins.map(name, ebpf.map(name).ok_or(ProgramsError::MissingMap(name))?)?);
     }
+    let guard = guard_loaded.and_then(|()| {
+        guard_objects(&mut ebpf, &pins, &pinned)
+            .map_err(|error| format!("registering the enforcer's objects failed: {error}"))
+    });
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -196,6 +221,7 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
             packet_programs,
             attached_to: None,
             pins,
+            guard,
         },
         slot,
         counters,
@@ -218,6 +244,66 @@ fn load_exec_hook(ebpf: &mut Ebpf, btf: &Btf, bpf_lsm_active: bool) -> ExecSuppo
             ExecSupport::Unavailable(format!("{lsm_refused}; exec tracepoint refused ({error})"))
         }
     }
+}
+
+/// Loads the self-protection programs; where they cannot run, says why.
+fn load_guard(
+    ebpf: &mut Ebpf,
+    btf: &Result<Btf, String>,
+    bpf_lsm_active: bool,
+    offsets: Result<GuardOffsets, String>,
+) -> Result<(), String> {
+    if !bpf_lsm_active {
+        return Err("bpf is not among the active LSMs".to_string());
+    }
+    offsets.map_err(|error| format!("cannot read kernel struct offsets from BTF: {error}"))?;
+    let btf = btf.as_ref().map_err(Clone::clone)?;
+    for name in GUARD_PROGRAMS {
+        let program: &mut Lsm = ebpf
+            .program_mut(name)
+            .ok_or(ProgramError::NotLoaded)
+            .and_then(|program| program.try_into())
+            .map_err(|error| format!("program {name}: {error}"))?;
+        program
+            .load(name, btf)
+            .map_err(|error| format!("BPF LSM program {name} refused ({error})"))?;
+    }
+    Ok(())
+}
+
+/// Takes the guard's maps and registers every loaded program, every map
+/// they use, and the pins made so far. Nothing is guarded until
+/// [`Guard::arm`].
+fn guard_objects(ebpf: &mut Ebpf, pins: &Pins, pinned: &[PathBuf]) -> Result<Guard, String> {
+    let mut take = |name: &'static str| {
+        ebpf.take_map(name)
+            .ok_or_else(|| format!("the eBPF object has no map {name}"))
+    };
+    let mut guard = Guard::new(
+        take(MAP_GUARDED)?,
+        take(MAP_TRUSTED)?,
+        take(MAP_GUARD_STATE)?,
+    )
+    .map_err(|error| error.to_string())?;
+    for (name, program) in ebpf.programs() {
+        let Ok(info) = program.info() else {
+            // Not loaded on this kernel: nothing of it exists to guard.
+            continue;
+        };
+        let error = |error: ProgramError| format!("program {name}: {error}");
+        guard
+            .protect(Kind::Program, info.id().into())
+            .map_err(|error| error.to_string())?;
+        for map in info.map_ids().map_err(error)?.unwrap_or_default() {
+            guard
+                .protect(Kind::Map, map.into())
+                .map_err(|error| error.to_string())?;
+        }
+    }
+    for path in pins.directories().iter().chain(pinned) {
+        guard.protect_pin(path).map_err(|error| error.to_string())?;
+    }
+    Ok(guard)
 }
 
 fn load_mapping_hook(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
@@ -296,7 +382,33 @@ impl Programs {
         if let ExecSupport::Enforced(method) = self.exec {
             self.attach_exec(method, &file)?;
         }
+        self.attach_guard()?;
         self.attached_to = Some(cgroup.to_path_buf());
+        Ok(())
+    }
+
+    /// Last, so that it guards everything else from its first moment, its
+    /// own links included.
+    fn attach_guard(&mut self) -> Result<(), ProgramsError> {
+        if self.guard.is_err() {
+            return Ok(());
+        }
+        for name in GUARD_PROGRAMS {
+            let program: &mut Lsm = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(ProgramsError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| ProgramsError::Program { name, source })?;
+            let link = program
+                .attach()
+                .and_then(|id| program.take_link(id))
+                .map_err(|source| ProgramsError::Program { name, source })?;
+            self.pin_fd_link(name, FdLink::from(link))?;
+        }
+        if let Ok(guard) = &mut self.guard {
+            guard.arm(self.pins.path())?;
+        }
         Ok(())
     }
 
@@ -334,18 +446,60 @@ impl Programs {
                 .map(FdLink::from),
         }
         .map_err(|source| ProgramsError::Program { name, source })?;
-        self.pins.link(name, link)?;
-        Ok(())
+        self.pin_fd_link(name, link)
     }
 
     /// Pins `link`, so that its program stays attached when the daemon is
     /// gone.
-    fn pin<L>(&self, name: &'static str, link: L) -> Result<(), ProgramsError>
+    fn pin<L>(&mut self, name: &'static str, link: L) -> Result<(), ProgramsError>
     where
         FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
     {
         let link = FdLink::try_from(link).map_err(|source| ProgramsError::Link { name, source })?;
-        self.pins.link(name, link)?;
+        self.pin_fd_link(name, link)
+    }
+
+    fn pin_fd_link(&mut self, name: &'static str, link: FdLink) -> Result<(), ProgramsError> {
+        let id = link
+            .info()
+            .map_err(|source| ProgramsError::Link { name, source })?
+            .id();
+        let path = self.pins.link(name, link)?;
+        if let Ok(guard) = &mut self.guard {
+            guard.protect_link(name, id, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Guards the map of a generation image before it goes live.
+    pub fn guard_image(&mut self, id: u32) -> Result<(), ProgramsError> {
+        if let Ok(guard) = &mut self.guard {
+            guard.protect_image(id)?;
+        }
+        Ok(())
+    }
+
+    /// The image `id` is live: the guard lets the one before it go.
+    pub fn image_live(&mut self, id: u32) -> Result<(), ProgramsError> {
+        if let Ok(guard) = &mut self.guard {
+            guard.image_live(id)?;
+        }
+        Ok(())
+    }
+
+    /// "lsm" while self-protection runs, or why it cannot here.
+    pub fn self_protection(&self) -> String {
+        match &self.guard {
+            Ok(_) => "lsm".to_string(),
+            Err(reason) => format!("unavailable: {reason}"),
+        }
+    }
+
+    /// When the daemon stops: see [`Guard::trust_installed`].
+    pub fn hand_over(&mut self) -> Result<(), ProgramsError> {
+        if let Ok(guard) = &mut self.guard {
+            guard.trust_installed()?;
+        }
         Ok(())
     }
 
@@ -387,7 +541,12 @@ impl Programs {
                 self.pin(name, link)?;
             }
             // The pin is the link's last reference: removing it detaches.
-            (false, true) => self.pins.unlink(name)?,
+            (false, true) => {
+                self.pins.unlink(name)?;
+                if let Ok(guard) = &mut self.guard {
+                    guard.release_link(name)?;
+                }
+            }
             _ => {}
         }
         self.mapping_hook = Ok(on);
@@ -445,6 +604,12 @@ impl Programs {
             ExecSupport::Unavailable(_) => None,
         };
         let mapping = matches!(self.mapping_hook, Ok(true)).then_some(PROG_EXEC_MAPPING);
+        let guard = self
+            .guard
+            .is_ok()
+            .then_some(GUARD_PROGRAMS)
+            .into_iter()
+            .flatten();
         let packet = self
             .packet_programs
             .is_ok()
@@ -457,6 +622,7 @@ impl Programs {
             .chain(packet)
             .chain(exec)
             .chain(mapping)
+            .chain(guard)
             .map(ToString::to_string)
             .collect()
     }

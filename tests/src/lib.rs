@@ -386,6 +386,8 @@ pub struct StartFailure {
 /// A running `enforcer run`, with its temp dir for policy files and the
 /// control socket.
 pub struct Daemon {
+    /// The enforcer binary it runs, which also unloads it.
+    binary: PathBuf,
     child: Option<Child>,
     dir: TempDir,
     socket: PathBuf,
@@ -469,7 +471,34 @@ impl Daemon {
         })
     }
 
+    /// [`Daemon::start_with`] running `binary` instead of `$ENFORCER_BIN`
+    /// (a copy of it, say, as an upgrade would install).
+    pub fn start_from_binary(
+        binary: &Path,
+        cgroup: &TestCgroup,
+        policy: &str,
+        extra: &[&OsStr],
+    ) -> Self {
+        Self::try_start_from_binary(binary, cgroup.path(), Some(policy), extra).unwrap_or_else(
+            |failure| {
+                panic!(
+                    "the daemon did not become ready (status {:?})\nstdout: {:#?}\nstderr:\n{}",
+                    failure.status, failure.stdout, failure.stderr
+                )
+            },
+        )
+    }
+
     fn try_start_with(
+        cgroup_dir: &Path,
+        policy: Option<&str>,
+        extra: &[&OsStr],
+    ) -> Result<Self, StartFailure> {
+        Self::try_start_from_binary(&enforcer_bin(), cgroup_dir, policy, extra)
+    }
+
+    fn try_start_from_binary(
+        binary: &Path,
         cgroup_dir: &Path,
         policy: Option<&str>,
         extra: &[&OsStr],
@@ -485,7 +514,8 @@ impl Daemon {
         let state_dir = given_state
             .clone()
             .unwrap_or_else(|| dir.path().join("state"));
-        let mut command = enforcer(["run"]);
+        let mut command = Command::new(binary);
+        command.arg("run");
         if let Some(policy) = policy {
             command
                 .arg("--policy")
@@ -524,6 +554,7 @@ impl Daemon {
         });
 
         let mut daemon = Self {
+            binary: binary.to_path_buf(),
             child: Some(child),
             dir,
             socket,
@@ -681,7 +712,8 @@ impl Daemon {
     /// `enforcer unload --confirm` against this daemon (and its pin dir),
     /// then waits for the daemon to exit.
     pub fn unload(&mut self) -> Output {
-        let output = run(enforcer(["unload", "--confirm"])
+        let output = run(Command::new(&self.binary)
+            .args(["unload", "--confirm"])
             .arg("--socket")
             .arg(&self.socket)
             .arg("--pin-dir")
@@ -727,7 +759,10 @@ impl Daemon {
 /// the test (unless it is failing already).
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _pins = self.owns_pins.then(|| RemovePins(self.pin_dir.clone()));
+        let _pins = self.owns_pins.then(|| RemovePins {
+            binary: self.binary.clone(),
+            pin_dir: self.pin_dir.clone(),
+        });
         if self.child.is_none() {
             return;
         }
@@ -757,14 +792,31 @@ fn flag_value(args: &[&OsStr], flag: &str) -> Option<PathBuf> {
 }
 
 /// Removes a pin directory and everything below it when dropped, even
-/// when the test is failing.
-struct RemovePins(PathBuf);
+/// when the test is failing. The enforcer's own `unload` does the removal:
+/// where self-protection runs, no other executable may touch the pins.
+struct RemovePins {
+    binary: PathBuf,
+    pin_dir: PathBuf,
+}
 
 impl Drop for RemovePins {
     fn drop(&mut self) {
+        unload_pins(&self.binary, &self.pin_dir);
         // Nothing there (already unloaded) is the usual case.
-        let _ = enforcer::pins::remove_tree(&self.0);
+        let _ = enforcer::pins::remove_tree(&self.pin_dir);
     }
+}
+
+/// `binary unload --confirm` on the pins under `pin_dir`, with no daemon
+/// to ask. Never panics: it runs while tests clean up after failures.
+pub fn unload_pins(binary: &Path, pin_dir: &Path) {
+    let _ = Command::new(binary)
+        .args(["unload", "--confirm", "--socket"])
+        .arg(pin_dir.join("no-daemon.sock"))
+        .arg("--pin-dir")
+        .arg(pin_dir)
+        .stdin(Stdio::null())
+        .output();
 }
 
 /// A running `enforcer events --follow`, killed on drop.

@@ -203,6 +203,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         cgroup: target.display().to_string(),
         programs: owner.program_names(),
         exec_enforcement: owner.exec_enforcement(),
+        self_protection: owner.self_protection(),
         rules: owner.rule_count(),
     };
 

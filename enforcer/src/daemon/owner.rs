@@ -167,8 +167,8 @@ impl Owner {
             first_generation: number,
         } = lineage;
         rules.insert(number, rule_names(&policy), compiled.domain_slots.clone());
-        slot.install(&compiled.image, number)
-            .map_err(ProgramsError::from)?;
+        let image = slot.install(&compiled.image, number, |id| programs.guard_image(id))?;
+        programs.image_live(image)?;
         programs.attach(&cgroup)?;
         programs.set_mapping_hook(policy.options.exec_block_loader)?;
         let live = Live {
@@ -217,6 +217,10 @@ impl Owner {
         self.programs.exec_support().to_string()
     }
 
+    pub fn self_protection(&self) -> String {
+        self.programs.self_protection()
+    }
+
     /// Serves commands until every sender is gone, then drops the programs,
     /// which detaches them.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -249,6 +253,11 @@ impl Owner {
                 Command::ResolvePaths => self.resolve_paths_again(),
                 Command::ContentFound(found) => self.content_found(found),
             }
+        }
+        if let Err(error) = self.programs.hand_over() {
+            eprintln!(
+                "enforcer: a daemon upgraded since this one started cannot take over: {error}"
+            );
         }
     }
 
@@ -425,7 +434,10 @@ impl Owner {
         if loader {
             self.programs.set_mapping_hook(true)?;
         }
-        self.slot.install(&compiled.image, number)?;
+        let image = self
+            .slot
+            .install(&compiled.image, number, |id| self.programs.guard_image(id))?;
+        self.programs.image_live(image)?;
         if !loader {
             self.programs.set_mapping_hook(false)?;
         }
@@ -482,6 +494,7 @@ impl Owner {
             programs: self.programs.names(),
             exec_enforcement: self.programs.exec_support().to_string(),
             domain_enforcement: self.programs.domain_support(),
+            self_protection: self.programs.self_protection(),
             generation: self.live.number,
             policy_sha256: self.live.sha256.clone(),
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),

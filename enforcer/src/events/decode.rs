@@ -9,23 +9,28 @@ use enforcer_common::{
     decision::Action,
     event::{DomainEvent, DomainEventKind, FAMILY_V4, Hook, NetEvent, Source},
     exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger},
+    guard::{Attempt, TamperEvent},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
 use super::{
-    Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, Verdict, mounts,
-    rules::RuleBook,
+    Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, TamperAttempt, Verdict,
+    mounts, rules::RuleBook,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "a ring buffer record of {0} bytes; the kernel programs write {net}, {exec} or {name}",
+        "a ring buffer record of {0} bytes; the kernel programs write {net}, {exec}, {name} \
+         or {tamper}",
         net = size_of::<NetEvent>(),
         exec = size_of::<ExecEvent>(),
-        name = size_of::<DomainEvent>()
+        name = size_of::<DomainEvent>(),
+        tamper = size_of::<TamperEvent>()
     )]
     Size(usize),
+    #[error("a record with unknown tamper attempt {0}")]
+    Attempt(u32),
     #[error("a record with unknown name event kind {0}")]
     NameKind(u8),
     #[error("a record with unknown hook {0}")]
@@ -64,8 +69,33 @@ pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
                 rules,
             )
         }
+        n if n == size_of::<TamperEvent>() => {
+            // SAFETY: as above, for TamperEvent.
+            decode_tamper(&unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+        }
         other => Err(DecodeError::Size(other)),
     }
+}
+
+fn decode_tamper(raw: &TamperEvent) -> Result<Event, DecodeError> {
+    let attempt = Attempt::from_u32(raw.attempt).ok_or(DecodeError::Attempt(raw.attempt))?;
+    Ok(Event::at(
+        wall_time(raw.boot_ns),
+        EventBody::Tamper(TamperAttempt {
+            attempt: attempt.name().to_string(),
+            target: raw.target,
+            detail: raw.detail,
+            process: Process {
+                pid: raw.pid,
+                ppid: parent_pid(raw.pid),
+                tid: raw.tid,
+                uid: raw.uid,
+                gid: raw.gid,
+                comm: c_string(&raw.comm),
+                cgroup_id: raw.cgroup_id,
+            },
+        }),
+    ))
 }
 
 fn decode_name(raw: &DomainEvent, rules: &RuleBook) -> Result<Event, DecodeError> {

@@ -49,10 +49,15 @@ pub enum EventBody {
         programs: Vec<String>,
         /// "lsm", "signal", or why exec rules cannot be enforced here.
         exec_enforcement: String,
+        /// "lsm", or why self-protection cannot run here.
+        self_protection: String,
         rules: usize,
     },
     Connect(NetVerdict),
     Sendmsg(NetVerdict),
+    /// Self-protection refused a process something that would end or
+    /// blind enforcement.
+    Tamper(TamperAttempt),
     Exec(ExecVerdict),
     /// A DNS query for a listed name, or a response to one.
     Dns(NameVerdict),
@@ -137,6 +142,22 @@ pub struct NetVerdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     pub generation: u64,
+}
+
+/// Something self-protection refused, with EPERM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TamperAttempt {
+    /// "map", "program" or "link": a descriptor of one of the enforcer's
+    /// objects; "pin": a lookup in its pin directory; "unmount": of its
+    /// pin filesystem; "signal" or "ptrace": aimed at its daemon.
+    pub attempt: String,
+    /// The object id, the pin's inode number, the filesystem's device, or
+    /// the daemon's pid.
+    pub target: u64,
+    /// The signal number (signal) or access mask (pin, ptrace).
+    pub detail: u32,
+    #[serde(flatten)]
+    pub process: Process,
 }
 
 /// A verdict on a name: a DNS question or CNAME target, or a TLS server

@@ -4,8 +4,8 @@
 //!
 //! Messages use the local form of RFC 3164, `<PRI>TAG[PID]: MESSAGE`,
 //! with the JSON line as the message, facility `authpriv`, and a
-//! severity from the verdict: warning for a refusal, notice for an audit,
-//! info for everything else.
+//! severity from the event: alert for an attempt on the enforcer itself,
+//! warning for a refusal, notice for an audit, info for everything else.
 
 use std::{
     io::{self, Write},
@@ -14,6 +14,7 @@ use std::{
 };
 
 const FACILITY_AUTHPRIV: u8 = 10;
+const SEVERITY_ALERT: u8 = 1;
 const SEVERITY_WARNING: u8 = 4;
 const SEVERITY_NOTICE: u8 = 5;
 const SEVERITY_INFO: u8 = 6;
@@ -56,7 +57,9 @@ impl Write for SyslogWriter {
 }
 
 fn message(line: &[u8], pid: u32) -> Vec<u8> {
-    let severity = if contains(line, br#""verdict":"blocked""#) {
+    let severity = if contains(line, br#""kind":"tamper""#) {
+        SEVERITY_ALERT
+    } else if contains(line, br#""verdict":"blocked""#) {
         SEVERITY_WARNING
     } else if contains(line, br#""verdict":"audit""#) {
         SEVERITY_NOTICE
@@ -85,6 +88,7 @@ mod tests {
         assert!(blocked.starts_with(b"<84>enforcer[7]: {"));
         assert!(message(br#"{"verdict":"audit"}"#, 7).starts_with(b"<85>"));
         assert!(message(br#"{"kind":"ready"}"#, 7).starts_with(b"<86>"));
+        assert!(message(br#"{"kind":"tamper"}"#, 7).starts_with(b"<81>"));
     }
 
     #[test]

@@ -716,3 +716,56 @@ fn real_kernel_bitfields_are_rejected() {
         other => panic!("expected a bitfield error, got {other:?}"),
     }
 }
+
+#[test]
+fn resolves_guard_offsets_from_the_running_kernel() {
+    let Some(btf) = vmlinux() else { return };
+    let offsets = guard_offsets(&btf).unwrap();
+    let pointer_size = btf.struct_size("path").unwrap() / 2;
+    let fields: [(&str, &str, u32, u32, u8); 9] = [
+        ("bpf_map", "id", offsets.map_id, 4, KIND_INT),
+        ("bpf_prog", "aux", offsets.prog_aux, pointer_size, KIND_PTR),
+        ("bpf_prog_aux", "id", offsets.prog_aux_id, 4, KIND_INT),
+        (
+            "vfsmount",
+            "mnt_sb",
+            offsets.mount_sb,
+            pointer_size,
+            KIND_PTR,
+        ),
+        ("task_struct", "mm", offsets.task_mm, pointer_size, KIND_PTR),
+        (
+            "mm_struct",
+            "exe_file",
+            offsets.mm_exe_file,
+            pointer_size,
+            KIND_PTR,
+        ),
+        (
+            "file",
+            "f_inode",
+            offsets.file_inode,
+            pointer_size,
+            KIND_PTR,
+        ),
+        ("inode", "i_ino", offsets.inode_ino, 8, KIND_INT),
+        ("super_block", "s_dev", offsets.sb_dev, 4, KIND_INT),
+    ];
+    for (struct_name, path, offset, member_size, expected_kind) in fields {
+        let size = btf.struct_size(struct_name).unwrap();
+        assert!(
+            offset + member_size <= size,
+            "{struct_name}.{path} at {offset} does not fit in {size} bytes"
+        );
+        assert_eq!(offset % member_size, 0, "{struct_name}.{path} misaligned");
+        let (kind, kind_size) = member_kind(&btf, struct_name, path);
+        assert_eq!(kind, expected_kind, "{struct_name}.{path} kind");
+        if kind == KIND_INT {
+            assert_eq!(kind_size, member_size, "{struct_name}.{path} size");
+        }
+    }
+    // The exec programs read the same members at the same offsets.
+    let exec = exec_offsets(&btf).unwrap();
+    assert_eq!(offsets.inode_sb, exec.inode_sb);
+    assert_eq!(offsets.task_real_parent, exec.task_real_parent);
+}
