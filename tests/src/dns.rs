@@ -156,6 +156,38 @@ impl Zone {
     }
 }
 
+/// A reply function for [`DnsServer::raw`]: a query for `N.anything`
+/// gets `per_name` A records, `10.x.y.z` addresses that no other `N`
+/// gets, with a TTL of an hour: a flood of distinct addresses.
+pub fn numbered_answers(per_name: u32) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+    move |query| {
+        let Ok(query) = Message::from_vec(query) else {
+            return Vec::new();
+        };
+        let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+        reply.metadata.recursion_available = true;
+        if let Some(question) = query.queries.first() {
+            reply.add_query(question.clone());
+            let number: u32 = question
+                .name()
+                .iter()
+                .next()
+                .and_then(|label| std::str::from_utf8(label).ok()?.parse().ok())
+                .unwrap_or(0);
+            for index in 0..per_name {
+                let host = (number * per_name + index) & 0x00ff_ffff;
+                let addr = Ipv4Addr::from(0x0a00_0000 | host);
+                reply.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    3600,
+                    RData::A(A(addr)),
+                ));
+            }
+        }
+        reply.to_vec().expect("encoding a DNS reply")
+    }
+}
+
 /// `name` as a fully qualified DNS name; panics on one that is not valid.
 fn fqdn(name: &str) -> Name {
     let mut parsed =

@@ -958,6 +958,27 @@ pub fn dns_query(
     dns_outcome(&line).unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 
+/// Asks `server` for the A records of `N.SUFFIX` for each N in `names`,
+/// from one `netprobe` in `cgroup`, and returns how many were answered.
+pub fn dns_flood(
+    cgroup: &TestCgroup,
+    server: Ipv4Addr,
+    suffix: &str,
+    names: std::ops::Range<u32>,
+) -> u32 {
+    let args = [
+        "dns-flood".to_owned(),
+        server.to_string(),
+        suffix.to_owned(),
+        names.start.to_string(),
+        names.len().to_string(),
+    ];
+    let (_, line) = run_netprobe(cgroup, &args);
+    line.strip_prefix("answered ")
+        .and_then(|answered| answered.parse().ok())
+        .unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
+}
+
 fn dns_outcome(line: &str) -> Option<DnsOutcome> {
     Some(match line.split_once(' ').unwrap_or((line, "")) {
         ("answer", records) => {

@@ -12,8 +12,8 @@ use std::{
 
 use enforcer_integration_tests::{
     Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup,
-    dns::{DnsServer, Transport, Zone},
-    dns_query, probe, tcp_listener,
+    dns::{DnsServer, Transport, Zone, numbered_answers},
+    dns_flood, dns_query, probe, tcp_listener,
 };
 
 const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 81);
@@ -89,6 +89,81 @@ fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile(
     assert_eq!(probe(&cgroup, Op::TcpConnect, LISTED, port), EPERM);
     let pins: Vec<_> = fs::read_dir(first.pin_dir().join("v1")).unwrap().collect();
     assert_eq!(pins.len(), 1, "only the new instance stays pinned");
+}
+
+/// The one map that fills as traffic flows is the learned-address map;
+/// the policy's own maps are sized by the compiler for each generation.
+/// Learning far more addresses than it holds must leave the policy whole
+/// and keep learning.
+#[test]
+fn a_flood_past_the_learned_map_size_leaves_the_policy_whole() {
+    const ANSWERS_PER_NAME: u32 = 16;
+    const LEARNED_CAPACITY: u32 = 65_536;
+    const NAMES: u32 = LEARNED_CAPACITY / ANSWERS_PER_NAME + 304;
+    let flood_server = Ipv4Addr::new(127, 0, 0, 86);
+    let zone_server = Ipv4Addr::new(127, 0, 0, 88);
+    let fresh = Ipv4Addr::new(127, 0, 0, 89);
+    let _flood = DnsServer::raw(flood_server, numbered_answers(ANSWERS_PER_NAME));
+    let _zone = DnsServer::start(
+        zone_server,
+        Zone::new().a("fresh.flood.example", fresh, 600),
+    );
+    let (_listed, listed_port) = tcp_listener(LISTED);
+    let (_fresh, fresh_port) = tcp_listener(fresh);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        &format!(
+            "{BLOCK_LISTED}\n[options]\ndns_block_queries = false\n\
+             [[block]]\nname = \"flood\"\ndomains = [\"flood.example\"]\n"
+        ),
+    );
+    // In parts, so that each netprobe ends well within its time limit even
+    // on an emulated CPU.
+    let mut answered = 0;
+    for part in 0..4 {
+        let names = NAMES / 4;
+        answered += dns_flood(
+            &cgroup,
+            flood_server,
+            "flood.example",
+            part * names..(part + 1) * names,
+        );
+    }
+    assert_eq!(answered, NAMES / 4 * 4, "every flood query was answered");
+
+    let status = daemon.status_json();
+    let learned = status["counters"]["addresses_learned"].as_u64().unwrap();
+    assert!(
+        learned > u64::from(LEARNED_CAPACITY),
+        "more addresses were learned ({learned}) than the map holds"
+    );
+    assert_eq!(status["counters"]["lookup_faults"], 0);
+    assert_eq!(status["generation"], 1, "the flood changed no generation");
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, LISTED, listed_port),
+        EPERM,
+        "the policy's CIDR rule still holds"
+    );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, fresh, fresh_port),
+        Outcome::Ok
+    );
+    assert_eq!(
+        dns_query(
+            &cgroup,
+            Transport::Udp,
+            zone_server,
+            "fresh.flood.example",
+            "A"
+        ),
+        DnsOutcome::Answer(vec![format!("A={fresh}")])
+    );
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, fresh, fresh_port),
+        EPERM,
+        "a full map still learns: the oldest entries make room"
+    );
 }
 
 #[test]

@@ -27,6 +27,10 @@
 //!   to 2 seconds for the peer to answer or close, and prints `sent`, or
 //!   `errno N` when connecting or writing fails. The kernel may drop the
 //!   segment silently: the test asks its listener what arrived.
+//! - `dns-flood SERVER_ADDR SUFFIX FIRST COUNT` asks, one after another
+//!   over one UDP socket, for the A records of `FIRST.SUFFIX`,
+//!   `FIRST+1.SUFFIX`, ... (COUNT names), and prints `answered N`: how
+//!   many got a reply in time.
 //! - `exec PROGRAM ARGS...` execs PROGRAM, so that a real client (such as
 //!   `openssl s_client`) runs inside the cgroup; it prints nothing itself.
 //!
@@ -64,6 +68,7 @@ use hickory_proto::{
 const USAGE: &str = "usage: netprobe CGROUP_DIR OP ARGS...
   tcp-connect|udp-connect|udp-sendto|tcp-fastopen ADDR PORT
   dns-query udp|tcp SERVER_ADDR NAME QTYPE
+  dns-flood SERVER_ADDR SUFFIX FIRST COUNT
   tls-hello ADDR PORT SNI
   exec PROGRAM ARGS...";
 
@@ -85,6 +90,11 @@ enum Request {
         tcp: bool,
         server: SocketAddr,
         query: Vec<u8>,
+    },
+    DnsFlood {
+        server: SocketAddr,
+        suffix: String,
+        names: std::ops::Range<u32>,
     },
     TlsHello {
         dest: SocketAddr,
@@ -126,6 +136,11 @@ fn main() -> ExitCode {
             server,
             query,
         } => dns_tcp(server, &query),
+        Request::DnsFlood {
+            server,
+            suffix,
+            names,
+        } => dns_flood(server, &suffix, names),
         Request::TlsHello { dest, hello } => tls_hello(dest, &hello),
         Request::Exec { program, args } => {
             let error = Command::new(&program).args(args).exec();
@@ -173,6 +188,14 @@ fn parse(args: &[String]) -> Option<Request> {
             server: SocketAddr::new(server.parse().ok()?, DNS_PORT),
             query: dns_message(name, qtype)?,
         },
+        ("dns-flood", [server, suffix, first, count]) => {
+            let first: u32 = first.parse().ok()?;
+            Request::DnsFlood {
+                server: socket_addr(server, "53")?,
+                suffix: suffix.clone(),
+                names: first..first.checked_add(count.parse().ok()?)?,
+            }
+        }
         ("tls-hello", [addr, port, sni]) => Request::TlsHello {
             dest: socket_addr(addr, port)?,
             hello: client_hello(sni),
@@ -253,6 +276,30 @@ fn dns_udp(server: SocketAddr, query: &[u8]) -> Result<String, String> {
         Err(error) if is_timeout(&error) => Ok("timeout".to_owned()),
         Err(error) => errno_line(&error, "recv"),
     }
+}
+
+fn dns_flood(
+    server: SocketAddr,
+    suffix: &str,
+    names: std::ops::Range<u32>,
+) -> Result<String, String> {
+    let socket = UdpSocket::from(new_socket(server, libc::SOCK_DGRAM)?);
+    socket
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(|error| format!("cannot set a read timeout: {error}"))?;
+    let mut reply = vec![0; usize::from(u16::MAX)];
+    let mut answered = 0;
+    for index in names {
+        let query = dns_message(&format!("{index}.{suffix}"), "A")
+            .ok_or_else(|| format!("{index}.{suffix} is no DNS name"))?;
+        if let Err(error) = socket.send_to(&query, server) {
+            return errno_line(&error, "sendto");
+        }
+        if socket.recv(&mut reply).is_ok() {
+            answered += 1;
+        }
+    }
+    Ok(format!("answered {answered}"))
 }
 
 fn dns_tcp(server: SocketAddr, query: &[u8]) -> Result<String, String> {
