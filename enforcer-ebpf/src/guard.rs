@@ -58,6 +58,11 @@ static TRUSTED: HashMap<FileId, u8, 8> = HashMap::new();
 static GUARD_STATE: Array<GuardState, 1> = Array::new();
 
 const EPERM: i32 = 1;
+/// What a hook returns when an earlier BPF LSM program on it refused
+/// already: a refusal too. A constant, because the verifier of newer
+/// kernels must see that an LSM program returns 0 or an errno, and cannot
+/// tell that of the earlier program's value.
+const REFUSED_EARLIER: i32 = -EPERM;
 /// `enum bpf_cmd`
 const BPF_LINK_GET_FD_BY_ID: i32 = 30;
 /// `PTRACE_MODE_ATTACH`: tracing, or reading memory or descriptors. Plain
@@ -82,7 +87,7 @@ pub fn bpf(ctx: LsmContext) -> i32 {
 pub fn bpf_map(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let map: *const u8 = ctx.arg(0);
     let Ok(id) = read::<u32>(map, offsets().map_id) else {
@@ -95,7 +100,7 @@ pub fn bpf_map(ctx: LsmContext) -> i32 {
 pub fn bpf_prog(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(1);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let program: *const u8 = ctx.arg(0);
     let offsets = offsets();
@@ -113,7 +118,7 @@ pub fn bpf_prog(ctx: LsmContext) -> i32 {
 pub fn inode_permission(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let Some(state) = state() else {
         return 0;
@@ -134,7 +139,7 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
 pub fn sb_umount(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let Some(state) = state() else {
         return 0;
@@ -154,7 +159,7 @@ pub fn sb_umount(ctx: LsmContext) -> i32 {
 pub fn task_kill(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(4);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let signal: i32 = ctx.arg(2);
     let Some(state) = state() else {
@@ -175,7 +180,7 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
 pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
-        return previous;
+        return REFUSED_EARLIER;
     }
     let mode: u32 = ctx.arg(1);
     let Some(state) = state() else {
