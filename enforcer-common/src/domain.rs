@@ -75,7 +75,9 @@ pub struct Name<'a> {
 impl Name<'_> {
     #[inline(always)]
     pub fn byte(&self, index: usize) -> u8 {
-        self.bytes[index & NAME_MASK]
+        // Never out of range; `get` keeps a panic path out of the program.
+        let index = crate::bounds::masked(index, &crate::bounds::NAME_INDEX);
+        self.bytes.get(index).copied().unwrap_or(0)
     }
 }
 

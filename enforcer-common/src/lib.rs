@@ -6,6 +6,7 @@
 //! `#[repr(C)]` without implicit padding and checked at compile time.
 #![no_std]
 
+pub mod bounds;
 pub mod counters;
 pub mod decision;
 pub mod dns;

@@ -3,13 +3,15 @@
 //! The kernel programs copy the start of a payload into a per-CPU buffer
 //! of [`PACKET_BYTES`] and parse it there; userspace tests parse the same
 //! way from an ordinary array. Every read is checked against the copied
-//! length, and the index is masked into the buffer as well, so the
-//! verifier can see each access is in bounds without following the checks.
+//! length, and the index is masked into the buffer as well (see
+//! [`crate::bounds`]), so the verifier can see each access is in bounds
+//! without following the checks.
+
+use crate::bounds::{PACKET_INDEX, masked};
 
 /// How much of a payload the parsers see. A DNS answer or a TLS
 /// ClientHello that does not fit is malformed as far as they are concerned.
 pub const PACKET_BYTES: usize = 4096;
-const PACKET_MASK: usize = PACKET_BYTES - 1;
 
 /// The bytes do not hold what the parser expected: truncated, out of
 /// bounds, or beyond the limits the parsers keep to.
@@ -49,7 +51,11 @@ impl<'a> Packet<'a> {
         if at >= self.len {
             return Err(Malformed);
         }
-        Ok(self.bytes[at & PACKET_MASK])
+        // Never out of range; `get` keeps a panic path out of the program.
+        self.bytes
+            .get(masked(at, &PACKET_INDEX))
+            .copied()
+            .ok_or(Malformed)
     }
 
     /// Big-endian, as every field of DNS and TLS is.
