@@ -78,6 +78,13 @@ pub fn enforcer_bin() -> PathBuf {
     path
 }
 
+/// Whether this kernel must run the BPF LSM programs: `cargo xtask vm-test`
+/// sets `ENFORCER_EXPECT_BPF_LSM=1` on the kernels that do, so that a
+/// fallback to another method fails there instead of passing quietly.
+pub fn bpf_lsm_expected() -> bool {
+    env::var_os("ENFORCER_EXPECT_BPF_LSM").is_some_and(|value| value == "1")
+}
+
 /// A `Command` for `$ENFORCER_BIN ARGS...`.
 pub fn enforcer<I, S>(args: I) -> Command
 where

@@ -21,7 +21,7 @@ use std::{
 
 use enforcer_integration_tests::{
     Daemon, EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, RAN, TempDir, TestCgroup,
-    exec_probe,
+    bpf_lsm_expected, exec_probe,
 };
 use serde_json::Value;
 
@@ -74,6 +74,12 @@ exec_paths = {}
 /// it enforces exec rules with.
 fn blocked(daemon: &Daemon) -> ExecOutcome {
     let status = daemon.status_json();
+    if bpf_lsm_expected() {
+        assert_eq!(
+            status["exec_enforcement"], "lsm",
+            "this kernel runs BPF LSM"
+        );
+    }
     match status["exec_enforcement"].as_str() {
         Some("signal") => KILLED,
         Some("lsm") => EXEC_EPERM,
@@ -259,7 +265,12 @@ fn assert_method_is_blocked(method: ExecMethod) {
     let banned = marker_program(&dir, "banned");
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = blocked(&daemon);
+    let expected = match (blocked(&daemon), method) {
+        // The shell is the one whose exec fails, and it reports that the
+        // way POSIX shells do: exit status 126.
+        (EXEC_EPERM, ExecMethod::ShellExec) => ExecOutcome::Exit(126),
+        (expected, _) => expected,
+    };
 
     assert_blocked(
         &start(&cgroup, method, &banned),

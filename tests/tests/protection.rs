@@ -16,7 +16,7 @@ use std::{
 use enforcer_integration_tests::{
     Daemon, TempDir, TestCgroup,
     bpf::{self, HOOKS, Object},
-    enforcer_bin, unload_pins,
+    bpf_lsm_expected, enforcer_bin, unload_pins,
 };
 
 const POLICY: &str = r#"
@@ -143,6 +143,10 @@ fn self_protection_runs(daemon: &Daemon) -> bool {
     if protection == "lsm" {
         return true;
     }
+    assert!(
+        !bpf_lsm_expected(),
+        "this kernel runs BPF LSM, but self-protection is {protection:?}"
+    );
     let reason = protection
         .strip_prefix("unavailable: ")
         .unwrap_or_else(|| panic!("self_protection is \"lsm\" or a reason: {protection:?}"));
