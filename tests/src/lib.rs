@@ -922,6 +922,50 @@ pub fn run_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16
     Probe { pid, outcome }
 }
 
+/// A `netprobe` that has done its operation and stays alive until this is
+/// dropped, so that what is read of it later (its parent, from `/proc`)
+/// is still there.
+pub struct HeldProbe {
+    child: Child,
+    pub probe: Probe,
+}
+
+/// [`run_probe`], with the process held alive; see [`HeldProbe`].
+pub fn held_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) -> HeldProbe {
+    let mut child = Command::new(netprobe_bin())
+        .arg(cgroup.path())
+        .args([
+            op.arg().to_owned(),
+            addr.into().to_string(),
+            port.to_string(),
+        ])
+        .env("NETPROBE_HOLD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot start netprobe");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("reading netprobe's line");
+    let outcome =
+        outcome(line.trim(), "ok").unwrap_or_else(|| panic!("netprobe {op:?} printed {line:?}"));
+    HeldProbe {
+        probe: Probe {
+            pid: child.id(),
+            outcome,
+        },
+        child,
+    }
+}
+
+impl Drop for HeldProbe {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// What `netprobe dns-query` saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DnsOutcome {

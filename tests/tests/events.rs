@@ -9,8 +9,8 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, EVENT_TIMEOUT, Op, Outcome, TempDir, TestCgroup, mapped, probe, run_probe,
-    tcp_listener,
+    Daemon, EPERM, EVENT_TIMEOUT, Op, Outcome, TempDir, TestCgroup, held_probe, mapped, probe,
+    run_probe, tcp_listener,
 };
 use serde_json::Value;
 
@@ -70,7 +70,10 @@ fn blocked_tcp_connect_event_has_all_fields() {
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
 
-    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    // Held alive until its event is read: the parent pid is read from
+    // /proc when the event is decoded.
+    let held = held_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    let probe = &held.probe;
     assert_eq!(probe.outcome, EPERM);
 
     let event = daemon.expect_event("for the blocked connect", |e| e["pid"] == probe.pid);

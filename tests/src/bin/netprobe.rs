@@ -72,6 +72,10 @@ const USAGE: &str = "usage: netprobe CGROUP_DIR OP ARGS...
   tls-hello ADDR PORT SNI
   exec PROGRAM ARGS...";
 
+/// With this variable set, netprobe stays alive after printing its line
+/// until its stdin closes, so that a test can look at it while it lives.
+const HOLD: &str = "NETPROBE_HOLD";
+
 /// How long `dns-query` waits for a reply and `tls-hello` for the peer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -150,6 +154,10 @@ fn main() -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");
+            if env::var_os(HOLD).is_some() {
+                // Flushed by println!; now stay alive until stdin closes.
+                let _ = io::copy(&mut io::stdin(), &mut io::sink());
+            }
             ExitCode::SUCCESS
         }
         Err(message) => fail(&message),
