@@ -87,7 +87,8 @@ struct Scenario {
 pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some((kind, rest)) = args.storm.split_first() {
         return match kind.as_str() {
-            "net" => net::net_storm_child(rest),
+            "udp" => net::udp_storm_child(rest),
+            "tcp" => net::tcp_storm_child(rest),
             "probe" => net::probe_child(rest),
             "events" => events::event_storm_child(rest),
             other => bail!("unknown storm {other}"),
@@ -176,17 +177,17 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             let settings = if args.quick {
                 net::Settings {
                     sizes: sizes.clone(),
-                    rounds: 3,
+                    rounds: 7,
                     udp_connects: 20_000,
-                    tcp_loops: 1_000,
+                    tcp_loops: 500,
                     nft_timeout: Duration::from_secs(60),
                 }
             } else {
                 net::Settings {
                     sizes: sizes.clone(),
-                    rounds: 7,
+                    rounds: 15,
                     udp_connects: 100_000,
-                    tcp_loops: 5_000,
+                    tcp_loops: 2_000,
                     nft_timeout: Duration::from_secs(300),
                 }
             };

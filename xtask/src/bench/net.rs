@@ -5,15 +5,25 @@
 //! Three cgroups below the bench's own: `base` (nothing attached), `enf`
 //! (an enforcer attached there with the policy of N CIDRs) and `nft` (an
 //! nftables rule matches its sockets). For each size the enforcer and the
-//! nftables sets are loaded once; then in every round a child process
-//! runs the workloads in `base`, in `enf` and in `nft`, in turn. The
-//! nftables chain exists only during its turn, so the other turns run
+//! nftables sets are loaded once, then the rounds run. The nftables chain
+//! exists only while nftables is being measured, so the other turns run
 //! with no netfilter hook of ours. The workloads:
 //! - UDP `connect()` of one socket to an unlisted loopback address, over
-//!   and over (IPv4, then IPv6 to `::1`): ns per connect. No packet is
-//!   sent, so nftables, which judges packets, has nothing to do here;
+//!   and over (IPv4, then IPv6 to `::1`): ns per connect. A socket is
+//!   judged by the cgroup it was made in, so one child makes a socket in
+//!   each of the three cgroups and interleaves batches of connects on
+//!   them: the three configurations share the same moments, and the
+//!   machine's drift cancels. No packet is sent, so nftables, which
+//!   judges packets, has nothing to do here;
 //! - TCP connect + accept + close on loopback (IPv4): µs per iteration.
-//!   Both ends are in the cgroup, so every segment passes the hooks.
+//!   Both ends are in the cgroup, so every segment passes the hooks. The
+//!   child makes a listener and the client sockets in each cgroup first
+//!   (making a socket is hooked by neither tool), then interleaves batches
+//!   as for UDP. Here the nftables chain matters to every segment, so one
+//!   child measures baseline and enforcer with no chain, and another
+//!   measures baseline and nftables with the chain in place; each ratio is
+//!   to the baseline of its own child. (The second baseline pays what the
+//!   chain costs traffic of other cgroups, which favours nftables.)
 //!
 //! After the rounds, one more pass in `enf` with `kernel.bpf_stats_enabled`
 //! gives every program's run time per run (statistics cost time of their
@@ -23,7 +33,8 @@
 use std::{
     fs,
     io::ErrorKind,
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
@@ -39,7 +50,9 @@ use super::{
 pub struct Settings {
     pub sizes: Vec<usize>,
     pub rounds: usize,
+    /// Per socket (so per configuration and family) and round.
     pub udp_connects: usize,
+    /// Per configuration and round.
     pub tcp_loops: usize,
     /// How long `nft -f` may take to load one size.
     pub nft_timeout: Duration,
@@ -59,6 +72,8 @@ pub struct SizeResult {
     pub size: usize,
     /// `samples[workload][config]`, one per round.
     pub samples: [[Vec<f64>; 3]; 3],
+    /// The baseline measured beside nftables, per workload.
+    pub nft_baseline: [Vec<f64>; 3],
     pub programs: Vec<kernel::Program>,
     pub ready_s: f64,
     pub rss_kib: u64,
@@ -73,8 +88,42 @@ impl SizeResult {
         (!samples.is_empty()).then(|| median(samples))
     }
 
+    /// Each round's value and the baseline measured beside it, in the
+    /// same process at the same moments.
+    fn pairs(&self, workload: usize, config: usize) -> Option<Vec<(f64, f64)>> {
+        let baseline = if config == NFTABLES {
+            &self.nft_baseline[workload]
+        } else {
+            &self.samples[workload][BASELINE]
+        };
+        let values = &self.samples[workload][config];
+        (!values.is_empty() && values.len() == baseline.len()).then(|| {
+            values
+                .iter()
+                .copied()
+                .zip(baseline.iter().copied())
+                .collect()
+        })
+    }
+
+    /// The median over rounds of each round's ratio to its own baseline.
     pub fn ratio(&self, workload: usize, config: usize) -> Option<f64> {
-        Some(self.median(workload, config)? / self.median(workload, BASELINE)?)
+        let ratios: Vec<f64> = self
+            .pairs(workload, config)?
+            .into_iter()
+            .map(|(value, baseline)| value / baseline)
+            .collect();
+        Some(median(&ratios))
+    }
+
+    /// The median over rounds of each round's difference to its baseline.
+    pub fn added(&self, workload: usize, config: usize) -> Option<f64> {
+        let differences: Vec<f64> = self
+            .pairs(workload, config)?
+            .into_iter()
+            .map(|(value, baseline)| value - baseline)
+            .collect();
+        Some(median(&differences))
     }
 
     pub fn program_ns(&self, name: &str) -> Option<f64> {
@@ -138,41 +187,61 @@ pub fn run(
             check_enforcement(cgroups, table.as_mut().ok().map(|(table, _)| table))?;
         }
         let mut samples: [[Vec<f64>; 3]; 3] = Default::default();
+        let mut nft_baseline: [Vec<f64>; 3] = Default::default();
+        let all = [&cgroups.base, &cgroups.enf, &cgroups.nft];
         for round in 0..settings.rounds {
-            for (config, cgroup) in [&cgroups.base, &cgroups.enf, &cgroups.nft]
-                .into_iter()
-                .enumerate()
-            {
-                if config == NFTABLES {
-                    match &mut table {
-                        Ok((table, _)) => table.enable()?,
-                        Err(_) => continue,
-                    }
-                }
-                let measured = net_storm(&cgroup.path, settings);
-                if config == NFTABLES
-                    && let Ok((table, _)) = &mut table
-                {
-                    table.disable()?;
-                }
-                let measured = measured?;
-                eprintln!(
-                    "round {}/{}: {size} CIDRs, {}: UDP4 {:.0} ns, UDP6 {:.0} ns, TCP {:.1} µs",
-                    round + 1,
-                    settings.rounds,
-                    CONFIGS[config],
-                    measured[0],
-                    measured[1],
-                    measured[2]
-                );
-                for (workload, value) in measured.into_iter().enumerate() {
-                    samples[workload][config].push(value);
-                }
+            // UDP: one child, sockets in all three cgroups, interleaved.
+            let nft_loaded = table.is_ok();
+            if let Ok((table, _)) = &mut table {
+                table.enable()?;
             }
+            let udp = udp_storm(
+                &all[..if nft_loaded { 3 } else { 2 }],
+                settings.udp_connects,
+            );
+            if let Ok((table, _)) = &mut table {
+                table.disable()?;
+            }
+            let udp = udp?;
+            for (config, [v4, v6]) in udp.iter().enumerate() {
+                samples[0][config].push(*v4);
+                samples[1][config].push(*v6);
+            }
+            if nft_loaded {
+                nft_baseline[0].push(udp[BASELINE][0]);
+                nft_baseline[1].push(udp[BASELINE][1]);
+            }
+            // TCP: baseline and enforcer with no chain; baseline and
+            // nftables with it.
+            let tcp = tcp_storm(&[&cgroups.base, &cgroups.enf], settings.tcp_loops)?;
+            samples[2][BASELINE].push(tcp[0]);
+            samples[2][ENFORCER].push(tcp[1]);
+            let mut line = format!("TCP {:.1}, {:.1}", tcp[0], tcp[1]);
+            if let Ok((table, _)) = &mut table {
+                table.enable()?;
+                let tcp = tcp_storm(&[&cgroups.base, &cgroups.nft], settings.tcp_loops);
+                table.disable()?;
+                let tcp = tcp?;
+                nft_baseline[2].push(tcp[0]);
+                samples[2][NFTABLES].push(tcp[1]);
+                line.push_str(&format!(
+                    "; baseline, nftables {:.1}, {:.1}",
+                    tcp[0], tcp[1]
+                ));
+            }
+            eprintln!(
+                "round {}/{}: {size} CIDRs: baseline, enforcer, nftables: UDP4 {:?} ns, \
+                 UDP6 {:?} ns; baseline, enforcer: {line} µs",
+                round + 1,
+                settings.rounds,
+                udp.iter().map(|[v4, _]| v4.round()).collect::<Vec<_>>(),
+                udp.iter().map(|[_, v6]| v6.round()).collect::<Vec<_>>(),
+            );
         }
         let programs = {
             let _stats = kernel::BpfStats::enable()?;
-            net_storm(&cgroups.enf.path, settings)?;
+            udp_storm(&[&cgroups.enf], settings.udp_connects)?;
+            tcp_storm(&[&cgroups.enf], settings.tcp_loops)?;
             kernel::programs(daemon.pid())?
         };
         let status = daemon.status()?;
@@ -182,6 +251,7 @@ pub fn run(
         results.push(SizeResult {
             size,
             samples,
+            nft_baseline,
             programs,
             ready_s,
             rss_kib: kernel::rss_kib(daemon.pid())?,
@@ -219,71 +289,191 @@ fn check_enforcement(cgroups: &Cgroups, table: Option<&mut nft::NftTable>) -> Re
     Ok(())
 }
 
-/// One pass of the three workloads in `cgroup`: UDP4 ns, UDP6 ns, TCP µs.
-fn net_storm(cgroup: &Path, settings: &Settings) -> Result<[f64; 3]> {
-    let output = storm_output(&[
-        "net".as_ref(),
-        cgroup.as_os_str(),
-        settings.udp_connects.to_string().as_ref(),
-        settings.tcp_loops.to_string().as_ref(),
-    ])?;
+/// UDP connects on a socket per cgroup, interleaved: ns per connect for
+/// each cgroup, `[IPv4, IPv6]`.
+fn udp_storm(cgroups: &[&BenchCgroup], connects: usize) -> Result<Vec<[f64; 2]>> {
+    let connects = connects.to_string();
+    let mut args = vec!["udp".as_ref(), connects.as_ref()];
+    args.extend(cgroups.iter().map(|cgroup| cgroup.path.as_os_str()));
+    let output = storm_output(&args)?;
     let values: Vec<f64> = output
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .with_context(|| format!("net storm output {output:?}"))?;
-    ensure!(values.len() == 3, "net storm output {output:?}");
-    Ok([values[0], values[1], values[2]])
+        .with_context(|| format!("udp storm output {output:?}"))?;
+    ensure!(
+        values.len() == 2 * cgroups.len(),
+        "udp storm output {output:?}"
+    );
+    Ok(values.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
 }
 
-/// `bench --storm net CGROUP UDP_CONNECTS TCP_LOOPS`: joins the cgroup and
-/// prints ns per UDP connect (IPv4, IPv6) and µs per TCP iteration.
-pub fn net_storm_child(args: &[String]) -> Result<ExitCode> {
-    let [cgroup, udp, tcp] = args else {
-        bail!("usage: --storm net CGROUP UDP_CONNECTS TCP_LOOPS");
+/// µs per TCP connect + accept + close for each cgroup, interleaved.
+fn tcp_storm(cgroups: &[&BenchCgroup], loops: usize) -> Result<Vec<f64>> {
+    let loops = loops.to_string();
+    let mut args = vec!["tcp".as_ref(), loops.as_ref()];
+    args.extend(cgroups.iter().map(|cgroup| cgroup.path.as_os_str()));
+    let output = storm_output(&args)?;
+    let values: Vec<f64> = output
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("tcp storm output {output:?}"))?;
+    ensure!(values.len() == cgroups.len(), "tcp storm output {output:?}");
+    Ok(values)
+}
+
+/// Connects per batch on one socket before the next socket's turn.
+const UDP_BATCH: usize = 500;
+
+/// `bench --storm udp CONNECTS CGROUP...`: makes an IPv4 and an IPv6 UDP
+/// socket in each cgroup (joining each in turn), then connects them to
+/// unlisted loopback addresses, `CONNECTS` times each, in interleaved
+/// batches. Prints ns per connect, IPv4 and IPv6, for each cgroup.
+pub fn udp_storm_child(args: &[String]) -> Result<ExitCode> {
+    let [connects, cgroups @ ..] = args else {
+        bail!("usage: --storm udp CONNECTS CGROUP...");
     };
-    let (udp, tcp): (usize, usize) = (udp.parse()?, tcp.parse()?);
-    fs::write(Path::new(cgroup).join("cgroup.procs"), "0").context("joining the cgroup")?;
-    let udp4 = udp_connects("127.0.0.92:0", "127.0.0.91:9", udp)?;
-    let udp6 = udp_connects("[::1]:0", "[::1]:9", udp)?;
-    let tcp = tcp_loops(tcp)?;
-    println!("{udp4:.1} {udp6:.1} {tcp:.3}");
+    let connects: usize = connects.parse()?;
+    let peers: [SocketAddr; 2] = ["127.0.0.91:9".parse()?, "[::1]:9".parse()?];
+    let mut sockets = Vec::new();
+    for cgroup in cgroups {
+        fs::write(Path::new(cgroup).join("cgroup.procs"), "0").context("joining a cgroup")?;
+        sockets.push([
+            UdpSocket::bind("127.0.0.92:0")?,
+            UdpSocket::bind("[::1]:0")?,
+        ]);
+    }
+    // Warm up: the first connect fills caches.
+    for pair in &sockets {
+        for (socket, peer) in pair.iter().zip(peers) {
+            for _ in 0..UDP_BATCH {
+                socket.connect(peer)?;
+            }
+        }
+    }
+    let mut nanos = vec![[0u128; 2]; sockets.len()];
+    let batches = connects.div_ceil(UDP_BATCH);
+    for batch in 0..batches {
+        for (family, peer) in peers.into_iter().enumerate() {
+            // Rotate who goes first, so no cgroup always follows another.
+            for turn in 0..sockets.len() {
+                let index = (turn + batch) % sockets.len();
+                let socket = &sockets[index][family];
+                let started = Instant::now();
+                for _ in 0..UDP_BATCH {
+                    socket.connect(peer)?;
+                }
+                nanos[index][family] += started.elapsed().as_nanos();
+            }
+        }
+    }
+    let per = (batches * UDP_BATCH) as f64;
+    let line: Vec<String> = nanos
+        .iter()
+        .flat_map(|[v4, v6]| [*v4 as f64 / per, *v6 as f64 / per])
+        .map(|ns| format!("{ns:.1}"))
+        .collect();
+    println!("{}", line.join(" "));
     Ok(ExitCode::SUCCESS)
 }
 
-fn udp_connects(local: &str, peer: &str, count: usize) -> Result<f64> {
-    let peer: SocketAddr = peer.parse()?;
-    let socket = UdpSocket::bind(local)?;
-    for _ in 0..count / 10 {
-        socket.connect(peer)?;
-    }
-    let started = Instant::now();
-    for _ in 0..count {
-        socket.connect(peer)?;
-    }
-    Ok(started.elapsed().as_nanos() as f64 / count as f64)
-}
+/// Iterations per batch in one cgroup before the next cgroup's turn.
+const TCP_BATCH: usize = 50;
 
-fn tcp_loops(count: usize) -> Result<f64> {
-    // A fresh listener (so a fresh port) per pass: connections of earlier
-    // passes in TIME_WAIT never collide with this one's.
-    let listener = TcpListener::bind("127.0.0.93:0")?;
-    let address = listener.local_addr()?;
-    let once = || -> Result<()> {
-        let client = TcpStream::connect(address)?;
+/// `bench --storm tcp LOOPS CGROUP...`: in each cgroup (joining each in
+/// turn) makes a listener on loopback and `LOOPS` client sockets, then
+/// runs connect + accept + close with them, in interleaved batches.
+/// Prints µs per iteration for each cgroup.
+pub fn tcp_storm_child(args: &[String]) -> Result<ExitCode> {
+    let [loops, cgroups @ ..] = args else {
+        bail!("usage: --storm tcp LOOPS CGROUP...");
+    };
+    let loops: usize = loops.parse()?;
+    let warm = TCP_BATCH;
+    let mut sides = Vec::new();
+    for cgroup in cgroups {
+        fs::write(Path::new(cgroup).join("cgroup.procs"), "0").context("joining a cgroup")?;
+        let listener = TcpListener::bind("127.0.0.93:0")?;
+        let clients = (0..loops + warm)
+            .map(|_| tcp_socket())
+            .collect::<Result<Vec<_>>>()?;
+        sides.push((listener, clients));
+    }
+    let once = |listener: &TcpListener, client: OwnedFd| -> Result<()> {
+        tcp_connect(&client, listener.local_addr()?)?;
         let (server, _) = listener.accept()?;
         drop(client);
         drop(server);
         Ok(())
     };
-    for _ in 0..count / 10 {
-        once()?;
+    let mut queues: Vec<_> = sides
+        .into_iter()
+        .map(|(listener, clients)| (listener, clients.into_iter()))
+        .collect();
+    for (listener, clients) in &mut queues {
+        for client in clients.by_ref().take(warm) {
+            once(listener, client)?;
+        }
     }
-    let started = Instant::now();
-    for _ in 0..count {
-        once()?;
+    let mut nanos = vec![0u128; queues.len()];
+    let batches = loops / TCP_BATCH;
+    for batch in 0..batches {
+        for turn in 0..queues.len() {
+            let index = (turn + batch) % queues.len();
+            let (listener, clients) = &mut queues[index];
+            let started = Instant::now();
+            for client in clients.by_ref().take(TCP_BATCH) {
+                once(listener, client)?;
+            }
+            nanos[index] += started.elapsed().as_nanos();
+        }
     }
-    Ok(started.elapsed().as_nanos() as f64 / count as f64 / 1000.0)
+    let per = (batches * TCP_BATCH).max(1) as f64;
+    let line: Vec<String> = nanos
+        .iter()
+        .map(|&ns| format!("{:.3}", ns as f64 / per / 1000.0))
+        .collect();
+    println!("{}", line.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An IPv4 TCP socket, not yet connected: made in the current cgroup,
+/// judged by it wherever the process is when it connects.
+fn tcp_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned from here on.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn tcp_connect(socket: &OwnedFd, peer: SocketAddr) -> Result<()> {
+    let SocketAddr::V4(peer) = peer else {
+        bail!("an IPv4 peer");
+    };
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: peer.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*peer.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in of the size given.
+    let result = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&raw const address).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        bail!("connect: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `bench --storm probe CGROUP`: joins the cgroup, sends one datagram to
@@ -335,7 +525,7 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
         for result in results {
             let base = result.median(workload, BASELINE);
             let enf = result.median(workload, ENFORCER);
-            let added = enf.zip(base).map(|(enf, base)| enf - base);
+            let added = result.added(workload, ENFORCER);
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} {unit} |",
                 size_label(result.size),
@@ -359,14 +549,24 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
                     "median": result.median(workload, config),
                     "ratio": result.ratio(workload, config),
                     "samples": result.samples[workload][config],
+                    "baseline_samples": if config == NFTABLES {
+                        &result.nft_baseline[workload]
+                    } else {
+                        &result.samples[workload][BASELINE]
+                    },
+                    "added_median": result.added(workload, config),
                 }));
             }
         }
     }
     println!(
-        "\n{} rounds, each running baseline, enforcer and nftables in turn; {} UDP connects \
-         per family and {} TCP iterations per turn. A UDP connect sends no packet, so \
-         nftables (which judges packets) costs it nothing by construction.",
+        "\n{} rounds. UDP: per round, {} connects per family on a socket in each \
+         configuration's cgroup, interleaved in batches of {UDP_BATCH} in one process. A UDP \
+         connect sends no packet, so nftables (which judges packets) costs it nothing by \
+         construction. TCP: {} iterations per configuration and round, interleaved in batches \
+         of {TCP_BATCH}: baseline and enforcer in one process with no nftables chain, baseline \
+         and nftables in another with the chain. Ratios and differences are medians over the \
+         rounds of each round's value against the baseline measured in the same process.",
         settings.rounds, settings.udp_connects, settings.tcp_loops
     );
 
