@@ -1,16 +1,20 @@
 //! `cargo xtask bench`: what enforcement costs, measured side by side with
-//! a baseline in one run. Scenarios alternate round by round (A B C A B C
-//! ...), so drift in a noisy VM falls on all of them alike, and the report
-//! gives medians and each scenario's ratio to the baseline.
+//! a baseline and with the tools an administrator would use instead, in
+//! one run. Scenarios alternate round by round (A B C A B C ...), so drift
+//! in a noisy VM falls on all of them alike, and the report gives medians
+//! and each scenario's ratio to the baseline, then the issue's targets
+//! next to what was measured.
 //!
 //! Scenario `exec`: posix_spawn (vfork + execve) of a tiny static binary, in a cgroup of
-//! the bench's own, with no enforcer, and with an enforcer holding exec
-//! rules of several sizes that do not match the binary (the cost every
-//! allowed exec pays).
+//! the bench's own, with no enforcer, with an enforcer holding exec rules
+//! of several sizes that do not match the binary (the cost every allowed
+//! exec pays), and with fapolicyd denying one path the storm never runs.
 //!
 //! Then the `exec_sha256` window: how long after a banned copy is written
-//! the generation that bans it is in force, and the `packets` scenario
-//! (see `packets`).
+//! the generation that bans it is in force, the `packets` scenario (see
+//! `packets`), the network scenarios against nftables (`net`), policy
+//! apply times (`apply`), the event storm (`events`) and the longest
+//! connect stall during policy switches (`switch`).
 
 use std::{
     env,
@@ -25,66 +29,294 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde_json::{Value, json};
 
 use crate::{build, toolchain};
 
+pub mod apply;
+pub mod cidrs;
+pub mod events;
+pub mod fapolicyd;
+pub mod kernel;
+pub mod net;
+pub mod nft;
 pub mod packets;
 pub mod switch;
+pub mod targets;
+
+const SCENARIOS: [&str; 7] = [
+    "exec", "hash", "packets", "net", "apply", "events", "switch",
+];
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Fewer rounds and execs, for a look in well under two minutes.
+    /// Fewer rounds, smaller sizes: the whole run in under two minutes.
     #[arg(long)]
     quick: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench/results.json")]
     json: PathBuf,
+    /// Policy sizes (CIDRs) of the network scenarios [default: 0,1000,100000,1000000;
+    /// with --quick 0,1000,100000]. The largest is also the size of `apply`.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Blocked connects per second in the event storm.
+    #[arg(long, default_value_t = 100_000)]
+    event_rate: u64,
+    /// Scenarios to run [default: all]: exec, hash, packets, net, apply,
+    /// events, switch.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Internal: run one of the bench's child workloads (inside a cgroup).
+    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
+    storm: Vec<String>,
+}
+
+enum Enforcement {
+    None,
+    /// An enforcer with this many exec rules.
+    Enforcer(usize),
+    Fapolicyd,
 }
 
 struct Scenario {
     name: String,
-    /// Exec rules in the policy; `None` runs no enforcer.
-    rules: Option<usize>,
+    enforcement: Enforcement,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    if let Some((kind, rest)) = args.storm.split_first() {
+        return match kind.as_str() {
+            "udp" => net::udp_storm_child(rest),
+            "tcp" => net::tcp_storm_child(rest),
+            "probe" => net::probe_child(rest),
+            "events" => events::event_storm_child(rest),
+            other => bail!("unknown storm {other}"),
+        };
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark loads eBPF programs and needs root");
     }
+    let selected: Vec<String> = args
+        .only
+        .clone()
+        .unwrap_or_else(|| SCENARIOS.iter().map(|name| name.to_string()).collect());
+    if let Some(unknown) = selected
+        .iter()
+        .find(|name| !SCENARIOS.contains(&name.as_str()))
+    {
+        bail!("unknown scenario {unknown}; the scenarios are {SCENARIOS:?}");
+    }
+    let runs = |name: &str| selected.iter().any(|selected| selected == name);
+    let started = Instant::now();
     let built = build::build(true)?;
     let work = build::target_dir().join("bench");
     fs::create_dir_all(&work)?;
-    let target = static_noop(&work)?;
-    let (rounds, execs) = if args.quick { (3, 2_000) } else { (7, 10_000) };
+    let cgroup = BenchCgroup::create()?;
+    let mut json: Vec<Value> = Vec::new();
+    let mut results = targets::Measured::default();
+    let mut failed = Vec::new();
+    let mut attempt = |name: &str, json: &mut Vec<Value>, outcome: Result<()>| {
+        if let Err(error) = outcome {
+            println!(
+                "
+**scenario {name} failed: {error:#}**"
+            );
+            json.push(json!({"scenario": name, "error": format!("{error:#}")}));
+            failed.push(name.to_string());
+        }
+    };
 
-    let scenarios: Vec<Scenario> = [None, Some(0), Some(100), Some(10_000)]
+    if runs("exec") || runs("hash") {
+        let target = static_noop(&work)?;
+        if runs("exec") {
+            let outcome = exec_scenario(args, &built.enforcer, &work, &cgroup, &target).map(
+                |(records, exec)| {
+                    json.extend(records);
+                    results.exec = Some(exec);
+                },
+            );
+            attempt("exec", &mut json, outcome);
+        }
+        if runs("hash") {
+            let outcome = hash_scenario(args, &built.enforcer, &work, &cgroup, &target)
+                .map(|record| json.push(record));
+            attempt("hash", &mut json, outcome);
+        }
+    }
+    if runs("packets") {
+        let (packet_rounds, round_trips) = if args.quick { (3, 5_000) } else { (7, 30_000) };
+        let outcome = packets::run(
+            &built.enforcer,
+            &work,
+            &cgroup.path,
+            packet_rounds,
+            round_trips,
+        )
+        .map(|records| {
+            json.extend(
+                records
+                    .iter()
+                    .filter_map(|record| serde_json::from_str(record).ok()),
+            )
+        });
+        attempt("packets", &mut json, outcome);
+    }
+    let sizes = args.sizes.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![0, 1_000, 100_000]
+        } else {
+            vec![0, 1_000, 100_000, 1_000_000]
+        }
+    });
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    if runs("net") || runs("apply") || runs("events") {
+        let cgroups = net::Cgroups::create(&cgroup)?;
+        if runs("net") {
+            let settings = if args.quick {
+                net::Settings {
+                    sizes: sizes.clone(),
+                    rounds: 7,
+                    udp_connects: 20_000,
+                    tcp_loops: 500,
+                    nft_timeout: Duration::from_secs(60),
+                }
+            } else {
+                net::Settings {
+                    sizes: sizes.clone(),
+                    rounds: 15,
+                    udp_connects: 100_000,
+                    tcp_loops: 2_000,
+                    nft_timeout: Duration::from_secs(300),
+                }
+            };
+            let outcome = net::run(&built.enforcer, &work, &cgroups, &settings).map(|sizes| {
+                json.extend(net::report(&sizes, &settings));
+                results.net = sizes;
+            });
+            attempt("net", &mut json, outcome);
+        }
+        if runs("apply") {
+            let outcome = apply::run(
+                &built.enforcer,
+                &work,
+                &cgroups.enf.path,
+                largest,
+                if args.quick { 2 } else { 3 },
+            )
+            .map(|apply| {
+                json.push(apply::report(&apply));
+                results.apply = Some(apply);
+            });
+            attempt("apply", &mut json, outcome);
+        }
+        if runs("events") {
+            let seconds = if args.quick { 1 } else { 5 };
+            let outcome = events::run(
+                &built.enforcer,
+                &work,
+                &cgroups.enf.path,
+                args.event_rate,
+                Duration::from_secs(seconds),
+            )
+            .map(|storm| {
+                json.push(events::report(&storm));
+                results.events = Some(storm);
+            });
+            attempt("events", &mut json, outcome);
+        }
+    }
+    if runs("switch") {
+        let (prefixes, switches) = if args.quick {
+            (100_000, 3)
+        } else {
+            (1_000_000, 5)
+        };
+        let outcome = switch::run(&built.enforcer, &work, &cgroup.path, prefixes, switches)
+            .and_then(|record| {
+                let record: Value = serde_json::from_str(&record)?;
+                results.switch_stall_ms = record["slowest_connect_ms"]
+                    .as_f64()
+                    .map(|ms| (prefixes, ms));
+                json.push(record);
+                Ok(())
+            });
+        attempt("switch", &mut json, outcome);
+    }
+
+    json.extend(targets::report(&results, args.quick));
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "
+Whole run: {elapsed:.0} s (build included)."
+    );
+    json.push(
+        json!({"scenario": "run", "quick": args.quick, "seconds": elapsed, "failed": failed}),
+    );
+    if let Some(dir) = args.json.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("JSON: {}", args.json.display());
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The exec storm, alternating no enforcer, enforcers with exec rules, and
+/// fapolicyd (when it can run here; otherwise the reason is reported).
+fn exec_scenario(
+    args: &BenchArgs,
+    enforcer: &Path,
+    work: &Path,
+    cgroup: &BenchCgroup,
+    target: &Path,
+) -> Result<(Vec<Value>, targets::Exec)> {
+    let (rounds, execs) = if args.quick { (3, 2_000) } else { (7, 10_000) };
+    let mut scenarios: Vec<Scenario> = [None, Some(0), Some(100), Some(10_000)]
         .into_iter()
         .map(|rules| Scenario {
             name: rules.map_or("no enforcer".to_string(), |n| {
                 format!("enforcer, {n} exec rules")
             }),
-            rules,
+            enforcement: rules.map_or(Enforcement::None, Enforcement::Enforcer),
         })
         .collect();
+    let banned_dir = work.join("fapolicyd-banned");
+    fs::create_dir_all(&banned_dir)?;
+    let banned = banned_dir.join("noop");
+    fs::copy(target, &banned)?;
+    let fapolicyd = fapolicyd::Config::prepare(target, &banned);
+    let fapolicyd_status = match &fapolicyd {
+        Ok(config) => {
+            scenarios.push(Scenario {
+                name: "fapolicyd, 1 deny rule".to_string(),
+                enforcement: Enforcement::Fapolicyd,
+            });
+            json!({"scenario": "fapolicyd", "available": true, "note": config.note})
+        }
+        Err(error) => {
+            eprintln!("exec: fapolicyd cannot run here: {error:#}");
+            json!({"scenario": "fapolicyd", "available": false, "reason": format!("{error:#}")})
+        }
+    };
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
-    let cgroup = BenchCgroup::create()?;
     for round in 0..rounds {
         for (scenario, results) in scenarios.iter().zip(&mut samples) {
-            let _daemon = match scenario.rules {
-                Some(rules) => {
-                    let policy = exec_rules_policy(&work, rules)?;
-                    Some(Daemon::start(
-                        &built.enforcer,
-                        &work,
-                        &cgroup.path,
-                        &policy,
-                        &[],
-                    )?)
+            let mut _daemon = None;
+            let mut _fapolicyd = None;
+            match scenario.enforcement {
+                Enforcement::None => {}
+                Enforcement::Enforcer(rules) => {
+                    let policy = exec_rules_policy(work, rules)?;
+                    _daemon = Some(Daemon::start(enforcer, work, &cgroup.path, &policy, &[])?);
                 }
-                None => None,
-            };
-            let per_exec = exec_storm(&cgroup.path, &target, execs)?;
+                Enforcement::Fapolicyd => _fapolicyd = Some(fapolicyd::Fapolicyd::start()?),
+            }
+            let per_exec = exec_storm(&cgroup.path, target, execs)?;
             eprintln!(
                 "round {}/{rounds}: {}: {:.1} µs per exec",
                 round + 1,
@@ -94,11 +326,13 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             results.push(per_exec);
         }
     }
+    drop(fapolicyd);
 
     let baseline = median(&samples[0]);
     println!("| scenario | median µs per exec | ratio to baseline |");
     println!("|---|---|---|");
-    let mut json = Vec::new();
+    let mut json = vec![fapolicyd_status.clone()];
+    let mut exec = targets::Exec::default();
     for (scenario, results) in scenarios.iter().zip(&samples) {
         let value = median(results);
         println!(
@@ -106,26 +340,53 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             scenario.name,
             value / baseline
         );
-        json.push(format!(
-            r#"{{"scenario":"exec","name":{:?},"rules":{},"median_us":{value:.3},"ratio":{:.4},"samples_us":{:?}}}"#,
-            scenario.name,
-            scenario.rules.map_or("null".to_string(), |n| n.to_string()),
-            value / baseline,
-            results
-        ));
+        match scenario.enforcement {
+            Enforcement::Enforcer(rules) => exec.enforcer.push((rules, value / baseline)),
+            Enforcement::Fapolicyd => exec.fapolicyd = Some(value / baseline),
+            Enforcement::None => {}
+        }
+        json.push(json!({
+            "scenario": "exec",
+            "name": scenario.name,
+            "rules": match scenario.enforcement {
+                Enforcement::Enforcer(rules) => Some(rules),
+                Enforcement::Fapolicyd => Some(1),
+                Enforcement::None => None,
+            },
+            "median_us": value,
+            "ratio": value / baseline,
+            "samples_us": results,
+        }));
     }
     println!(
         "\n{rounds} rounds of {execs} posix_spawn + wait each, scenarios alternating within every round."
     );
-    if let Some(dir) = args.json.parent() {
-        fs::create_dir_all(dir)?;
+    match &fapolicyd_status["reason"] {
+        Value::String(reason) => {
+            println!("fapolicyd: not measured: {reason}");
+            exec.fapolicyd_missing = Some(reason.clone());
+        }
+        _ => {
+            if let Some(note) = fapolicyd_status["note"].as_str() {
+                println!("fapolicyd: {note}");
+            }
+        }
     }
+    Ok((json, exec))
+}
 
+fn hash_scenario(
+    args: &BenchArgs,
+    enforcer: &Path,
+    work: &Path,
+    cgroup: &BenchCgroup,
+    target: &Path,
+) -> Result<Value> {
     let windows = hash_window(
-        &built.enforcer,
-        &work,
+        enforcer,
+        work,
         &cgroup.path,
-        &target,
+        target,
         if args.quick { 10 } else { 50 },
     )?;
     let mut sorted = windows.clone();
@@ -137,35 +398,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         sorted.last().copied().unwrap_or_default(),
         windows.len()
     );
-    json.push(format!(
-        r#"{{"scenario":"hash_window","median_ms":{:.3},"max_ms":{:.3},"samples_ms":{:?}}}"#,
-        median(&windows),
-        sorted.last().copied().unwrap_or_default(),
-        windows
-    ));
-    let (packet_rounds, round_trips) = if args.quick { (3, 5_000) } else { (7, 30_000) };
-    json.extend(packets::run(
-        &built.enforcer,
-        &work,
-        &cgroup.path,
-        packet_rounds,
-        round_trips,
-    )?);
-    let (prefixes, switches) = if args.quick {
-        (100_000, 3)
-    } else {
-        (1_000_000, 5)
-    };
-    json.push(switch::run(
-        &built.enforcer,
-        &work,
-        &cgroup.path,
-        prefixes,
-        switches,
-    )?);
-    fs::write(&args.json, format!("[{}]\n", json.join(",\n")))?;
-    println!("JSON: {}", args.json.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(json!({
+        "scenario": "hash_window",
+        "median_ms": median(&windows),
+        "max_ms": sorted.last().copied().unwrap_or_default(),
+        "samples_ms": windows,
+    }))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -217,6 +455,23 @@ fn storm(name: &str, args: &[&OsStr]) -> Result<f64> {
         .with_context(|| format!("{name} output"))
 }
 
+/// Runs `xtask bench --storm ARGS...` and returns what it printed.
+fn storm_output(args: &[&OsStr]) -> Result<String> {
+    let output = Command::new(env::current_exe()?)
+        .args(["bench", "--storm"])
+        .args(args)
+        .output()
+        .context("running a bench child")?;
+    if !output.status.success() {
+        bail!(
+            "bench child {:?} failed: {}",
+            args.first(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 /// The storm itself (`xtask exec-storm CGROUP TARGET COUNT`): prints the
 /// nanoseconds `COUNT` spawn + wait cycles took.
 pub fn exec_storm_child(cgroup: &Path, target: &Path, count: usize) -> Result<ExitCode> {
@@ -252,7 +507,7 @@ pub fn exec_storm_child(cgroup: &Path, target: &Path, count: usize) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-struct BenchCgroup {
+pub struct BenchCgroup {
     path: PathBuf,
 }
 
@@ -260,6 +515,13 @@ impl BenchCgroup {
     fn create() -> Result<Self> {
         let mount = crate::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
         let path = mount.join(format!("enforcer-bench-{}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    /// A cgroup below this one; drop it before its parent.
+    fn child(&self, name: &str) -> Result<Self> {
+        let path = self.path.join(name);
         fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self { path })
     }
@@ -312,6 +574,8 @@ struct Daemon {
     enforcer: PathBuf,
     socket: PathBuf,
     pin_dir: PathBuf,
+    /// From spawning the daemon to its `ready` line.
+    ready_in: Duration,
 }
 
 impl Daemon {
@@ -324,6 +588,7 @@ impl Daemon {
     ) -> Result<(Self, Receiver<String>)> {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-bench-{}", std::process::id()));
         let socket = work.join("control.sock");
+        let started = Instant::now();
         let mut child = Command::new(enforcer)
             .args(["run", "--policy"])
             .arg(policy_file)
@@ -333,6 +598,9 @@ impl Daemon {
             .arg(&socket)
             .arg("--pin-dir")
             .arg(&pin_dir)
+            // The bench's own stored policy, not the machine's.
+            .arg("--state-dir")
+            .arg(work.join("state"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -343,8 +611,10 @@ impl Daemon {
         stdout.read_line(&mut first)?;
         if !first.contains(r#""kind":"ready""#) {
             let _ = child.kill();
+            let _ = child.wait();
             bail!("the enforcer did not become ready: {first}");
         }
+        let ready_in = started.elapsed();
         // Keep reading, so the daemon never blocks on a full pipe.
         let (lines, receiver) = mpsc::channel();
         std::thread::spawn(move || {
@@ -357,6 +627,7 @@ impl Daemon {
             enforcer: enforcer.to_path_buf(),
             socket,
             pin_dir,
+            ready_in,
         };
         Ok((daemon, receiver))
     }
@@ -418,6 +689,18 @@ impl Daemon {
 
     fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// `enforcer status --json`.
+    fn status(&self) -> Result<Value> {
+        let output = Command::new(&self.enforcer)
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()?;
+        if !output.status.success() {
+            bail!("status: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        serde_json::from_slice(&output.stdout).context("status --json output")
     }
 }
 

@@ -19,9 +19,8 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 
-use super::{Daemon, median, storm};
+use super::{Daemon, kernel, median, storm};
 
-const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 const PROG_TYPE_CGROUP_SKB: u32 = 8;
 const MESSAGE_BYTES: usize = 64;
 
@@ -54,7 +53,7 @@ pub fn run(
     rounds: usize,
     round_trips: usize,
 ) -> Result<Vec<String>> {
-    let stats = BpfStats::enable()?;
+    let stats = kernel::BpfStats::enable()?;
     let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); SCENARIOS.len()];
     let mut per_run: Vec<Vec<f64>> = vec![Vec::new(); SCENARIOS.len()];
     for round in 0..rounds {
@@ -71,7 +70,7 @@ pub fn run(
             };
             let micros = packet_storm(cgroup, round_trips)?;
             if let Some((daemon, _)) = &daemon {
-                let (time, runs) = stats.cgroup_skb_totals(daemon.pid())?;
+                let (time, runs) = cgroup_skb_totals(daemon.pid())?;
                 ensure!(runs > 0, "the cgroup_skb programs did not run");
                 per_run[index].push(time as f64 / runs as f64);
             }
@@ -179,42 +178,13 @@ pub fn packet_storm_child(cgroup: &Path, count: usize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kernel.bpf_stats_enabled` on for as long as this lives, then restored.
-struct BpfStats {
-    before: String,
-}
-
-impl BpfStats {
-    fn enable() -> Result<Self> {
-        let before =
-            fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
-        fs::write(BPF_STATS, "1").with_context(|| format!("writing {BPF_STATS}"))?;
-        Ok(Self { before })
-    }
-
-    /// Run time and run count of the cgroup_skb programs the process
-    /// `pid` holds, from its descriptors' fdinfo.
-    fn cgroup_skb_totals(&self, pid: u32) -> Result<(u64, u64)> {
-        let (mut time, mut runs) = (0, 0);
-        for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-            let Ok(info) = fs::read_to_string(entry?.path()) else {
-                continue;
-            };
-            let field = |name: &str| {
-                info.lines()
-                    .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
-            };
-            if field("prog_type:") == Some(PROG_TYPE_CGROUP_SKB.into()) {
-                time += field("run_time_ns:").unwrap_or(0);
-                runs += field("run_cnt:").unwrap_or(0);
-            }
-        }
-        Ok((time, runs))
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = fs::write(BPF_STATS, self.before.trim());
-    }
+/// Run time and run count of the cgroup_skb programs the process `pid`
+/// holds.
+fn cgroup_skb_totals(pid: u32) -> Result<(u64, u64)> {
+    Ok(kernel::programs(pid)?
+        .iter()
+        .filter(|program| program.prog_type == PROG_TYPE_CGROUP_SKB)
+        .fold((0, 0), |(time, runs), program| {
+            (time + program.run_time_ns, runs + program.run_cnt)
+        }))
 }

@@ -1,0 +1,241 @@
+//! fapolicyd as the peer of the exec scenario: one deny rule for a path
+//! the storm never runs, and an allow for everything else, checked before
+//! use by executing the denied path. fapolicyd answers fanotify permission
+//! events for every open and exec on the filesystems it watches, for the
+//! whole machine, so the bench restricts it to the filesystem type that
+//! holds the storm's binary, and runs it only while it is the scenario
+//! being measured. Its configuration files are restored, and the daemon
+//! stopped, when the guards are dropped, on every path out.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+const CONF: &str = "/etc/fapolicyd/fapolicyd.conf";
+const RULES: &str = "/etc/fapolicyd/compiled.rules";
+/// The pre-rules.d name; fapolicyd refuses to choose when both exist.
+const OLD_RULES: &str = "/etc/fapolicyd/fapolicyd.rules";
+const READY: &str = "Starting to listen for events";
+
+/// The bench's configuration in place of the installed one.
+pub struct Config {
+    saved: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// Why the daemon runs as root, when it does.
+    pub note: Option<String>,
+    user: &'static str,
+}
+
+impl Config {
+    /// Installs fapolicyd if it is missing and writes the bench's
+    /// configuration: deny executing `banned`, allow everything else,
+    /// watch only the filesystem type that holds `target`. Then checks
+    /// that the daemon starts and denies `banned`. An error says why
+    /// fapolicyd cannot run here.
+    pub fn prepare(target: &Path, banned: &Path) -> Result<Self> {
+        ensure_installed()?;
+        let running = Command::new("pgrep").args(["-x", "fapolicyd"]).output()?;
+        if running.status.success() {
+            bail!(
+                "a fapolicyd is already running here (pid {}); the bench does not touch it",
+                String::from_utf8_lossy(&running.stdout).trim()
+            );
+        }
+        let fs_type = fs_type_of(target)?;
+        let mut config = Self {
+            saved: Vec::new(),
+            note: None,
+            user: "fapolicyd",
+        };
+        for file in [CONF, RULES, OLD_RULES] {
+            config
+                .saved
+                .push((PathBuf::from(file), fs::read(file).ok()));
+        }
+        let _ = fs::remove_file(OLD_RULES);
+        fs::write(
+            RULES,
+            format!(
+                "deny perm=execute all : path={}\nallow perm=any all : all\n",
+                banned.display()
+            ),
+        )?;
+        config.write_conf(&fs_type)?;
+        let first = Fapolicyd::start();
+        let daemon = match first {
+            Err(error) if format!("{error:#}").contains("Cannot change to uid") => {
+                config.user = "root";
+                config.write_conf(&fs_type)?;
+                let said = format!("{error:#}");
+                let last = said.rsplit(" / ").next().unwrap_or(&said).to_string();
+                config.note = Some(format!(
+                    "runs as root (uid = root in its configuration): as its packaged user it \
+                     exits at start with \"{last}\""
+                ));
+                Fapolicyd::start()?
+            }
+            other => other?,
+        };
+        match Command::new(banned).status() {
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {}
+            other => {
+                drop(daemon);
+                bail!("fapolicyd did not deny {} ({other:?})", banned.display());
+            }
+        }
+        drop(daemon);
+        Ok(config)
+    }
+
+    fn write_conf(&self, fs_type: &str) -> Result<()> {
+        let user = self.user;
+        fs::write(
+            CONF,
+            format!(
+                "# written by cargo xtask bench; the installed file comes back after it\n\
+                 permissive = 0\nnice_val = 14\nq_size = 640\nuid = {user}\ngid = {user}\n\
+                 do_stat_report = 0\ndetailed_report = 0\ndb_max_size = 50\n\
+                 subj_cache_size = 1549\nobj_cache_size = 8191\nwatch_fs = {fs_type}\n\
+                 trust = file\nintegrity = none\n\
+                 syslog_format = rule,dec,perm,auid,pid,exe,:,path,ftype,trust\n\
+                 rpm_sha256_only = 0\nallow_filesystem_mark = 0\n"
+            ),
+        )
+        .with_context(|| format!("writing {CONF}"))
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        for (file, content) in &self.saved {
+            match content {
+                Some(content) => {
+                    let _ = fs::write(file, content);
+                }
+                None => {
+                    let _ = fs::remove_file(file);
+                }
+            }
+        }
+    }
+}
+
+/// A running fapolicyd (in the foreground, `--debug-deny`), stopped when
+/// dropped. It also dies with the bench (parent-death signal).
+pub struct Fapolicyd {
+    child: Child,
+}
+
+impl Fapolicyd {
+    pub fn start() -> Result<Self> {
+        let mut command = Command::new("fapolicyd");
+        command
+            .arg("--debug-deny")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().context("starting fapolicyd")?;
+        let stderr = child.stderr.take().context("piped stderr")?;
+        let (lines, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Read to the end, so fapolicyd never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut daemon = Self { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut said = Vec::new();
+        loop {
+            match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(READY) => return Ok(daemon),
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    let status = daemon.child.try_wait().ok().flatten();
+                    let tail = said.iter().rev().take(4).rev().cloned().collect::<Vec<_>>();
+                    daemon.stop();
+                    bail!(
+                        "fapolicyd did not start listening ({}): {}",
+                        status.map_or("still running after 30 s".to_string(), |status| status
+                            .to_string()),
+                        tail.join(" / ")
+                    );
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Fapolicyd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn ensure_installed() -> Result<()> {
+    if Path::new("/usr/sbin/fapolicyd").exists() {
+        return Ok(());
+    }
+    eprintln!("bench: fapolicyd is missing; apt-get install -y fapolicyd");
+    // Debian's package starts the service only under systemd; then it
+    // runs with the installed rules, and `prepare` leaves it alone.
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "fapolicyd"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get install -y fapolicyd failed ({status})");
+    }
+    Ok(())
+}
+
+/// The type of the filesystem mounted where `path` lives (the longest
+/// mount point that is a prefix of it).
+fn fs_type_of(path: &Path) -> Result<String> {
+    let path = path.canonicalize()?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mount_point = before.split_whitespace().nth(4)?;
+            let fs_type = after.split_whitespace().next()?;
+            path.starts_with(mount_point)
+                .then(|| (mount_point.len(), fs_type.to_string()))
+        })
+        .max_by_key(|&(length, _)| length)
+        .map(|(_, fs_type)| fs_type)
+        .context("no mount holds the exec target")
+}

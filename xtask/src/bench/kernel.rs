@@ -1,0 +1,157 @@
+//! What the kernel says about a daemon: its BPF programs' run time (with
+//! `kernel.bpf_stats_enabled`), the memory charged for its maps, its RSS
+//! and CPU time. All of it is read from `/proc`, never through the BPF
+//! syscall, so it works where self-protection keeps other processes away
+//! from the enforcer's objects.
+
+use std::{collections::BTreeMap, fs};
+
+use anyhow::{Context, Result};
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// `kernel.bpf_stats_enabled` on for as long as this lives, then restored
+/// to what it was, on every path out (errors included).
+pub struct BpfStats {
+    before: String,
+}
+
+impl BpfStats {
+    pub fn enable() -> Result<Self> {
+        let before =
+            fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
+        fs::write(BPF_STATS, "1").with_context(|| format!("writing {BPF_STATS}"))?;
+        Ok(Self { before })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.before.trim());
+    }
+}
+
+/// One program a process holds, from its descriptor's fdinfo.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// From `/proc/kallsyms` (`bpf_prog_<tag>_<name>`), else the type and id.
+    pub name: String,
+    pub prog_type: u32,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+impl Program {
+    pub fn ns_per_run(&self) -> Option<f64> {
+        (self.run_cnt > 0).then(|| self.run_time_ns as f64 / self.run_cnt as f64)
+    }
+}
+
+fn fdinfos(pid: u32) -> Result<Vec<String>> {
+    let mut infos = Vec::new();
+    for entry in
+        fs::read_dir(format!("/proc/{pid}/fdinfo")).with_context(|| format!("pid {pid}"))?
+    {
+        if let Ok(info) = fs::read_to_string(entry?.path()) {
+            infos.push(info);
+        }
+    }
+    Ok(infos)
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| Some(line.strip_prefix(name)?.trim()))
+}
+
+fn number(info: &str, name: &str) -> Option<u64> {
+    field(info, name)?.parse().ok()
+}
+
+/// Every BPF program the process `pid` holds a descriptor of, once each,
+/// sorted by name.
+pub fn programs(pid: u32) -> Result<Vec<Program>> {
+    let names = jited_names();
+    let mut programs = BTreeMap::new();
+    for info in fdinfos(pid)? {
+        let (Some(id), Some(prog_type)) = (number(&info, "prog_id:"), number(&info, "prog_type:"))
+        else {
+            continue;
+        };
+        let tag = field(&info, "prog_tag:").unwrap_or_default();
+        let name = names
+            .get(tag)
+            .cloned()
+            .unwrap_or_else(|| format!("type {prog_type} id {id}"));
+        programs.insert(
+            id,
+            Program {
+                name,
+                prog_type: prog_type as u32,
+                run_time_ns: number(&info, "run_time_ns:").unwrap_or(0),
+                run_cnt: number(&info, "run_cnt:").unwrap_or(0),
+            },
+        );
+    }
+    let mut programs: Vec<Program> = programs.into_values().collect();
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(programs)
+}
+
+/// Program names by tag, from the JIT's symbols (`bpf_prog_<tag>_<name>`).
+/// Empty where `net.core.bpf_jit_kallsyms` is off.
+fn jited_names() -> BTreeMap<String, String> {
+    let Ok(symbols) = fs::read_to_string("/proc/kallsyms") else {
+        return BTreeMap::new();
+    };
+    symbols
+        .lines()
+        .filter(|line| line.ends_with("[bpf]"))
+        .filter_map(|line| {
+            let symbol = line.split_whitespace().nth(2)?.strip_prefix("bpf_prog_")?;
+            let (tag, name) = symbol.split_once('_')?;
+            (tag.len() == 16).then(|| (tag.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// Maps the process holds descriptors of: their count and the bytes the
+/// kernel charges for them (`memlock:` in fdinfo), each map once.
+pub fn map_memory(pid: u32) -> Result<(usize, u64)> {
+    let mut maps = BTreeMap::new();
+    for info in fdinfos(pid)? {
+        if let (Some(id), Some(_)) = (number(&info, "map_id:"), field(&info, "map_type:")) {
+            maps.insert(id, number(&info, "memlock:").unwrap_or(0));
+        }
+    }
+    Ok((maps.len(), maps.values().sum()))
+}
+
+/// Resident memory in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .context("no VmRSS")
+}
+
+/// User plus system CPU time of the whole process, in seconds.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Ok(ticks as f64 / per_second as f64)
+}
