@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod test;
 mod toolchain;
+mod vm;
 
 use std::{fs, path::PathBuf, process::ExitCode};
 
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Measure what enforcement costs against a baseline, side by side (as root).
     Bench(bench::BenchArgs),
+    /// Run the kernel integration suite on distribution kernels under qemu.
+    VmTest(vm::VmTestArgs),
     /// The exec storm the benchmark runs inside its cgroup.
     #[command(hide = true)]
     ExecStorm {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Run { release, args } => build::run(release, &args),
         Command::Test { args } => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::VmTest(args) => vm::vm_test(&args),
         Command::ExecStorm {
             cgroup,
             target,

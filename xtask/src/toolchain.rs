@@ -164,7 +164,7 @@ fn build_bpf_linker(root: &Path, nightly: &NightlyInfo) -> Result<()> {
     Ok(())
 }
 
-fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf> {
     let base = env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
