@@ -43,7 +43,11 @@ pub struct ExecOffsets {
     pub fdtable_fd: u32,
     /// `fdtable.max_fds`
     pub fdtable_max_fds: u32,
-    pub _reserved: [u32; 3],
+    /// `task_struct.pid`: the thread id.
+    pub task_pid: u32,
+    /// `task_struct.comm`
+    pub task_comm: u32,
+    pub _reserved: u32,
 }
 
 const _: () = assert!(size_of::<ExecOffsets>() == 80);

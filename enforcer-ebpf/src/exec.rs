@@ -59,8 +59,30 @@ static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
     files_fdt: 0,
     fdtable_fd: 0,
     fdtable_max_fds: 0,
-    _reserved: [0; 3],
+    task_pid: 0,
+    task_comm: 0,
+    _reserved: 0,
 };
+
+/// The current task's process and thread ids (as `bpf_get_current_pid_tgid`
+/// packs them) and its name, read from the task itself: packet programs
+/// cannot call the helpers that tell them on kernels before 6.13 or so
+/// (Debian's 6.12 refuses `bpf_get_current_comm` there).
+#[inline(always)]
+pub(crate) fn current_task_ids() -> (u64, [u8; 16]) {
+    // SAFETY: a global written only by the loader.
+    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
+    if offsets.task_comm == 0 {
+        // No BTF, no offsets: nothing trustworthy to report.
+        return (0, [0; 16]);
+    }
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let tgid = read::<u32>(task, offsets.task_tgid).unwrap_or(0);
+    let pid = read::<u32>(task, offsets.task_pid).unwrap_or(0);
+    let comm = read::<[u8; 16]>(task, offsets.task_comm).unwrap_or([0; 16]);
+    ((u64::from(tgid) << 32) | u64::from(pid), comm)
+}
 
 /// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
 /// the programs check the scope themselves, as cgroup attachment does for

@@ -126,10 +126,7 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
         }
     }
     let (pid_tgid, comm) = if outgoing {
-        (
-            bpf_get_current_pid_tgid(),
-            bpf_get_current_comm().unwrap_or([0; 16]),
-        )
+        crate::exec::current_task_ids()
     } else {
         (0, [0; 16])
     };

@@ -662,7 +662,9 @@ pub fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         files_fdt: btf.member_offset("files_struct", "fdt")?,
         fdtable_fd: btf.member_offset("fdtable", "fd")?,
         fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
-        _reserved: [0; 3],
+        task_pid: btf.member_offset("task_struct", "pid")?,
+        task_comm: btf.member_offset("task_struct", "comm")?,
+        _reserved: 0,
     })
 }
 

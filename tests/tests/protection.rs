@@ -11,10 +11,12 @@ use std::{
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::Command,
+    thread,
+    time::{Duration, Instant},
 };
 
 use enforcer_integration_tests::{
-    Daemon, TempDir, TestCgroup,
+    Daemon, EVENT_TIMEOUT, TempDir, TestCgroup,
     bpf::{self, HOOKS, Object},
     bpf_lsm_expected, enforcer_bin, unload_pins,
 };
@@ -91,9 +93,16 @@ fn only_the_enforcer_may_touch_its_objects_pins_and_daemon() {
         String::from_utf8_lossy(&unload.stderr)
     );
     assert!(!instance.exists(), "unload removed the pins it guarded");
-    bpffs
-        .unmount()
-        .expect("with the guard gone, the pin filesystem unmounts");
+    // Links are released by a kernel worker after their last pin goes, so
+    // the guard can outlive the unload by a moment.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while let Err(error) = bpffs.unmount() {
+        assert!(
+            Instant::now() < deadline,
+            "with the guard gone, the pin filesystem unmounts: {error}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
