@@ -259,11 +259,15 @@ fn copy_payload(ctx: &SkBuffContext, packet: &Headers) -> Option<&'static mut Sc
     // SAFETY: a read of a local. It is volatile so that the compiler checks
     // the very value it passes to the helper: proving bounds of its own,
     // it would drop the check, and the verifier could not follow the proof.
-    let len = unsafe { core::ptr::read_volatile(&len) };
-    if len == 0 || len > PACKET_BYTES {
+    // The check is on `len - 1` against a constant, because Linux 6.1's
+    // verifier learns nothing from `len != 0`, and the helper refuses a
+    // length that may be zero.
+    let last = unsafe { core::ptr::read_volatile(&len.wrapping_sub(1)) };
+    if last >= PACKET_BYTES {
         return None;
     }
-    // SAFETY: `len` bytes fit in the buffer.
+    let len = last + 1;
+    // SAFETY: `len` bytes, 1 to PACKET_BYTES, fit in the buffer.
     let copied = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb.cast(),

@@ -49,13 +49,33 @@ use std::{
 use serde_json::Value;
 
 /// How long the daemon may take to print its ready line.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub fn ready_timeout() -> Duration {
+    scaled(20)
+}
 /// How long an event may take to show up on the daemon's stdout.
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub fn event_timeout() -> Duration {
+    scaled(10)
+}
 /// How long the daemon may take to exit after SIGTERM.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub fn stop_timeout() -> Duration {
+    scaled(10)
+}
 /// How long a CLI command or a probe may take.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+pub fn command_timeout() -> Duration {
+    scaled(30)
+}
+
+/// `seconds`, times `ENFORCER_TEST_TIME_SCALE` when that is set: on an
+/// emulated CPU (`cargo xtask vm-test`) everything takes several times as
+/// long, and the verifier most of all.
+fn scaled(seconds: u64) -> Duration {
+    let scale = env::var("ENFORCER_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|scale| scale.parse::<u64>().ok())
+        .filter(|&scale| scale > 0)
+        .unwrap_or(1);
+    Duration::from_secs(seconds * scale)
+}
 
 /// The enforcer binary under test, from `ENFORCER_BIN`. Panics (never skips)
 /// when it is missing, so a plain `cargo test` cannot pass by accident.
@@ -96,7 +116,7 @@ where
     command
 }
 
-/// Runs `command` to completion (at most [`COMMAND_TIMEOUT`]) and returns
+/// Runs `command` to completion (at most [`command_timeout`]) and returns
 /// its output.
 pub fn run(command: &mut Command) -> Output {
     let child = command
@@ -105,7 +125,7 @@ pub fn run(command: &mut Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-    finish(child, COMMAND_TIMEOUT, &format!("{command:?}"))
+    finish(child, command_timeout(), &format!("{command:?}"))
 }
 
 /// Waits for a child whose stdout and stderr are piped, killing it after
@@ -419,7 +439,7 @@ impl Daemon {
     }
 
     /// Runs `enforcer run --policy P --cgroup DIR --socket S` and waits up to
-    /// [`READY_TIMEOUT`] for its first stdout line, which must be
+    /// [`ready_timeout`] for its first stdout line, which must be
     /// `{"kind":"ready",...}`.
     pub fn try_start(cgroup_dir: &Path, policy: &str) -> Result<Self, StartFailure> {
         Self::try_start_with(cgroup_dir, Some(policy), &[])
@@ -575,7 +595,7 @@ impl Daemon {
         };
         let first = daemon
             .stdout
-            .wait_for(READY_TIMEOUT, |lines| lines.first().cloned());
+            .wait_for(ready_timeout(), |lines| lines.first().cloned());
         let ready = first
             .as_deref()
             .and_then(|line| serde_json::from_str::<Value>(line).ok());
@@ -629,13 +649,14 @@ impl Daemon {
         self.stdout.wait_for_event(1, predicate, timeout)
     }
 
-    /// Like [`Self::wait_for_event`] with [`EVENT_TIMEOUT`], but panics with
+    /// Like [`Self::wait_for_event`] with [`event_timeout`], but panics with
     /// everything the daemon printed when no event matches.
     pub fn expect_event(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for_event(predicate, EVENT_TIMEOUT)
+        self.wait_for_event(predicate, event_timeout())
             .unwrap_or_else(|| {
                 panic!(
-                    "no event {what} within {EVENT_TIMEOUT:?}\nevents: {:#?}\nstderr:\n{}",
+                    "no event {what} within {:?}\nevents: {:#?}\nstderr:\n{}",
+                    event_timeout(),
                     self.events(),
                     self.stderr()
                 )
@@ -693,7 +714,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the daemon to exit; panics if it does
-    /// not within [`STOP_TIMEOUT`] (it is then killed).
+    /// not within [`stop_timeout`] (it is then killed).
     /// SIGTERM, and waits for the daemon to exit. Its programs stay
     /// attached through their pins until the `Daemon` is dropped.
     pub fn stop(&mut self) -> ExitStatus {
@@ -726,7 +747,7 @@ impl Daemon {
             .arg("--pin-dir")
             .arg(&self.pin_dir));
         if let Some(mut child) = self.child.take() {
-            if wait_timeout(&mut child, STOP_TIMEOUT).is_none() {
+            if wait_timeout(&mut child, stop_timeout()).is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -737,7 +758,7 @@ impl Daemon {
         output
     }
 
-    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Waits for the
+    /// SIGTERM, wait up to [`stop_timeout`], then SIGKILL. Waits for the
     /// stderr reader, so [`Self::stderr`] is complete afterwards.
     fn terminate(&mut self) -> Result<ExitStatus, String> {
         let mut child = self.child.take().ok_or("the daemon was already stopped")?;
@@ -747,10 +768,13 @@ impl Daemon {
                 // SAFETY: kill has no memory-safety preconditions; the child
                 // has not been reaped, so its pid is still its own.
                 unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-                wait_timeout(&mut child, STOP_TIMEOUT).ok_or_else(|| {
+                wait_timeout(&mut child, stop_timeout()).ok_or_else(|| {
                     let _ = child.kill();
                     let _ = child.wait();
-                    format!("the daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it")
+                    format!(
+                        "the daemon did not exit within {:?} of SIGTERM; killed it",
+                        stop_timeout()
+                    )
                 })
             }
         };
@@ -1091,7 +1115,7 @@ fn run_netprobe(cgroup: &TestCgroup, args: &[String]) -> (u32, String) {
         .expect("cannot start netprobe");
     let pid = child.id();
     let what = format!("netprobe {}", args.join(" "));
-    let output = finish(child, COMMAND_TIMEOUT, &what);
+    let output = finish(child, command_timeout(), &what);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -1213,7 +1237,7 @@ pub fn exec_probe(
         .expect("cannot start execprobe");
     let probe_pid = child.id();
     let what = format!("execprobe {} {} {args:?}", method.arg(), path.display());
-    let output = finish(child, COMMAND_TIMEOUT, &what);
+    let output = finish(child, command_timeout(), &what);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let bad = || -> ! {
         panic!(

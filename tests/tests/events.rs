@@ -9,7 +9,7 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, EVENT_TIMEOUT, Op, Outcome, TempDir, TestCgroup, held_probe, mapped, probe,
+    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, event_timeout, held_probe, mapped, probe,
     run_probe, tcp_listener,
 };
 use serde_json::Value;
@@ -268,7 +268,7 @@ fn events_follow_streams_blocked_connections() {
 
     // The follower subscribes at some point after it starts: probe until one
     // of the probes' events comes through.
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + event_timeout();
     let mut pids = Vec::new();
     let event = loop {
         let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, 9003);
@@ -283,8 +283,9 @@ fn events_follow_streams_blocked_connections() {
         }
         assert!(
             Instant::now() < deadline,
-            "`enforcer events --follow` printed no event for pids {pids:?} within {EVENT_TIMEOUT:?}; \
+            "`enforcer events --follow` printed no event for pids {pids:?} within {:?}; \
              it printed: {:#?}",
+            event_timeout(),
             follower.lines()
         );
     };
@@ -307,14 +308,14 @@ fn events_also_go_to_a_syslog_socket_when_asked() {
     let logs = TempDir::new();
     let socket_path = logs.path().join("log");
     let log = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    log.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    log.set_read_timeout(Some(event_timeout())).unwrap();
     let cgroup = TestCgroup::new();
     let mut syslog = std::ffi::OsString::from("--syslog=");
     syslog.push(&socket_path);
     let _daemon = Daemon::start_with(&cgroup, BLOCK_LISTED, &[syslog.as_os_str()]);
     assert_eq!(probe(&cgroup, Op::TcpConnect, LISTED, port), EPERM);
     let mut buffer = vec![0u8; 64 << 10];
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + event_timeout();
     let connect = loop {
         assert!(
             Instant::now() < deadline,

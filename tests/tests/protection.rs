@@ -16,9 +16,9 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EVENT_TIMEOUT, TempDir, TestCgroup,
+    Daemon, TempDir, TestCgroup,
     bpf::{self, HOOKS, Object},
-    bpf_lsm_expected, enforcer_bin, unload_pins,
+    bpf_lsm_expected, enforcer_bin, event_timeout, unload_pins,
 };
 
 const POLICY: &str = r#"
@@ -95,7 +95,7 @@ fn only_the_enforcer_may_touch_its_objects_pins_and_daemon() {
     assert!(!instance.exists(), "unload removed the pins it guarded");
     // Links are released by a kernel worker after their last pin goes, so
     // the guard can outlive the unload by a moment.
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + event_timeout();
     while let Err(error) = bpffs.unmount() {
         assert!(
             Instant::now() < deadline,

@@ -25,6 +25,14 @@ name = "listed"
 cidrs = ["127.0.0.81/32"]
 "#;
 
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile() {
     let (_listener, port) = tcp_listener(LISTED);
@@ -50,6 +58,9 @@ fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile(
                 }
             }
         });
+        // Stops the prober however this closure ends: on a panic the scope
+        // would otherwise wait for it forever.
+        let stopper = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(200));
         let second = Daemon::start_with(
             &cgroup,
@@ -58,7 +69,7 @@ fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile(
         );
         let takeover = second.expect_event("a takeover event", |event| event["kind"] == "takeover");
         thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::Relaxed);
+        drop(stopper);
         prober.join().unwrap();
         (second, takeover)
     });

@@ -9,6 +9,9 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp CI=true RUST_BACKTRACE=1
 export ENFORCER_BIN=/enforcer/target/debug/enforcer
+# Under TCG the daemon, the verifier above all, runs several times slower:
+# the harness's timeouts stretch by this factor.
+export ENFORCER_TEST_TIME_SCALE=4
 
 mark() { printf '@@vm %s\n' "$*"; }
 uptime() { read -r seconds _ < /proc/uptime; printf '%s' "$seconds"; }
