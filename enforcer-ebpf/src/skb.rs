@@ -115,6 +115,7 @@ pub struct Headers {
 /// a bounds check; from anywhere else with a helper call. The bound keeps
 /// offsets small enough for the verifier to follow.
 const MAX_LINEAR_OFFSET: usize = 255;
+const _: () = assert!((MAX_LINEAR_OFFSET + 1).is_power_of_two());
 
 #[inline(always)]
 fn read<T: Copy>(ctx: &SkBuffContext, offset: usize) -> Option<T> {
@@ -122,7 +123,11 @@ fn read<T: Copy>(ctx: &SkBuffContext, offset: usize) -> Option<T> {
     // SAFETY: `data` and `data_end` are context fields the verifier turns
     // into packet pointers; the read is checked against the end below.
     let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
-    if offset <= MAX_LINEAR_OFFSET {
+    // A mask test rather than `offset <= MAX_LINEAR_OFFSET`, which the
+    // compiler writes as `256 > offset` with the constant in a register:
+    // Linux 6.1's verifier cannot decide that branch, follows it with an
+    // impossible range, and loses the packet pointer.
+    if offset & !MAX_LINEAR_OFFSET == 0 {
         let at = data + offset;
         // SAFETY: a read of a local. Volatile, so the compiler cannot turn
         // `at + size <= end` into `at + size - 1 < end`: the verifier only
