@@ -44,11 +44,11 @@ pub struct VmTestArgs {
     /// slowest, exec, takes about 5 under TCG).
     #[arg(long, default_value_t = 15)]
     binary_timeout_minutes: u64,
-    /// `--test-threads` for the test binaries. 0 (the default) leaves it to
-    /// libtest: one per guest CPU, as on the host. Under TCG a daemon takes
-    /// 6 to 8 s to become ready on its own and about 20 s beside another
-    /// test, so init stretches the harness's timeouts (see `vm/init.sh`).
-    #[arg(long, default_value_t = 0)]
+    /// `--test-threads` for the test binaries; 0 leaves it to libtest (one
+    /// per guest CPU, as on the host). One by default: with two, the
+    /// control tests took 434 s instead of 150 s under TCG on two host
+    /// cores, the emulated CPUs contending for them.
+    #[arg(long, default_value_t = 1)]
     test_threads: usize,
     /// qemu's CPU model. Without CMPXCHG16B: Debian 12's qemu 7.2 emulates
     /// it wrongly under TCG (it corrupts the flags), and kernel 6.12, which
