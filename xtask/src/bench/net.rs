@@ -31,6 +31,7 @@
 //! read.
 
 use std::{
+    ffi::OsStr,
     fs,
     io::ErrorKind,
     net::{SocketAddr, TcpListener, UdpSocket},
@@ -301,16 +302,7 @@ fn udp_storm(cgroups: &[&BenchCgroup], connects: usize) -> Result<Vec<[f64; 2]>>
     let connects = connects.to_string();
     let mut args = vec!["udp".as_ref(), connects.as_ref()];
     args.extend(cgroups.iter().map(|cgroup| cgroup.path.as_os_str()));
-    let output = storm_output(&args)?;
-    let values: Vec<f64> = output
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("udp storm output {output:?}"))?;
-    ensure!(
-        values.len() == 2 * cgroups.len(),
-        "udp storm output {output:?}"
-    );
+    let values = storm_numbers(&args, 2 * cgroups.len())?;
     Ok(values.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
 }
 
@@ -319,13 +311,22 @@ fn tcp_storm(cgroups: &[&BenchCgroup], loops: usize) -> Result<Vec<f64>> {
     let loops = loops.to_string();
     let mut args = vec!["tcp".as_ref(), loops.as_ref()];
     args.extend(cgroups.iter().map(|cgroup| cgroup.path.as_os_str()));
-    let output = storm_output(&args)?;
+    storm_numbers(&args, cgroups.len())
+}
+
+/// The `count` numbers a storm child printed, for the storm `args` name.
+fn storm_numbers(args: &[&OsStr], count: usize) -> Result<Vec<f64>> {
+    let output = storm_output(args)?;
     let values: Vec<f64> = output
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .with_context(|| format!("tcp storm output {output:?}"))?;
-    ensure!(values.len() == cgroups.len(), "tcp storm output {output:?}");
+        .with_context(|| format!("{:?} storm output {output:?}", args[0]))?;
+    ensure!(
+        values.len() == count,
+        "{:?} storm output {output:?}",
+        args[0]
+    );
     Ok(values)
 }
 
