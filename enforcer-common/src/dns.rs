@@ -54,7 +54,11 @@ pub struct NameRead {
 ///
 /// Labels holding a `.` are malformed: in text form they would read as two
 /// labels.
-#[inline(always)]
+// A function of its own, so that its state is off the stack frame of its
+// caller's later steps: Linux 6.1 adds each `bpf_loop` callback's frame to
+// its caller's chain, and with this state inlined `dns::judge_response`
+// plus the domain lookup under it came to 544 bytes, over the 512 limit.
+#[inline(never)]
 pub fn read_name(
     packet: &Packet<'_>,
     message: usize,
