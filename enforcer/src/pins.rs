@@ -122,6 +122,10 @@ impl Pins {
         }
     }
 
+    pub fn has_link(&self, name: &str) -> bool {
+        self.instance.join("links").join(name).exists()
+    }
+
     /// Removes the pin of link `name`, which detaches its program.
     pub fn unlink(&self, name: &str) -> Result<(), PinError> {
         let path = self.instance.join("links").join(name);

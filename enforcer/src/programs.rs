@@ -130,8 +130,9 @@ pub struct Programs {
     /// The `exec_block_loader` hook: loaded (or why not), and whether it
     /// is attached: only while a policy asks for it.
     mapping_hook: Result<bool, String>,
-    /// The packet programs of domain rules: loaded, or why not.
-    packet_programs: Result<(), String>,
+    /// The packet programs of domain rules: loaded (or why not), and
+    /// whether they are attached: only while a policy lists domains.
+    packet_programs: Result<bool, String>,
     attached_to: Option<PathBuf>,
     /// Where every link and the shared maps are pinned (see `crate::pins`).
     pins: Pins,
@@ -182,6 +183,7 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
                 .load()
                 .map_err(|source| ProgramsError::Program { name, source })
         })
+        .map(|()| false)
         .map_err(|error| error.to_string());
     let btf = Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
     let exec = match (offsets, &btf) {
@@ -369,16 +371,6 @@ impl Programs {
                 .map_err(|source| ProgramsError::Program { name, source })?;
             self.pin(name, link)?;
         }
-        if self.packet_programs.is_ok() {
-            for (name, attach_type) in PACKET_PROGRAMS {
-                let program = packet_program(&mut self.ebpf, name)?;
-                let link = program
-                    .attach(&file, attach_type, CgroupAttachMode::Single)
-                    .and_then(|id| program.take_link(id))
-                    .map_err(|source| ProgramsError::Program { name, source })?;
-                self.pin(name, link)?;
-            }
-        }
         if let ExecSupport::Enforced(method) = self.exec {
             self.attach_exec(method, &file)?;
         }
@@ -553,12 +545,65 @@ impl Programs {
         Ok(())
     }
 
-    /// Refuses a policy with exec rules where no exec hook loaded, rather
-    /// than pretending to enforce them.
+    /// Attaches the packet programs while `on`, detaches them otherwise.
+    /// They run for every packet in the cgroup, so they run only while a
+    /// policy lists domains.
+    pub fn set_packet_programs(&mut self, on: bool) -> Result<(), ProgramsError> {
+        let attached = match &self.packet_programs {
+            Ok(attached) => *attached,
+            Err(reason) if on => return Err(ProgramsError::DomainsUnavailable(reason.clone())),
+            Err(_) => return Ok(()),
+        };
+        match (on, attached) {
+            (true, false) => {
+                let cgroup = self
+                    .attached_to
+                    .clone()
+                    .expect("packet programs are switched only after `attach`");
+                let file = File::open(&cgroup).map_err(|source| ProgramsError::Cgroup {
+                    path: cgroup,
+                    source,
+                })?;
+                for (name, attach_type) in PACKET_PROGRAMS {
+                    let program = packet_program(&mut self.ebpf, name)?;
+                    let attached = program
+                        .attach(&file, attach_type, CgroupAttachMode::Single)
+                        .and_then(|id| program.take_link(id))
+                        .map_err(|source| ProgramsError::Program { name, source })
+                        .and_then(|link| self.pin(name, link));
+                    if let Err(error) = attached {
+                        // Both or neither: a lone egress would learn
+                        // nothing from answers.
+                        self.detach_packet_programs()?;
+                        return Err(error);
+                    }
+                }
+            }
+            (false, true) => self.detach_packet_programs()?,
+            _ => {}
+        }
+        self.packet_programs = Ok(on);
+        Ok(())
+    }
+
+    /// Removes whichever packet program pins exist: the pin is a link's
+    /// last reference.
+    fn detach_packet_programs(&mut self) -> Result<(), ProgramsError> {
+        for (name, _) in PACKET_PROGRAMS {
+            if self.pins.has_link(name) {
+                self.pins.unlink(name)?;
+                if let Ok(guard) = &mut self.guard {
+                    guard.release_link(name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How domain rules are enforced here: "kernel", or why they cannot be.
     pub fn domain_support(&self) -> String {
         match &self.packet_programs {
-            Ok(()) => "kernel".to_string(),
+            Ok(_) => "kernel".to_string(),
             Err(reason) => format!("unavailable: {reason}"),
         }
     }
@@ -567,7 +612,7 @@ impl Programs {
     /// pretending to enforce them.
     pub fn check_support(&self, policy: &Policy) -> Result<(), ProgramsError> {
         if let Err(reason) = &self.packet_programs
-            && policy.rules.iter().any(|rule| !rule.domains.is_empty())
+            && policy.lists_domains()
         {
             return Err(ProgramsError::DomainsUnavailable(reason.clone()));
         }
@@ -610,9 +655,7 @@ impl Programs {
             .then_some(GUARD_PROGRAMS)
             .into_iter()
             .flatten();
-        let packet = self
-            .packet_programs
-            .is_ok()
+        let packet = matches!(self.packet_programs, Ok(true))
             .then_some(PACKET_PROGRAMS.map(|(name, _)| name))
             .into_iter()
             .flatten();

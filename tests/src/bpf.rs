@@ -12,9 +12,13 @@ use std::{
 };
 
 /// The cgroup hooks the enforcer attaches to (`enum bpf_attach_type`).
+/// [`HOOKS`] are the socket hooks, always attached; the packet hooks only
+/// while the policy lists domains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Hook {
+    Ingress = 0,
+    Egress = 1,
     Connect4 = 10,
     Connect6 = 11,
     Sendmsg4 = 14,

@@ -11,8 +11,13 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup, command_in, dns::DnsServer, dns::Transport,
-    dns::Zone, dns_query, probe, run, tcp_listener, tls_hello, tls_listener, udp_receiver,
+    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup,
+    bpf::{self, Hook},
+    command_in,
+    dns::DnsServer,
+    dns::Transport,
+    dns::Zone,
+    dns_query, probe, run, tcp_listener, tls_hello, tls_listener, udp_receiver,
 };
 
 const WHATSAPP_POLICY: &str = r#"
@@ -372,4 +377,66 @@ fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
         "{status}"
     );
     assert_eq!(status["counters"]["lookup_faults"], 0, "{status}");
+}
+
+/// The packet programs read every packet in the cgroup, so they are
+/// attached only while the policy lists domains: before the generation that
+/// first lists one goes live, and detached after the one that lists none.
+#[test]
+fn packet_programs_run_only_while_the_policy_lists_domains() {
+    let server_addr = Ipv4Addr::new(127, 0, 0, 90);
+    let server = DnsServer::start(
+        server_addr,
+        Zone::new().a("web.whatsapp.com", Ipv4Addr::new(127, 0, 0, 91), 60),
+    );
+    let cgroup = TestCgroup::new();
+    let query = || {
+        dns_query(
+            &cgroup,
+            Transport::Udp,
+            server_addr,
+            "web.whatsapp.com",
+            "A",
+        )
+    };
+    let packet_hooks = || {
+        [Hook::Egress, Hook::Ingress]
+            .map(|hook| bpf::attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY"))
+    };
+    let listed = |daemon: &Daemon| {
+        let status = daemon.status_json();
+        let programs = status["programs"].as_array().expect("a program list");
+        ["egress", "ingress"].map(|name| programs.iter().any(|p| p == name))
+    };
+    let cidrs_only = r#"
+version = 1
+
+[[block]]
+name = "telegram"
+cidrs = ["149.154.160.0/20"]
+"#;
+
+    let mut daemon = Daemon::start(&cgroup, cidrs_only);
+    assert_eq!(packet_hooks(), [0, 0]);
+    assert_eq!(listed(&daemon), [false, false]);
+    assert!(answered(&query()));
+
+    let output = daemon.apply(WHATSAPP_POLICY);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(packet_hooks(), [1, 1]);
+    assert_eq!(listed(&daemon), [true, true]);
+    let outcome = query();
+    assert!(refused(&outcome), "{outcome:?}");
+
+    let output = daemon.apply(cidrs_only);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(listed(&daemon), [false, false]);
+    // The kernel releases a link from a worker once its pin is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while packet_hooks() != [0, 0] && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(packet_hooks(), [0, 0]);
+    assert!(answered(&query()));
+    assert_eq!(server.queries().len(), 2, "{:?}", server.queries());
 }

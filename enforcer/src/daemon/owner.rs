@@ -171,6 +171,7 @@ impl Owner {
         programs.image_live(image)?;
         programs.attach(&cgroup)?;
         programs.set_mapping_hook(policy.options.exec_block_loader)?;
+        programs.set_packet_programs(policy.lists_domains())?;
         let live = Live {
             number,
             policy,
@@ -430,9 +431,14 @@ impl Owner {
         self.rules.set_digests(self.content.labels());
         // The mapping hook goes on before a generation that wants it, and
         // off only after the last one that did.
+        // So do the packet programs for domains.
         let loader = policy.options.exec_block_loader;
+        let domains = policy.lists_domains();
         if loader {
             self.programs.set_mapping_hook(true)?;
+        }
+        if domains {
+            self.programs.set_packet_programs(true)?;
         }
         let image = self
             .slot
@@ -440,6 +446,9 @@ impl Owner {
         self.programs.image_live(image)?;
         if !loader {
             self.programs.set_mapping_hook(false)?;
+        }
+        if !domains {
+            self.programs.set_packet_programs(false)?;
         }
         // The files stay the live ones' until `apply` says otherwise: a
         // reinstall after a path or content change is the same policy.

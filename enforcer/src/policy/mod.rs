@@ -185,6 +185,12 @@ impl Options {
 }
 
 impl Policy {
+    /// Whether any rule names domains: only then do the packet programs
+    /// run.
+    pub fn lists_domains(&self) -> bool {
+        self.rules.iter().any(|rule| !rule.domains.is_empty())
+    }
+
     /// The rules the kernel enforces: the policy's own, then one for each
     /// network switch of `[options]` that is on. Events name the latter
     /// `options.KEY`.
