@@ -18,6 +18,7 @@ use enforcer::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    daemon::share_one_allocator_arena();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

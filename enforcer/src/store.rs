@@ -6,6 +6,10 @@
 //! and diff starts from. A write goes to a temporary file that is synced
 //! and then renamed over the old one, and the directory is synced, so a
 //! crash at any point leaves either the old policy or the new one, whole.
+//!
+//! The policy in force before the last change is kept beside it, for
+//! `policy rollback`. Neither is held in the daemon's memory: a policy of a
+//! million CIDRs is tens of megabytes of text.
 
 use std::{
     fs::{self, File},
@@ -20,6 +24,10 @@ use crate::policy::{Sha256 as Sha256Digest, Source};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/enforcer";
 const POLICY_FILE: &str = "policy.json";
+/// The policy before the last change.
+const PREVIOUS_FILE: &str = "previous.json";
+/// The policy a change replaced, until the change is committed or reverted.
+const OUTGOING_FILE: &str = "outgoing.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,7 +87,15 @@ impl PolicyStore {
 
     /// The stored policy, or `None` when none was ever stored.
     pub fn load(&self) -> Result<Option<StoredPolicy>, StoreError> {
-        let path = self.path();
+        self.load_file(self.path())
+    }
+
+    /// The policy in force before the last change, or `None`.
+    pub fn load_previous(&self) -> Result<Option<StoredPolicy>, StoreError> {
+        self.load_file(self.dir.join(PREVIOUS_FILE))
+    }
+
+    fn load_file(&self, path: PathBuf) -> Result<Option<StoredPolicy>, StoreError> {
         let text = match fs::read(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -90,21 +106,45 @@ impl PolicyStore {
             .map_err(|source| StoreError::Corrupt { path, source })
     }
 
-    /// Replaces the stored policy, atomically and durably.
-    pub fn save(&self, policy: &StoredPolicy) -> Result<(), StoreError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
+    /// Stores `policy` in place of the stored one, which is set aside
+    /// until the change is committed (it becomes the previous policy) or
+    /// reverted (it is stored again). Storing the policy already stored
+    /// changes nothing.
+    pub fn replace(&self, policy: &StoredPolicy) -> Result<Replacement, StoreError> {
         fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+        let json = serde_json::to_vec(policy).expect("policies serialize");
+        let path = self.path();
+        let outgoing = self.dir.join(OUTGOING_FILE);
+        remove_if_present(&outgoing)?;
+        let set_aside = match fs::read(&path) {
+            Ok(stored) if stored == json => return Ok(Replacement::unchanged(self.clone())),
+            Ok(_) => fs::hard_link(&path, &outgoing).map(|()| true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+        .map_err(io_error(&path))?;
+        if let Err(error) = self.write(&json) {
+            if set_aside {
+                let _ = fs::remove_file(&outgoing);
+            }
+            return Err(error);
+        }
+        Ok(Replacement {
+            store: self.clone(),
+            set_aside,
+            changed: true,
+        })
+    }
+
+    /// Replaces the stored policy, atomically and durably.
+    fn write(&self, json: &[u8]) -> Result<(), StoreError> {
         let path = self.path();
         let temporary = self
             .dir
             .join(format!(".{POLICY_FILE}.{}", std::process::id()));
-        let json = serde_json::to_vec(policy).expect("policies serialize");
         let written = File::create(&temporary)
             .and_then(|mut file| {
-                file.write_all(&json)?;
+                file.write_all(json)?;
                 file.sync_all()
             })
             .and_then(|()| fs::rename(&temporary, &path))
@@ -113,6 +153,72 @@ impl PolicyStore {
             let _ = fs::remove_file(&temporary);
         }
         written.map_err(io_error(&path))
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error(&self.dir))
+    }
+}
+
+/// A stored policy that replaced another, not yet committed or reverted.
+/// Dropped without either, the set-aside policy stays until the next
+/// replacement clears it away, and the previous policy is the one before.
+#[must_use = "a replacement is committed or reverted"]
+pub struct Replacement {
+    store: PolicyStore,
+    /// Whether a policy was stored before, and is now set aside.
+    set_aside: bool,
+    changed: bool,
+}
+
+impl Replacement {
+    fn unchanged(store: PolicyStore) -> Self {
+        Self {
+            store,
+            set_aside: false,
+            changed: false,
+        }
+    }
+
+    /// The new policy is in force: the one it replaced becomes the
+    /// previous policy.
+    pub fn commit(self) -> Result<(), StoreError> {
+        if !self.set_aside {
+            return Ok(());
+        }
+        let previous = self.store.dir.join(PREVIOUS_FILE);
+        fs::rename(self.store.dir.join(OUTGOING_FILE), &previous).map_err(io_error(&previous))?;
+        self.store.sync_dir()
+    }
+
+    /// The new policy did not go into force: the one it replaced is the
+    /// stored policy again.
+    pub fn revert(self) -> Result<(), StoreError> {
+        if !self.changed {
+            return Ok(());
+        }
+        let path = self.store.path();
+        if self.set_aside {
+            fs::rename(self.store.dir.join(OUTGOING_FILE), &path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .map_err(io_error(&path))?;
+        self.store.sync_dir()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { path, source }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(io_error(path)(error)),
+        _ => Ok(()),
     }
 }
 
@@ -147,12 +253,8 @@ mod tests {
         let dir = ScratchDir::new("store");
         let store = PolicyStore::new(dir.join("state"));
         assert!(store.load().unwrap().is_none());
-        store
-            .save(&StoredPolicy::unsigned(vec![source(
-                "a.toml",
-                "version = 1\n",
-            )]))
-            .unwrap();
+        let first = StoredPolicy::unsigned(vec![source("a.toml", "version = 1\n")]);
+        store.replace(&first).unwrap().commit().unwrap();
         let signed = StoredPolicy {
             sources: vec![source("b.toml", "version = 1\n"), source("c.toml", "")],
             signed: Some(Signed {
@@ -160,10 +262,52 @@ mod tests {
                 signature: "cd".into(),
             }),
         };
-        store.save(&signed).unwrap();
+        store.replace(&signed).unwrap().commit().unwrap();
         assert_eq!(store.load().unwrap().unwrap(), signed);
-        let leftovers: Vec<_> = fs::read_dir(dir.join("state")).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        assert_eq!(store.load_previous().unwrap().unwrap(), first);
+        let mut left: Vec<_> = fs::read_dir(dir.join("state"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [POLICY_FILE, PREVIOUS_FILE],
+            "no temporary file is left"
+        );
+    }
+
+    #[test]
+    fn a_reverted_replacement_leaves_the_store_as_it_was() {
+        let dir = ScratchDir::new("store-revert");
+        let store = PolicyStore::new(&*dir);
+        let [one, two, three] =
+            ["1", "2", "3"].map(|text| StoredPolicy::unsigned(vec![source("p.toml", text)]));
+
+        store.replace(&one).unwrap().revert().unwrap();
+        assert!(store.load().unwrap().is_none());
+
+        store.replace(&one).unwrap().commit().unwrap();
+        store.replace(&two).unwrap().commit().unwrap();
+        let replacement = store.replace(&three).unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), three);
+        replacement.revert().unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), two);
+        assert_eq!(store.load_previous().unwrap().unwrap(), one);
+    }
+
+    #[test]
+    fn storing_the_stored_policy_again_keeps_the_previous_one() {
+        let dir = ScratchDir::new("store-same");
+        let store = PolicyStore::new(&*dir);
+        let [one, two] =
+            ["1", "2"].map(|text| StoredPolicy::unsigned(vec![source("p.toml", text)]));
+        store.replace(&one).unwrap().commit().unwrap();
+        store.replace(&two).unwrap().commit().unwrap();
+        store.replace(&two).unwrap().commit().unwrap();
+        assert_eq!(store.load_previous().unwrap().unwrap(), one);
+        store.replace(&two).unwrap().revert().unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), two);
     }
 
     #[test]

@@ -229,8 +229,10 @@ fn daemon_refuses_a_directory_that_is_not_a_cgroup() {
     );
 }
 
+/// The policy before the last apply is kept on disk, so a restarted
+/// daemon can still go back to it.
 #[test]
-fn rollback_returns_to_the_policy_before_the_last_apply() {
+fn rollback_returns_to_the_policy_before_the_last_apply_across_a_restart() {
     let (_first, first_port) = tcp_listener(FIRST);
     let (_second, second_port) = tcp_listener(SECOND);
     let cgroup = TestCgroup::new();
@@ -243,6 +245,9 @@ fn rollback_returns_to_the_policy_before_the_last_apply() {
         probe(&cgroup, Op::TcpConnect, FIRST, first_port),
         Outcome::Ok
     );
+    daemon.stop();
+    let daemon = daemon.start_from_store(&cgroup);
+    assert_eq!(daemon.status_json()["generation"], 3);
 
     let rolled_back = run(enforcer_integration_tests::enforcer(["policy", "rollback"])
         .arg("--socket")
@@ -255,7 +260,7 @@ fn rollback_returns_to_the_policy_before_the_last_apply() {
     );
     let status = daemon.status_json();
     assert_eq!(status["policy_sha256"], first_hash);
-    assert_eq!(status["generation"], 3, "a rollback is a new generation");
+    assert_eq!(status["generation"], 4, "a rollback is a new generation");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::hashes::ContentBans;
+use super::{hashes::ContentBans, release_freed_memory};
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, Response, StatusReport},
@@ -35,9 +35,10 @@ pub struct Reach {
     pub cgroup_path: String,
     /// Where copies of banned content are looked for at start.
     pub hash_roots: Vec<PathBuf>,
-    /// Where each applied policy is kept, and the first one.
+    /// Where each applied policy is kept, and the content hash of the
+    /// first one.
     pub store: PolicyStore,
-    pub stored: StoredPolicy,
+    pub sha256: String,
 }
 
 /// Where this daemon's numbering and hashing start: where the daemon it
@@ -97,8 +98,6 @@ pub struct Owner {
     /// Seeds every generation's domain table (see `compile::compile`).
     domain_seed: u64,
     store: PolicyStore,
-    /// The policy in force before the last apply, for rollback.
-    previous: Option<StoredPolicy>,
     live: Live,
 }
 
@@ -106,8 +105,8 @@ pub struct Owner {
 struct Live {
     number: u64,
     policy: Policy,
-    /// The policy as stored (files and signature), and its content hash.
-    stored: StoredPolicy,
+    /// The content hash of the policy's files as stored (the files
+    /// themselves stay on disk, see `crate::store`).
     sha256: String,
     resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
@@ -151,7 +150,7 @@ impl Owner {
             cgroup_path,
             hash_roots,
             store,
-            stored,
+            sha256,
         } = reach;
         let Kernel {
             mut programs,
@@ -175,8 +174,7 @@ impl Owner {
         let live = Live {
             number,
             policy,
-            sha256: crate::store::digest(&stored.sources),
-            stored,
+            sha256,
             resolution,
             stats: compiled.stats,
             applied_at: SystemTime::now(),
@@ -195,7 +193,6 @@ impl Owner {
             hash_roots,
             domain_seed,
             store,
-            previous: None,
             live,
         };
         owner.watch_paths();
@@ -225,7 +222,11 @@ impl Owner {
     /// Serves commands until every sender is gone, then drops the programs,
     /// which detaches them.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        release_freed_memory();
         while let Some(command) = commands.blocking_recv() {
+            // Apply and rollback hand their report to the server, which
+            // releases the memory once it has sent it.
+            let internal = matches!(command, Command::ResolvePaths | Command::ContentFound(_));
             match command {
                 Command::Apply {
                     policy,
@@ -238,12 +239,13 @@ impl Owner {
                     let _ = reply.send(self.status());
                 }
                 Command::Rollback { peer, reply } => {
-                    let response = match self.previous.clone() {
-                        Some(previous) => self.apply(previous, peer),
-                        None => Response::Error {
-                            message: "no earlier policy to roll back to: none was applied \
-                                      since the daemon started"
-                                .into(),
+                    let response = match self.store.load_previous() {
+                        Ok(Some(previous)) => self.apply(previous, peer),
+                        Ok(None) => Response::Error {
+                            message: "no earlier policy to roll back to: none is stored".into(),
+                        },
+                        Err(error) => Response::Error {
+                            message: format!("cannot roll back: {error}"),
                         },
                     };
                     let _ = reply.send(response);
@@ -253,6 +255,9 @@ impl Owner {
                 }
                 Command::ResolvePaths => self.resolve_paths_again(),
                 Command::ContentFound(found) => self.content_found(found),
+            }
+            if internal {
+                release_freed_memory();
             }
         }
         if let Err(error) = self.programs.hand_over() {
@@ -306,20 +311,30 @@ impl Owner {
         };
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
+        let sha256 = crate::store::digest(&stored.sources);
         // Stored first: what is in force must be what a reboot finds.
-        if let Err(error) = self.store.save(&stored) {
-            return Response::Error {
-                message: format!(
-                    "the policy was not applied, generation {} stays in force: {error}",
-                    self.live.number
-                ),
-            };
-        }
+        let replacement = match self.store.replace(&stored) {
+            Ok(replacement) => replacement,
+            Err(error) => {
+                return Response::Error {
+                    message: format!(
+                        "the policy was not applied, generation {} stays in force: {error}",
+                        self.live.number
+                    ),
+                };
+            }
+        };
+        drop(stored);
         match self.install(policy, resolution, Some(peer)) {
             Ok(()) => {
                 self.content.commit(prepared);
-                self.live.sha256 = crate::store::digest(&stored.sources);
-                self.previous = Some(std::mem::replace(&mut self.live.stored, stored));
+                self.live.sha256 = sha256;
+                if let Err(error) = replacement.commit() {
+                    eprintln!(
+                        "enforcer: the policy before generation {} is lost for rollback: {error}",
+                        self.live.number
+                    );
+                }
                 self.hub.publish(&Event::now(EventBody::PolicyApplied {
                     generation: self.live.number,
                     rules: self.live.policy.rules.len(),
@@ -336,7 +351,7 @@ impl Owner {
                 })
             }
             Err(error) => {
-                if let Err(restore) = self.store.save(&self.live.stored) {
+                if let Err(restore) = replacement.revert() {
                     eprintln!(
                         "enforcer: the stored policy is now one that is not in force: {restore}"
                     );
@@ -455,7 +470,6 @@ impl Owner {
         self.live = Live {
             number,
             policy,
-            stored: std::mem::replace(&mut self.live.stored, StoredPolicy::unsigned(Vec::new())),
             sha256: std::mem::take(&mut self.live.sha256),
             resolution,
             stats: compiled.stats,

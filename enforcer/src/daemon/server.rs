@@ -11,7 +11,10 @@ use tokio::{
     time::timeout,
 };
 
-use super::owner::{Command, Peer};
+use super::{
+    owner::{Command, Peer},
+    release_freed_memory,
+};
 use crate::{
     control::{FrameError, Request, Response, read_frame, write_frame},
     events::{Event, EventBody, hub::EventHub},
@@ -125,7 +128,7 @@ async fn handle(
         }
         Request::Rollback => {
             let response = ask(&commands, |reply| Command::Rollback { peer, reply }).await;
-            write_frame(&mut stream, &response).await
+            reply_and_release(&mut stream, response).await
         }
         Request::Unload if !root => {
             let message = "only root may remove enforcement".to_string();
@@ -159,7 +162,17 @@ async fn apply(
         reply,
     })
     .await;
-    write_frame(stream, &response).await
+    reply_and_release(stream, response).await
+}
+
+/// Sends the report of an apply or a rollback, then releases what the
+/// policy's parsing, compiling and report freed: a diff between two large
+/// policies alone can hold a hundred megabytes until it is written here.
+async fn reply_and_release(stream: &mut UnixStream, response: Response) -> Result<(), FrameError> {
+    let written = write_frame(stream, &response).await;
+    drop(response);
+    release_freed_memory();
+    written
 }
 
 /// Refuses a policy for its signature, and says so in an event too.
