@@ -211,7 +211,10 @@ fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
     );
     assert!(
         refused(&outcome),
-        "with query blocking on, the response for the chain is dropped: {outcome:?}"
+        "with query blocking on, the response for the chain is dropped: {outcome:?}\n\
+         counters: {}\nevents: {:?}",
+        daemon.status_json()["counters"],
+        daemon.events()
     );
     assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), EPERM);
     let event = daemon.expect_event("a learned event", |event| event["kind"] == "learned");

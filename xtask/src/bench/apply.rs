@@ -18,7 +18,7 @@ pub struct ApplyResult {
     pub size: usize,
     pub onto_small_ms: Vec<f64>,
     pub change_ms: Vec<f64>,
-    pub rss_after_kib: u64,
+    pub rss_after: kernel::Rss,
 }
 
 pub fn run(
@@ -65,7 +65,7 @@ pub fn run(
         size,
         onto_small_ms,
         change_ms,
-        rss_after_kib: kernel::rss_kib(daemon.pid())?,
+        rss_after: kernel::rss(daemon.pid())?,
     })
 }
 
@@ -89,8 +89,9 @@ pub fn report(result: &ApplyResult) -> Value {
         rounded(&result.change_ms)
     );
     println!(
-        "\nDaemon RSS after these applies: {:.1} MiB.",
-        result.rss_after_kib as f64 / 1024.0
+        "\nDaemon RSS after these applies: {:.1} MiB, of which {:.1} MiB mapped kernel maps.",
+        result.rss_after.total_kib as f64 / 1024.0,
+        result.rss_after.kernel_maps_kib as f64 / 1024.0
     );
     json!({
         "scenario": "apply",
@@ -100,7 +101,8 @@ pub fn report(result: &ApplyResult) -> Value {
         "change_ms": result.change_ms,
         "onto_small_median_ms": median(&result.onto_small_ms),
         "change_median_ms": median(&result.change_ms),
-        "rss_after_kib": result.rss_after_kib,
+        "rss_after_kib": result.rss_after.total_kib,
+        "rss_after_mapped_kernel_maps_kib": result.rss_after.kernel_maps_kib,
     })
 }
 

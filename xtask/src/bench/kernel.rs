@@ -127,20 +127,55 @@ pub fn map_memory(pid: u32) -> Result<(usize, u64)> {
     Ok((maps.len(), maps.values().sum()))
 }
 
-/// Resident memory in KiB (`VmRSS`).
-pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("VmRSS:")?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .context("no VmRSS")
+/// A process's resident memory, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Rss {
+    /// `VmRSS`: everything resident, mappings of kernel maps included.
+    pub total_kib: u64,
+    /// Resident pages of mapped BPF maps (the event ring buffer): kernel
+    /// memory, charged to the map and counted with the kernel's maps.
+    pub kernel_maps_kib: u64,
+}
+
+impl Rss {
+    /// What the process itself holds: heap, stacks, code.
+    pub fn own_kib(&self) -> u64 {
+        self.total_kib.saturating_sub(self.kernel_maps_kib)
+    }
+}
+
+pub fn rss(pid: u32) -> Result<Rss> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let kib = |line: &str, key: &str| -> Option<u64> {
+        line.strip_prefix(key)?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (mut total_kib, mut kernel_maps_kib) = (0, 0);
+    let mut bpf_map = false;
+    for line in smaps.lines() {
+        // A mapping's header (address range, perms, ..., name); every
+        // other line is a `Key:` field of the mapping above.
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| !first.ends_with(':'))
+        {
+            bpf_map = line.ends_with("anon_inode:bpf-map");
+        } else if let Some(value) = kib(line, "Rss:") {
+            total_kib += value;
+            if bpf_map {
+                kernel_maps_kib += value;
+            }
+        }
+    }
+    Ok(Rss {
+        total_kib,
+        kernel_maps_kib,
+    })
 }
 
 /// User plus system CPU time of the whole process, in seconds.

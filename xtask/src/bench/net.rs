@@ -77,7 +77,7 @@ pub struct SizeResult {
     pub nft_baseline: [Vec<f64>; 3],
     pub programs: Vec<kernel::Program>,
     pub ready_s: f64,
-    pub rss_kib: u64,
+    pub rss: kernel::Rss,
     pub maps: (usize, u64),
     /// The live generation image (`status`: words × 8). The daemon holds
     /// no descriptor of it (it lives in the outer map), so it is not in
@@ -261,7 +261,7 @@ pub fn run(
             nft_baseline,
             programs,
             ready_s,
-            rss_kib: kernel::rss_kib(daemon.pid())?,
+            rss: kernel::rss(daemon.pid())?,
             maps: kernel::map_memory(daemon.pid())?,
             image_bytes,
             nft: table.map(|(_, loaded)| loaded),
@@ -629,9 +629,9 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
 
     println!("\nPolicy load and memory per size:\n");
     println!(
-        "| CIDRs | enforcer start to ready s | daemon RSS MiB | kernel maps MiB | of which image MiB | nft -f s | nft peak RSS MiB |"
+        "| CIDRs | enforcer start to ready s | daemon RSS MiB | of which mapped kernel maps MiB | kernel maps MiB | of which image MiB | nft -f s | nft peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for result in results {
         let (nft_s, nft_rss) = match &result.nft {
             Ok(loaded) => (
@@ -641,10 +641,11 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
             Err(error) => (format!("failed: {error}"), "-".to_string()),
         };
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {} | {nft_s} | {nft_rss} |",
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {nft_s} | {nft_rss} |",
             size_label(result.size),
             result.ready_s,
-            result.rss_kib as f64 / 1024.0,
+            result.rss.total_kib as f64 / 1024.0,
+            result.rss.kernel_maps_kib as f64 / 1024.0,
             result.kernel_bytes() as f64 / 1048576.0,
             result.image_bytes.map_or("-".to_string(), |bytes| format!(
                 "{:.1}",
@@ -655,7 +656,8 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
             "scenario": "memory",
             "cidrs": result.size,
             "ready_s": result.ready_s,
-            "daemon_rss_kib": result.rss_kib,
+            "daemon_rss_kib": result.rss.total_kib,
+            "daemon_rss_mapped_kernel_maps_kib": result.rss.kernel_maps_kib,
             "maps_held": result.maps.0,
             "maps_held_memlock_bytes": result.maps.1,
             "image_bytes": result.image_bytes,
@@ -669,7 +671,9 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
         "\nKernel maps: the sum of `memlock:` over the map descriptors the daemon holds (each \
          map once), plus the live generation image, which it holds no descriptor of (it lives \
          in the outer map; its size from `status`). nft: the `nft -f` that loaded the sets, \
-         its wall time and peak RSS; the kernel's memory for the sets is not counted."
+         its wall time and peak RSS; the kernel's memory for the sets is not counted. Daemon RSS \
+         includes the event ring buffer, a kernel map the daemon maps to read; its pages are \
+         shown apart and counted with the kernel maps."
     );
     json
 }

@@ -303,15 +303,18 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
     let target = "daemon RSS < 30 MB with 1M CIDRs loaded";
     rows.push(match measured.at_or_largest(MILLION) {
         Some((result, exact)) => {
-            let mb = result.rss_kib as f64 * 1024.0 / 1e6;
+            let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
+            let own = mb(result.rss.own_kib());
             Row {
                 target: target.into(),
                 measured: format!(
-                    "{mb:.1} MB at start{}; kernel maps {:.1} MB separately",
+                    "{own:.1} MB at start{} (VmRSS {:.1} MB less the mapped event ring); \
+                     kernel maps {:.1} MB separately",
                     at_label(result, exact),
+                    mb(result.rss.total_kib),
                     result.kernel_bytes() as f64 / 1e6
                 ),
-                pass: judged(exact, mb < 30.0),
+                pass: judged(exact, own < 30.0),
             }
         }
         None => not_run(target),
