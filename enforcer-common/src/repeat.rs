@@ -28,6 +28,12 @@ pub trait Step {
 /// constant start) and compares with anything stays exact, so every
 /// iteration looks new. Loop state therefore starts from [`Repeat::opaque`]
 /// values.
+///
+/// Kernels before 6.7 also verify a `bpf_loop` callback as if it ran
+/// once. A count the steps raise then looks like at most 1 to the code
+/// after the loop, which the verifier cuts as dead where it tests for
+/// more. So a count a loop leaves behind is read through
+/// [`Repeat::opaque`] too.
 pub trait Repeat {
     fn repeat<S: Step>(&self, times: u32, state: &mut S);
 
