@@ -9,7 +9,7 @@ pub mod takeover;
 
 use std::{
     fs::{self, OpenOptions},
-    io,
+    io::{self, BufWriter},
     os::unix::{fs::PermissionsExt as _, net::UnixDatagram},
     path::{Path, PathBuf},
     sync::Arc,
@@ -270,7 +270,7 @@ fn lift_memlock_limit() {
 }
 
 fn outputs(events_file: Option<&Path>, syslog: Option<&Path>) -> Result<Vec<Output>, DaemonError> {
-    let mut outputs = vec![Output::new("stdout", io::stdout())];
+    let mut outputs = vec![Output::new("stdout", BufWriter::new(io::stdout()))];
     if let Some(path) = events_file {
         let file = OpenOptions::new()
             .create(true)
@@ -280,7 +280,10 @@ fn outputs(events_file: Option<&Path>, syslog: Option<&Path>) -> Result<Vec<Outp
                 path: path.to_path_buf(),
                 source,
             })?;
-        outputs.push(Output::new(path.display().to_string(), file));
+        outputs.push(Output::new(
+            path.display().to_string(),
+            BufWriter::new(file),
+        ));
     }
     if let Some(path) = syslog {
         let writer = SyslogWriter::connect(path).map_err(|source| DaemonError::Syslog {
@@ -359,6 +362,10 @@ async fn bind_control_socket(
     Ok((listener, file))
 }
 
+/// Events published together: enough to write a storm in few syscalls,
+/// few enough that none waits long for its batch.
+const EVENT_BATCH: usize = 256;
+
 async fn read_kernel_events(ring: RingBuf<MapData>, rules: Arc<RuleBook>, hub: Arc<EventHub>) {
     // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged,
     // for as long as it lives, which is as long as the AsyncFd.
@@ -370,6 +377,8 @@ async fn read_kernel_events(ring: RingBuf<MapData>, rules: Arc<RuleBook>, hub: A
             return;
         }
     };
+    let mut parents = decode::Parents::default();
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         let mut ready = match ring.readable_mut().await {
             Ok(ready) => ready,
@@ -380,11 +389,17 @@ async fn read_kernel_events(ring: RingBuf<MapData>, rules: Arc<RuleBook>, hub: A
         };
         let records = ready.get_inner_mut();
         while let Some(record) = records.next() {
-            match decode::decode(&record, &rules) {
-                Ok(event) => hub.publish(&event),
+            match decode::decode(&record, &rules, &mut parents) {
+                Ok(event) => batch.push(event),
                 Err(error) => eprintln!("enforcer: skipped an event: {error}"),
             }
+            if batch.len() == EVENT_BATCH {
+                hub.publish_all(&batch);
+                batch.clear();
+            }
         }
+        hub.publish_all(&batch);
+        batch.clear();
         ready.clear_ready();
     }
 }

@@ -124,8 +124,9 @@ fn drain_events(
         }
     };
     let mut drained = 0;
+    let mut parents = decode::Parents::default();
     while let Some(record) = events.next() {
-        match decode::decode(&record, names) {
+        match decode::decode(&record, names, &mut parents) {
             Ok(event) => {
                 hub.publish(&event);
                 drained += 1;

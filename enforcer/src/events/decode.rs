@@ -1,8 +1,9 @@
 //! Kernel records to events.
 
 use std::{
+    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use enforcer_common::{
@@ -45,7 +46,11 @@ pub enum DecodeError {
 
 /// Records share one ring buffer and are told apart by size, which
 /// `enforcer_common` keeps distinct.
-pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
+pub fn decode(
+    record: &[u8],
+    rules: &RuleBook,
+    parents: &mut Parents,
+) -> Result<Event, DecodeError> {
     match record.len() {
         n if n == size_of::<NetEvent>() => {
             // SAFETY: the length matches and every bit pattern is a valid
@@ -53,6 +58,7 @@ pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
             decode_net(
                 &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
                 rules,
+                parents,
             )
         }
         n if n == size_of::<ExecEvent>() => {
@@ -67,17 +73,21 @@ pub fn decode(record: &[u8], rules: &RuleBook) -> Result<Event, DecodeError> {
             decode_name(
                 &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
                 rules,
+                parents,
             )
         }
         n if n == size_of::<TamperEvent>() => {
             // SAFETY: as above, for TamperEvent.
-            decode_tamper(&unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+            decode_tamper(
+                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
+                parents,
+            )
         }
         other => Err(DecodeError::Size(other)),
     }
 }
 
-fn decode_tamper(raw: &TamperEvent) -> Result<Event, DecodeError> {
+fn decode_tamper(raw: &TamperEvent, parents: &mut Parents) -> Result<Event, DecodeError> {
     let attempt = Attempt::from_u32(raw.attempt).ok_or(DecodeError::Attempt(raw.attempt))?;
     Ok(Event::at(
         wall_time(raw.boot_ns),
@@ -87,7 +97,7 @@ fn decode_tamper(raw: &TamperEvent) -> Result<Event, DecodeError> {
             detail: raw.detail,
             process: Process {
                 pid: raw.pid,
-                ppid: parent_pid(raw.pid),
+                ppid: parents.of(raw.pid),
                 tid: raw.tid,
                 uid: raw.uid,
                 gid: raw.gid,
@@ -98,7 +108,11 @@ fn decode_tamper(raw: &TamperEvent) -> Result<Event, DecodeError> {
     ))
 }
 
-fn decode_name(raw: &DomainEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
+fn decode_name(
+    raw: &DomainEvent,
+    rules: &RuleBook,
+    parents: &mut Parents,
+) -> Result<Event, DecodeError> {
     let kind = DomainEventKind::from_u8(raw.kind).ok_or(DecodeError::NameKind(raw.kind))?;
     let len = (raw.name_len as usize).min(raw.name.len());
     let name = String::from_utf8_lossy(&raw.name[..len]).into_owned();
@@ -111,7 +125,7 @@ fn decode_name(raw: &DomainEvent, rules: &RuleBook) -> Result<Event, DecodeError
         name,
         process: Process {
             pid: raw.pid,
-            ppid: (raw.pid != 0).then(|| parent_pid(raw.pid)).flatten(),
+            ppid: (raw.pid != 0).then(|| parents.of(raw.pid)).flatten(),
             tid: raw.tid,
             uid: raw.uid,
             gid: raw.gid,
@@ -245,7 +259,11 @@ fn path_from_leaf(buffer: &[u8], components: u8, truncated: bool) -> String {
     }
 }
 
-fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
+fn decode_net(
+    raw: &NetEvent,
+    rules: &RuleBook,
+    parents: &mut Parents,
+) -> Result<Event, DecodeError> {
     let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
     let verdict = verdict(raw.verdict)?;
     let daddr = address(raw.family, raw.daddr);
@@ -259,7 +277,7 @@ fn decode_net(raw: &NetEvent, rules: &RuleBook) -> Result<Event, DecodeError> {
         rule: rules.name(raw.generation, raw.rule),
         process: Process {
             pid: raw.pid,
-            ppid: parent_pid(raw.pid),
+            ppid: parents.of(raw.pid),
             tid: raw.tid,
             uid: raw.uid,
             gid: raw.gid,
@@ -309,6 +327,41 @@ fn wall_time(boot_ns: u64) -> SystemTime {
     let boot_now = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
     let age = boot_now.saturating_sub(Duration::from_nanos(boot_ns));
     now.checked_sub(age).unwrap_or(now)
+}
+
+/// The parents of recently reported processes. A burst of verdicts
+/// mostly comes from one process, and reading `/proc/PID/stat` for each
+/// event cost more than all the rest of its handling. An entry is trusted
+/// for [`PARENT_KEPT`]: no read of `/proc` was ever more exact than that,
+/// as the process may be gone or its pid reused by the time it is read.
+#[derive(Default)]
+pub struct Parents {
+    known: HashMap<u32, (Option<u32>, Instant)>,
+}
+
+const PARENT_KEPT: Duration = Duration::from_secs(1);
+/// Distinct processes remembered at most; a flood of them empties the table.
+const PARENTS_KEPT: usize = 4096;
+
+impl Parents {
+    pub fn of(&mut self, pid: u32) -> Option<u32> {
+        let now = Instant::now();
+        if let Some(&(ppid, read_at)) = self.known.get(&pid)
+            && now.duration_since(read_at) < PARENT_KEPT
+        {
+            return ppid;
+        }
+        if self.known.len() >= PARENTS_KEPT {
+            self.known
+                .retain(|_, (_, read_at)| now.duration_since(*read_at) < PARENT_KEPT);
+            if self.known.len() >= PARENTS_KEPT {
+                self.known.clear();
+            }
+        }
+        let ppid = parent_pid(pid);
+        self.known.insert(pid, (ppid, now));
+        ppid
+    }
 }
 
 /// The parent from `/proc/PID/stat`, whose fourth field follows the
@@ -376,7 +429,7 @@ mod tests {
             vec!["zoom".into(), "telegram".into()],
             Default::default(),
         );
-        let event = decode(&record(sample()), &rules).unwrap();
+        let event = decode(&record(sample()), &rules, &mut Parents::default()).unwrap();
         let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
         assert_eq!(json["kind"], "connect");
         assert_eq!(json["verdict"], "blocked");
@@ -401,7 +454,7 @@ mod tests {
         raw.daddr = "2001:b28:f23d::1".parse::<Ipv6Addr>().unwrap().octets();
         raw.protocol = IPPROTO_UDP;
         raw.verdict = Action::Audit as u32;
-        let event = decode(&record(raw), &RuleBook::default()).unwrap();
+        let event = decode(&record(raw), &RuleBook::default(), &mut Parents::default()).unwrap();
         let EventBody::Sendmsg(net) = event.body else {
             panic!("not a sendmsg: {event:?}")
         };
@@ -414,13 +467,37 @@ mod tests {
     #[test]
     fn rejects_malformed_records() {
         let rules = RuleBook::default();
-        assert_eq!(decode(&[0; 12], &rules), Err(DecodeError::Size(12)));
+        assert_eq!(
+            decode(&[0; 12], &rules, &mut Parents::default()),
+            Err(DecodeError::Size(12))
+        );
         let mut raw = sample();
         raw.hook = 99;
-        assert_eq!(decode(&record(raw), &rules), Err(DecodeError::Hook(99)));
+        assert_eq!(
+            decode(&record(raw), &rules, &mut Parents::default()),
+            Err(DecodeError::Hook(99))
+        );
         let mut raw = sample();
         raw.verdict = Action::Allow as u32;
-        assert_eq!(decode(&record(raw), &rules), Err(DecodeError::Verdict(1)));
+        assert_eq!(
+            decode(&record(raw), &rules, &mut Parents::default()),
+            Err(DecodeError::Verdict(1))
+        );
+    }
+
+    #[test]
+    fn remembered_parents_are_bounded_and_correct() {
+        let mut parents = Parents::default();
+        let me = std::process::id();
+        // SAFETY: getppid has no preconditions.
+        let parent = u32::try_from(unsafe { libc::getppid() }).ok();
+        assert_eq!(parents.of(me), parent);
+        // Pids above the kernel's limit never exist: each is a miss.
+        for pid in (1u32 << 23)..(1u32 << 23) + PARENTS_KEPT as u32 * 2 {
+            assert_eq!(parents.of(pid), None);
+            assert!(parents.known.len() <= PARENTS_KEPT);
+        }
+        assert_eq!(parents.of(me), parent);
     }
 
     #[test]

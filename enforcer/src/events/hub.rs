@@ -33,11 +33,23 @@ pub struct Output {
 }
 
 impl Output {
+    /// `writer` is flushed after each batch of events; a buffered one
+    /// takes a batch in one write.
     pub fn new(name: impl Into<String>, writer: impl Write + Send + 'static) -> Self {
         Self {
             name: name.into(),
             writer: Box::new(writer),
             failed: false,
+        }
+    }
+
+    fn check(&mut self, result: std::io::Result<()>) {
+        if let Err(error) = result
+            && !self.failed
+        {
+            // Said once: a closed stdout must not flood stderr.
+            eprintln!("enforcer: cannot write events to {}: {error}", self.name);
+            self.failed = true;
         }
     }
 }
@@ -55,24 +67,31 @@ impl EventHub {
     }
 
     pub fn publish(&self, event: &Event) {
-        let line: Arc<str> = event.to_json_line().into();
+        self.publish_all(std::slice::from_ref(event));
+    }
+
+    /// Publishes `events` in order, and flushes the outputs once, after
+    /// the last: under a storm of verdicts, a write per event per output
+    /// cost more than everything else the daemon does for it.
+    pub fn publish_all(&self, events: &[Event]) {
         let mut state = self.state.lock().expect("event hub lock");
-        for output in &mut state.outputs {
-            let written = writeln!(output.writer, "{line}").and_then(|()| output.writer.flush());
-            if let Err(error) = written
-                && !output.failed
-            {
-                // Said once: a closed stdout must not flood stderr.
-                eprintln!("enforcer: cannot write events to {}: {error}", output.name);
-                output.failed = true;
+        for event in events {
+            let line: Arc<str> = event.to_json_line().into();
+            for output in &mut state.outputs {
+                let written = writeln!(output.writer, "{line}");
+                output.check(written);
             }
+            if state.history.len() == HISTORY {
+                state.history.pop_front();
+            }
+            state.history.push_back(line.clone());
+            // No followers is not an error.
+            let _ = self.followers.send(line);
         }
-        if state.history.len() == HISTORY {
-            state.history.pop_front();
+        for output in &mut state.outputs {
+            let flushed = output.writer.flush();
+            output.check(flushed);
         }
-        state.history.push_back(line.clone());
-        // No followers is not an error.
-        let _ = self.followers.send(line);
     }
 
     /// The history so far and a receiver for everything after it, taken
@@ -124,6 +143,23 @@ mod tests {
         assert!(follower.try_recv().is_err(), "nothing seen twice");
         let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(written.lines().count(), 2);
+    }
+
+    #[test]
+    fn a_batch_reaches_a_buffered_output_in_order_when_it_ends() {
+        let sink = Shared::default();
+        let hub = EventHub::new(vec![Output::new(
+            "test",
+            std::io::BufWriter::new(sink.clone()),
+        )]);
+        let batch: Vec<Event> = (0..3).map(|n| shutdown(&n.to_string())).collect();
+        hub.publish_all(&batch);
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let reasons: Vec<_> = written
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["reason"].clone())
+            .collect();
+        assert_eq!(reasons, ["0", "1", "2"]);
     }
 
     #[test]
