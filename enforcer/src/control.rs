@@ -9,7 +9,7 @@ use std::{io, path::Path};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
     net::UnixStream,
 };
 
@@ -125,14 +125,27 @@ pub async fn write_frame<T: Serialize>(
     writer: &mut (impl AsyncWrite + Unpin),
     message: &T,
 ) -> Result<(), FrameError> {
-    let body = serde_json::to_vec(message)?;
-    let length = u32::try_from(body.len())
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)
-        .ok_or(FrameError::TooLarge(u32::MAX))?;
-    writer.write_all(&length.to_be_bytes()).await?;
-    writer.write_all(&body).await?;
+    let mut frame = Vec::new();
+    append_frame(&mut frame, message)?;
+    writer.write_all(&frame).await?;
     writer.flush().await?;
+    Ok(())
+}
+
+/// Appends `message`, framed, to `frames`: several frames can then go out
+/// in one write.
+pub fn append_frame<T: Serialize>(frames: &mut Vec<u8>, message: &T) -> Result<(), FrameError> {
+    let start = frames.len();
+    frames.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *frames, message)?;
+    let length = u32::try_from(frames.len() - start - 4)
+        .ok()
+        .filter(|&n| n <= MAX_FRAME);
+    let Some(length) = length else {
+        frames.truncate(start);
+        return Err(FrameError::TooLarge(u32::MAX));
+    };
+    frames[start..start + 4].copy_from_slice(&length.to_be_bytes());
     Ok(())
 }
 
@@ -181,7 +194,8 @@ pub enum ClientError {
 }
 
 pub struct Client {
-    stream: UnixStream,
+    /// Buffered: a stream of events arrives as many small frames.
+    stream: BufReader<UnixStream>,
 }
 
 impl Client {
@@ -192,7 +206,9 @@ impl Client {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Self { stream })
+        Ok(Self {
+            stream: BufReader::new(stream),
+        })
     }
 
     /// Sends `request`. When the daemon has already closed its side (it
@@ -210,6 +226,12 @@ impl Client {
             .await?
             .ok_or(ClientError::Closed)
     }
+
+    /// Whether a received frame (or part of one) is waiting in the buffer:
+    /// if not, the next `receive` waits for the daemon.
+    pub fn has_buffered(&self) -> bool {
+        !self.stream.buffer().is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +248,23 @@ mod tests {
         let request: Request = read_frame(&mut b).await.unwrap().unwrap();
         assert!(matches!(request, Request::Events { follow: true }));
         assert!(read_frame::<Request>(&mut b).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn frames_appended_together_read_back_one_by_one() {
+        let mut frames = Vec::new();
+        for line in ["one", "two"] {
+            append_frame(&mut frames, &Response::Event { line: line.into() }).unwrap();
+        }
+        append_frame(&mut frames, &Response::EndOfEvents).unwrap();
+        let mut reader = frames.as_slice();
+        for line in ["one", "two"] {
+            let response: Response = read_frame(&mut reader).await.unwrap().unwrap();
+            assert!(matches!(response, Response::Event { line: got } if got == line));
+        }
+        let last: Response = read_frame(&mut reader).await.unwrap().unwrap();
+        assert!(matches!(last, Response::EndOfEvents));
+        assert!(read_frame::<Response>(&mut reader).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
 use std::{
+    io::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -246,13 +247,23 @@ fn stats_change(before: &ImageStats, after: &ImageStats) -> String {
 async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
     let mut client = Client::connect(socket).await?;
     client.send(&Request::Events { follow }).await?;
+    // Buffered, and flushed whenever the next line has yet to arrive: a
+    // line per write could not keep up with a storm.
+    let mut out = std::io::BufWriter::new(std::io::stdout());
     loop {
+        if !client.has_buffered() {
+            out.flush().context("writing events")?;
+        }
         match client.receive().await? {
-            Response::Event { line } => println!("{line}"),
+            Response::Event { line } => writeln!(out, "{line}").context("writing events")?,
             Response::Lagged { skipped } => {
+                out.flush().context("writing events")?;
                 eprintln!("enforcer: fell behind and missed {skipped} events")
             }
-            Response::EndOfEvents => return Ok(ExitCode::SUCCESS),
+            Response::EndOfEvents => {
+                out.flush().context("writing events")?;
+                return Ok(ExitCode::SUCCESS);
+            }
             Response::Error { message } => bail!("{message}"),
             other => bail!("unexpected answer from the daemon: {other:?}"),
         }

@@ -5,8 +5,13 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
+    io::AsyncWriteExt,
     net::{UnixListener, UnixStream},
-    sync::{Notify, broadcast::error::RecvError, mpsc, oneshot},
+    sync::{
+        Notify,
+        broadcast::error::{RecvError, TryRecvError},
+        mpsc, oneshot,
+    },
     task::JoinSet,
     time::timeout,
 };
@@ -16,7 +21,7 @@ use super::{
     release_freed_memory,
 };
 use crate::{
-    control::{FrameError, Request, Response, read_frame, write_frame},
+    control::{FrameError, Request, Response, append_frame, read_frame, write_frame},
     events::{Event, EventBody, hub::EventHub},
     policy::Source,
     signing::TrustedKeys,
@@ -267,21 +272,39 @@ async fn stream_events(
     if !follow {
         return write_frame(stream, &Response::EndOfEvents).await;
     }
+    let mut frames = Vec::new();
     loop {
-        match live.recv().await {
-            Ok(line) => {
-                write_frame(
-                    stream,
-                    &Response::Event {
-                        line: line.to_string(),
-                    },
-                )
-                .await?
+        let mut next = Some(live.recv().await);
+        let mut batched = 0;
+        // Whatever else is already waiting goes out in the same write: one
+        // write per event could not keep up with a storm.
+        while let Some(received) = next.take() {
+            let response = match received {
+                Ok(line) => Response::Event {
+                    line: line.to_string(),
+                },
+                Err(RecvError::Lagged(skipped)) => Response::Lagged { skipped },
+                Err(RecvError::Closed) => {
+                    stream.write_all(&frames).await?;
+                    return write_frame(stream, &Response::EndOfEvents).await;
+                }
+            };
+            append_frame(&mut frames, &response)?;
+            batched += 1;
+            if batched == FOLLOW_BATCH {
+                break;
             }
-            Err(RecvError::Lagged(skipped)) => {
-                write_frame(stream, &Response::Lagged { skipped }).await?
-            }
-            Err(RecvError::Closed) => return write_frame(stream, &Response::EndOfEvents).await,
+            next = match live.try_recv() {
+                Ok(line) => Some(Ok(line)),
+                Err(TryRecvError::Lagged(skipped)) => Some(Err(RecvError::Lagged(skipped))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
         }
+        stream.write_all(&frames).await?;
+        frames.clear();
     }
 }
+
+/// Events a follower is sent in one write at most.
+const FOLLOW_BATCH: usize = 256;
