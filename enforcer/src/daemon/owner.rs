@@ -224,8 +224,8 @@ impl Owner {
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         release_freed_memory();
         while let Some(command) = commands.blocking_recv() {
-            // Apply and rollback hand their report to the server, which
-            // releases the memory once it has sent it.
+            // Apply and rollback release what they freed before they reply,
+            // and the server what their report held.
             let internal = matches!(command, Command::ResolvePaths | Command::ContentFound(_));
             match command {
                 Command::Apply {
@@ -233,7 +233,9 @@ impl Owner {
                     peer,
                     reply,
                 } => {
-                    let _ = reply.send(self.apply(policy, peer));
+                    let response = self.apply(policy, peer);
+                    release_freed_memory();
+                    let _ = reply.send(response);
                 }
                 Command::Status { reply } => {
                     let _ = reply.send(self.status());
@@ -248,6 +250,7 @@ impl Owner {
                             message: format!("cannot roll back: {error}"),
                         },
                     };
+                    release_freed_memory();
                     let _ = reply.send(response);
                 }
                 Command::Unload { peer, reply } => {

@@ -170,14 +170,16 @@ async fn apply(
     reply_and_release(stream, response).await
 }
 
-/// Sends the report of an apply or a rollback, then releases what the
-/// policy's parsing, compiling and report freed: a diff between two large
-/// policies alone can hold a hundred megabytes until it is written here.
+/// Sends the report of an apply or a rollback, releasing what it held
+/// first (a diff between two large policies alone can hold a hundred
+/// megabytes), so that the memory is back by the time the client hears.
 async fn reply_and_release(stream: &mut UnixStream, response: Response) -> Result<(), FrameError> {
-    let written = write_frame(stream, &response).await;
+    let mut frame = Vec::new();
+    append_frame(&mut frame, &response)?;
     drop(response);
     release_freed_memory();
-    written
+    stream.write_all(&frame).await?;
+    Ok(())
 }
 
 /// Refuses a policy for its signature, and says so in an event too.
