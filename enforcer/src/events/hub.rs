@@ -14,7 +14,10 @@ use super::Event;
 /// Lines kept for `enforcer events` without `--follow`.
 const HISTORY: usize = 1024;
 /// Lines a slow follower may fall behind before it is told it missed some.
-const FOLLOWER_BACKLOG: usize = 4096;
+/// At 4096, a follower printing a storm of 100k events a second fell that
+/// far behind now and then. The channel keeps its last lines until they
+/// are overwritten: after a storm, some 6 MB of them.
+const FOLLOWER_BACKLOG: usize = 16384;
 
 pub struct EventHub {
     state: Mutex<HubState>,
