@@ -532,13 +532,7 @@ impl Programs {
                     .map_err(|source| ProgramsError::Program { name, source })?;
                 self.pin(name, link)?;
             }
-            // The pin is the link's last reference: removing it detaches.
-            (false, true) => {
-                self.pins.unlink(name)?;
-                if let Ok(guard) = &mut self.guard {
-                    guard.release_link(name)?;
-                }
-            }
+            (false, true) => self.unpin_link(name)?,
             _ => {}
         }
         self.mapping_hook = Ok(on);
@@ -586,16 +580,22 @@ impl Programs {
         Ok(())
     }
 
-    /// Removes whichever packet program pins exist: the pin is a link's
-    /// last reference.
+    /// Detaches whichever packet programs are pinned.
     fn detach_packet_programs(&mut self) -> Result<(), ProgramsError> {
         for (name, _) in PACKET_PROGRAMS {
             if self.pins.has_link(name) {
-                self.pins.unlink(name)?;
-                if let Ok(guard) = &mut self.guard {
-                    guard.release_link(name)?;
-                }
+                self.unpin_link(name)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Removes the pin of link `name`, its last reference, which detaches
+    /// its program, and lets the guard forget it.
+    fn unpin_link(&mut self, name: &str) -> Result<(), ProgramsError> {
+        self.pins.unlink(name)?;
+        if let Ok(guard) = &mut self.guard {
+            guard.release_link(name)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::{
     env,
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::{Command, ExitCode, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -121,6 +121,28 @@ pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
+}
+
+/// Installs a Debian package the host lacks, retrying once after
+/// `apt-get update` (a fresh machine's lists may be missing or stale).
+pub fn apt_install(package: &str) -> Result<()> {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if install() {
+        return Ok(());
+    }
+    eprintln!("xtask: retrying after apt-get update");
+    run_checked(Command::new("apt-get").arg("update"), "apt-get update")?;
+    if !install() {
+        bail!("apt-get install {package} failed");
+    }
+    Ok(())
 }
 
 pub fn run_checked(command: &mut Command, what: &str) -> Result<()> {

@@ -146,26 +146,7 @@ fn ensure_qemu() -> Result<()> {
     eprintln!(
         "xtask: qemu-system-x86_64 is missing; installing qemu-system-x86 with apt-get (vm-test boots kernels under qemu)"
     );
-    let install = || {
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "qemu-system-x86",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    if !install() {
-        eprintln!("xtask: retrying after apt-get update");
-        build::run_checked(Command::new("apt-get").arg("update"), "apt-get update")?;
-        if !install() {
-            bail!("apt-get install qemu-system-x86 failed");
-        }
-    }
+    build::apt_install("qemu-system-x86")?;
     if !qemu_runs() {
         bail!("qemu-system-x86_64 does not run after installing qemu-system-x86");
     }

@@ -201,16 +201,7 @@ fn ensure_installed() -> Result<()> {
     eprintln!("bench: fapolicyd is missing; apt-get install -y fapolicyd");
     // Debian's package starts the service only under systemd; then it
     // runs with the installed rules, and `prepare` leaves it alone.
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "fapolicyd"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("apt-get install -y fapolicyd failed ({status})");
-    }
-    Ok(())
+    crate::build::apt_install("fapolicyd")
 }
 
 /// The type of the filesystem mounted where `path` lives (the longest

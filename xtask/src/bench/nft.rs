@@ -42,16 +42,7 @@ pub fn ensure_installed() -> Result<()> {
         return Ok(());
     }
     eprintln!("bench: nft is missing; apt-get install -y nftables");
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "nftables"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("apt-get install -y nftables failed ({status})");
-    }
-    Ok(())
+    crate::build::apt_install("nftables")
 }
 
 /// Removes tables that earlier bench runs left behind (their process is

@@ -55,13 +55,13 @@ fn judged(exact: bool, pass: bool) -> Option<bool> {
     exact.then_some(pass)
 }
 
-fn at_label(result: &net::SizeResult, exact: bool) -> String {
+fn at_label(size: usize, exact: bool) -> String {
     if exact {
         String::new()
     } else {
         format!(
             " (at {} CIDRs, not the target's size)",
-            net::size_label(result.size)
+            net::size_label(size)
         )
     }
 }
@@ -79,7 +79,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
         Some((result, exact)) => match result.program_ns("connect4") {
             Some(ns) => Row {
                 target: target.into(),
-                measured: format!("{ns:.0} ns{}", at_label(result, exact)),
+                measured: format!("{ns:.0} ns{}", at_label(result.size, exact)),
                 pass: judged(exact, ns <= 150.0),
             },
             None => not_run(target),
@@ -95,7 +95,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
         {
             Some((ratio, result, exact)) => Row {
                 target: target.into(),
-                measured: format!("{ratio:.3}{}", at_label(result, exact)),
+                measured: format!("{ratio:.3}{}", at_label(result.size, exact)),
                 pass: judged(exact, ratio <= 1.03),
             },
             None => not_run(target),
@@ -215,7 +215,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
     rows.push(match measured.at_or_largest(MILLION) {
         Some((result, exact)) => Row {
             target: target.into(),
-            measured: format!("{:.2} s{}", result.ready_s, at_label(result, exact)),
+            measured: format!("{:.2} s{}", result.ready_s, at_label(result.size, exact)),
             pass: judged(exact, result.ready_s <= 3.0),
         },
         None => not_run(target),
@@ -227,15 +227,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
             let exact = apply.size == MILLION;
             Row {
                 target: target.into(),
-                measured: format!(
-                    "{:.2} s{}",
-                    ms / 1000.0,
-                    if exact {
-                        String::new()
-                    } else {
-                        format!(" (at {} CIDRs)", net::size_label(apply.size))
-                    }
-                ),
+                measured: format!("{:.2} s{}", ms / 1000.0, at_label(apply.size, exact)),
                 pass: judged(exact, ms <= 3000.0),
             }
         }
@@ -248,14 +240,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
             let exact = apply.size == MILLION;
             Row {
                 target: target.into(),
-                measured: format!(
-                    "{ms:.0} ms{}",
-                    if exact {
-                        String::new()
-                    } else {
-                        format!(" (on {} CIDRs)", net::size_label(apply.size))
-                    }
-                ),
+                measured: format!("{ms:.0} ms{}", at_label(apply.size, exact)),
                 pass: judged(exact, ms <= 50.0),
             }
         }
@@ -310,7 +295,7 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
                 measured: format!(
                     "{own:.1} MB at start{} (VmRSS {:.1} MB less the mapped event ring); \
                      kernel maps {:.1} MB separately",
-                    at_label(result, exact),
+                    at_label(result.size, exact),
                     mb(result.rss.total_kib),
                     result.kernel_bytes() as f64 / 1e6
                 ),

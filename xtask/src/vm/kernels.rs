@@ -14,6 +14,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use crate::build;
+
 /// A kernel the matrix can boot.
 pub struct KernelSpec {
     /// The name `--kernel` takes.
@@ -252,13 +254,7 @@ impl Apt {
     }
 
     fn run_checked(&self, command: &mut Command, what: &str) -> Result<()> {
-        let status = command
-            .status()
-            .with_context(|| format!("running {what} (apt is needed to fetch kernels)"))?;
-        if !status.success() {
-            bail!("{what} failed ({status})");
-        }
-        Ok(())
+        build::run_checked(command, what).context("apt is needed to fetch kernels")
     }
 
     fn show(&self, package: &str) -> Result<String> {
