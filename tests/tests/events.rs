@@ -4,7 +4,7 @@
 use std::{
     ffi::OsStr,
     net::{Ipv4Addr, Ipv6Addr},
-    process,
+    process, thread,
     time::{Duration, Instant},
 };
 
@@ -108,22 +108,32 @@ fn events_are_also_appended_to_the_events_file() {
     assert_eq!(probe.outcome, EPERM);
     daemon.expect_event("on stdout", |e| e["pid"] == probe.pid);
 
-    let written = std::fs::read_to_string(&events_file).expect("the events file exists");
-    let lines: Vec<Value> = written
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect();
-    assert_eq!(
-        lines.first().map(|e| &e["kind"]),
-        Some(&Value::from("ready")),
-        "{written}"
-    );
-    assert!(
-        lines
+    // The outputs are flushed one after another, so the file may lag
+    // stdout by a moment: poll it rather than read it once.
+    let deadline = Instant::now() + event_timeout();
+    loop {
+        let written = std::fs::read_to_string(&events_file).expect("the events file exists");
+        let lines: Vec<Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+            .collect();
+        assert_eq!(
+            lines.first().map(|e| &e["kind"]),
+            Some(&Value::from("ready")),
+            "{written}"
+        );
+        if lines
             .iter()
-            .any(|e| e["kind"] == "connect" && e["pid"] == probe.pid),
-        "no connect event in the file:\n{written}"
-    );
+            .any(|e| e["kind"] == "connect" && e["pid"] == probe.pid)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connect event in the file:\n{written}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
