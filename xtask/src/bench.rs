@@ -37,6 +37,7 @@ pub mod apply;
 pub mod cidrs;
 pub mod events;
 pub mod fapolicyd;
+pub mod floor;
 pub mod kernel;
 pub mod net;
 pub mod nft;

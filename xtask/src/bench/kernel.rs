@@ -2,9 +2,10 @@
 //! `kernel.bpf_stats_enabled`), the memory charged for its maps, its RSS
 //! and CPU time. All of it is read from `/proc`, never through the BPF
 //! syscall, so it works where self-protection keeps other processes away
-//! from the enforcer's objects.
+//! from the enforcer's objects. (The bench's own programs, in `floor`,
+//! are read the same way.)
 
-use std::{collections::BTreeMap, fs};
+use std::{collections::BTreeMap, fs, os::fd::AsRawFd};
 
 use anyhow::{Context, Result};
 
@@ -96,6 +97,18 @@ pub fn programs(pid: u32) -> Result<Vec<Program>> {
     let mut programs: Vec<Program> = programs.into_values().collect();
     programs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(programs)
+}
+
+/// A program this process holds the descriptor `program` of, under `name`.
+pub fn own_program(program: &impl AsRawFd, name: &str) -> Result<Program> {
+    let path = format!("/proc/self/fdinfo/{}", program.as_raw_fd());
+    let info = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(Program {
+        name: name.to_string(),
+        prog_type: number(&info, "prog_type:").unwrap_or(0) as u32,
+        run_time_ns: number(&info, "run_time_ns:").unwrap_or(0),
+        run_cnt: number(&info, "run_cnt:").unwrap_or(0),
+    })
 }
 
 /// Program names by tag, from the JIT's symbols (`bpf_prog_<tag>_<name>`).

@@ -45,7 +45,8 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use super::{
-    BenchCgroup, Daemon, cidrs::Prefixes, cidrs::SENTINEL_V4, kernel, median, nft, storm_output,
+    BenchCgroup, Daemon, cidrs::Prefixes, cidrs::SENTINEL_V4, floor, kernel, median, nft,
+    storm_output,
 };
 
 pub struct Settings {
@@ -76,6 +77,9 @@ pub struct SizeResult {
     /// The baseline measured beside nftables, per workload.
     pub nft_baseline: [Vec<f64>; 3],
     pub programs: Vec<kernel::Program>,
+    /// The empty programs on the baseline cgroup in the same pass: the
+    /// floor under `programs` (see `floor`).
+    pub empty_hooks: Vec<kernel::Program>,
     pub ready_s: f64,
     pub rss: kernel::Rss,
     pub maps: (usize, u64),
@@ -139,6 +143,14 @@ impl SizeResult {
         self.programs
             .iter()
             .find(|program| program.name == name)?
+            .ns_per_run()
+    }
+
+    /// What an empty program on the same hook cost per run.
+    pub fn empty_hook_ns(&self, name: &str) -> Option<f64> {
+        self.empty_hooks
+            .iter()
+            .find(|program| program.name.strip_prefix("empty_") == Some(name))?
             .ns_per_run()
     }
 }
@@ -247,11 +259,12 @@ pub fn run(
                 udp.iter().map(|[_, v6]| v6.round()).collect::<Vec<_>>(),
             );
         }
-        let programs = {
+        let (programs, empty_hooks) = {
             let _stats = kernel::BpfStats::enable()?;
-            udp_storm(&[&cgroups.enf], settings.udp_connects)?;
-            tcp_storm(&[&cgroups.enf], settings.tcp_loops)?;
-            kernel::programs(daemon.pid())?
+            let empty = floor::EmptyHooks::attach(&cgroups.base.path)?;
+            udp_storm(&[&cgroups.base, &cgroups.enf], settings.udp_connects)?;
+            tcp_storm(&[&cgroups.base, &cgroups.enf], settings.tcp_loops)?;
+            (kernel::programs(daemon.pid())?, empty.programs()?)
         };
         let status = daemon.status()?;
         let image_bytes = status["image"]["words"].as_u64().map(|words| words * 8);
@@ -260,6 +273,7 @@ pub fn run(
             samples,
             nft_baseline,
             programs,
+            empty_hooks,
             ready_s,
             rss: kernel::rss(daemon.pid())?,
             maps: kernel::map_memory(daemon.pid())?,
@@ -268,6 +282,11 @@ pub fn run(
         });
     }
     Ok(results)
+}
+
+/// The enforcer's programs, then the empty ones that show the floor.
+fn all_programs(result: &SizeResult) -> impl Iterator<Item = &kernel::Program> {
+    result.programs.iter().chain(&result.empty_hooks)
 }
 
 /// Sends to the sentinel from `enf` and `nft` (refused) and from `base`
@@ -580,7 +599,8 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
     // Per-program cost: one row per program, one column per size.
     let mut names: Vec<&str> = results
         .iter()
-        .flat_map(|result| result.programs.iter().map(|program| program.name.as_str()))
+        .flat_map(all_programs)
+        .map(|program| program.name.as_str())
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -598,7 +618,7 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
         let cells: Vec<String> = results
             .iter()
             .map(
-                |result| match result.programs.iter().find(|program| program.name == *name) {
+                |result| match all_programs(result).find(|program| program.name == *name) {
                     Some(program) => match program.ns_per_run() {
                         Some(ns) => format!("{ns:.0} ({})", program.run_cnt),
                         None => "not run".to_string(),
@@ -610,21 +630,31 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
         println!("| {name} | {} |", cells.join(" | "));
     }
     for result in results {
-        for program in &result.programs {
-            json.push(json!({
-                "scenario": "program",
-                "cidrs": result.size,
-                "program": program.name,
-                "prog_type": program.prog_type,
-                "run_time_ns": program.run_time_ns,
-                "run_cnt": program.run_cnt,
-                "ns_per_run": program.ns_per_run(),
-            }));
+        let scenarios = [
+            ("program", &result.programs),
+            ("empty_hook", &result.empty_hooks),
+        ];
+        for (scenario, programs) in scenarios {
+            for program in programs {
+                json.push(json!({
+                    "scenario": scenario,
+                    "cidrs": result.size,
+                    "program": program.name,
+                    "prog_type": program.prog_type,
+                    "run_time_ns": program.run_time_ns,
+                    "run_cnt": program.run_cnt,
+                    "ns_per_run": program.ns_per_run(),
+                }));
+            }
         }
     }
     println!(
-        "\nOne pass of the workloads in the enforcer's cgroup per size, statistics on only then. \
-         The exec hook is global: it counts every exec on the machine in that time."
+        "\nOne pass of the workloads per size, in the enforcer's cgroup and in the baseline's, \
+         statistics on only then. `empty_connect4` and `empty_connect6` are the bench's own: \
+         programs that let everything through, on the baseline cgroup's hooks in that pass. \
+         They show what a hook costs with no work (the call of the program and the statistics \
+         included), the floor under the enforcer's numbers. The exec hook is global: it counts \
+         every exec on the machine in that time."
     );
 
     println!("\nPolicy load and memory per size:\n");

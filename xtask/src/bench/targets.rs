@@ -79,7 +79,15 @@ pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
         Some((result, exact)) => match result.program_ns("connect4") {
             Some(ns) => Row {
                 target: target.into(),
-                measured: format!("{ns:.0} ns{}", at_label(result.size, exact)),
+                measured: format!(
+                    "{ns:.0} ns{}{}",
+                    at_label(result.size, exact),
+                    result
+                        .empty_hook_ns("connect4")
+                        .map_or(String::new(), |floor| format!(
+                            "; an empty connect4 program: {floor:.0} ns"
+                        ))
+                ),
                 pass: judged(exact, ns <= 150.0),
             },
             None => not_run(target),
