@@ -9,6 +9,8 @@
 //! the bench's own, with no enforcer, with an enforcer holding exec rules
 //! of several sizes that do not match the binary (the cost every allowed
 //! exec pays), and with fapolicyd denying one path the storm never runs.
+//! Each of those runs between two baseline batches and is compared with
+//! their mean.
 //!
 //! Then the `exec_sha256` window: how long after a banned copy is written
 //! the generation that bans it is in force, the `packets` scenario (see
@@ -267,8 +269,9 @@ Whole run: {elapsed:.0} s (build included)."
     })
 }
 
-/// The exec storm, alternating no enforcer, enforcers with exec rules, and
-/// fapolicyd (when it can run here; otherwise the reason is reported).
+/// The exec storm: enforcers with exec rules and fapolicyd (when it can
+/// run here; otherwise the reason is reported), each between two batches
+/// with no enforcement.
 fn exec_scenario(
     args: &BenchArgs,
     enforcer: &Path,
@@ -276,7 +279,7 @@ fn exec_scenario(
     cgroup: &BenchCgroup,
     target: &Path,
 ) -> Result<(Vec<Value>, targets::Exec)> {
-    let (rounds, execs) = if args.quick { (3, 2_000) } else { (7, 10_000) };
+    let (rounds, execs) = if args.quick { (3, 1_000) } else { (7, 5_000) };
     let mut scenarios: Vec<Scenario> = [None, Some(0), Some(100), Some(10_000)]
         .into_iter()
         .map(|rules| Scenario {
@@ -304,46 +307,60 @@ fn exec_scenario(
             json!({"scenario": "fapolicyd", "available": false, "reason": format!("{error:#}")})
         }
     };
+    // The exec hooks are global, so the baseline cannot run beside an
+    // enforcer in another cgroup as in `net`. Instead every batch under
+    // enforcement runs between two baseline batches, and is compared with
+    // their mean: the VM's drift over a round then cancels.
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     for round in 0..rounds {
-        for (scenario, results) in scenarios.iter().zip(&mut samples) {
-            let mut _daemon = None;
-            let mut _fapolicyd = None;
-            match scenario.enforcement {
-                Enforcement::None => {}
-                Enforcement::Enforcer(rules) => {
-                    let policy = exec_rules_policy(work, rules)?;
-                    _daemon = Some(Daemon::start(enforcer, work, &cgroup.path, &policy, &[])?);
+        let mut before = exec_storm(&cgroup.path, target, execs)?;
+        samples[0].push(before);
+        for (index, scenario) in scenarios.iter().enumerate().skip(1) {
+            let per_exec = {
+                let mut _daemon = None;
+                let mut _fapolicyd = None;
+                match scenario.enforcement {
+                    Enforcement::None => {}
+                    Enforcement::Enforcer(rules) => {
+                        let policy = exec_rules_policy(work, rules)?;
+                        _daemon = Some(Daemon::start(enforcer, work, &cgroup.path, &policy, &[])?);
+                    }
+                    Enforcement::Fapolicyd => _fapolicyd = Some(fapolicyd::Fapolicyd::start()?),
                 }
-                Enforcement::Fapolicyd => _fapolicyd = Some(fapolicyd::Fapolicyd::start()?),
-            }
-            let per_exec = exec_storm(&cgroup.path, target, execs)?;
+                exec_storm(&cgroup.path, target, execs)?
+            };
+            let after = exec_storm(&cgroup.path, target, execs)?;
+            let ratio = per_exec / ((before + after) / 2.0);
             eprintln!(
-                "round {}/{rounds}: {}: {:.1} µs per exec",
+                "round {}/{rounds}: {}: {per_exec:.1} µs per exec, baseline {before:.1} before \
+                 and {after:.1} after: {ratio:.3}",
                 round + 1,
                 scenario.name,
-                per_exec
             );
-            results.push(per_exec);
+            samples[0].push(after);
+            samples[index].push(per_exec);
+            ratios[index].push(ratio);
+            before = after;
         }
     }
     drop(fapolicyd);
 
-    let baseline = median(&samples[0]);
     println!("| scenario | median µs per exec | ratio to baseline |");
     println!("|---|---|---|");
     let mut json = vec![fapolicyd_status.clone()];
     let mut exec = targets::Exec::default();
-    for (scenario, results) in scenarios.iter().zip(&samples) {
+    for ((scenario, results), ratios) in scenarios.iter().zip(&samples).zip(&ratios) {
         let value = median(results);
-        println!(
-            "| {} | {value:.1} | {:.3} |",
-            scenario.name,
-            value / baseline
-        );
+        let ratio = if ratios.is_empty() {
+            1.0
+        } else {
+            median(ratios)
+        };
+        println!("| {} | {value:.1} | {ratio:.3} |", scenario.name);
         match scenario.enforcement {
-            Enforcement::Enforcer(rules) => exec.enforcer.push((rules, value / baseline)),
-            Enforcement::Fapolicyd => exec.fapolicyd = Some(value / baseline),
+            Enforcement::Enforcer(rules) => exec.enforcer.push((rules, ratio)),
+            Enforcement::Fapolicyd => exec.fapolicyd = Some(ratio),
             Enforcement::None => {}
         }
         json.push(json!({
@@ -355,12 +372,16 @@ fn exec_scenario(
                 Enforcement::None => None,
             },
             "median_us": value,
-            "ratio": value / baseline,
+            "ratio": ratio,
             "samples_us": results,
+            "ratios": ratios,
         }));
     }
     println!(
-        "\n{rounds} rounds of {execs} posix_spawn + wait each, scenarios alternating within every round."
+        "\n{rounds} rounds. In each, batches of {execs} posix_spawn + wait: a baseline batch, \
+         then each scenario's batch followed by another baseline batch. A ratio is the median \
+         over the rounds of a batch's time against the mean of the baseline batches on either \
+         side of it."
     );
     match &fapolicyd_status["reason"] {
         Value::String(reason) => {
