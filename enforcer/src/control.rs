@@ -121,6 +121,18 @@ pub enum FrameError {
     Json(#[from] serde_json::Error),
 }
 
+impl FrameError {
+    /// The client closed its end first: how a follower of events leaves,
+    /// and nothing the daemon needs to report.
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(
+            self,
+            Self::Io(error)
+                if matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+        )
+    }
+}
+
 pub async fn write_frame<T: Serialize>(
     writer: &mut (impl AsyncWrite + Unpin),
     message: &T,
@@ -237,6 +249,17 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_left_is_told_apart_from_other_errors() {
+        let (mut daemon_end, client_end) = UnixStream::pair().unwrap();
+        drop(client_end);
+        let error = write_frame(&mut daemon_end, &Response::EndOfEvents)
+            .await
+            .unwrap_err();
+        assert!(error.is_peer_gone(), "{error}");
+        assert!(!FrameError::TooLarge(MAX_FRAME + 1).is_peer_gone());
+    }
 
     #[tokio::test]
     async fn frames_round_trip() {

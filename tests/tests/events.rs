@@ -303,12 +303,23 @@ fn events_follow_streams_blocked_connections() {
     assert_eq!(event["rule"], "test-block", "{event}");
     assert_eq!(event["daddr"], "127.0.0.7", "{event}");
 
-    // A follower that went away must not keep the daemon from stopping.
+    // A follower that went away must not keep the daemon from stopping,
+    // and is no error to report: it is how a follower leaves.
     drop(follower);
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, 9003);
+    daemon.expect_event("after the follower left", |e| e["pid"] == probe.pid);
+    // The event went to the departed follower's connection too; give that
+    // write time to fail.
+    thread::sleep(Duration::from_millis(500));
     let status = daemon.stop();
     assert!(
         status.success(),
         "the daemon exited with {status} on SIGTERM"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        !stderr.contains("control client"),
+        "the daemon reported a follower's leaving as an error:\n{stderr}"
     );
 }
 

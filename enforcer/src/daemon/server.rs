@@ -51,7 +51,9 @@ pub async fn serve(
                     let (commands, hub, unloaded, access) =
                         (commands.clone(), hub.clone(), unloaded.clone(), access.clone());
                     clients.spawn(async move {
-                        if let Err(error) = handle(stream, commands, hub, unloaded, access).await {
+                        if let Err(error) = handle(stream, commands, hub, unloaded, access).await
+                            && !error.is_peer_gone()
+                        {
                             eprintln!("enforcer: control client: {error}");
                         }
                     });
