@@ -3,6 +3,7 @@
 //! on first use.
 
 mod bench;
+mod bpffs;
 mod build;
 mod test;
 mod toolchain;
@@ -61,14 +62,24 @@ enum Command {
 
 /// The cgroup v2 mount point, from the mount table (never assumed).
 fn cgroup2_mount() -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        let mount_point = before.split_whitespace().nth(4)?;
-        after
-            .starts_with("cgroup2 ")
-            .then(|| PathBuf::from(mount_point))
-    })
+    mounts()
+        .into_iter()
+        .find_map(|(mount_point, fs_type)| (fs_type == "cgroup2").then_some(mount_point))
+}
+
+/// Every mount of this process's namespace: its mount point and its
+/// filesystem type, from `/proc/self/mountinfo`.
+fn mounts() -> Vec<(PathBuf, String)> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mount_point = before.split_whitespace().nth(4)?;
+            let fs_type = after.split_whitespace().next()?;
+            Some((PathBuf::from(mount_point), fs_type.to_string()))
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@ use std::{env, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::build;
+use crate::{bpffs, build};
 
 pub fn test(args: &[String]) -> Result<ExitCode> {
     let built = build::build(false)?;
@@ -33,6 +33,7 @@ pub fn test(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask: skipping the kernel integration tests: {reason}");
         return Ok(ExitCode::SUCCESS);
     }
+    let _bpffs = bpffs::MountedDuringRun::note();
     let mut kernel = built.cargo("test");
     kernel
         .args(["--package", "enforcer-integration-tests"])

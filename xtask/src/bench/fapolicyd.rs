@@ -208,17 +208,10 @@ fn ensure_installed() -> Result<()> {
 /// mount point that is a prefix of it).
 fn fs_type_of(path: &Path) -> Result<String> {
     let path = path.canonicalize()?;
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mount_point = before.split_whitespace().nth(4)?;
-            let fs_type = after.split_whitespace().next()?;
-            path.starts_with(mount_point)
-                .then(|| (mount_point.len(), fs_type.to_string()))
-        })
-        .max_by_key(|&(length, _)| length)
+    crate::mounts()
+        .into_iter()
+        .filter(|(mount_point, _)| path.starts_with(mount_point))
+        .max_by_key(|(mount_point, _)| mount_point.as_os_str().len())
         .map(|(_, fs_type)| fs_type)
         .context("no mount holds the exec target")
 }

@@ -8,7 +8,6 @@
 //! object file, and the bench needs no loader of its own for them.
 
 use std::{
-    ffi::CString,
     fs::File,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -142,7 +141,6 @@ impl Drop for EmptyHooks {
 }
 
 fn load(name: &str, attach_type: u32) -> io::Result<OwnedFd> {
-    let license = CString::from(c"GPL");
     let mut prog_name = [0u8; 16];
     prog_name[..name.len()].copy_from_slice(name.as_bytes());
     let fd = bpf(
@@ -151,7 +149,7 @@ fn load(name: &str, attach_type: u32) -> io::Result<OwnedFd> {
             prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
             insn_cnt: LET_THROUGH.len() as u32,
             insns: LET_THROUGH.as_ptr() as u64,
-            license: license.as_ptr() as u64,
+            license: c"GPL".as_ptr() as u64,
             prog_name,
             expected_attach_type: attach_type,
             ..Default::default()

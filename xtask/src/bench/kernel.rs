@@ -84,31 +84,29 @@ pub fn programs(pid: u32) -> Result<Vec<Program>> {
             .get(tag)
             .cloned()
             .unwrap_or_else(|| format!("type {prog_type} id {id}"));
-        programs.insert(
-            id,
-            Program {
-                name,
-                prog_type: prog_type as u32,
-                run_time_ns: number(&info, "run_time_ns:").unwrap_or(0),
-                run_cnt: number(&info, "run_cnt:").unwrap_or(0),
-            },
-        );
+        programs.insert(id, program(&info, name, prog_type));
     }
     let mut programs: Vec<Program> = programs.into_values().collect();
     programs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(programs)
 }
 
-/// A program this process holds the descriptor `program` of, under `name`.
-pub fn own_program(program: &impl AsRawFd, name: &str) -> Result<Program> {
-    let path = format!("/proc/self/fdinfo/{}", program.as_raw_fd());
+/// A program this process holds the descriptor `fd` of, under `name`.
+pub fn own_program(fd: &impl AsRawFd, name: &str) -> Result<Program> {
+    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
     let info = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(Program {
-        name: name.to_string(),
-        prog_type: number(&info, "prog_type:").unwrap_or(0) as u32,
-        run_time_ns: number(&info, "run_time_ns:").unwrap_or(0),
-        run_cnt: number(&info, "run_cnt:").unwrap_or(0),
-    })
+    let prog_type = number(&info, "prog_type:").unwrap_or(0);
+    Ok(program(&info, name.to_string(), prog_type))
+}
+
+/// A program's run statistics from its fdinfo.
+fn program(info: &str, name: String, prog_type: u64) -> Program {
+    Program {
+        name,
+        prog_type: prog_type as u32,
+        run_time_ns: number(info, "run_time_ns:").unwrap_or(0),
+        run_cnt: number(info, "run_cnt:").unwrap_or(0),
+    }
 }
 
 /// Program names by tag, from the JIT's symbols (`bpf_prog_<tag>_<name>`).
