@@ -89,10 +89,18 @@ pub const EXEC_ENTRY_WORDS: u32 = 2;
 /// The empty class: no rule matches.
 pub const EMPTY_CLASS: u32 = 0;
 
-/// BPF map flags of every image map. `BPF_F_MMAPABLE` lets the daemon fill
-/// an image with one copy instead of a syscall per word; `BPF_F_INNER_MAP`
-/// lets images of different sizes share the one outer slot.
-pub const IMAGE_MAP_FLAGS: u32 = BPF_F_MMAPABLE | BPF_F_INNER_MAP;
+/// BPF map flags of an image in the sized slot. `BPF_F_MMAPABLE` lets the
+/// daemon fill an image with one copy instead of a syscall per word.
+///
+/// Every image in that slot has the slot's capacity as its size, so the
+/// verifier knows the bounds of the map the hooks read and compiles each
+/// lookup into a few instructions. A call of the lookup helper costs about
+/// ten times as much, and a connect makes about ten lookups.
+pub const SIZED_IMAGE_MAP_FLAGS: u32 = BPF_F_MMAPABLE;
+/// BPF map flags of an image in the slot of any size, for an image larger
+/// than the sized slot holds. `BPF_F_INNER_MAP` lets images of different
+/// sizes share that slot, and makes every lookup a helper call.
+pub const ANY_SIZE_IMAGE_MAP_FLAGS: u32 = BPF_F_MMAPABLE | BPF_F_INNER_MAP;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 const BPF_F_INNER_MAP: u32 = 1 << 12;
 

@@ -9,8 +9,12 @@ pub const PROG_SENDMSG6: &str = "sendmsg6";
 /// The socket programs in attach order.
 pub const SOCKET_PROGRAMS: [&str; 4] = [PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4, PROG_SENDMSG6];
 
-/// Array-of-maps with one slot holding the live generation image.
+/// Array-of-maps with one slot for the live generation image, of any size.
 pub const MAP_GENERATION: &str = "GENERATION";
+/// Array-of-maps with one slot for the live generation image, of the
+/// capacity userspace chose when it created this map. The hooks read an
+/// image here first (see `crate::image::SIZED_IMAGE_MAP_FLAGS`).
+pub const MAP_GENERATION_SIZED: &str = "GENERATION_SIZED";
 /// Ring buffer of verdict events.
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters, indexed by [`crate::counters::Counter`].

@@ -35,7 +35,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{EVENTS, GENERATION, LiveImage},
+    maps::{EVENTS, LiveImage},
     report::count,
 };
 
@@ -154,8 +154,7 @@ fn judge_exec(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
         return None;
     }
-    let image = GENERATION.get(0)?;
-    let image = LiveImage(image);
+    let image = LiveImage::get()?;
     let generation = Generation::new(&image);
     // SAFETY: a global written only by the loader.
     let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
@@ -166,8 +165,7 @@ fn judge_exec(bprm: *const u8, method: ExecMethod) -> Option<Action> {
 
 #[inline(always)]
 fn judge_mapping(fd: u32) -> Option<Action> {
-    let image = GENERATION.get(0)?;
-    let image = LiveImage(image);
+    let image = LiveImage::get()?;
     let generation = Generation::new(&image);
     if generation.exec_options().ok()? & options::BLOCK_LOADER == 0 {
         return None;

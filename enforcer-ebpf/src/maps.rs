@@ -11,17 +11,27 @@ use enforcer_common::{
     dns::{Learned, MAX_ANSWERS, Response},
     domain::NAME_BYTES,
     event::{LearnedAddress, NetEvent},
-    image::IMAGE_MAP_FLAGS,
+    image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
     packet::{PACKET_BYTES, Packet},
 };
 
-/// One generation image (see `enforcer_common::image`). The declared size
-/// is only the template's: `BPF_F_INNER_MAP` admits images of any size.
-pub type Image = Array<u64, 1, { IMAGE_MAP_FLAGS as usize }>;
+/// A generation image (see `enforcer_common::image`) in the sized slot. The
+/// size declared here is never used: userspace creates `GENERATION_SIZED`
+/// itself, with a template of the capacity it chose, before loading.
+pub type SizedImage = Array<u64, 1, { SIZED_IMAGE_MAP_FLAGS as usize }>;
 
-/// Slot 0 holds the live image; userspace replaces it in one syscall.
+/// A generation image of any size: `BPF_F_INNER_MAP` admits them all.
+pub type AnySizeImage = Array<u64, 1, { ANY_SIZE_IMAGE_MAP_FLAGS as usize }>;
+
+/// Slot 0 holds the live image when it fits the capacity. Userspace
+/// replaces it in one syscall.
 #[btf_map]
-pub static GENERATION: ArrayOfMaps<Image, 1> = ArrayOfMaps::new();
+pub static GENERATION_SIZED: ArrayOfMaps<SizedImage, 1> = ArrayOfMaps::new();
+
+/// Slot 0 holds the live image when it does not fit the sized slot, which
+/// is then empty.
+#[btf_map]
+pub static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
 
 /// Userspace sizes the ring at load time; this is only the default.
 #[btf_map]
@@ -79,11 +89,32 @@ impl Scratch {
 pub static HEADERS: PerCpuArray<crate::skb::Headers, 1> = PerCpuArray::new();
 
 /// The live image, as the shared lookup code reads it.
-pub struct LiveImage<'a>(pub &'a Image);
+///
+/// Each variant has lookup calls of its own: the verifier inlines a lookup
+/// only at a call that always reads maps of one capacity.
+#[derive(Clone, Copy)]
+pub enum LiveImage<'a> {
+    Sized(&'a SizedImage),
+    AnySize(&'a AnySizeImage),
+}
+
+impl LiveImage<'static> {
+    /// The image of the generation in force; `None` before the first.
+    #[inline(always)]
+    pub fn get() -> Option<Self> {
+        if let Some(image) = GENERATION_SIZED.get(0) {
+            return Some(Self::Sized(image));
+        }
+        GENERATION.get(0).map(Self::AnySize)
+    }
+}
 
 impl enforcer_common::lookup::Words for LiveImage<'_> {
     #[inline(always)]
     fn word(&self, index: u32) -> Option<u64> {
-        self.0.get(index).copied()
+        match self {
+            Self::Sized(image) => image.get(index).copied(),
+            Self::AnySize(image) => image.get(index).copied(),
+        }
     }
 }

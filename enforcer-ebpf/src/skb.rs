@@ -30,7 +30,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{GENERATION, HEADERS, LEARNED, LiveImage, Parts, SCRATCH, Scratch},
+    maps::{HEADERS, LEARNED, LiveImage, Parts, SCRATCH, Scratch},
     repeat::BpfLoop,
     report::{NameVerdict, Socket, count, report_name},
 };
@@ -244,10 +244,9 @@ fn generation_and_payload(
     ctx: &SkBuffContext,
     packet: &Headers,
 ) -> Result<Option<(LiveImage<'static>, &'static mut Scratch)>, Fault> {
-    let Some(image) = GENERATION.get(0) else {
+    let Some(image) = LiveImage::get() else {
         return Ok(None);
     };
-    let image = LiveImage(image);
     if !Generation::new(&image).has_domains()? {
         return Ok(None);
     }

@@ -13,7 +13,7 @@ use enforcer_common::{
 use enforcer_common::lookup::{Fault, Generation};
 
 use crate::{
-    maps::{GENERATION, LiveImage},
+    maps::LiveImage,
     report::{Verdict, count, report},
     skb::learned_decision,
 };
@@ -137,11 +137,10 @@ fn judge(destination: Destination, hook: Hook) -> i32 {
 /// `Ok(true)` lets the traffic through.
 #[inline(always)]
 fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
-    let Some(image) = GENERATION.get(0) else {
+    let Some(image) = LiveImage::get() else {
         // No policy applied yet.
         return Ok(true);
     };
-    let image = LiveImage(image);
     let generation = Generation::new(&image);
     let words = destination.words;
     let class = if destination.family == FAMILY_V4 {

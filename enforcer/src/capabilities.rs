@@ -82,7 +82,7 @@ const REQUIREMENTS: &[Requirement] = &[
 ];
 
 fn image_maps_supported() -> Result<bool, String> {
-    match maps::create_image_map(1) {
+    match maps::create_image_map(maps::Slot::AnySize, 1) {
         Ok(_) => Ok(true),
         // The kernel's answer to flags it does not know.
         Err(MapError::CreateError { io_error, .. })

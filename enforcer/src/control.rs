@@ -15,7 +15,7 @@ use tokio::{
 
 use crate::{
     compile::ImageStats,
-    maps::CounterTotals,
+    maps::{CounterTotals, Slot},
     policy::{PolicyErrors, Source, diff::PolicyDiff, diff::RuleSummary},
 };
 
@@ -106,9 +106,20 @@ pub struct StatusReport {
     pub applied_by: Option<u32>,
     pub rules: Vec<RuleSummary>,
     pub image: ImageStats,
+    /// Absent from the status of a daemon older than the sized slot.
+    #[serde(default)]
+    pub image_slot: Option<ImageSlot>,
     /// Exec paths of the policy that do not exist now.
     pub missing_paths: Vec<String>,
     pub counters: CounterTotals,
+}
+
+/// Where the live image is (see `crate::maps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSlot {
+    pub slot: Slot,
+    /// The size of every image in the sized slot, chosen at start.
+    pub sized_capacity_words: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use enforcer::{
     config::{Config, DEFAULT_CONFIG},
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::{self, RunOptions},
+    maps::Slot,
     pins::DEFAULT_PIN_DIR,
     policy::{self, PolicyErrors},
     store::DEFAULT_STATE_DIR,
@@ -373,6 +374,20 @@ fn status_text(report: &StatusReport) -> String {
         image.port_entries,
         image.words * 8 / 1024
     );
+    if let Some(slot) = &report.image_slot {
+        let capacity_kib = u64::from(slot.sized_capacity_words) * 8 / 1024;
+        let _ = match slot.slot {
+            Slot::Sized => writeln!(
+                text,
+                "kernel image: in the sized slot ({capacity_kib} KiB, lookups inlined)"
+            ),
+            Slot::AnySize => writeln!(
+                text,
+                "kernel image: larger than the sized slot ({capacity_kib} KiB, chosen at start), \
+                 so every lookup is a helper call; restart the daemon to size the slot for it"
+            ),
+        };
+    }
     let counters = &report.counters;
     let _ = writeln!(
         text,

@@ -132,9 +132,14 @@ impl Pins {
         fs::remove_file(&path).map_err(io_error(&path))
     }
 
+    /// Where map `name` is pinned.
+    pub fn map_path(&self, name: &str) -> PathBuf {
+        self.instance.join("maps").join(name)
+    }
+
     /// Pins `map`, and returns the pin's path.
     pub fn map(&self, name: &str, map: &Map) -> Result<PathBuf, PinError> {
-        let path = self.instance.join("maps").join(name);
+        let path = self.map_path(name);
         match map.pin(&path) {
             Ok(()) => Ok(path),
             Err(source) => Err(PinError::Pin { path, source }),

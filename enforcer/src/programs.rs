@@ -2,9 +2,11 @@
 //! owner task holds the result; dropping it detaches everything.
 
 use std::{
+    collections::HashMap,
     fs::File,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
+    thread,
 };
 
 use aya::{
@@ -12,17 +14,17 @@ use aya::{
     maps::{CgroupArray, MapData, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm,
-        ProgramError, TracePoint, links::FdLink,
+        Program, ProgramError, TracePoint, links::FdLink,
     },
 };
 use enforcer_common::{
-    exec::{EXEC_OFFSETS_GLOBAL, ExecMethod},
+    exec::{EXEC_OFFSETS_GLOBAL, ExecMethod, ExecOffsets},
     guard::{GUARD_OFFSETS_GLOBAL, GuardOffsets, Kind},
     names::{
         EXEC_LSM_HOOK, EXEC_TRACEPOINT, GUARD_PROGRAMS, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE,
-        MAP_GENERATION, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED, MAP_TRUSTED, MAPPING_TRACEPOINT,
-        PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, PROG_INGRESS,
-        SOCKET_PROGRAMS,
+        MAP_GENERATION, MAP_GENERATION_SIZED, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED,
+        MAP_TRUSTED, MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
+        PROG_EXEC_SIGNAL, PROG_INGRESS, SOCKET_PROGRAMS,
     },
 };
 
@@ -30,7 +32,7 @@ use crate::{
     capabilities::Capabilities,
     guard::{Guard, GuardError},
     kernel_btf::{self, KernelBtf},
-    maps::{Counters, GenerationSlot, MapsError},
+    maps::{self, Counters, GenerationSlot, MapsError},
     mountinfo,
     pins::{PinError, Pins},
     policy::Policy,
@@ -147,8 +149,13 @@ const PINNED_MAPS: [&str; 3] = [MAP_GENERATION, MAP_EVENTS, MAP_LEARNED];
 
 /// Loads every program into the kernel without attaching any, and pins the
 /// shared maps in `pins`. The exec hook is chosen here, by loading it: BPF
-/// LSM where the kernel runs it, else the exec tracepoint.
-pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsError> {
+/// LSM where the kernel runs it, else the exec tracepoint. The sized
+/// generation slot holds images of `capacity` words (see `crate::maps`).
+pub fn load(
+    capabilities: &Capabilities,
+    pins: Pins,
+    capacity: u32,
+) -> Result<Loaded, ProgramsError> {
     if OBJECT.is_empty() {
         return Err(ProgramsError::NotEmbedded);
     }
@@ -161,7 +168,10 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
         .as_ref()
         .map_err(ToString::to_string)
         .and_then(|btf| kernel_btf::guard_offsets(btf).map_err(|error| error.to_string()));
+    let sized_slot = pins.map_path(MAP_GENERATION_SIZED);
+    maps::create_sized_slot(capacity, &sized_slot)?;
     let mut loader = EbpfLoader::new();
+    loader.map_pin_path(MAP_GENERATION_SIZED, sized_slot.clone());
     if let Ok(offsets) = &offsets {
         loader.override_global(EXEC_OFFSETS_GLOBAL, offsets, true);
     }
@@ -169,38 +179,37 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
         loader.override_global(GUARD_OFFSETS_GLOBAL, offsets, true);
     }
     let mut ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
-    for name in SOCKET_PROGRAMS {
-        socket_program(&mut ebpf, name)?
-            .load()
-            .map_err(|source| ProgramsError::Program { name, source })?;
-    }
-    // Domain rules need `bpf_loop` (Linux 5.17); without it, network and
-    // exec enforcement still work, and policies with domains are refused.
-    let packet_programs = PACKET_PROGRAMS
-        .iter()
-        .try_for_each(|&(name, _)| {
-            packet_program(&mut ebpf, name)?
-                .load()
-                .map_err(|source| ProgramsError::Program { name, source })
-        })
-        .map(|()| false)
-        .map_err(|error| error.to_string());
     let btf = Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
-    let exec = match (offsets, &btf) {
-        (Ok(_), Ok(btf)) => load_exec_hook(&mut ebpf, btf, capabilities.bpf_lsm_active),
-        (Err(error), _) => ExecSupport::Unavailable(format!(
-            "cannot read kernel struct offsets from BTF: {error}"
-        )),
-        (_, Err(error)) => ExecSupport::Unavailable(error.clone()),
-    };
-    let guard_loaded = load_guard(&mut ebpf, &btf, capabilities.bpf_lsm_active, guard_offsets);
-    let mapping_hook = match &exec {
-        ExecSupport::Enforced(_) => load_mapping_hook(&mut ebpf)
-            .map(|()| false)
-            .map_err(|error| error.to_string()),
-        ExecSupport::Unavailable(reason) => Err(reason.clone()),
-    };
-    let mut pinned = Vec::with_capacity(PINNED_MAPS.len());
+    let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
+    let packet = PACKET_PROGRAMS.map(|(name, _)| (name, by_name.remove(name)));
+    // The verifier takes most of the start, and most of that on the packet
+    // programs: they verify on threads of their own while this one loads
+    // the rest.
+    let (
+        packet_programs,
+        Optional {
+            exec,
+            guard: guard_loaded,
+            mapping_hook,
+        },
+    ) = thread::scope(|scope| {
+        let packet_loads =
+            packet.map(|(name, program)| scope.spawn(move || load_packet_program(name, program)));
+        let rest = load_all_but_packet(&mut by_name, capabilities, &btf, offsets, guard_offsets);
+        // Domain rules need `bpf_loop` (Linux 5.17); without it, network
+        // and exec enforcement still work, and policies with domains are
+        // refused.
+        let packet_programs = packet_loads
+            .into_iter()
+            .try_for_each(|load| {
+                load.join()
+                    .unwrap_or_else(|_| Err("its loader thread panicked".to_string()))
+            })
+            .map(|()| false);
+        rest.map(|optional| (packet_programs, optional))
+    })?;
+    let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
+    pinned.push(sized_slot);
     for name in PINNED_MAPS {
         pinned.push(pins.map(name, ebpf.map(name).ok_or(ProgramsError::MissingMap(name))?)?);
     }
@@ -209,7 +218,7 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
             .map_err(|error| format!("registering the enforcer's objects failed: {error}"))
     });
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
-    let slot = GenerationSlot::new(take(MAP_GENERATION)?)?;
+    let slot = GenerationSlot::new(take(MAP_GENERATION_SIZED)?, take(MAP_GENERATION)?, capacity)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
     let events = RingBuf::try_from(take(MAP_EVENTS)?).map_err(|source| ProgramsError::Map {
         name: MAP_EVENTS,
@@ -231,16 +240,88 @@ pub fn load(capabilities: &Capabilities, pins: Pins) -> Result<Loaded, ProgramsE
     })
 }
 
-fn load_exec_hook(ebpf: &mut Ebpf, btf: &Btf, bpf_lsm_active: bool) -> ExecSupport {
+/// The object's programs by name, borrowed apart so that several can load
+/// at once.
+type ByName<'a> = HashMap<&'a str, &'a mut Program>;
+
+fn program<'p, T>(
+    programs: &'p mut ByName<'_>,
+    name: &'static str,
+) -> Result<&'p mut T, ProgramError>
+where
+    for<'x> &'x mut Program: TryInto<&'x mut T, Error = ProgramError>,
+{
+    let program: &'p mut Program = programs.get_mut(name).ok_or(ProgramError::NotLoaded)?;
+    program.try_into()
+}
+
+fn load_packet_program(name: &'static str, program: Option<&mut Program>) -> Result<(), String> {
+    let program: &mut CgroupSkb = program
+        .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?
+        .try_into()
+        .map_err(|error: ProgramError| format!("program {name}: {error}"))?;
+    program
+        .load()
+        .map_err(|source| ProgramsError::Program { name, source }.to_string())
+}
+
+/// The hooks a host may lack: each loaded, or why not.
+struct Optional {
+    exec: ExecSupport,
+    guard: Result<(), String>,
+    mapping_hook: Result<bool, String>,
+}
+
+/// The socket programs (which must load), the exec hook and the guard
+/// (each either loads or says why not), and the mapping hook.
+fn load_all_but_packet(
+    programs: &mut ByName<'_>,
+    capabilities: &Capabilities,
+    btf: &Result<Btf, String>,
+    offsets: Result<ExecOffsets, String>,
+    guard_offsets: Result<GuardOffsets, String>,
+) -> Result<Optional, ProgramsError> {
+    for name in SOCKET_PROGRAMS {
+        program::<CgroupSockAddr>(programs, name)
+            .and_then(|program| program.load())
+            .map_err(|source| ProgramsError::Program { name, source })?;
+    }
+    let exec = match (offsets, btf) {
+        (Ok(_), Ok(btf)) => load_exec_hook(programs, btf, capabilities.bpf_lsm_active),
+        (Err(error), _) => ExecSupport::Unavailable(format!(
+            "cannot read kernel struct offsets from BTF: {error}"
+        )),
+        (_, Err(error)) => ExecSupport::Unavailable(error.clone()),
+    };
+    let guard = load_guard(programs, btf, capabilities.bpf_lsm_active, guard_offsets);
+    let mapping_hook = match &exec {
+        ExecSupport::Enforced(_) => program::<TracePoint>(programs, PROG_EXEC_MAPPING)
+            .and_then(|program| program.load())
+            .map(|()| false)
+            .map_err(|error| error.to_string()),
+        ExecSupport::Unavailable(reason) => Err(reason.clone()),
+    };
+    Ok(Optional {
+        exec,
+        guard,
+        mapping_hook,
+    })
+}
+
+fn load_exec_hook(programs: &mut ByName<'_>, btf: &Btf, bpf_lsm_active: bool) -> ExecSupport {
     let lsm_refused = if bpf_lsm_active {
-        match load_lsm(ebpf, btf) {
+        match program::<Lsm>(programs, PROG_EXEC_LSM)
+            .and_then(|program| program.load(EXEC_LSM_HOOK, btf))
+        {
             Ok(()) => return ExecSupport::Enforced(ExecMethod::Lsm),
             Err(error) => format!("BPF LSM program refused ({error})"),
         }
     } else {
         "bpf is not among the active LSMs".to_string()
     };
-    match load_tracepoint(ebpf, btf) {
+    match program::<BtfTracePoint>(programs, PROG_EXEC_SIGNAL)
+        .and_then(|program| program.load(EXEC_TRACEPOINT, btf))
+    {
         Ok(()) => ExecSupport::Enforced(ExecMethod::Signal),
         Err(error) => {
             ExecSupport::Unavailable(format!("{lsm_refused}; exec tracepoint refused ({error})"))
@@ -250,7 +331,7 @@ fn load_exec_hook(ebpf: &mut Ebpf, btf: &Btf, bpf_lsm_active: bool) -> ExecSuppo
 
 /// Loads the self-protection programs; where they cannot run, says why.
 fn load_guard(
-    ebpf: &mut Ebpf,
+    programs: &mut ByName<'_>,
     btf: &Result<Btf, String>,
     bpf_lsm_active: bool,
     offsets: Result<GuardOffsets, String>,
@@ -261,11 +342,8 @@ fn load_guard(
     offsets.map_err(|error| format!("cannot read kernel struct offsets from BTF: {error}"))?;
     let btf = btf.as_ref().map_err(Clone::clone)?;
     for name in GUARD_PROGRAMS {
-        let program: &mut Lsm = ebpf
-            .program_mut(name)
-            .ok_or(ProgramError::NotLoaded)
-            .and_then(|program| program.try_into())
-            .map_err(|error| format!("program {name}: {error}"))?;
+        let program =
+            program::<Lsm>(programs, name).map_err(|error| format!("program {name}: {error}"))?;
         program
             .load(name, btf)
             .map_err(|error| format!("BPF LSM program {name} refused ({error})"))?;
@@ -306,30 +384,6 @@ fn guard_objects(ebpf: &mut Ebpf, pins: &Pins, pinned: &[PathBuf]) -> Result<Gua
         guard.protect_pin(path).map_err(|error| error.to_string())?;
     }
     Ok(guard)
-}
-
-fn load_mapping_hook(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
-    let program: &mut TracePoint = ebpf
-        .program_mut(PROG_EXEC_MAPPING)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
-    program.load()
-}
-
-fn load_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
-    let program: &mut Lsm = ebpf
-        .program_mut(PROG_EXEC_LSM)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
-    program.load(EXEC_LSM_HOOK, btf)
-}
-
-fn load_tracepoint(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(PROG_EXEC_SIGNAL)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
-    program.load(EXEC_TRACEPOINT, btf)
 }
 
 fn socket_program<'a>(

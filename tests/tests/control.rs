@@ -101,6 +101,47 @@ cidrs = ["127.0.0.300/32"]
     );
 }
 
+/// Every image of a daemon goes to the sized slot while it fits the
+/// capacity chosen at start, and to the slot of any size when it does not.
+/// The hooks must read whichever holds the live one, and a move between
+/// the slots in either direction must leave no image of the other behind.
+#[test]
+fn images_larger_than_the_sized_slot_are_enforced_from_the_other_and_back() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let cgroup = TestCgroup::new();
+    // IPv4 only: one bucket index, so the slot is sized for about that.
+    let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
+    let slot = |daemon: &Daemon| daemon.status_json()["image_slot"]["slot"].clone();
+    assert_eq!(slot(&daemon), "sized");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+
+    // Both families: twice the bucket index, more than the slot holds.
+    let both_families = r#"
+version = 1
+
+[[block]]
+name = "block-second"
+cidrs = ["127.0.0.8/32", "fd00:e7f0::/64"]
+"#;
+    assert_exit_code(&daemon.apply(both_families), 0, "policy apply");
+    assert_eq!(slot(&daemon), "any-size");
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
+        Outcome::Ok,
+        "the image left in the sized slot is still read"
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+
+    assert_exit_code(&daemon.apply(BLOCK_FIRST), 0, "policy apply");
+    assert_eq!(slot(&daemon), "sized");
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        Outcome::Ok
+    );
+}
+
 #[test]
 fn status_json_is_served_on_the_control_socket() {
     let cgroup = TestCgroup::new();

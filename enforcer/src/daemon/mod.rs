@@ -33,6 +33,7 @@ use crate::{
         rules::RuleBook,
         syslog::SyslogWriter,
     },
+    maps,
     pins::{PinError, Pins},
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
@@ -174,7 +175,11 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         slot,
         counters,
         events,
-    } = programs::load(&capabilities, pins)?;
+    } = programs::load(
+        &capabilities,
+        pins,
+        maps::sized_capacity(compiled.image.len()),
+    )?;
     let learned = programs.pins().path().join("maps").join(MAP_LEARNED);
     let kernel = Kernel {
         programs,

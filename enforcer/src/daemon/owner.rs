@@ -9,10 +9,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::{hashes::ContentBans, release_freed_memory};
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
-    control::{ApplyReport, Response, StatusReport},
+    control::{ApplyReport, ImageSlot, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
     hashwatch::{HashWatchError, Match, StrictScope},
-    maps::{Counters, GenerationSlot, MapsError},
+    maps::{Counters, GenerationSlot, MapsError, Slot},
     pathwatch::PathWatch,
     policy::{self, Policy, Sha256, diff::PolicyDiff, diff::RuleSummary},
     programs::{Programs, ProgramsError},
@@ -111,6 +111,7 @@ struct Live {
     resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
     stats: ImageStats,
+    slot: Slot,
     applied_at: SystemTime,
     applied_by: Option<Peer>,
 }
@@ -166,8 +167,8 @@ impl Owner {
             first_generation: number,
         } = lineage;
         rules.insert(number, rule_names(&policy), compiled.domain_slots.clone());
-        let image = slot.install(&compiled.image, number, |id| programs.guard_image(id))?;
-        programs.image_live(image)?;
+        let installed = slot.install(&compiled.image, number, |id| programs.guard_image(id))?;
+        programs.image_live(installed.map_id)?;
         programs.attach(&cgroup)?;
         programs.set_mapping_hook(policy.options.exec_block_loader)?;
         programs.set_packet_programs(policy.lists_domains())?;
@@ -177,6 +178,7 @@ impl Owner {
             sha256,
             resolution,
             stats: compiled.stats,
+            slot: installed.slot,
             applied_at: SystemTime::now(),
             applied_by: None,
         };
@@ -458,10 +460,10 @@ impl Owner {
         if domains {
             self.programs.set_packet_programs(true)?;
         }
-        let image = self
+        let installed = self
             .slot
             .install(&compiled.image, number, |id| self.programs.guard_image(id))?;
-        self.programs.image_live(image)?;
+        self.programs.image_live(installed.map_id)?;
         if !loader {
             self.programs.set_mapping_hook(false)?;
         }
@@ -476,6 +478,7 @@ impl Owner {
             sha256: std::mem::take(&mut self.live.sha256),
             resolution,
             stats: compiled.stats,
+            slot: installed.slot,
             applied_at: SystemTime::now(),
             applied_by,
         };
@@ -527,6 +530,10 @@ impl Owner {
             applied_by: self.live.applied_by.map(|peer| peer.uid),
             rules: self.live.policy.rules.iter().map(RuleSummary::of).collect(),
             image: self.live.stats,
+            image_slot: Some(ImageSlot {
+                slot: self.live.slot,
+                sized_capacity_words: self.slot.capacity(),
+            }),
             missing_paths: paths(&self.live.resolution.missing),
             counters,
         })

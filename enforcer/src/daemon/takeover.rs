@@ -15,7 +15,7 @@ use aya::maps::{ArrayOfMaps, HashMap, Map, MapData, RingBuf};
 use enforcer_common::{
     event::LearnedAddress,
     image::{MAGIC, header},
-    names::{MAP_EVENTS, MAP_GENERATION, MAP_LEARNED},
+    names::{MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED, MAP_LEARNED},
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,9 +68,16 @@ pub fn reached(earlier: &[Earlier]) -> Reached {
 }
 
 /// The live image's generation number and domain seed, if the instance's
-/// slot holds an image this build wrote.
+/// slots hold an image this build wrote. The sized slot is read first, as
+/// the hooks read it; an instance older than that slot has none.
 fn image_header(instance: &Earlier) -> Option<(u64, u64)> {
-    let outer = MapData::from_pin(instance.map_path(MAP_GENERATION)).ok()?;
+    [MAP_GENERATION_SIZED, MAP_GENERATION]
+        .into_iter()
+        .find_map(|slot| slot_image_header(instance, slot))
+}
+
+fn slot_image_header(instance: &Earlier, slot: &str) -> Option<(u64, u64)> {
+    let outer = MapData::from_pin(instance.map_path(slot)).ok()?;
     let outer: ArrayOfMaps<MapData, MapData> =
         ArrayOfMaps::try_from(Map::ArrayOfMaps(outer)).ok()?;
     let image = outer.get(&0, 0).ok()?;

@@ -83,11 +83,20 @@ pub struct SizeResult {
     pub ready_s: f64,
     pub rss: kernel::Rss,
     pub maps: (usize, u64),
-    /// The live generation image (`status`: words × 8). The daemon holds
+    /// The live generation image's map (from `status`). The daemon holds
     /// no descriptor of it (it lives in the outer map), so it is not in
     /// `maps`.
     pub image_bytes: Option<u64>,
     pub nft: std::result::Result<nft::Loaded, String>,
+}
+
+/// The size of the live image's map: in the sized slot, the slot's
+/// capacity, whatever the image uses of it.
+fn image_map_words(status: &Value) -> Option<u64> {
+    match status["image_slot"]["slot"].as_str() {
+        Some("sized") => status["image_slot"]["sized_capacity_words"].as_u64(),
+        _ => status["image"]["words"].as_u64(),
+    }
 }
 
 impl SizeResult {
@@ -267,7 +276,7 @@ pub fn run(
             (kernel::programs(daemon.pid())?, empty.programs()?)
         };
         let status = daemon.status()?;
-        let image_bytes = status["image"]["words"].as_u64().map(|words| words * 8);
+        let image_bytes = image_map_words(&status).map(|words| words * 8);
         results.push(SizeResult {
             size,
             samples,
