@@ -34,7 +34,7 @@ use crate::{
         syslog::SyslogWriter,
     },
     maps,
-    pins::{PinError, Pins},
+    pins::{self, PinError, Pins},
     policy::{self, PolicyErrors},
     programs::{self, Loaded, ProgramsError},
     resolve,
@@ -170,16 +170,23 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     )?));
     let rules = Arc::new(RuleBook::default());
 
+    let instance = pins.path().to_path_buf();
+    let loaded = programs::load(
+        &capabilities,
+        pins,
+        maps::sized_capacity(compiled.image.len()),
+    );
+    if loaded.is_err() {
+        // Nothing is attached yet: the maps pinned so far would only hold
+        // kernel memory until a later daemon or `unload` removed them.
+        let _ = pins::remove_instance(&instance);
+    }
     let Loaded {
         programs,
         slot,
         counters,
         events,
-    } = programs::load(
-        &capabilities,
-        pins,
-        maps::sized_capacity(compiled.image.len()),
-    )?;
+    } = loaded?;
     let learned = programs.pins().path().join("maps").join(MAP_LEARNED);
     let kernel = Kernel {
         programs,
