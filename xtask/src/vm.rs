@@ -11,6 +11,7 @@
 mod cpio;
 mod guest;
 mod kernels;
+mod qemu;
 
 use std::{
     fs::{self, File},
@@ -22,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
 
@@ -37,12 +38,14 @@ pub struct VmTestArgs {
     /// List the kernels and exit.
     #[arg(long)]
     list: bool,
-    /// Wall-clock limit for one kernel's whole run, in minutes (debian-6.1
-    /// took 53 under TCG on two host cores, debian-6.12 25).
+    /// Wall-clock limit for one kernel's whole run, in minutes (on two host
+    /// cores debian-6.1 took 53 under qemu 7.2, debian-6.12 28 under
+    /// qemu 10).
     #[arg(long, default_value_t = 90)]
     timeout_minutes: u64,
     /// Limit for one test binary inside the guest, in minutes (the
-    /// slowest, exec, took 14 on debian-6.1 under TCG and 6 on 6.12).
+    /// slowest, exec, took 14 on debian-6.1 under qemu 7.2 and 7 on 6.12
+    /// under qemu 10).
     #[arg(long, default_value_t = 30)]
     binary_timeout_minutes: u64,
     /// `--test-threads` for the test binaries; 0 leaves it to libtest (one
@@ -51,10 +54,8 @@ pub struct VmTestArgs {
     /// cores, the emulated CPUs contending for them.
     #[arg(long, default_value_t = 1)]
     test_threads: usize,
-    /// qemu's CPU model. Without CMPXCHG16B: Debian 12's qemu 7.2 emulates
-    /// it wrongly under TCG (it corrupts the flags), and kernel 6.12, which
-    /// uses it in its slab allocator, then double faults within seconds.
-    #[arg(long, default_value = "qemu64,-cx16")]
+    /// qemu's CPU model.
+    #[arg(long, default_value = "qemu64")]
     cpu: String,
     /// Guest CPUs.
     #[arg(long, default_value_t = 2)]
@@ -89,8 +90,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<ExitCode> {
             .map(|name| kernels::spec(name))
             .collect::<Result<Vec<_>>>()?
     };
-    ensure_qemu()?;
     let vm_cache = toolchain::cache_dir()?.join("vm");
+    qemu::ensure(&vm_cache)?;
     let kernels = specs
         .into_iter()
         .map(|spec| kernels::ensure(spec, &vm_cache, args.refresh))
@@ -130,37 +131,6 @@ pub fn vm_test(args: &VmTestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// qemu, installed with apt when it is missing and this runs as root (as
-/// in CI).
-fn ensure_qemu() -> Result<()> {
-    if qemu_runs() {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "qemu-system-x86_64 is missing; install it (`apt-get install qemu-system-x86`) or run as root"
-        );
-    }
-    eprintln!(
-        "xtask: qemu-system-x86_64 is missing; installing qemu-system-x86 with apt-get (vm-test boots kernels under qemu)"
-    );
-    build::apt_install("qemu-system-x86")?;
-    if !qemu_runs() {
-        bail!("qemu-system-x86_64 does not run after installing qemu-system-x86");
-    }
-    Ok(())
-}
-
-fn qemu_runs() -> bool {
-    Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 /// What one test binary did in the guest.

@@ -202,17 +202,10 @@ impl Apt {
                 "{KEYRING} is missing: install debian-archive-keyring to check Debian's package signatures"
             );
         }
-        let mirror = env::var("ENFORCER_VM_MIRROR").ok();
         let sources: String = spec
             .sources
             .iter()
-            .map(|line| {
-                let line = match &mirror {
-                    Some(mirror) => line.replacen("http://deb.debian.org", mirror, 1),
-                    None => line.to_string(),
-                };
-                format!("deb [signed-by={KEYRING}] {line}\n")
-            })
+            .map(|line| format!("deb {}\n", signed_source(line)))
             .collect();
         let lists = dir.join("lists");
         let cache = dir.join("cache");
@@ -286,6 +279,16 @@ impl Apt {
                 .is_ok_and(|age| age > LISTS_MAX_AGE)
         })
     }
+}
+
+/// An apt source line (`URI SUITE COMPONENT`) after `deb `, checked
+/// against Debian's keyring and on `ENFORCER_VM_MIRROR` when that is set.
+pub fn signed_source(line: &str) -> String {
+    let line = match env::var("ENFORCER_VM_MIRROR") {
+        Ok(mirror) => line.replacen("http://deb.debian.org", &mirror, 1),
+        Err(_) => line.to_string(),
+    };
+    format!("[signed-by={KEYRING}] {line}")
 }
 
 fn field(stanza: &str, name: &str) -> Option<String> {
