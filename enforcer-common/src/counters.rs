@@ -33,10 +33,14 @@ pub enum Counter {
     /// Attempts on the enforcer's own objects, pins or daemon that the
     /// guard refused (see `crate::guard`).
     TamperRefused = 12,
+    /// Packets to judge for domain rules that were dropped, and execs judged
+    /// without their file name, because every buffer of that kind on their
+    /// CPU was in use (see `crate::claim`).
+    BuffersBusy = 13,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 14] = [
         Counter::Blocked,
         Counter::Audited,
         Counter::Allowed,
@@ -50,6 +54,7 @@ impl Counter {
         Counter::AddressesLearned,
         Counter::ServerNamesBlocked,
         Counter::TamperRefused,
+        Counter::BuffersBusy,
     ];
 }
 

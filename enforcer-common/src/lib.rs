@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod bounds;
+pub mod claim;
 pub mod counters;
 pub mod decision;
 pub mod dns;

@@ -14,7 +14,7 @@
 //! before any of the file's code can run.
 
 use aya_ebpf::{
-    btf_maps::{CgroupArray, PerCpuArray},
+    btf_maps::CgroupArray,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
@@ -35,7 +35,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{EVENTS, LiveImage},
+    maps::{Claimed, EVENTS, LiveImage},
     report::count,
 };
 
@@ -89,10 +89,6 @@ pub(crate) fn current_task_ids() -> (u64, [u8; 16]) {
 /// the socket hooks.
 #[btf_map]
 pub static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
-
-/// Room for a file name, too large for the BPF stack.
-#[btf_map]
-static NAME_SCRATCH: PerCpuArray<[u8; MAX_NAME_LEN + 1], 1> = PerCpuArray::new();
 
 const SIGKILL: u32 = 9;
 const EPERM: i32 = 1;
@@ -281,9 +277,11 @@ fn decide(
         decision = strongest_directory(generation, offsets, dev, dentry, decision)?;
     }
     if has_names && decision.action() != Action::Allow {
-        let by_name = generation.exec_name(name_hash(read_ptr(dentry, offsets.dentry_name)?)?)?;
-        if by_name.outranks(decision) {
-            decision = by_name;
+        if let Some(hash) = name_hash(read_ptr(dentry, offsets.dentry_name)?)? {
+            let by_name = generation.exec_name(hash)?;
+            if by_name.outranks(decision) {
+                decision = by_name;
+            }
         }
     }
     if decision != Decision::NONE {
@@ -339,18 +337,26 @@ fn strongest_directory(
     Ok(decision)
 }
 
+/// The hash of a file name; `None` when every name buffer of this CPU is
+/// in use, which takes four runs interrupted or preempted on one CPU at
+/// once: the exec is then judged by its file and directories alone.
 #[inline(always)]
-fn name_hash(name: *const u8) -> Result<u64, Fault> {
-    let buffer = NAME_SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
-    // SAFETY: the per-CPU slot is ours for this program run.
-    let buffer = unsafe { &mut *buffer };
+fn name_hash(name: *const u8) -> Result<Option<u64>, Fault> {
+    // Claimed, not shared: an exec preempted while hashing would otherwise
+    // find its buffer overwritten by another exec on the same CPU, and be
+    // judged by that file's name.
+    let Some(mut buffer) = Claimed::name_buffer() else {
+        count(Counter::BuffersBusy);
+        return Ok(None);
+    };
     // SAFETY: reads kernel memory through the helper, which checks it.
-    let name = unsafe { bpf_probe_read_kernel_str_bytes(name, buffer) }.map_err(|_| Fault)?;
+    let name =
+        unsafe { bpf_probe_read_kernel_str_bytes(name, buffer.get()) }.map_err(|_| Fault)?;
     let mut hash = NAME_HASH_SEED;
     for &byte in name.iter().take(MAX_NAME_LEN) {
         hash = name_hash_step(hash, byte);
     }
-    Ok(hash)
+    Ok(Some(hash))
 }
 
 #[inline(always)]

@@ -3,6 +3,10 @@
 //! validation and compilation of policy happens in userspace.
 #![no_std]
 #![no_main]
+// For the atomic or and and of `maps::Claims`, which `core` does not
+// offer on this target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod exec;
 mod guard;

@@ -4,16 +4,23 @@ use aya_ebpf::{
     btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use core::mem::MaybeUninit;
+use core::{
+    intrinsics::{AtomicOrdering, atomic_and, atomic_or},
+    mem::MaybeUninit,
+};
 
 use enforcer_common::{
+    claim::{self, ClaimWord},
     counters::COUNTERS_LEN,
     dns::{Learned, MAX_ANSWERS, Response},
     domain::NAME_BYTES,
     event::{LearnedAddress, NetEvent},
+    exec::MAX_NAME_LEN,
     image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
     packet::{PACKET_BYTES, Packet},
 };
+
+use crate::skb::Headers;
 
 /// A generation image (see `enforcer_common::image`) in the sized slot. The
 /// size declared here is never used: userspace creates `GENERATION_SIZED`
@@ -61,9 +68,6 @@ pub struct Scratch {
     pub collected: usize,
 }
 
-#[btf_map]
-pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
-
 /// The copied payload and the name buffer of a [`Scratch`], borrowed
 /// apart.
 pub struct Parts<'a> {
@@ -84,9 +88,123 @@ impl Scratch {
     }
 }
 
-/// The headers of the packet a cgroup_skb program is judging.
+/// What a cgroup_skb program judges one packet with.
+pub struct Workspace {
+    pub headers: Headers,
+    pub scratch: Scratch,
+}
+
+/// Buffers per CPU in each pool: one for a run in process context, one for
+/// a softirq that interrupts it, and two for runs of tasks that preempt
+/// them (see `enforcer_common::claim`).
+const POOL_SLOTS: usize = 4;
+
 #[btf_map]
-pub static HEADERS: PerCpuArray<crate::skb::Headers, 1> = PerCpuArray::new();
+static WORKSPACES: PerCpuArray<Workspace, POOL_SLOTS> = PerCpuArray::new();
+
+/// Room for an executable's file name, too large for the BPF stack.
+pub type NameBuffer = [u8; MAX_NAME_LEN + 1];
+
+#[btf_map]
+static NAME_BUFFERS: PerCpuArray<NameBuffer, POOL_SLOTS> = PerCpuArray::new();
+
+/// This CPU's claims: bit `n` of word `Pool::word` is set while buffer `n`
+/// of that pool is in use.
+#[btf_map]
+static CLAIMS: PerCpuArray<u64, 2> = PerCpuArray::new();
+
+/// A pool of per-CPU buffers, each claimed by one program run at a time.
+pub enum Pool {
+    Workspaces,
+    NameBuffers,
+}
+
+impl Pool {
+    #[inline(always)]
+    const fn word(&self) -> u32 {
+        match self {
+            Pool::Workspaces => 0,
+            Pool::NameBuffers => 1,
+        }
+    }
+}
+
+/// This CPU's claims on one pool.
+///
+/// Not `AtomicU64`: the kernel has atomic or and and on map values (Linux
+/// 5.12), but Rust's BPF target declares no compare-and-swap, so `core`
+/// leaves out every read-modify-write. The intrinsics emit the kernel's
+/// instructions.
+#[derive(Clone, Copy)]
+struct Claims(*mut u64);
+
+impl ClaimWord for Claims {
+    #[inline(always)]
+    fn fetch_or(&self, bits: u64) -> u64 {
+        // SAFETY: an aligned u64 of a map value that outlives the program
+        // run, only ever changed atomically.
+        unsafe { atomic_or::<u64, u64, { AtomicOrdering::AcqRel }>(self.0, bits) }
+    }
+
+    #[inline(always)]
+    fn fetch_and(&self, bits: u64) -> u64 {
+        // SAFETY: as in `fetch_or`.
+        unsafe { atomic_and::<u64, u64, { AtomicOrdering::AcqRel }>(self.0, bits) }
+    }
+}
+
+/// A buffer that is this run's alone until it is dropped.
+pub struct Claimed<T: 'static> {
+    claims: Claims,
+    slot: u32,
+    buffer: &'static mut T,
+}
+
+impl<T> Claimed<T> {
+    /// A free buffer of this CPU's in `buffers`, or `None` when every one is
+    /// claimed.
+    #[inline(always)]
+    fn claim(pool: Pool, buffers: &'static PerCpuArray<T, POOL_SLOTS>) -> Option<Self> {
+        let claims = Claims(CLAIMS.get_ptr_mut(pool.word())?);
+        let slot = claim::claim(&claims, POOL_SLOTS as u32)?;
+        let Some(buffer) = buffers.get_ptr_mut(slot) else {
+            claim::release(&claims, slot);
+            return None;
+        };
+        Some(Self {
+            claims,
+            slot,
+            // SAFETY: the claim makes this slot ours until `drop`.
+            buffer: unsafe { &mut *buffer },
+        })
+    }
+
+    #[inline(always)]
+    pub fn get(&mut self) -> &mut T {
+        self.buffer
+    }
+}
+
+impl Claimed<Workspace> {
+    #[inline(always)]
+    pub fn workspace() -> Option<Self> {
+        Self::claim(Pool::Workspaces, &WORKSPACES)
+    }
+}
+
+impl Claimed<NameBuffer> {
+    #[inline(always)]
+    pub fn name_buffer() -> Option<Self> {
+        Self::claim(Pool::NameBuffers, &NAME_BUFFERS)
+    }
+}
+
+impl<T> Drop for Claimed<T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        claim::release(&self.claims, self.slot);
+    }
+}
 
 /// The live image, as the shared lookup code reads it.
 ///

@@ -30,7 +30,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{HEADERS, LEARNED, LiveImage, Parts, SCRATCH, Scratch},
+    maps::{Claimed, LEARNED, LiveImage, Parts, Scratch, Workspace},
     repeat::BpfLoop,
     report::{NameVerdict, Socket, count, report_name},
 };
@@ -50,32 +50,62 @@ const MAX_EXTENSION_HEADERS: usize = 4;
 
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    let Some(packet) = transport(&ctx) else {
+    let Some(transport) = transport(&ctx) else {
         return PASS;
     };
-    let dns_query = packet.dport == dns::PORT;
-    if !dns_query && !(packet.protocol == IPPROTO_TCP && starts_client_hello(&ctx, packet)) {
+    let dns_query = transport.dport == dns::PORT;
+    if !dns_query
+        && !(transport.protocol == IPPROTO_TCP && starts_client_hello(&ctx, transport.payload))
+    {
         return PASS;
     }
-    if !read_addresses(&ctx, packet) {
-        return PASS;
-    }
-    outcome(if dns_query {
-        judge_query(&ctx, packet)
-    } else {
-        judge_server_name(&ctx, packet)
+    judge_in_workspace(&ctx, &transport, |packet, scratch| {
+        if dns_query {
+            judge_query(&ctx, packet, scratch)
+        } else {
+            judge_server_name(&ctx, packet, scratch)
+        }
     })
 }
 
 #[cgroup_skb(ingress)]
 pub fn ingress(ctx: SkBuffContext) -> i32 {
-    let Some(packet) = transport(&ctx) else {
+    let Some(transport) = transport(&ctx) else {
         return PASS;
     };
-    if packet.sport != dns::PORT || !read_addresses(&ctx, packet) {
+    if transport.sport != dns::PORT {
         return PASS;
     }
-    outcome(judge_response(&ctx, packet))
+    judge_in_workspace(&ctx, &transport, |packet, scratch| {
+        judge_response(&ctx, packet, scratch)
+    })
+}
+
+/// Claims a workspace of this CPU for a packet to judge, reads its headers
+/// into it and judges it there.
+///
+/// A packet that finds every workspace in use, which takes four runs
+/// interrupted or preempted on one CPU at once, is dropped: let through, a
+/// query or ClientHello would escape its judge, and a response would not
+/// teach the addresses it gives. The sender retries.
+#[inline(always)]
+fn judge_in_workspace(
+    ctx: &SkBuffContext,
+    transport: &Transport,
+    judge: impl FnOnce(&Headers, &mut Scratch) -> Result<i32, Fault>,
+) -> i32 {
+    let Some(mut workspace) = Claimed::workspace() else {
+        count(Counter::BuffersBusy);
+        return DROP;
+    };
+    let Workspace {
+        headers: packet,
+        scratch,
+    } = workspace.get();
+    if !read_addresses(ctx, transport, packet) {
+        return PASS;
+    }
+    outcome(judge(packet, scratch))
 }
 
 /// The judges' verdict as the program's return value. Spelled out, because
@@ -93,10 +123,20 @@ fn outcome(verdict: Result<i32, Fault>) -> i32 {
     }
 }
 
-/// The headers of a packet. Every packet is read as far as its transport
-/// protocol, ports and payload; only one that may be DNS or a ClientHello
-/// gets its addresses and socket read too (`read_addresses`). Addresses
-/// are in network order, IPv4 in the first four bytes.
+/// What is read of every packet: its transport protocol, ports and
+/// payload. Only a packet that may be DNS or a ClientHello gets its
+/// addresses and socket read too, into [`Headers`].
+struct Transport {
+    payload: u32,
+    payload_len: u32,
+    sport: u16,
+    dport: u16,
+    family: u8,
+    protocol: u8,
+}
+
+/// The headers of a packet being judged. Addresses are in network order,
+/// IPv4 in the first four bytes.
 pub struct Headers {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -141,15 +181,14 @@ fn read<T: Copy>(ctx: &SkBuffContext, offset: usize) -> Option<T> {
     ctx.load(offset).ok()
 }
 
-/// Reads the transport of the packet into the per-CPU headers slot (a map
-/// rather than the stack: see `STACK`).
+/// Reads the transport of the packet.
 ///
 /// The skb starts at the network header in both directions. Fragments and
 /// IPv6 packets with many extension headers are not read: the hook sees
 /// outgoing packets before fragmentation and incoming ones after
 /// reassembly, so neither carries a DNS message or a ClientHello.
 #[inline(always)]
-fn transport(ctx: &SkBuffContext) -> Option<&'static mut Headers> {
+fn transport(ctx: &SkBuffContext) -> Option<Transport> {
     let first: u8 = read(ctx, 0)?;
     let (family, protocol, header) = match first >> 4 {
         4 => {
@@ -186,23 +225,27 @@ fn transport(ctx: &SkBuffContext) -> Option<&'static mut Headers> {
     if len <= payload {
         return None;
     }
-    let slot = HEADERS.get_ptr_mut(0)?;
-    // SAFETY: a per-CPU slot, used by one program run at a time.
-    let slot = unsafe { &mut *slot };
-    slot.sport = u16::from_be_bytes([ports[0], ports[1]]);
-    slot.dport = u16::from_be_bytes([ports[2], ports[3]]);
-    slot.family = family;
-    slot.protocol = protocol;
-    slot.payload = payload;
-    slot.payload_len = len - payload;
-    Some(slot)
+    Some(Transport {
+        payload,
+        payload_len: len - payload,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        family,
+        protocol,
+    })
 }
 
-/// Reads the addresses and the socket of a packet to judge; `false` when
-/// they cannot be read.
+/// Fills the headers of a packet to judge: its transport, addresses and
+/// socket; `false` when they cannot be read.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn read_addresses(ctx: &SkBuffContext, packet: &mut Headers) -> bool {
+fn read_addresses(ctx: &SkBuffContext, transport: &Transport, packet: &mut Headers) -> bool {
+    packet.sport = transport.sport;
+    packet.dport = transport.dport;
+    packet.family = transport.family;
+    packet.protocol = transport.protocol;
+    packet.payload = transport.payload;
+    packet.payload_len = transport.payload_len;
     if packet.family == FAMILY_V4 {
         let (Some(source), Some(destination)) =
             (read::<[u8; 4]>(ctx, 12), read::<[u8; 4]>(ctx, 16))
@@ -232,8 +275,8 @@ fn read_addresses(ctx: &SkBuffContext, packet: &mut Headers) -> bool {
 /// page fragments more often than not, so this takes a helper call; only
 /// TCP packets with a payload get here.
 #[inline(always)]
-fn starts_client_hello(ctx: &SkBuffContext, packet: &Headers) -> bool {
-    ctx.load::<[u8; 6]>(packet.payload as usize)
+fn starts_client_hello(ctx: &SkBuffContext, payload: u32) -> bool {
+    ctx.load::<[u8; 6]>(payload as usize)
         .is_ok_and(tls::looks_like_client_hello)
 }
 
@@ -243,22 +286,21 @@ fn starts_client_hello(ctx: &SkBuffContext, packet: &Headers) -> bool {
 fn generation_and_payload(
     ctx: &SkBuffContext,
     packet: &Headers,
-) -> Result<Option<(LiveImage<'static>, &'static mut Scratch)>, Fault> {
+    scratch: &mut Scratch,
+) -> Result<Option<LiveImage<'static>>, Fault> {
     let Some(image) = LiveImage::get() else {
         return Ok(None);
     };
     if !Generation::new(&image).has_domains()? {
         return Ok(None);
     }
-    Ok(copy_payload(ctx, packet).map(|scratch| (image, scratch)))
+    Ok(copy_payload(ctx, packet, scratch).then_some(image))
 }
 
-/// Copies the payload, or as much as the scratch buffer holds.
+/// Copies the payload, or as much as the scratch buffer holds; `false`
+/// when it cannot be read.
 #[inline(always)]
-fn copy_payload(ctx: &SkBuffContext, packet: &Headers) -> Option<&'static mut Scratch> {
-    let scratch = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: a per-CPU slot, used by one program run at a time.
-    let scratch = unsafe { &mut *scratch };
+fn copy_payload(ctx: &SkBuffContext, packet: &Headers, scratch: &mut Scratch) -> bool {
     let len = (packet.payload_len as usize).min(PACKET_BYTES);
     // SAFETY: a read of a local. It is volatile so that the compiler checks
     // the very value it passes to the helper: proving bounds of its own,
@@ -268,7 +310,7 @@ fn copy_payload(ctx: &SkBuffContext, packet: &Headers) -> Option<&'static mut Sc
     // length that may be zero.
     let last = unsafe { core::ptr::read_volatile(&len.wrapping_sub(1)) };
     if last >= PACKET_BYTES {
-        return None;
+        return false;
     }
     let len = last + 1;
     // SAFETY: `len` bytes, 1 to PACKET_BYTES, fit in the buffer.
@@ -281,17 +323,21 @@ fn copy_payload(ctx: &SkBuffContext, packet: &Headers) -> Option<&'static mut Sc
         )
     };
     if copied != 0 {
-        return None;
+        return false;
     }
     scratch.copied = len;
-    Some(scratch)
+    true
 }
 
 /// A DNS query over UDP or TCP: dropped when it asks for a blocked name.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_query(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
-    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+fn judge_query(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
@@ -369,8 +415,12 @@ fn judge_message(
 /// address is then blocked as if a DNS answer had named it.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_server_name(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
-    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+fn judge_server_name(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
@@ -433,8 +483,12 @@ fn judge_server_name(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault
 /// and with query blocking on the response itself is dropped.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_response(ctx: &SkBuffContext, packet: &Headers) -> Result<i32, Fault> {
-    let Some((image, scratch)) = generation_and_payload(ctx, packet)? else {
+fn judge_response(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);

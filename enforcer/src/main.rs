@@ -410,8 +410,11 @@ fn status_text(report: &StatusReport) -> String {
     );
     let _ = writeln!(
         text,
-        "ring buffer drops: {}, lookup faults: {}, tampering refused: {}",
-        counters.events_dropped, counters.lookup_faults, counters.tamper_refused
+        "ring buffer drops: {}, lookup faults: {}, busy buffers: {}, tampering refused: {}",
+        counters.events_dropped,
+        counters.lookup_faults,
+        counters.buffers_busy,
+        counters.tamper_refused
     );
     text
 }

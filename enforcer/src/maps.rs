@@ -401,6 +401,10 @@ pub struct CounterTotals {
     /// Absent from the status of a daemon older than self-protection.
     #[serde(default)]
     pub tamper_refused: u64,
+    /// Absent from the status of a daemon whose programs shared one buffer
+    /// per CPU.
+    #[serde(default)]
+    pub buffers_busy: u64,
 }
 
 pub struct Counters {
@@ -443,6 +447,7 @@ impl Counters {
                 Counter::AddressesLearned => &mut totals.addresses_learned,
                 Counter::ServerNamesBlocked => &mut totals.server_names_blocked,
                 Counter::TamperRefused => &mut totals.tamper_refused,
+                Counter::BuffersBusy => &mut totals.buffers_busy,
             };
             *slot = sum;
         }

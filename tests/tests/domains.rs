@@ -380,6 +380,9 @@ fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
         "{status}"
     );
     assert_eq!(status["counters"]["lookup_faults"], 0, "{status}");
+    // Each judged packet gives its buffer back: a run that kept one would
+    // leave the next packets on its CPU without.
+    assert_eq!(status["counters"]["buffers_busy"], 0, "{status}");
 }
 
 /// The packet programs read every packet in the cgroup, so they are
