@@ -39,7 +39,7 @@ pub struct VmTestArgs {
     #[arg(long)]
     list: bool,
     /// Wall-clock limit for one kernel's whole run, in minutes (on two host
-    /// cores debian-6.1 took 53 under qemu 7.2, debian-6.12 28 under
+    /// cores debian-6.1 took 53 under qemu 7.2, debian-6.12 27 under
     /// qemu 10).
     #[arg(long, default_value_t = 90)]
     timeout_minutes: u64,
