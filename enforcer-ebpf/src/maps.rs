@@ -114,7 +114,7 @@ static NAME_BUFFERS: PerCpuArray<NameBuffer, POOL_SLOTS> = PerCpuArray::new();
 static CLAIMS: PerCpuArray<u64, 2> = PerCpuArray::new();
 
 /// A pool of per-CPU buffers, each claimed by one program run at a time.
-pub enum Pool {
+enum Pool {
     Workspaces,
     NameBuffers,
 }
