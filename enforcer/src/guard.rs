@@ -41,6 +41,8 @@ pub enum GuardError {
         #[source]
         source: io::Error,
     },
+    #[error("self-protection: cannot tell which maps program {0} uses: {1}")]
+    ProgramInfo(String, #[source] aya::programs::ProgramError),
 }
 
 /// The guard's maps, held by the programs' owner.

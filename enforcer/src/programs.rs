@@ -126,15 +126,59 @@ impl std::fmt::Display for ExecSupport {
     }
 }
 
+/// The state of programs that run only while a policy asks for them.
+/// The verifier takes most of a start, so they load when a policy first
+/// needs them, not before: at start if the first policy does, else at the
+/// apply of the first that does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OnDemand {
+    /// No policy has needed them yet.
+    Unloaded,
+    Loaded {
+        attached: bool,
+    },
+    /// They cannot load here, for this reason.
+    Unavailable(String),
+}
+
+impl OnDemand {
+    fn loaded(outcome: Result<(), String>) -> Self {
+        match outcome {
+            Ok(()) => Self::Loaded { attached: false },
+            Err(reason) => Self::Unavailable(reason),
+        }
+    }
+
+    fn attached(&self) -> bool {
+        matches!(self, Self::Loaded { attached: true })
+    }
+}
+
+/// Which on-demand programs a policy needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub packet_programs: bool,
+    pub mapping_hook: bool,
+}
+
+impl Needs {
+    pub fn of(policy: &Policy) -> Self {
+        Self {
+            packet_programs: policy.lists_domains(),
+            mapping_hook: policy.options.exec_block_loader,
+        }
+    }
+}
+
 pub struct Programs {
     ebpf: Ebpf,
     exec: ExecSupport,
-    /// The `exec_block_loader` hook: loaded (or why not), and whether it
-    /// is attached: only while a policy asks for it.
-    mapping_hook: Result<bool, String>,
-    /// The packet programs of domain rules: loaded (or why not), and
-    /// whether they are attached: only while a policy lists domains.
-    packet_programs: Result<bool, String>,
+    /// The `exec_block_loader` hook, attached only while a policy asks
+    /// for it.
+    mapping_hook: OnDemand,
+    /// The packet programs of domain rules, attached only while a policy
+    /// lists domains.
+    packet_programs: OnDemand,
     attached_to: Option<PathBuf>,
     /// Where every link and the shared maps are pinned (see `crate::pins`).
     pins: Pins,
@@ -147,14 +191,16 @@ pub struct Programs {
 /// as the programs that use them.
 const PINNED_MAPS: [&str; 3] = [MAP_GENERATION, MAP_EVENTS, MAP_LEARNED];
 
-/// Loads every program into the kernel without attaching any, and pins the
-/// shared maps in `pins`. The exec hook is chosen here, by loading it: BPF
-/// LSM where the kernel runs it, else the exec tracepoint. The sized
-/// generation slot holds images of `capacity` words (see `crate::maps`).
+/// Loads every program the first policy `needs` into the kernel without
+/// attaching any, and pins the shared maps in `pins`. The exec hook is
+/// chosen here, by loading it: BPF LSM where the kernel runs it, else the
+/// exec tracepoint. The sized generation slot holds images of `capacity`
+/// words (see `crate::maps`).
 pub fn load(
     capabilities: &Capabilities,
     pins: Pins,
     capacity: u32,
+    needs: Needs,
 ) -> Result<Loaded, ProgramsError> {
     if OBJECT.is_empty() {
         return Err(ProgramsError::NotEmbedded);
@@ -181,10 +227,9 @@ pub fn load(
     let mut ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
     let btf = Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
     let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
-    let packet = PACKET_PROGRAMS.map(|(name, _)| (name, by_name.remove(name)));
-    // The verifier takes most of the start, and most of that on the packet
-    // programs: they verify on threads of their own while this one loads
-    // the rest.
+    let packet = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
+    // The packet programs take the verifier longest: they verify on
+    // threads of their own while this one loads the rest.
     let (
         packet_programs,
         Optional {
@@ -193,19 +238,23 @@ pub fn load(
             mapping_hook,
         },
     ) = thread::scope(|scope| {
-        let packet_loads =
-            packet.map(|(name, program)| scope.spawn(move || load_packet_program(name, program)));
-        let rest = load_all_but_packet(&mut by_name, capabilities, &btf, offsets, guard_offsets);
-        // Domain rules need `bpf_loop` (Linux 5.17); without it, network
-        // and exec enforcement still work, and policies with domains are
-        // refused.
-        let packet_programs = packet_loads
-            .into_iter()
-            .try_for_each(|load| {
+        let packet_load = needs
+            .packet_programs
+            .then(|| scope.spawn(move || load_packet_programs(packet)));
+        let rest = load_all_but_packet(
+            &mut by_name,
+            capabilities,
+            &btf,
+            (offsets, guard_offsets),
+            needs.mapping_hook,
+        );
+        let packet_programs = match packet_load {
+            Some(load) => OnDemand::loaded(
                 load.join()
-                    .unwrap_or_else(|_| Err("its loader thread panicked".to_string()))
-            })
-            .map(|()| false);
+                    .unwrap_or_else(|_| Err("its loader thread panicked".to_string())),
+            ),
+            None => OnDemand::Unloaded,
+        };
         rest.map(|optional| (packet_programs, optional))
     })?;
     let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
@@ -255,6 +304,23 @@ where
     program.try_into()
 }
 
+/// Loads both packet programs (`programs` in the order of
+/// [`PACKET_PROGRAMS`]), the first on a thread of its own; on error, says
+/// why. Domain rules need `bpf_loop` (Linux 5.17); without it, network and
+/// exec enforcement still work, and policies with domains are refused.
+fn load_packet_programs(programs: [Option<&mut Program>; 2]) -> Result<(), String> {
+    let [egress, ingress] = programs;
+    let [(egress_name, _), (ingress_name, _)] = PACKET_PROGRAMS;
+    thread::scope(|scope| {
+        let egress = scope.spawn(move || load_packet_program(egress_name, egress));
+        let ingress = load_packet_program(ingress_name, ingress);
+        egress
+            .join()
+            .unwrap_or_else(|_| Err("its loader thread panicked".to_string()))
+            .and(ingress)
+    })
+}
+
 fn load_packet_program(name: &'static str, program: Option<&mut Program>) -> Result<(), String> {
     let program: &mut CgroupSkb = program
         .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?
@@ -265,21 +331,31 @@ fn load_packet_program(name: &'static str, program: Option<&mut Program>) -> Res
         .map_err(|source| ProgramsError::Program { name, source }.to_string())
 }
 
+fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), String> {
+    let name = PROG_EXEC_MAPPING;
+    let program: &mut TracePoint = program
+        .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?
+        .try_into()
+        .map_err(|error: ProgramError| format!("program {name}: {error}"))?;
+    program.load().map_err(|error| error.to_string())
+}
+
 /// The hooks a host may lack: each loaded, or why not.
 struct Optional {
     exec: ExecSupport,
     guard: Result<(), String>,
-    mapping_hook: Result<bool, String>,
+    mapping_hook: OnDemand,
 }
 
 /// The socket programs (which must load), the exec hook and the guard
-/// (each either loads or says why not), and the mapping hook.
+/// (each either loads or says why not), and the mapping hook if the first
+/// policy needs it.
 fn load_all_but_packet(
     programs: &mut ByName<'_>,
     capabilities: &Capabilities,
     btf: &Result<Btf, String>,
-    offsets: Result<ExecOffsets, String>,
-    guard_offsets: Result<GuardOffsets, String>,
+    (offsets, guard_offsets): (Result<ExecOffsets, String>, Result<GuardOffsets, String>),
+    mapping_hook_needed: bool,
 ) -> Result<Optional, ProgramsError> {
     for name in SOCKET_PROGRAMS {
         program::<CgroupSockAddr>(programs, name)
@@ -295,11 +371,11 @@ fn load_all_but_packet(
     };
     let guard = load_guard(programs, btf, capabilities.bpf_lsm_active, guard_offsets);
     let mapping_hook = match &exec {
-        ExecSupport::Enforced(_) => program::<TracePoint>(programs, PROG_EXEC_MAPPING)
-            .and_then(|program| program.load())
-            .map(|()| false)
-            .map_err(|error| error.to_string()),
-        ExecSupport::Unavailable(reason) => Err(reason.clone()),
+        ExecSupport::Enforced(_) if mapping_hook_needed => OnDemand::loaded(load_mapping_hook(
+            programs.get_mut(PROG_EXEC_MAPPING).map(|p| &mut **p),
+        )),
+        ExecSupport::Enforced(_) => OnDemand::Unloaded,
+        ExecSupport::Unavailable(reason) => OnDemand::Unavailable(reason.clone()),
     };
     Ok(Optional {
         exec,
@@ -366,24 +442,31 @@ fn guard_objects(ebpf: &mut Ebpf, pins: &Pins, pinned: &[PathBuf]) -> Result<Gua
     )
     .map_err(|error| error.to_string())?;
     for (name, program) in ebpf.programs() {
-        let Ok(info) = program.info() else {
-            // Not loaded on this kernel: nothing of it exists to guard.
+        if program.fd().is_err() {
+            // Not loaded, here or yet: nothing of it exists to guard.
             continue;
-        };
-        let error = |error: ProgramError| format!("program {name}: {error}");
-        guard
-            .protect(Kind::Program, info.id().into())
-            .map_err(|error| error.to_string())?;
-        for map in info.map_ids().map_err(error)?.unwrap_or_default() {
-            guard
-                .protect(Kind::Map, map.into())
-                .map_err(|error| error.to_string())?;
         }
+        protect_program(&mut guard, name, program).map_err(|error| error.to_string())?;
     }
     for path in pins.directories().iter().chain(pinned) {
         guard.protect_pin(path).map_err(|error| error.to_string())?;
     }
     Ok(guard)
+}
+
+/// Guards a loaded program and every map it uses.
+fn protect_program(guard: &mut Guard, name: &str, program: &Program) -> Result<(), GuardError> {
+    let info = program
+        .info()
+        .map_err(|source| GuardError::ProgramInfo(name.to_string(), source))?;
+    guard.protect(Kind::Program, info.id().into())?;
+    let maps = info
+        .map_ids()
+        .map_err(|source| GuardError::ProgramInfo(name.to_string(), source))?;
+    for map in maps.unwrap_or_default() {
+        guard.protect(Kind::Map, map.into())?;
+    }
+    Ok(())
 }
 
 fn socket_program<'a>(
@@ -563,9 +646,12 @@ impl Programs {
     pub fn set_mapping_hook(&mut self, on: bool) -> Result<(), ProgramsError> {
         let name = PROG_EXEC_MAPPING;
         let attached = match &self.mapping_hook {
-            Ok(attached) => *attached,
-            Err(reason) if on => return Err(ProgramsError::ExecUnavailable(reason.clone())),
-            Err(_) => return Ok(()),
+            OnDemand::Loaded { attached } => *attached,
+            _ if on => {
+                self.load_mapping_hook()?;
+                false
+            }
+            _ => return Ok(()),
         };
         match (on, attached) {
             (true, false) => {
@@ -589,8 +675,23 @@ impl Programs {
             (false, true) => self.unpin_link(name)?,
             _ => {}
         }
-        self.mapping_hook = Ok(on);
+        self.mapping_hook = OnDemand::Loaded { attached: on };
         Ok(())
+    }
+
+    /// Loads the mapping hook unless it is loaded, or says why it cannot be.
+    fn load_mapping_hook(&mut self) -> Result<(), ProgramsError> {
+        if self.mapping_hook == OnDemand::Unloaded {
+            let loaded = load_mapping_hook(self.ebpf.program_mut(PROG_EXEC_MAPPING))
+                .and_then(|()| self.protect_loaded(&[PROG_EXEC_MAPPING]));
+            self.mapping_hook = OnDemand::loaded(loaded);
+        }
+        match &self.mapping_hook {
+            OnDemand::Unavailable(reason) => Err(ProgramsError::ExecUnavailable(format!(
+                "exec_block_loader needs the sys_enter_mmap tracepoint: {reason}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Attaches the packet programs while `on`, detaches them otherwise.
@@ -598,9 +699,12 @@ impl Programs {
     /// policy lists domains.
     pub fn set_packet_programs(&mut self, on: bool) -> Result<(), ProgramsError> {
         let attached = match &self.packet_programs {
-            Ok(attached) => *attached,
-            Err(reason) if on => return Err(ProgramsError::DomainsUnavailable(reason.clone())),
-            Err(_) => return Ok(()),
+            OnDemand::Loaded { attached } => *attached,
+            _ if on => {
+                self.load_packet_programs()?;
+                false
+            }
+            _ => return Ok(()),
         };
         match (on, attached) {
             (true, false) => {
@@ -630,7 +734,38 @@ impl Programs {
             (false, true) => self.detach_packet_programs()?,
             _ => {}
         }
-        self.packet_programs = Ok(on);
+        self.packet_programs = OnDemand::Loaded { attached: on };
+        Ok(())
+    }
+
+    /// Loads the packet programs unless they are loaded, or says why they
+    /// cannot be.
+    fn load_packet_programs(&mut self) -> Result<(), ProgramsError> {
+        if self.packet_programs == OnDemand::Unloaded {
+            let mut by_name: ByName<'_> = self.ebpf.programs_mut().collect();
+            let programs = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
+            let loaded = load_packet_programs(programs)
+                .and_then(|()| self.protect_loaded(&PACKET_PROGRAMS.map(|(name, _)| name)));
+            self.packet_programs = OnDemand::loaded(loaded);
+        }
+        match &self.packet_programs {
+            OnDemand::Unavailable(reason) => Err(ProgramsError::DomainsUnavailable(reason.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Guards programs loaded after the start, before they are attached.
+    fn protect_loaded(&mut self, names: &[&'static str]) -> Result<(), String> {
+        let Ok(guard) = &mut self.guard else {
+            return Ok(());
+        };
+        for &name in names {
+            let program = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?;
+            protect_program(guard, name, program).map_err(|error| error.to_string())?;
+        }
         Ok(())
     }
 
@@ -657,39 +792,37 @@ impl Programs {
     /// How domain rules are enforced here: "kernel", or why they cannot be.
     pub fn domain_support(&self) -> String {
         match &self.packet_programs {
-            Ok(_) => "kernel".to_string(),
-            Err(reason) => format!("unavailable: {reason}"),
+            OnDemand::Loaded { .. } => "kernel".to_string(),
+            OnDemand::Unloaded => {
+                "not checked yet: its programs load when a policy first lists domains".to_string()
+            }
+            OnDemand::Unavailable(reason) => format!("unavailable: {reason}"),
         }
     }
 
-    /// Refuses a policy with rules this kernel cannot enforce, rather than
-    /// pretending to enforce them.
-    pub fn check_support(&self, policy: &Policy) -> Result<(), ProgramsError> {
-        if let Err(reason) = &self.packet_programs
-            && policy.lists_domains()
-        {
-            return Err(ProgramsError::DomainsUnavailable(reason.clone()));
+    /// Loads what `policy` needs that is not loaded yet, and refuses a
+    /// policy with rules this kernel cannot enforce rather than pretending
+    /// to enforce them. Loading changes no enforcement: only attaching
+    /// does.
+    pub fn prepare(&mut self, policy: &Policy) -> Result<(), ProgramsError> {
+        let needs = Needs::of(policy);
+        if needs.packet_programs {
+            self.load_packet_programs()?;
         }
-        self.check_exec_rules(policy)
-    }
-
-    fn check_exec_rules(&self, policy: &Policy) -> Result<(), ProgramsError> {
         let has_exec_rules = policy.rules.iter().any(|rule| {
             !rule.exec_paths.is_empty()
                 || !rule.exec_names.is_empty()
                 || !rule.exec_sha256.is_empty()
         });
-        match (&self.exec, &self.mapping_hook) {
-            (ExecSupport::Unavailable(reason), _) if has_exec_rules => {
-                Err(ProgramsError::ExecUnavailable(reason.clone()))
-            }
-            (_, Err(reason)) if policy.options.exec_block_loader => {
-                Err(ProgramsError::ExecUnavailable(format!(
-                    "exec_block_loader needs the sys_enter_mmap tracepoint: {reason}"
-                )))
-            }
-            _ => Ok(()),
+        if let ExecSupport::Unavailable(reason) = &self.exec
+            && has_exec_rules
+        {
+            return Err(ProgramsError::ExecUnavailable(reason.clone()));
         }
+        if needs.mapping_hook {
+            self.load_mapping_hook()?;
+        }
+        Ok(())
     }
 
     /// The attached programs, in attach order.
@@ -702,14 +835,16 @@ impl Programs {
             ExecSupport::Enforced(ExecMethod::Signal) => Some(PROG_EXEC_SIGNAL),
             ExecSupport::Unavailable(_) => None,
         };
-        let mapping = matches!(self.mapping_hook, Ok(true)).then_some(PROG_EXEC_MAPPING);
+        let mapping = self.mapping_hook.attached().then_some(PROG_EXEC_MAPPING);
         let guard = self
             .guard
             .is_ok()
             .then_some(GUARD_PROGRAMS)
             .into_iter()
             .flatten();
-        let packet = matches!(self.packet_programs, Ok(true))
+        let packet = self
+            .packet_programs
+            .attached()
             .then_some(PACKET_PROGRAMS.map(|(name, _)| name))
             .into_iter()
             .flatten();

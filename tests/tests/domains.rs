@@ -388,6 +388,7 @@ fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
 /// The packet programs read every packet in the cgroup, so they are
 /// attached only while the policy lists domains: before the generation that
 /// first lists one goes live, and detached after the one that lists none.
+/// A daemon whose first policy lists none loads them only then.
 #[test]
 fn packet_programs_run_only_while_the_policy_lists_domains() {
     let server_addr = Ipv4Addr::new(127, 0, 0, 90);
@@ -422,15 +423,25 @@ name = "telegram"
 cidrs = ["149.154.160.0/20"]
 "#;
 
+    let domain_enforcement = |daemon: &Daemon| {
+        daemon.status_json()["domain_enforcement"]
+            .as_str()
+            .expect("a domain_enforcement text")
+            .to_string()
+    };
+
     let mut daemon = Daemon::start(&cgroup, cidrs_only);
     assert_eq!(packet_hooks(), [0, 0]);
     assert_eq!(listed(&daemon), [false, false]);
+    let before = domain_enforcement(&daemon);
+    assert!(before.starts_with("not checked yet"), "{before}");
     assert!(answered(&query()));
 
     let output = daemon.apply(WHATSAPP_POLICY);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(packet_hooks(), [1, 1]);
     assert_eq!(listed(&daemon), [true, true]);
+    assert_eq!(domain_enforcement(&daemon), "kernel");
     let outcome = query();
     assert!(refused(&outcome), "{outcome:?}");
 

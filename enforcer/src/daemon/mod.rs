@@ -175,6 +175,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         &capabilities,
         pins,
         maps::sized_capacity(compiled.image.len()),
+        programs::Needs::of(&policy),
     );
     if loaded.is_err() {
         // Nothing is attached yet: the maps pinned so far would only hold

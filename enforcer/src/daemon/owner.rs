@@ -158,7 +158,7 @@ impl Owner {
             mut slot,
             counters,
         } = kernel;
-        programs.check_support(&policy)?;
+        programs.prepare(&policy)?;
         let mut content = ContentBans::new(StrictScope(cgroup_path));
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
@@ -296,7 +296,7 @@ impl Owner {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
-        if let Err(error) = self.programs.check_support(&policy) {
+        if let Err(error) = self.programs.prepare(&policy) {
             return Response::Error {
                 message: error.to_string(),
             };

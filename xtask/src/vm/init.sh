@@ -57,7 +57,8 @@ mark "cpus $(grep -c ^processor /proc/cpuinfo)"
 
 . /vm/config
 
-# The exec method a daemon picks here, from its ready line and status.
+# The exec method a daemon picks here, from its ready line, and whether
+# the packet programs load, from its status after a policy that needs them.
 probe_daemon() {
 	probe_cgroup=/sys/fs/cgroup/vm-probe
 	mkdir -p "$probe_cgroup" /tmp/vm-probe
@@ -74,6 +75,10 @@ probe_daemon() {
 	done
 	if [ -s /tmp/vm-probe/stdout ]; then
 		mark "ready $(head -n 1 /tmp/vm-probe/stdout)"
+		# Refused where they do not load; status then says why.
+		printf 'version = 1\n[[block]]\nname = "vm-probe"\ndomains = ["probe.invalid"]\n' \
+			> /tmp/vm-probe/domains.toml
+		"$ENFORCER_BIN" policy apply /tmp/vm-probe/domains.toml "$@" > /dev/null 2>&1
 		"$ENFORCER_BIN" status "$@" 2>&1 | while IFS= read -r line; do mark "status $line"; done
 		"$ENFORCER_BIN" unload --confirm "$@" --pin-dir /sys/fs/bpf/vm-probe > /dev/null 2>&1 ||
 			mark "probe-unload-failed"
