@@ -40,12 +40,46 @@ pub struct Program {
     pub prog_type: u32,
     pub run_time_ns: u64,
     pub run_cnt: u64,
+    /// ns per run in each pass it ran in, when measured over passes (see
+    /// [`over_passes`]).
+    pub pass_ns: Vec<f64>,
 }
 
 impl Program {
+    /// The median over passes where there were passes, else the mean.
     pub fn ns_per_run(&self) -> Option<f64> {
+        if !self.pass_ns.is_empty() {
+            return Some(super::median(&self.pass_ns));
+        }
         (self.run_cnt > 0).then(|| self.run_time_ns as f64 / self.run_cnt as f64)
     }
+}
+
+/// The programs' statistics over passes, each read before and after:
+/// run time and count summed, and each pass's ns per run kept, so that
+/// one pass the host slowed down does not decide the value.
+pub fn over_passes(passes: &[(Vec<Program>, Vec<Program>)]) -> Vec<Program> {
+    let mut totals: BTreeMap<&str, Program> = BTreeMap::new();
+    for (before, after) in passes {
+        for program in after {
+            let earlier = before.iter().find(|p| p.name == program.name);
+            let run_time_ns =
+                program.run_time_ns - earlier.map_or(0, |p| p.run_time_ns.min(program.run_time_ns));
+            let run_cnt = program.run_cnt - earlier.map_or(0, |p| p.run_cnt.min(program.run_cnt));
+            let total = totals.entry(&program.name).or_insert_with(|| Program {
+                run_time_ns: 0,
+                run_cnt: 0,
+                pass_ns: Vec::new(),
+                ..program.clone()
+            });
+            total.run_time_ns += run_time_ns;
+            total.run_cnt += run_cnt;
+            if run_cnt > 0 {
+                total.pass_ns.push(run_time_ns as f64 / run_cnt as f64);
+            }
+        }
+    }
+    totals.into_values().collect()
 }
 
 fn fdinfos(pid: u32) -> Result<Vec<String>> {
@@ -106,6 +140,7 @@ fn program(info: &str, name: String, prog_type: u64) -> Program {
         prog_type: prog_type as u32,
         run_time_ns: number(info, "run_time_ns:").unwrap_or(0),
         run_cnt: number(info, "run_cnt:").unwrap_or(0),
+        pass_ns: Vec::new(),
     }
 }
 
@@ -200,4 +235,47 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     Ok(ticks as f64 / per_second as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(name: &str, run_time_ns: u64, run_cnt: u64) -> Program {
+        Program {
+            name: name.to_string(),
+            prog_type: 18,
+            run_time_ns,
+            run_cnt,
+            pass_ns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn over_passes_takes_each_pass_apart_and_the_median_of_them() {
+        let passes = [
+            (
+                vec![reading("connect4", 1_000, 10)],
+                vec![reading("connect4", 2_000, 20), reading("new", 500, 5)],
+            ),
+            (
+                vec![reading("connect4", 2_000, 20), reading("new", 500, 5)],
+                vec![reading("connect4", 7_000, 30), reading("new", 500, 5)],
+            ),
+            (
+                vec![reading("connect4", 7_000, 30), reading("new", 500, 5)],
+                vec![reading("connect4", 8_200, 40), reading("new", 500, 5)],
+            ),
+        ];
+        let programs = over_passes(&passes);
+        let connect4 = programs.iter().find(|p| p.name == "connect4").unwrap();
+        assert_eq!(connect4.pass_ns, [100.0, 500.0, 120.0]);
+        assert_eq!((connect4.run_time_ns, connect4.run_cnt), (7_200, 30));
+        assert_eq!(connect4.ns_per_run(), Some(120.0));
+        // Read first after the first pass: all it ran counts to that pass;
+        // passes where it did not run add nothing.
+        let new = programs.iter().find(|p| p.name == "new").unwrap();
+        assert_eq!(new.pass_ns, [100.0]);
+        assert_eq!(new.ns_per_run(), Some(100.0));
+    }
 }

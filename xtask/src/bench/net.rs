@@ -25,10 +25,10 @@
 //!   to the baseline of its own child. (The second baseline pays what the
 //!   chain costs traffic of other cgroups, which favours nftables.)
 //!
-//! After the rounds, one more pass in `enf` with `kernel.bpf_stats_enabled`
-//! gives every program's run time per run (statistics cost time of their
-//! own, so the timed rounds run without them), and the daemon's memory is
-//! read.
+//! After the rounds, [`STATS_PASSES`] more passes in `enf` with
+//! `kernel.bpf_stats_enabled` give every program's run time per run, the
+//! median of the passes (statistics cost time of their own, so the timed
+//! rounds run without them), and the daemon's memory is read.
 
 use std::{
     ffi::OsStr,
@@ -69,6 +69,9 @@ pub const BASELINE: usize = 0;
 pub const ENFORCER: usize = 1;
 pub const NFTABLES: usize = 2;
 const CONFIGS: [&str; 3] = ["baseline", "enforcer", "nftables"];
+/// Passes with statistics on, after the rounds: a pass the host slowed
+/// down moves the median of five less than the mean of one long pass.
+const STATS_PASSES: usize = 5;
 
 pub struct SizeResult {
     pub size: usize,
@@ -271,9 +274,24 @@ pub fn run(
         let (programs, empty_hooks) = {
             let _stats = kernel::BpfStats::enable()?;
             let empty = floor::EmptyHooks::attach(&cgroups.base.path)?;
-            udp_storm(&[&cgroups.base, &cgroups.enf], settings.udp_connects)?;
-            tcp_storm(&[&cgroups.base, &cgroups.enf], settings.tcp_loops)?;
-            (kernel::programs(daemon.pid())?, empty.programs()?)
+            let (mut enforcer_passes, mut empty_passes) = (Vec::new(), Vec::new());
+            for _ in 0..STATS_PASSES {
+                let before = (kernel::programs(daemon.pid())?, empty.programs()?);
+                udp_storm(
+                    &[&cgroups.base, &cgroups.enf],
+                    settings.udp_connects / STATS_PASSES,
+                )?;
+                tcp_storm(
+                    &[&cgroups.base, &cgroups.enf],
+                    settings.tcp_loops / STATS_PASSES,
+                )?;
+                enforcer_passes.push((before.0, kernel::programs(daemon.pid())?));
+                empty_passes.push((before.1, empty.programs()?));
+            }
+            (
+                kernel::over_passes(&enforcer_passes),
+                kernel::over_passes(&empty_passes),
+            )
         };
         let status = daemon.status()?;
         let image_bytes = image_map_words(&status).map(|words| words * 8);
@@ -653,13 +671,15 @@ pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
                     "run_time_ns": program.run_time_ns,
                     "run_cnt": program.run_cnt,
                     "ns_per_run": program.ns_per_run(),
+                    "pass_ns_per_run": program.pass_ns,
                 }));
             }
         }
     }
     println!(
-        "\nOne pass of the workloads per size, in the enforcer's cgroup and in the baseline's, \
-         statistics on only then. `empty_connect4` and `empty_connect6` are the bench's own: \
+        "\n{STATS_PASSES} passes of the workloads per size, as long as one round together, in \
+         the enforcer's cgroup and in the baseline's, statistics on only then: ns per run is the \
+         median of the passes' values, the run count their total. `empty_connect4` and `empty_connect6` are the bench's own: \
          programs that let everything through, on the baseline cgroup's hooks in that pass. \
          They show what a hook costs with no work (the call of the program and the statistics \
          included), the floor under the enforcer's numbers. The exec hook is global: it counts \
