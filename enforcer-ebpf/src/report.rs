@@ -112,9 +112,9 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
     let packet = verdict.packet;
     let (outgoing, mut address, mut family, port) = match verdict.kind {
         DomainEventKind::Query | DomainEventKind::ServerName => {
-            (true, packet.daddr, packet.family, packet.dport)
+            (true, packet.daddr, packet.transport.family, packet.transport.dport)
         }
-        DomainEventKind::Answer => (false, packet.saddr, packet.family, packet.sport),
+        DomainEventKind::Answer => (false, packet.saddr, packet.transport.family, packet.transport.sport),
         DomainEventKind::Learned => (false, [0; 16], FAMILY_V4, 0),
     };
     if let Some(learned) = verdict.learned {
@@ -147,7 +147,7 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
         (*event).dport = port;
         (*event).kind = verdict.kind as u8;
         (*event).family = family;
-        (*event).protocol = packet.protocol;
+        (*event).protocol = packet.transport.protocol;
         (*event)._reserved = 0;
         (*event).qtype = verdict.qtype;
         (*event).ttl = verdict.ttl;

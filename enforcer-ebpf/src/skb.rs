@@ -126,13 +126,14 @@ fn outcome(verdict: Result<i32, Fault>) -> i32 {
 /// What is read of every packet: its transport protocol, ports and
 /// payload. Only a packet that may be DNS or a ClientHello gets its
 /// addresses and socket read too, into [`Headers`].
-struct Transport {
-    payload: u32,
-    payload_len: u32,
-    sport: u16,
-    dport: u16,
-    family: u8,
-    protocol: u8,
+#[derive(Clone, Copy)]
+pub struct Transport {
+    pub payload: u32,
+    pub payload_len: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub protocol: u8,
 }
 
 /// The headers of a packet being judged. Addresses are in network order,
@@ -140,14 +141,9 @@ struct Transport {
 pub struct Headers {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
-    pub sport: u16,
-    pub dport: u16,
-    pub family: u8,
-    pub protocol: u8,
+    pub transport: Transport,
     /// Who the packet's socket belongs to.
     pub socket: Socket,
-    payload: u32,
-    payload_len: u32,
 }
 
 /// Header bytes are read from the packet's linear data when they are
@@ -240,13 +236,8 @@ fn transport(ctx: &SkBuffContext) -> Option<Transport> {
 // A function of its own: see `STACK`.
 #[inline(never)]
 fn read_addresses(ctx: &SkBuffContext, transport: &Transport, packet: &mut Headers) -> bool {
-    packet.sport = transport.sport;
-    packet.dport = transport.dport;
-    packet.family = transport.family;
-    packet.protocol = transport.protocol;
-    packet.payload = transport.payload;
-    packet.payload_len = transport.payload_len;
-    if packet.family == FAMILY_V4 {
+    packet.transport = *transport;
+    if transport.family == FAMILY_V4 {
         let (Some(source), Some(destination)) =
             (read::<[u8; 4]>(ctx, 12), read::<[u8; 4]>(ctx, 16))
         else {
@@ -301,7 +292,7 @@ fn generation_and_payload(
 /// when it cannot be read.
 #[inline(always)]
 fn copy_payload(ctx: &SkBuffContext, packet: &Headers, scratch: &mut Scratch) -> bool {
-    let len = (packet.payload_len as usize).min(PACKET_BYTES);
+    let len = (packet.transport.payload_len as usize).min(PACKET_BYTES);
     // SAFETY: a read of a local. It is volatile so that the compiler checks
     // the very value it passes to the helper: proving bounds of its own,
     // it would drop the check, and the verifier could not follow the proof.
@@ -317,7 +308,7 @@ fn copy_payload(ctx: &SkBuffContext, packet: &Headers, scratch: &mut Scratch) ->
     let copied = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb.cast(),
-            packet.payload,
+            packet.transport.payload,
             scratch.packet.as_mut_ptr().cast(),
             len as u32,
         )
@@ -347,10 +338,10 @@ fn judge_query(
     let Some(Parts { payload, name, .. }) = scratch.parts() else {
         return Ok(PASS);
     };
-    let verdict = if packet.protocol == IPPROTO_UDP {
+    let verdict = if packet.transport.protocol == IPPROTO_UDP {
         judge_message(&generation, &payload, 0, name, packet)
             .map(|pass| if pass { PASS } else { DROP })
-    } else if packet.payload_len as usize > PACKET_BYTES {
+    } else if packet.transport.payload_len as usize > PACKET_BYTES {
         Err(Stop::Malformed)
     } else {
         let mut verdict = PASS;
@@ -449,7 +440,7 @@ fn judge_server_name(
         Action::None | Action::Allow => return Ok(PASS),
     };
     let mut address = [0u8; 16];
-    let v4 = packet.family == FAMILY_V4;
+    let v4 = packet.transport.family == FAMILY_V4;
     if v4 {
         address[10] = 0xff;
         address[11] = 0xff;
@@ -494,7 +485,7 @@ fn judge_response(
     let generation = Generation::new(&image);
     // Over TCP, only a segment's first message is read: a response that
     // spans segments is read as far as this one goes.
-    let message = if packet.protocol == IPPROTO_TCP { 2 } else { 0 };
+    let message = if packet.transport.protocol == IPPROTO_TCP { 2 } else { 0 };
     let Some(learns) = read_response(&generation, scratch, message)? else {
         return Ok(PASS);
     };

@@ -648,7 +648,7 @@ impl Programs {
         let attached = match &self.mapping_hook {
             OnDemand::Loaded { attached } => *attached,
             _ if on => {
-                self.load_mapping_hook()?;
+                self.ensure_mapping_hook()?;
                 false
             }
             _ => return Ok(()),
@@ -680,7 +680,7 @@ impl Programs {
     }
 
     /// Loads the mapping hook unless it is loaded, or says why it cannot be.
-    fn load_mapping_hook(&mut self) -> Result<(), ProgramsError> {
+    fn ensure_mapping_hook(&mut self) -> Result<(), ProgramsError> {
         if self.mapping_hook == OnDemand::Unloaded {
             let loaded = load_mapping_hook(self.ebpf.program_mut(PROG_EXEC_MAPPING))
                 .and_then(|()| self.protect_loaded(&[PROG_EXEC_MAPPING]));
@@ -701,7 +701,7 @@ impl Programs {
         let attached = match &self.packet_programs {
             OnDemand::Loaded { attached } => *attached,
             _ if on => {
-                self.load_packet_programs()?;
+                self.ensure_packet_programs()?;
                 false
             }
             _ => return Ok(()),
@@ -740,7 +740,7 @@ impl Programs {
 
     /// Loads the packet programs unless they are loaded, or says why they
     /// cannot be.
-    fn load_packet_programs(&mut self) -> Result<(), ProgramsError> {
+    fn ensure_packet_programs(&mut self) -> Result<(), ProgramsError> {
         if self.packet_programs == OnDemand::Unloaded {
             let mut by_name: ByName<'_> = self.ebpf.programs_mut().collect();
             let programs = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
@@ -807,7 +807,7 @@ impl Programs {
     pub fn prepare(&mut self, policy: &Policy) -> Result<(), ProgramsError> {
         let needs = Needs::of(policy);
         if needs.packet_programs {
-            self.load_packet_programs()?;
+            self.ensure_packet_programs()?;
         }
         let has_exec_rules = policy.rules.iter().any(|rule| {
             !rule.exec_paths.is_empty()
@@ -820,7 +820,7 @@ impl Programs {
             return Err(ProgramsError::ExecUnavailable(reason.clone()));
         }
         if needs.mapping_hook {
-            self.load_mapping_hook()?;
+            self.ensure_mapping_hook()?;
         }
         Ok(())
     }

@@ -39,13 +39,11 @@ pub struct VmTestArgs {
     #[arg(long)]
     list: bool,
     /// Wall-clock limit for one kernel's whole run, in minutes (on two host
-    /// cores debian-6.1 took 53 under qemu 7.2, debian-6.12 27 under
-    /// qemu 10).
+    /// cores under qemu 10, debian-6.1 took 29 and debian-6.12 16).
     #[arg(long, default_value_t = 90)]
     timeout_minutes: u64,
     /// Limit for one test binary inside the guest, in minutes (the
-    /// slowest, exec, took 14 on debian-6.1 under qemu 7.2 and 7 on 6.12
-    /// under qemu 10).
+    /// slowest, domains, took 9 on debian-6.1 under qemu 10).
     #[arg(long, default_value_t = 30)]
     binary_timeout_minutes: u64,
     /// `--test-threads` for the test binaries; 0 leaves it to libtest (one

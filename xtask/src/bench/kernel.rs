@@ -63,9 +63,8 @@ pub fn over_passes(passes: &[(Vec<Program>, Vec<Program>)]) -> Vec<Program> {
     for (before, after) in passes {
         for program in after {
             let earlier = before.iter().find(|p| p.name == program.name);
-            let run_time_ns =
-                program.run_time_ns - earlier.map_or(0, |p| p.run_time_ns.min(program.run_time_ns));
-            let run_cnt = program.run_cnt - earlier.map_or(0, |p| p.run_cnt.min(program.run_cnt));
+            let run_time_ns = program.run_time_ns - earlier.map_or(0, |p| p.run_time_ns);
+            let run_cnt = program.run_cnt - earlier.map_or(0, |p| p.run_cnt);
             let total = totals.entry(&program.name).or_insert_with(|| Program {
                 run_time_ns: 0,
                 run_cnt: 0,
