@@ -116,7 +116,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let built = build::build(true)?;
     let work = build::target_dir().join("bench");
     fs::create_dir_all(&work)?;
-    let _bpffs = crate::bpffs::MountedDuringRun::note();
+    let _bpffs = crate::bpffs::MountedDuringRun::mount();
     let cgroup = BenchCgroup::create()?;
     let mut json: Vec<Value> = Vec::new();
     let mut results = targets::Measured::default();

@@ -1,43 +1,71 @@
-//! The bpffs at `/sys/fs/bpf`. Where a machine has none, the daemons that
-//! the tests and the bench start mount it for their pins, as `enforcer run`
-//! does, and the kernel puts its own iterator files into every new bpffs
-//! (`maps.debug` and `progs.debug`, with `CONFIG_BPF_PRELOAD`). A run that
-//! found no bpffs there takes the one its daemons made away again.
+//! The bpffs at `/sys/fs/bpf`. Where a machine has none, `enforcer run`
+//! mounts it for its pins. The tests start many daemons at once, and two
+//! that both find none both mount one, the second over the first; so a
+//! run mounts it once itself, before any daemon starts, and takes it away
+//! again at the end. The kernel puts its own iterator files into every new
+//! bpffs (`maps.debug` and `progs.debug`, with `CONFIG_BPF_PRELOAD`).
 
-use std::{fs, path::Path};
+use std::{fs, io, path::Path};
 
 const MOUNT_POINT: &str = "/sys/fs/bpf";
 /// What the kernel itself puts into a new bpffs.
 const KERNEL_ENTRIES: [&str; 2] = ["maps.debug", "progs.debug"];
 
-/// Unmounts, when dropped, a bpffs that was not mounted when it was made,
-/// unless something other than the kernel's own files is in it by then.
+/// A bpffs at `/sys/fs/bpf` for the length of a run: mounted when there is
+/// none, and unmounted when dropped, with any mounted over it, unless
+/// something other than the kernel's own files is in it by then.
 pub struct MountedDuringRun {
-    was_mounted: bool,
+    mounted_here: bool,
 }
 
 impl MountedDuringRun {
-    pub fn note() -> Self {
+    pub fn mount() -> Self {
+        if is_mounted() {
+            return Self {
+                mounted_here: false,
+            };
+        }
+        // SAFETY: NUL-terminated strings and no mount data.
+        let mounted = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                c"/sys/fs/bpf".as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } == 0;
+        if !mounted {
+            // The daemons will say why they cannot pin.
+            eprintln!(
+                "xtask: cannot mount a bpffs at {MOUNT_POINT}: {}",
+                io::Error::last_os_error()
+            );
+        }
         Self {
-            was_mounted: is_mounted(),
+            mounted_here: mounted,
         }
     }
 }
 
 impl Drop for MountedDuringRun {
     fn drop(&mut self) {
-        if self.was_mounted || !is_mounted() || !holds_only_kernel_entries() {
+        if !self.mounted_here {
             return;
         }
-        // SAFETY: a NUL-terminated path.
-        if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } == 0 {
+        while is_mounted() && holds_only_kernel_entries() {
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } != 0 {
+                eprintln!(
+                    "xtask: cannot unmount the bpffs at {MOUNT_POINT} that this run mounted: {}",
+                    io::Error::last_os_error()
+                );
+                return;
+            }
+        }
+        if is_mounted() {
             eprintln!(
-                "xtask: unmounted the bpffs at {MOUNT_POINT} that this run's daemons mounted"
-            );
-        } else {
-            eprintln!(
-                "xtask: cannot unmount the bpffs at {MOUNT_POINT} that this run's daemons mounted: {}",
-                std::io::Error::last_os_error()
+                "xtask: left the bpffs at {MOUNT_POINT} mounted: something other than the kernel's own files is in it"
             );
         }
     }

@@ -33,7 +33,7 @@ pub fn test(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask: skipping the kernel integration tests: {reason}");
         return Ok(ExitCode::SUCCESS);
     }
-    let _bpffs = bpffs::MountedDuringRun::note();
+    let _bpffs = bpffs::MountedDuringRun::mount();
     let mut kernel = built.cargo("test");
     kernel
         .args(["--package", "enforcer-integration-tests"])
