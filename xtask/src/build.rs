@@ -74,7 +74,7 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
     cargo
         .args([
             "run",
-            "nightly",
+            &toolchain.channel,
             "cargo",
             "build",
             "--release",
@@ -105,7 +105,12 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
     ] {
         cargo.env_remove(variable);
     }
-    run_checked(&mut cargo, "building the eBPF programs")?;
+    let built = run_checked(&mut cargo, "building the eBPF programs");
+    if !toolchain.pinned() {
+        built.with_context(|| toolchain::untested(&toolchain.channel))?;
+    } else {
+        built?;
+    }
     Ok(target_dir
         .join(EBPF_TARGET)
         .join("release")
