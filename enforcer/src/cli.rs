@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{control::DEFAULT_SOCKET, pins::DEFAULT_PIN_DIR};
+use crate::{control::DEFAULT_SOCKET, family::Family, pins::DEFAULT_PIN_DIR};
 
 #[derive(Parser)]
 #[command(
@@ -20,51 +20,14 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Load the kernel programs, apply the policy and enforce it until stopped.
-    Run {
-        /// Settings, as the flags below (default: /etc/enforcer/enforcer.toml
-        /// if it exists). A flag given here wins over the file.
+    Run(Box<RunArgs>),
+    /// Load every program of the embedded object that this kernel accepts,
+    /// attach none, and report each one's verifier instruction count (or
+    /// why it was refused) against the budget. Exit 1 when a program is
+    /// over the budget or refused as too large.
+    Probe {
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Policy files, applied together as one policy. Without them, the
-        /// policy last applied (kept in --state-dir) is enforced.
-        #[arg(long, num_args = 1..)]
-        policy: Vec<PathBuf>,
-        /// Enforce only in this cgroup v2 subtree (default: the whole machine).
-        #[arg(long)]
-        cgroup: Option<PathBuf>,
-        /// The control socket [default: /run/enforcer/control.sock].
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Also append events, as JSON lines, to this file.
-        #[arg(long)]
-        events: Option<PathBuf>,
-        /// Where to look for existing copies of `exec_sha256` content when a
-        /// policy with such rules is applied (repeatable). Files written
-        /// later anywhere on these filesystems are checked as they are closed.
-        /// [default: /]
-        #[arg(long = "hash-root")]
-        hash_roots: Vec<PathBuf>,
-        /// Where the programs' links and shared maps are pinned, so that
-        /// enforcement outlives the daemon. A bpffs directory
-        /// [default: /sys/fs/bpf/enforcer].
-        #[arg(long = "pin-dir")]
-        pin_dir: Option<PathBuf>,
-        /// Where the last applied policy is kept, for restarts and boot
-        /// [default: /var/lib/enforcer].
-        #[arg(long = "state-dir")]
-        state_dir: Option<PathBuf>,
-        /// Let this group's members apply and roll back policy, see status
-        /// and follow events, besides root. Only root may unload.
-        #[arg(long = "control-group")]
-        control_group: Option<String>,
-        /// A public key file (repeatable). With any, policy pushed over the
-        /// control socket must be a bundle signed by one of these keys.
-        #[arg(long = "trusted-key")]
-        trusted_keys: Vec<PathBuf>,
-        /// Also send every event to the system log (journald serves its
-        /// socket too), or to this syslog socket.
-        #[arg(long, num_args = 0..=1, default_missing_value = "/dev/log", require_equals = true)]
-        syslog: Option<PathBuf>,
+        json: bool,
     },
     /// Remove enforcement: detach and unpin every program, and stop the
     /// daemon. The only way enforcement ends; refused without --confirm.
@@ -96,6 +59,66 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+}
+
+/// The flags of `enforcer run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Settings, as the flags below (default: /etc/enforcer/enforcer.toml
+    /// if it exists). A flag given here wins over the file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Policy files, applied together as one policy. Without them, the
+    /// policy last applied (kept in --state-dir) is enforced.
+    #[arg(long, num_args = 1..)]
+    pub policy: Vec<PathBuf>,
+    /// Enforce only in this cgroup v2 subtree (default: the whole machine).
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// The control socket [default: /run/enforcer/control.sock].
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Also append events, as JSON lines, to this file.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Where to look for existing copies of `exec_sha256` content when a
+    /// policy with such rules is applied (repeatable). Files written
+    /// later anywhere on these filesystems are checked as they are closed.
+    /// [default: /]
+    #[arg(long = "hash-root")]
+    pub hash_roots: Vec<PathBuf>,
+    /// Where the programs' links and shared maps are pinned, so that
+    /// enforcement outlives the daemon. A bpffs directory
+    /// [default: /sys/fs/bpf/enforcer].
+    #[arg(long = "pin-dir")]
+    pub pin_dir: Option<PathBuf>,
+    /// Where the last applied policy is kept, for restarts and boot
+    /// [default: /var/lib/enforcer].
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// Let this group's members apply and roll back policy, see status
+    /// and follow events, besides root. Only root may unload.
+    #[arg(long = "control-group")]
+    pub control_group: Option<String>,
+    /// A public key file (repeatable). With any, policy pushed over the
+    /// control socket must be a bundle signed by one of these keys.
+    #[arg(long = "trusted-key")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Also send every event to the system log (journald serves its
+    /// socket too), or to this syslog socket.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/dev/log", require_equals = true)]
+    pub syslog: Option<PathBuf>,
+    /// Program families that must load, as a comma list of network,
+    /// exec, exec_block_loader, domains, self_protection. Each is
+    /// loaded at start; if the kernel refuses one, the start fails
+    /// before anything is attached. Without it, a refused family is
+    /// reported (status, `degraded` event) and the rest is enforced.
+    #[arg(long, value_delimiter = ',')]
+    pub require: Vec<Family>,
+    /// Test hook: the loader treats these families (a comma list) as
+    /// refused by the kernel, without asking it.
+    #[arg(long = "refuse-family", value_delimiter = ',', hide = true)]
+    pub refuse_family: Vec<Family>,
 }
 
 #[derive(Subcommand)]

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::family::Family;
+
 pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
 
 /// Every key is optional; see `enforcer run --help` for what each does.
@@ -32,6 +34,9 @@ pub struct Config {
     pub control_group: Option<String>,
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// Program families that must load (`--require`).
+    #[serde(default)]
+    pub require: Vec<Family>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,7 @@ cgroup = "/sys/fs/cgroup/x"
 control_group = "admins"
 trusted_keys = ["/etc/enforcer/k.pub"]
 syslog = "/dev/log"
+require = ["domains", "exec"]
 "#,
         )
         .unwrap();
@@ -100,6 +106,19 @@ syslog = "/dev/log"
         assert_eq!(config.control_group.as_deref(), Some("admins"));
         assert_eq!(config.syslog, Some(PathBuf::from("/dev/log")));
         assert_eq!(config.pin_dir, None);
+        assert_eq!(config.require, [Family::Domains, Family::Exec]);
+    }
+
+    #[test]
+    fn an_unknown_family_to_require_is_reported_where_it_is() {
+        let error = parse(Path::new("c.toml"), "require = [\"dns\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("c.toml:1:"), "{error}");
+        assert!(
+            error.contains("dns") && error.contains("domains"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::{
 
 use crate::{
     compile::ImageStats,
+    family::{Degradation, FamilyStatus, VerifiedProgram},
     maps::{CounterTotals, Slot},
     policy::{PolicyErrors, Source, diff::PolicyDiff, diff::RuleSummary},
 };
@@ -81,6 +82,10 @@ pub struct ApplyReport {
     /// Exec paths that do not exist now; they are watched and banned when
     /// they appear.
     pub missing_paths: Vec<String>,
+    /// The families this kernel refused that the policy has rules or
+    /// options for: those parts are not enforced, the rest is.
+    #[serde(default)]
+    pub not_enforced: Vec<Degradation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +102,13 @@ pub struct StatusReport {
     /// enforcer's objects, pins and daemon, or why it cannot here.
     #[serde(default)]
     pub self_protection: String,
+    /// Every program family: enforcing, loaded, not checked yet, or
+    /// unavailable with the reason.
+    #[serde(default)]
+    pub families: Vec<FamilyStatus>,
+    /// Every loaded program with the verifier's instruction count.
+    #[serde(default)]
+    pub programs_verified: Vec<VerifiedProgram>,
     pub generation: u64,
     /// The content hash of the policy's files: names and texts.
     #[serde(default)]

@@ -7,14 +7,17 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use enforcer::{
-    cli::{Cli, Command, PolicyCommand},
+    cli::{Cli, Command, PolicyCommand, RunArgs},
     compile::ImageStats,
     config::{Config, DEFAULT_CONFIG},
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::{self, RunOptions},
+    family::FamilyState,
     maps::Slot,
     pins::DEFAULT_PIN_DIR,
     policy::{self, PolicyErrors},
+    probe::ProbeReport,
+    programs::FamilyChoice,
     store::DEFAULT_STATE_DIR,
 };
 
@@ -57,19 +60,22 @@ fn describe(error: &anyhow::Error) -> String {
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run {
-            config,
-            policy,
-            cgroup,
-            socket,
-            events,
-            hash_roots,
-            pin_dir,
-            state_dir,
-            control_group,
-            trusted_keys,
-            syslog,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                config,
+                policy,
+                cgroup,
+                socket,
+                events,
+                hash_roots,
+                pin_dir,
+                state_dir,
+                control_group,
+                trusted_keys,
+                syslog,
+                require,
+                refuse_family,
+            } = *args;
             let config = match config {
                 Some(path) => enforcer::config::load(&path)?,
                 None if Path::new(DEFAULT_CONFIG).exists() => {
@@ -77,9 +83,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 }
                 None => Config::default(),
             };
-            let either = |flags: Vec<PathBuf>, file: Vec<PathBuf>| {
+            fn either<T>(flags: Vec<T>, file: Vec<T>) -> Vec<T> {
                 if flags.is_empty() { file } else { flags }
-            };
+            }
             let mut hash_roots = either(hash_roots, config.hash_roots);
             if hash_roots.is_empty() {
                 hash_roots.push(PathBuf::from("/"));
@@ -101,6 +107,10 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 control_group: control_group.or(config.control_group),
                 trusted_keys: either(trusted_keys, config.trusted_keys),
                 syslog: syslog.or(config.syslog),
+                families: FamilyChoice {
+                    require: either(require, config.require).into_iter().collect(),
+                    refuse: refuse_family.into_iter().collect(),
+                },
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -121,6 +131,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
+        Command::Probe { json } => probe(json),
         Command::Unload {
             confirm,
             socket,
@@ -222,6 +233,9 @@ fn applied(response: Response) -> Result<ExitCode> {
             println!("{}", stats_change(&report.before, &report.after));
             for path in &report.missing_paths {
                 println!("not present now (watched, banned when it appears): {path}");
+            }
+            for degradation in &report.not_enforced {
+                println!("{degradation}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -341,6 +355,67 @@ async fn unload(
     }
 }
 
+/// Loads every program, attaching none, and reports the verifier's work
+/// on each against the budget; exit 1 when one fails it.
+fn probe(json: bool) -> Result<ExitCode> {
+    let report = enforcer::probe::probe()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("encoding the report")?
+        );
+    } else {
+        print!("{}", probe_text(&report));
+    }
+    Ok(if report.fails_budget() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn probe_text(report: &ProbeReport) -> String {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "kernel {}: verified instructions per program, budget {}\n",
+        report.kernel, report.budget
+    );
+    for program in &report.programs {
+        let verdict = if program.fails_budget(report.budget) {
+            "OVER BUDGET"
+        } else {
+            "ok"
+        };
+        let _ = match (&program.error, program.verified_insns) {
+            (Some(error), _) => writeln!(
+                text,
+                "  {:<20} {:<18} refused{}: {error}",
+                program.name,
+                program.family.name(),
+                if program.too_large {
+                    " (OVER BUDGET)"
+                } else {
+                    ""
+                }
+            ),
+            (None, Some(count)) => writeln!(
+                text,
+                "  {:<20} {:<18} {count:>8} / {} {verdict}",
+                program.name,
+                program.family.name(),
+                report.budget
+            ),
+            (None, None) => writeln!(
+                text,
+                "  {:<20} {:<18} loaded, count unknown (a kernel before 5.16)",
+                program.name,
+                program.family.name()
+            ),
+        };
+    }
+    text
+}
+
 fn status_text(report: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
@@ -352,6 +427,38 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(text, "exec enforcement: {}", report.exec_enforcement);
     let _ = writeln!(text, "domain enforcement: {}", report.domain_enforcement);
     let _ = writeln!(text, "self-protection: {}", report.self_protection);
+    if !report.families.is_empty() {
+        let _ = writeln!(text, "program families:");
+    }
+    for family in &report.families {
+        let _ = match &family.state {
+            FamilyState::Enforcing => writeln!(text, "  {}: enforcing", family.family),
+            FamilyState::Loaded => writeln!(
+                text,
+                "  {}: loaded, attached when a policy needs it",
+                family.family
+            ),
+            FamilyState::NotCheckedYet => writeln!(
+                text,
+                "  {}: not checked yet, loads when a policy first needs it",
+                family.family
+            ),
+            FamilyState::Unavailable { reason } => {
+                writeln!(text, "  {}: unavailable: {reason}", family.family)
+            }
+        };
+    }
+    if !report.programs_verified.is_empty() {
+        let counts: Vec<String> = report
+            .programs_verified
+            .iter()
+            .map(|program| match program.verified_insns {
+                Some(count) => format!("{} {count}", program.name),
+                None => format!("{} unknown", program.name),
+            })
+            .collect();
+        let _ = writeln!(text, "verified instructions: {}", counts.join(", "));
+    }
     let _ = writeln!(
         text,
         "policy: generation {}, applied {} {}, {} rule(s), sha256 {}",

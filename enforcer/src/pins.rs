@@ -35,7 +35,7 @@ use aya::{maps::Map, programs::links::FdLink};
 pub const PIN_LAYOUT: u32 = 1;
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/enforcer";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-const BPF_FS_MOUNT: &str = "/sys/fs/bpf";
+pub const BPF_FS_MOUNT: &str = "/sys/fs/bpf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {

@@ -2,7 +2,7 @@
 //! owner task holds the result; dropping it detaches everything.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     fs::File,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
@@ -30,6 +30,7 @@ use enforcer_common::{
 
 use crate::{
     capabilities::Capabilities,
+    family::{Family, FamilyState, FamilyStatus, VerifiedProgram},
     guard::{Guard, GuardError},
     kernel_btf::{self, KernelBtf},
     maps::{self, Counters, GenerationSlot, MapsError},
@@ -91,12 +92,146 @@ pub enum ProgramsError {
         #[source]
         source: aya::programs::links::LinkError,
     },
-    #[error("the policy has exec rules, but this kernel cannot enforce them: {0}")]
-    ExecUnavailable(String),
-    #[error("the policy has domain rules, but this kernel cannot enforce them: {0}")]
-    DomainsUnavailable(String),
+    #[error(
+        "--require {family}: this kernel cannot run it ({reason}); nothing was attached. \
+         Drop it from --require (or `require` in the settings) to enforce the rest"
+    )]
+    Required {
+        family: Family,
+        reason: Box<Refusal>,
+    },
+    #[error(
+        "this kernel can enforce nothing: network: {network}; exec: {exec}; domains: {domains}; \
+         nothing was attached"
+    )]
+    NothingEnforceable {
+        network: Box<Refusal>,
+        exec: Box<Refusal>,
+        domains: Box<Refusal>,
+    },
     #[error(transparent)]
     Guard(#[from] GuardError),
+}
+
+/// Why a family's programs do not run on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("refused by --refuse-family, a test hook; the kernel was not asked")]
+    TestHook,
+    #[error("bpf is not among the active LSMs")]
+    NoBpfLsm,
+    #[error("no kernel BTF: {0}")]
+    NoBtf(String),
+    #[error("cannot read kernel struct offsets from BTF: {0}")]
+    Offsets(String),
+    #[error("program {name}: {refused}")]
+    Program {
+        name: &'static str,
+        refused: LoadRefused,
+    },
+    #[error("BPF LSM: {lsm}; exec tracepoint: {tracepoint}")]
+    ExecHooks {
+        lsm: Box<Refusal>,
+        tracepoint: Box<Refusal>,
+    },
+    #[error("it works with the exec hook, which is unavailable: {0}")]
+    NeedsExec(Box<Refusal>),
+    #[error("registering the enforcer's objects with the guard failed: {0}")]
+    Registration(String),
+    #[error("its loader thread panicked")]
+    Panicked,
+    #[error("the eBPF object has no program {0}")]
+    MissingProgram(&'static str),
+}
+
+impl Refusal {
+    fn program(name: &'static str, error: &ProgramError) -> Self {
+        Self::Program {
+            name,
+            refused: LoadRefused::of(error),
+        }
+    }
+}
+
+/// What the kernel (or aya) answered to one program's load, short enough
+/// for an event: a verifier log can run to megabytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{summary}")]
+pub struct LoadRefused {
+    pub summary: String,
+    /// The verifier gave up on its size (E2BIG): more than a million
+    /// instructions processed.
+    pub too_large: bool,
+}
+
+/// Lines of the verifier's log kept from its start: they say where it
+/// stopped being able to follow.
+const LOG_HEAD_LINES: usize = 2;
+
+impl LoadRefused {
+    pub fn of(error: &ProgramError) -> Self {
+        let ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } = error
+        else {
+            return Self {
+                summary: error.to_string(),
+                too_large: false,
+            };
+        };
+        let log = verifier_log.to_string();
+        let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+        // The verifier's tally, which says how far it got.
+        let processed = lines
+            .iter()
+            .rev()
+            .find(|line| line.starts_with("processed "));
+        let mut kept: Vec<&str> = lines.iter().take(LOG_HEAD_LINES).copied().collect();
+        if let Some(processed) = processed
+            && !kept.contains(processed)
+        {
+            if lines.len() > LOG_HEAD_LINES + 1 {
+                kept.push("...");
+            }
+            kept.push(processed);
+        }
+        let summary = if kept.is_empty() {
+            format!("the kernel refused it: {io_error}")
+        } else {
+            format!(
+                "the kernel refused it: {io_error}; verifier: {}",
+                kept.join(" | ")
+            )
+        };
+        Self {
+            summary,
+            too_large: io_error.raw_os_error() == Some(libc::E2BIG),
+        }
+    }
+}
+
+/// Which families the administrator insists on, and which a test makes
+/// this loader treat as refused by the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyChoice {
+    /// Each must load, or the start fails before anything is attached.
+    /// Each is loaded at start, even if the first policy does not need it.
+    pub require: BTreeSet<Family>,
+    /// Test hook (`run --refuse-family`): these are not offered to the
+    /// kernel, and report [`Refusal::TestHook`].
+    pub refuse: BTreeSet<Family>,
+}
+
+impl FamilyChoice {
+    /// The refusal of the test hook, if it names `family`.
+    fn refused(&self, family: Family) -> Result<(), Refusal> {
+        if self.refuse.contains(&family) {
+            Err(Refusal::TestHook)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Loaded programs and the maps they share, split by who uses them.
@@ -111,9 +246,9 @@ pub struct Loaded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecSupport {
     Enforced(ExecMethod),
-    /// No exec hook loads here; the reason says why. Network enforcement
-    /// works regardless, and policies with exec rules are refused.
-    Unavailable(String),
+    /// No exec hook loads here. The rest is enforced regardless, and exec
+    /// rules are reported as not enforced.
+    Unavailable(Refusal),
 }
 
 impl std::fmt::Display for ExecSupport {
@@ -128,8 +263,8 @@ impl std::fmt::Display for ExecSupport {
 
 /// The state of programs that run only while a policy asks for them.
 /// The verifier takes most of a start, so they load when a policy first
-/// needs them, not before: at start if the first policy does, else at the
-/// apply of the first that does.
+/// needs them, not before: at start if the first policy does (or they are
+/// required), else at the apply of the first that does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum OnDemand {
     /// No policy has needed them yet.
@@ -138,11 +273,11 @@ enum OnDemand {
         attached: bool,
     },
     /// They cannot load here, for this reason.
-    Unavailable(String),
+    Unavailable(Refusal),
 }
 
 impl OnDemand {
-    fn loaded(outcome: Result<(), String>) -> Self {
+    fn loaded(outcome: Result<(), Refusal>) -> Self {
         match outcome {
             Ok(()) => Self::Loaded { attached: false },
             Err(reason) => Self::Unavailable(reason),
@@ -151,6 +286,16 @@ impl OnDemand {
 
     fn attached(&self) -> bool {
         matches!(self, Self::Loaded { attached: true })
+    }
+
+    fn state(&self) -> FamilyState {
+        match self {
+            Self::Unloaded => FamilyState::NotCheckedYet,
+            Self::Loaded { attached } => FamilyState::from_attached(*attached),
+            Self::Unavailable(reason) => FamilyState::Unavailable {
+                reason: reason.to_string(),
+            },
+        }
     }
 }
 
@@ -172,6 +317,8 @@ impl Needs {
 
 pub struct Programs {
     ebpf: Ebpf,
+    /// The socket programs: loaded, or why not.
+    network: Result<(), Refusal>,
     exec: ExecSupport,
     /// The `exec_block_loader` hook, attached only while a policy asks
     /// for it.
@@ -183,7 +330,7 @@ pub struct Programs {
     /// Where every link and the shared maps are pinned (see `crate::pins`).
     pins: Pins,
     /// Self-protection (see `crate::guard`): loaded, or why not.
-    guard: Result<Guard, String>,
+    guard: Result<Guard, Refusal>,
 }
 
 /// The maps a later daemon reads when it takes over (see
@@ -191,81 +338,151 @@ pub struct Programs {
 /// as the programs that use them.
 const PINNED_MAPS: [&str; 3] = [MAP_GENERATION, MAP_EVENTS, MAP_LEARNED];
 
-/// Loads every program the first policy `needs` into the kernel without
-/// attaching any, and pins the shared maps in `pins`. The exec hook is
-/// chosen here, by loading it: BPF LSM where the kernel runs it, else the
-/// exec tracepoint. The sized generation slot holds images of `capacity`
-/// words (see `crate::maps`).
+/// The embedded object, opened with this kernel's struct offsets and a
+/// sized slot of `capacity` words pinned in `pins`, and not one program
+/// loaded yet.
+pub struct Object {
+    pub ebpf: Ebpf,
+    sized_slot: PathBuf,
+    offsets: Result<ExecOffsets, String>,
+    guard_offsets: Result<GuardOffsets, String>,
+    pub btf: Result<Btf, String>,
+}
+
+impl Object {
+    pub fn open(pins: &Pins, capacity: u32) -> Result<Self, ProgramsError> {
+        if OBJECT.is_empty() {
+            return Err(ProgramsError::NotEmbedded);
+        }
+        let struct_btf = KernelBtf::load();
+        let offsets = struct_btf
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|btf| kernel_btf::exec_offsets(btf).map_err(|error| error.to_string()));
+        let guard_offsets = struct_btf
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|btf| kernel_btf::guard_offsets(btf).map_err(|error| error.to_string()));
+        let sized_slot = pins.map_path(MAP_GENERATION_SIZED);
+        maps::create_sized_slot(capacity, &sized_slot)?;
+        let mut loader = EbpfLoader::new();
+        loader.map_pin_path(MAP_GENERATION_SIZED, sized_slot.clone());
+        if let Ok(offsets) = &offsets {
+            loader.override_global(EXEC_OFFSETS_GLOBAL, offsets, true);
+        }
+        if let Ok(offsets) = &guard_offsets {
+            loader.override_global(GUARD_OFFSETS_GLOBAL, offsets, true);
+        }
+        let ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
+        Ok(Self {
+            ebpf,
+            sized_slot,
+            offsets,
+            guard_offsets,
+            btf: Btf::from_sys_fs().map_err(|error| error.to_string()),
+        })
+    }
+}
+
+/// Loads every program the first policy `needs` and the families
+/// `choice` requires into the kernel without attaching any, and pins the
+/// shared maps in `pins`. The exec hook is chosen here, by loading it:
+/// BPF LSM where the kernel runs it, else the exec tracepoint. A family
+/// the kernel refuses is recorded with its reason and the rest loads; the
+/// load fails only for a required family, or when the kernel would let
+/// nothing of a policy be enforced. The sized generation slot holds
+/// images of `capacity` words (see `crate::maps`).
 pub fn load(
     capabilities: &Capabilities,
     pins: Pins,
     capacity: u32,
     needs: Needs,
+    choice: &FamilyChoice,
 ) -> Result<Loaded, ProgramsError> {
-    if OBJECT.is_empty() {
-        return Err(ProgramsError::NotEmbedded);
-    }
-    let struct_btf = KernelBtf::load();
-    let offsets = struct_btf
-        .as_ref()
-        .map_err(ToString::to_string)
-        .and_then(|btf| kernel_btf::exec_offsets(btf).map_err(|error| error.to_string()));
-    let guard_offsets = struct_btf
-        .as_ref()
-        .map_err(ToString::to_string)
-        .and_then(|btf| kernel_btf::guard_offsets(btf).map_err(|error| error.to_string()));
-    let sized_slot = pins.map_path(MAP_GENERATION_SIZED);
-    maps::create_sized_slot(capacity, &sized_slot)?;
-    let mut loader = EbpfLoader::new();
-    loader.map_pin_path(MAP_GENERATION_SIZED, sized_slot.clone());
-    if let Ok(offsets) = &offsets {
-        loader.override_global(EXEC_OFFSETS_GLOBAL, offsets, true);
-    }
-    if let Ok(offsets) = &guard_offsets {
-        loader.override_global(GUARD_OFFSETS_GLOBAL, offsets, true);
-    }
-    let mut ebpf = loader.load(OBJECT).map_err(ProgramsError::Object)?;
-    let btf = Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
+    let Object {
+        mut ebpf,
+        sized_slot,
+        offsets,
+        guard_offsets,
+        btf,
+    } = Object::open(&pins, capacity)?;
+    let btf = btf.map_err(Refusal::NoBtf);
+    let packet_needed = needs.packet_programs || choice.require.contains(&Family::Domains);
     let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
-    let packet = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
+    let mut packet = Some(PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name)));
+    let domains_refused = choice.refused(Family::Domains);
     // The packet programs take the verifier longest: they verify on
     // threads of their own while this one loads the rest.
     let (
-        packet_programs,
+        mut packet_programs,
         Optional {
+            network,
             exec,
             guard: guard_loaded,
             mapping_hook,
         },
     ) = thread::scope(|scope| {
-        let packet_load = needs
-            .packet_programs
-            .then(|| scope.spawn(move || load_packet_programs(packet)));
+        let packet_load = (domains_refused.is_ok() && packet_needed)
+            .then(|| packet.take())
+            .flatten()
+            .map(|programs| scope.spawn(move || load_packet_programs(programs)));
         let rest = load_all_but_packet(
             &mut by_name,
             capabilities,
             &btf,
             (offsets, guard_offsets),
-            needs.mapping_hook,
+            needs.mapping_hook || choice.require.contains(&Family::ExecBlockLoader),
+            choice,
         );
-        let packet_programs = match packet_load {
-            Some(load) => OnDemand::loaded(
-                load.join()
-                    .unwrap_or_else(|_| Err("its loader thread panicked".to_string())),
-            ),
-            None => OnDemand::Unloaded,
+        let packet_programs = match (&domains_refused, packet_load) {
+            (Err(refusal), _) => OnDemand::Unavailable(refusal.clone()),
+            (Ok(()), Some(load)) => OnDemand::loaded(load.join().unwrap_or(Err(Refusal::Panicked))),
+            (Ok(()), None) => OnDemand::Unloaded,
         };
-        rest.map(|optional| (packet_programs, optional))
-    })?;
+        (packet_programs, rest)
+    });
+    // With neither socket programs nor an exec hook, only the packet
+    // programs could enforce anything: whether they can is worth the
+    // verifier's time now.
+    if let (Err(_), ExecSupport::Unavailable(_), OnDemand::Unloaded, Some(programs)) =
+        (&network, &exec, &packet_programs, packet.take())
+    {
+        packet_programs = OnDemand::loaded(load_packet_programs(programs));
+    }
+    drop(by_name);
     let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
     pinned.push(sized_slot);
     for name in PINNED_MAPS {
         pinned.push(pins.map(name, ebpf.map(name).ok_or(ProgramsError::MissingMap(name))?)?);
     }
-    let guard = guard_loaded.and_then(|()| {
-        guard_objects(&mut ebpf, &pins, &pinned)
-            .map_err(|error| format!("registering the enforcer's objects failed: {error}"))
-    });
+    let guard = guard_loaded
+        .and_then(|()| guard_objects(&mut ebpf, &pins, &pinned).map_err(Refusal::Registration));
+    let families = [
+        (Family::Network, network.as_ref().err()),
+        (Family::Exec, exec_refusal(&exec)),
+        (Family::ExecBlockLoader, on_demand_refusal(&mapping_hook)),
+        (Family::Domains, on_demand_refusal(&packet_programs)),
+        (Family::SelfProtection, guard.as_ref().err()),
+    ];
+    for (family, refusal) in families {
+        if let Some(reason) = refusal
+            && choice.require.contains(&family)
+        {
+            return Err(ProgramsError::Required {
+                family,
+                reason: Box::new(reason.clone()),
+            });
+        }
+    }
+    if let (Err(network), ExecSupport::Unavailable(exec), OnDemand::Unavailable(domains)) =
+        (&network, &exec, &packet_programs)
+    {
+        return Err(ProgramsError::NothingEnforceable {
+            network: Box::new(network.clone()),
+            exec: Box::new(exec.clone()),
+            domains: Box::new(domains.clone()),
+        });
+    }
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION_SIZED)?, take(MAP_GENERATION)?, capacity)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -276,6 +493,7 @@ pub fn load(
     Ok(Loaded {
         programs: Programs {
             ebpf,
+            network,
             exec,
             mapping_hook,
             packet_programs,
@@ -289,140 +507,167 @@ pub fn load(
     })
 }
 
+fn exec_refusal(exec: &ExecSupport) -> Option<&Refusal> {
+    match exec {
+        ExecSupport::Enforced(_) => None,
+        ExecSupport::Unavailable(reason) => Some(reason),
+    }
+}
+
+fn on_demand_refusal(state: &OnDemand) -> Option<&Refusal> {
+    match state {
+        OnDemand::Unavailable(reason) => Some(reason),
+        OnDemand::Unloaded | OnDemand::Loaded { .. } => None,
+    }
+}
+
 /// The object's programs by name, borrowed apart so that several can load
 /// at once.
 type ByName<'a> = HashMap<&'a str, &'a mut Program>;
 
-fn program<'p, T>(
-    programs: &'p mut ByName<'_>,
-    name: &'static str,
-) -> Result<&'p mut T, ProgramError>
+fn program<'p, T>(programs: &'p mut ByName<'_>, name: &'static str) -> Result<&'p mut T, Refusal>
 where
     for<'x> &'x mut Program: TryInto<&'x mut T, Error = ProgramError>,
 {
-    let program: &'p mut Program = programs.get_mut(name).ok_or(ProgramError::NotLoaded)?;
-    program.try_into()
+    typed(name, programs.get_mut(name).map(|program| &mut **program))
+}
+
+/// The object's program `name`, as the type it must be.
+fn typed<'p, T>(name: &'static str, program: Option<&'p mut Program>) -> Result<&'p mut T, Refusal>
+where
+    for<'x> &'x mut Program: TryInto<&'x mut T, Error = ProgramError>,
+{
+    program
+        .ok_or(Refusal::MissingProgram(name))?
+        .try_into()
+        .map_err(|error| Refusal::program(name, &error))
 }
 
 /// Loads both packet programs (`programs` in the order of
 /// [`PACKET_PROGRAMS`]), the first on a thread of its own; on error, says
 /// why. Domain rules need `bpf_loop` (Linux 5.17); without it, network and
-/// exec enforcement still work, and policies with domains are refused.
-fn load_packet_programs(programs: [Option<&mut Program>; 2]) -> Result<(), String> {
+/// exec enforcement still work, and domain rules are reported as not
+/// enforced.
+fn load_packet_programs(programs: [Option<&mut Program>; 2]) -> Result<(), Refusal> {
     let [egress, ingress] = programs;
     let [(egress_name, _), (ingress_name, _)] = PACKET_PROGRAMS;
+    let load = |name, program| {
+        typed::<CgroupSkb>(name, program)?
+            .load()
+            .map_err(|error| Refusal::program(name, &error))
+    };
     thread::scope(|scope| {
-        let egress = scope.spawn(move || load_packet_program(egress_name, egress));
-        let ingress = load_packet_program(ingress_name, ingress);
-        egress
-            .join()
-            .unwrap_or_else(|_| Err("its loader thread panicked".to_string()))
-            .and(ingress)
+        let egress = scope.spawn(move || load(egress_name, egress));
+        let ingress = load(ingress_name, ingress);
+        egress.join().unwrap_or(Err(Refusal::Panicked)).and(ingress)
     })
 }
 
-fn load_packet_program(name: &'static str, program: Option<&mut Program>) -> Result<(), String> {
-    let program: &mut CgroupSkb = program
-        .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?
-        .try_into()
-        .map_err(|error: ProgramError| format!("program {name}: {error}"))?;
-    program
-        .load()
-        .map_err(|source| ProgramsError::Program { name, source }.to_string())
-}
-
-fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), String> {
+fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
     let name = PROG_EXEC_MAPPING;
-    let program: &mut TracePoint = program
-        .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?
-        .try_into()
-        .map_err(|error: ProgramError| format!("program {name}: {error}"))?;
-    program.load().map_err(|error| error.to_string())
+    typed::<TracePoint>(name, program)?
+        .load()
+        .map_err(|error| Refusal::program(name, &error))
 }
 
 /// The hooks a host may lack: each loaded, or why not.
 struct Optional {
+    network: Result<(), Refusal>,
     exec: ExecSupport,
-    guard: Result<(), String>,
+    guard: Result<(), Refusal>,
     mapping_hook: OnDemand,
 }
 
-/// The socket programs (which must load), the exec hook and the guard
-/// (each either loads or says why not), and the mapping hook if the first
-/// policy needs it.
+/// The socket programs, the exec hook and the guard (each either loads or
+/// says why not), and the mapping hook if the first policy needs it.
 fn load_all_but_packet(
     programs: &mut ByName<'_>,
     capabilities: &Capabilities,
-    btf: &Result<Btf, String>,
+    btf: &Result<Btf, Refusal>,
     (offsets, guard_offsets): (Result<ExecOffsets, String>, Result<GuardOffsets, String>),
     mapping_hook_needed: bool,
-) -> Result<Optional, ProgramsError> {
-    for name in SOCKET_PROGRAMS {
-        program::<CgroupSockAddr>(programs, name)
-            .and_then(|program| program.load())
-            .map_err(|source| ProgramsError::Program { name, source })?;
-    }
-    let exec = match (offsets, btf) {
-        (Ok(_), Ok(btf)) => load_exec_hook(programs, btf, capabilities.bpf_lsm_active),
-        (Err(error), _) => ExecSupport::Unavailable(format!(
-            "cannot read kernel struct offsets from BTF: {error}"
-        )),
-        (_, Err(error)) => ExecSupport::Unavailable(error.clone()),
+    choice: &FamilyChoice,
+) -> Optional {
+    let network = choice.refused(Family::Network).and_then(|()| {
+        SOCKET_PROGRAMS.iter().try_for_each(|&name| {
+            program::<CgroupSockAddr>(programs, name).and_then(|program| {
+                program
+                    .load()
+                    .map_err(|error| Refusal::program(name, &error))
+            })
+        })
+    });
+    let exec = match (choice.refused(Family::Exec), offsets, btf) {
+        (Err(refusal), _, _) => ExecSupport::Unavailable(refusal),
+        (Ok(()), Ok(_), Ok(btf)) => load_exec_hook(programs, btf, capabilities.bpf_lsm_active),
+        (Ok(()), Err(error), _) => ExecSupport::Unavailable(Refusal::Offsets(error)),
+        (Ok(()), _, Err(error)) => ExecSupport::Unavailable(error.clone()),
     };
-    let guard = load_guard(programs, btf, capabilities.bpf_lsm_active, guard_offsets);
-    let mapping_hook = match &exec {
-        ExecSupport::Enforced(_) if mapping_hook_needed => OnDemand::loaded(load_mapping_hook(
+    let guard = choice
+        .refused(Family::SelfProtection)
+        .and_then(|()| load_guard(programs, btf, capabilities.bpf_lsm_active, guard_offsets));
+    let mapping_hook = match (&exec, choice.refused(Family::ExecBlockLoader)) {
+        (ExecSupport::Unavailable(reason), _) => {
+            OnDemand::Unavailable(Refusal::NeedsExec(Box::new(reason.clone())))
+        }
+        (_, Err(refusal)) => OnDemand::Unavailable(refusal),
+        _ if mapping_hook_needed => OnDemand::loaded(load_mapping_hook(
             programs.get_mut(PROG_EXEC_MAPPING).map(|p| &mut **p),
         )),
-        ExecSupport::Enforced(_) => OnDemand::Unloaded,
-        ExecSupport::Unavailable(reason) => OnDemand::Unavailable(reason.clone()),
+        _ => OnDemand::Unloaded,
     };
-    Ok(Optional {
+    Optional {
+        network,
         exec,
         guard,
         mapping_hook,
-    })
+    }
 }
 
 fn load_exec_hook(programs: &mut ByName<'_>, btf: &Btf, bpf_lsm_active: bool) -> ExecSupport {
     let lsm_refused = if bpf_lsm_active {
-        match program::<Lsm>(programs, PROG_EXEC_LSM)
-            .and_then(|program| program.load(EXEC_LSM_HOOK, btf))
-        {
+        match program::<Lsm>(programs, PROG_EXEC_LSM).and_then(|program| {
+            program
+                .load(EXEC_LSM_HOOK, btf)
+                .map_err(|error| Refusal::program(PROG_EXEC_LSM, &error))
+        }) {
             Ok(()) => return ExecSupport::Enforced(ExecMethod::Lsm),
-            Err(error) => format!("BPF LSM program refused ({error})"),
+            Err(refusal) => refusal,
         }
     } else {
-        "bpf is not among the active LSMs".to_string()
+        Refusal::NoBpfLsm
     };
-    match program::<BtfTracePoint>(programs, PROG_EXEC_SIGNAL)
-        .and_then(|program| program.load(EXEC_TRACEPOINT, btf))
-    {
+    match program::<BtfTracePoint>(programs, PROG_EXEC_SIGNAL).and_then(|program| {
+        program
+            .load(EXEC_TRACEPOINT, btf)
+            .map_err(|error| Refusal::program(PROG_EXEC_SIGNAL, &error))
+    }) {
         Ok(()) => ExecSupport::Enforced(ExecMethod::Signal),
-        Err(error) => {
-            ExecSupport::Unavailable(format!("{lsm_refused}; exec tracepoint refused ({error})"))
-        }
+        Err(tracepoint) => ExecSupport::Unavailable(Refusal::ExecHooks {
+            lsm: Box::new(lsm_refused),
+            tracepoint: Box::new(tracepoint),
+        }),
     }
 }
 
 /// Loads the self-protection programs; where they cannot run, says why.
 fn load_guard(
     programs: &mut ByName<'_>,
-    btf: &Result<Btf, String>,
+    btf: &Result<Btf, Refusal>,
     bpf_lsm_active: bool,
     offsets: Result<GuardOffsets, String>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if !bpf_lsm_active {
-        return Err("bpf is not among the active LSMs".to_string());
+        return Err(Refusal::NoBpfLsm);
     }
-    offsets.map_err(|error| format!("cannot read kernel struct offsets from BTF: {error}"))?;
+    offsets.map_err(Refusal::Offsets)?;
     let btf = btf.as_ref().map_err(Clone::clone)?;
     for name in GUARD_PROGRAMS {
-        let program =
-            program::<Lsm>(programs, name).map_err(|error| format!("program {name}: {error}"))?;
-        program
-            .load(name, btf)
-            .map_err(|error| format!("BPF LSM program {name} refused ({error})"))?;
+        program::<Lsm>(programs, name).and_then(|program| {
+            program
+                .load(name, btf)
+                .map_err(|error| Refusal::program(name, &error))
+        })?;
     }
     Ok(())
 }
@@ -452,6 +697,26 @@ fn guard_objects(ebpf: &mut Ebpf, pins: &Pins, pinned: &[PathBuf]) -> Result<Gua
         guard.protect_pin(path).map_err(|error| error.to_string())?;
     }
     Ok(guard)
+}
+
+/// Every program of `ebpf` that is loaded, with the verifier's count of
+/// the instructions it processed.
+pub fn verified_programs(ebpf: &Ebpf) -> Vec<VerifiedProgram> {
+    let mut programs: Vec<VerifiedProgram> = ebpf
+        .programs()
+        .filter_map(|(name, program)| {
+            let family = Family::of_program(name)?;
+            // Not loaded, here or yet, has no count.
+            let info = program.info().ok()?;
+            Some(VerifiedProgram {
+                name: name.to_string(),
+                family,
+                verified_insns: info.verified_instruction_count(),
+            })
+        })
+        .collect();
+    programs.sort_by(|a, b| (a.family, &a.name).cmp(&(b.family, &b.name)));
+    programs
 }
 
 /// Guards a loaded program and every map it uses.
@@ -490,14 +755,20 @@ fn packet_program<'a>(
 }
 
 impl Programs {
-    /// Attaches every socket program to `cgroup`, or none: on error the
-    /// ones already attached are detached again when `self` drops.
+    /// Attaches every loaded socket program, the exec hook and the guard
+    /// to `cgroup`, or none: on error the ones already attached are
+    /// detached again when `self` drops.
     pub fn attach(&mut self, cgroup: &Path) -> Result<(), ProgramsError> {
         let file = File::open(cgroup).map_err(|source| ProgramsError::Cgroup {
             path: cgroup.to_path_buf(),
             source,
         })?;
-        for name in SOCKET_PROGRAMS {
+        let socket_programs = if self.network.is_ok() {
+            &SOCKET_PROGRAMS[..]
+        } else {
+            &[]
+        };
+        for &name in socket_programs {
             // aya attaches through a BPF link, and links always run side
             // by side with other programs on the cgroup (systemd's, say):
             // the kernel refuses any mode flag on a link, so pass none.
@@ -616,7 +887,8 @@ impl Programs {
         Ok(())
     }
 
-    /// "lsm" while self-protection runs, or why it cannot here.
+    /// "lsm" while self-protection runs, or "unavailable: " and why it
+    /// cannot here.
     pub fn self_protection(&self) -> String {
         match &self.guard {
             Ok(_) => "lsm".to_string(),
@@ -642,16 +914,15 @@ impl Programs {
 
     /// Attaches the mapping hook while `on`, detaches it otherwise. It
     /// costs every executable `mmap` on the machine, so it runs only while
-    /// a policy asks for it.
+    /// a policy asks for it. Where it cannot load, this does nothing:
+    /// [`Self::prepare`] reported the gap.
     pub fn set_mapping_hook(&mut self, on: bool) -> Result<(), ProgramsError> {
         let name = PROG_EXEC_MAPPING;
-        let attached = match &self.mapping_hook {
-            OnDemand::Loaded { attached } => *attached,
-            _ if on => {
-                self.ensure_mapping_hook()?;
-                false
-            }
-            _ => return Ok(()),
+        if on {
+            self.ensure_mapping_hook();
+        }
+        let OnDemand::Loaded { attached } = self.mapping_hook else {
+            return Ok(());
         };
         match (on, attached) {
             (true, false) => {
@@ -679,32 +950,25 @@ impl Programs {
         Ok(())
     }
 
-    /// Loads the mapping hook unless it is loaded, or says why it cannot be.
-    fn ensure_mapping_hook(&mut self) -> Result<(), ProgramsError> {
+    /// Loads the mapping hook unless it is loaded or known to be refused.
+    fn ensure_mapping_hook(&mut self) {
         if self.mapping_hook == OnDemand::Unloaded {
             let loaded = load_mapping_hook(self.ebpf.program_mut(PROG_EXEC_MAPPING))
                 .and_then(|()| self.protect_loaded(&[PROG_EXEC_MAPPING]));
             self.mapping_hook = OnDemand::loaded(loaded);
         }
-        match &self.mapping_hook {
-            OnDemand::Unavailable(reason) => Err(ProgramsError::ExecUnavailable(format!(
-                "exec_block_loader needs the sys_enter_mmap tracepoint: {reason}"
-            ))),
-            _ => Ok(()),
-        }
     }
 
     /// Attaches the packet programs while `on`, detaches them otherwise.
     /// They run for every packet in the cgroup, so they run only while a
-    /// policy lists domains.
+    /// policy lists domains. Where they cannot load, this does nothing:
+    /// [`Self::prepare`] reported the gap.
     pub fn set_packet_programs(&mut self, on: bool) -> Result<(), ProgramsError> {
-        let attached = match &self.packet_programs {
-            OnDemand::Loaded { attached } => *attached,
-            _ if on => {
-                self.ensure_packet_programs()?;
-                false
-            }
-            _ => return Ok(()),
+        if on {
+            self.ensure_packet_programs();
+        }
+        let OnDemand::Loaded { attached } = self.packet_programs else {
+            return Ok(());
         };
         match (on, attached) {
             (true, false) => {
@@ -738,9 +1002,9 @@ impl Programs {
         Ok(())
     }
 
-    /// Loads the packet programs unless they are loaded, or says why they
-    /// cannot be.
-    fn ensure_packet_programs(&mut self) -> Result<(), ProgramsError> {
+    /// Loads the packet programs unless they are loaded or known to be
+    /// refused.
+    fn ensure_packet_programs(&mut self) {
         if self.packet_programs == OnDemand::Unloaded {
             let mut by_name: ByName<'_> = self.ebpf.programs_mut().collect();
             let programs = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
@@ -748,14 +1012,10 @@ impl Programs {
                 .and_then(|()| self.protect_loaded(&PACKET_PROGRAMS.map(|(name, _)| name)));
             self.packet_programs = OnDemand::loaded(loaded);
         }
-        match &self.packet_programs {
-            OnDemand::Unavailable(reason) => Err(ProgramsError::DomainsUnavailable(reason.clone())),
-            _ => Ok(()),
-        }
     }
 
     /// Guards programs loaded after the start, before they are attached.
-    fn protect_loaded(&mut self, names: &[&'static str]) -> Result<(), String> {
+    fn protect_loaded(&mut self, names: &[&'static str]) -> Result<(), Refusal> {
         let Ok(guard) = &mut self.guard else {
             return Ok(());
         };
@@ -763,8 +1023,9 @@ impl Programs {
             let program = self
                 .ebpf
                 .program(name)
-                .ok_or_else(|| ProgramsError::MissingProgram(name).to_string())?;
-            protect_program(guard, name, program).map_err(|error| error.to_string())?;
+                .ok_or(Refusal::MissingProgram(name))?;
+            protect_program(guard, name, program)
+                .map_err(|error| Refusal::Registration(error.to_string()))?;
         }
         Ok(())
     }
@@ -800,29 +1061,63 @@ impl Programs {
         }
     }
 
-    /// Loads what `policy` needs that is not loaded yet, and refuses a
-    /// policy with rules this kernel cannot enforce rather than pretending
-    /// to enforce them. Loading changes no enforcement: only attaching
-    /// does.
-    pub fn prepare(&mut self, policy: &Policy) -> Result<(), ProgramsError> {
+    /// Loads what `policy` needs that is not loaded yet. What this kernel
+    /// refuses stays unloaded, and [`Self::unavailable`] names it: the
+    /// rest of the policy is enforced all the same. Loading changes no
+    /// enforcement: only attaching does.
+    pub fn prepare(&mut self, policy: &Policy) {
         let needs = Needs::of(policy);
         if needs.packet_programs {
-            self.ensure_packet_programs()?;
-        }
-        let has_exec_rules = policy.rules.iter().any(|rule| {
-            !rule.exec_paths.is_empty()
-                || !rule.exec_names.is_empty()
-                || !rule.exec_sha256.is_empty()
-        });
-        if let ExecSupport::Unavailable(reason) = &self.exec
-            && has_exec_rules
-        {
-            return Err(ProgramsError::ExecUnavailable(reason.clone()));
+            self.ensure_packet_programs();
         }
         if needs.mapping_hook {
-            self.ensure_mapping_hook()?;
+            self.ensure_mapping_hook();
         }
-        Ok(())
+    }
+
+    /// Every family's state on this host.
+    pub fn families(&self) -> Vec<FamilyStatus> {
+        let fixed = |refusal: Option<&Refusal>| match refusal {
+            None => FamilyState::from_attached(self.attached_to.is_some()),
+            Some(reason) => FamilyState::Unavailable {
+                reason: reason.to_string(),
+            },
+        };
+        let states = [
+            fixed(self.network.as_ref().err()),
+            fixed(exec_refusal(&self.exec)),
+            self.mapping_hook.state(),
+            self.packet_programs.state(),
+            fixed(self.guard.as_ref().err()),
+        ];
+        Family::ALL
+            .into_iter()
+            .zip(states)
+            .map(|(family, state)| FamilyStatus { family, state })
+            .collect()
+    }
+
+    /// The families this kernel refused, with why.
+    pub fn unavailable(&self) -> Vec<(Family, &Refusal)> {
+        [
+            (Family::Network, self.network.as_ref().err()),
+            (Family::Exec, exec_refusal(&self.exec)),
+            (
+                Family::ExecBlockLoader,
+                on_demand_refusal(&self.mapping_hook),
+            ),
+            (Family::Domains, on_demand_refusal(&self.packet_programs)),
+            (Family::SelfProtection, self.guard.as_ref().err()),
+        ]
+        .into_iter()
+        .filter_map(|(family, refusal)| Some((family, refusal?)))
+        .collect()
+    }
+
+    /// Every loaded program, with the verifier's count of the instructions
+    /// it processed.
+    pub fn verified(&self) -> Vec<VerifiedProgram> {
+        verified_programs(&self.ebpf)
     }
 
     /// The attached programs, in attach order.
@@ -848,9 +1143,13 @@ impl Programs {
             .then_some(PACKET_PROGRAMS.map(|(name, _)| name))
             .into_iter()
             .flatten();
-        SOCKET_PROGRAMS
-            .iter()
-            .copied()
+        let network = self
+            .network
+            .is_ok()
+            .then_some(SOCKET_PROGRAMS)
+            .into_iter()
+            .flatten();
+        network
             .chain(packet)
             .chain(exec)
             .chain(mapping)

@@ -36,7 +36,7 @@ use crate::{
     maps,
     pins::{self, PinError, Pins},
     policy::{self, PolicyErrors},
-    programs::{self, Loaded, ProgramsError},
+    programs::{self, FamilyChoice, Loaded, ProgramsError},
     resolve,
     signing::{SigningError, TrustedKeys},
     store::{PolicyStore, StoreError, StoredPolicy},
@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub trusted_keys: Vec<PathBuf>,
     /// Also send every event to this syslog socket.
     pub syslog: Option<PathBuf>,
+    /// The program families that must load, and those a test has the
+    /// loader treat as refused.
+    pub families: FamilyChoice,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +179,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         pins,
         maps::sized_capacity(compiled.image.len()),
         programs::Needs::of(&policy),
+        &options.families,
     );
     if loaded.is_err() {
         // Nothing is attached yet: the maps pinned so far would only hold
@@ -220,13 +224,21 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         exec_enforcement: owner.exec_enforcement(),
         self_protection: owner.self_protection(),
         rules: owner.rule_count(),
+        families: owner.families(),
+        programs_verified: owner.verified(),
     };
+    // Every family this kernel refused, so that a fleet can alert on it,
+    // whether or not the first policy needs it.
+    let degraded = owner.degradations();
 
     let owner_thread = std::thread::Builder::new()
         .name("enforcer-owner".into())
         .spawn(move || owner.run(receiver))
         .map_err(DaemonError::Runtime)?;
     hub.publish(&Event::now(ready));
+    for degradation in degraded {
+        hub.publish(&Event::now(EventBody::Degraded(degradation)));
+    }
     // This daemon's programs are attached; the earlier ones can go.
     if !earlier.is_empty() {
         let report = takeover::finish(&earlier, learned, &hub);

@@ -11,6 +11,7 @@ use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, ImageSlot, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
+    family::{Degradation, FamilyStatus, VerifiedProgram},
     hashwatch::{HashWatchError, Match, StrictScope},
     maps::{Counters, GenerationSlot, MapsError, Slot},
     pathwatch::PathWatch,
@@ -158,7 +159,7 @@ impl Owner {
             mut slot,
             counters,
         } = kernel;
-        programs.prepare(&policy)?;
+        programs.prepare(&policy);
         let mut content = ContentBans::new(StrictScope(cgroup_path));
         content
             .commit(content.prepare(&policy, &hash_roots, || forward_matches(commands.clone()))?);
@@ -219,6 +220,29 @@ impl Owner {
 
     pub fn self_protection(&self) -> String {
         self.programs.self_protection()
+    }
+
+    pub fn families(&self) -> Vec<FamilyStatus> {
+        self.programs.families()
+    }
+
+    pub fn verified(&self) -> Vec<VerifiedProgram> {
+        self.programs.verified()
+    }
+
+    /// Each family this kernel refused, and what of the live policy it
+    /// leaves unenforced.
+    pub fn degradations(&self) -> Vec<Degradation> {
+        self.programs
+            .unavailable()
+            .into_iter()
+            .map(|(family, refusal)| Degradation {
+                generation: self.live.number,
+                family,
+                reason: refusal.to_string(),
+                not_enforced: family.coverage(&self.live.policy),
+            })
+            .collect()
     }
 
     /// Serves commands until every sender is gone, then drops the programs,
@@ -296,11 +320,9 @@ impl Owner {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
-        if let Err(error) = self.programs.prepare(&policy) {
-            return Response::Error {
-                message: error.to_string(),
-            };
-        }
+        // What this kernel refuses is reported, not a reason to refuse the
+        // policy: everything else in it is enforced.
+        self.programs.prepare(&policy);
         let resolution = resolve::resolve(&policy, Some(&self.live.resolution));
         let commands = self.commands.clone();
         let prepared = match self
@@ -347,7 +369,17 @@ impl Owner {
                     uid: Some(peer.uid),
                     pid: peer.pid,
                 }));
+                let not_enforced: Vec<Degradation> = self
+                    .degradations()
+                    .into_iter()
+                    .filter(|degradation| !degradation.not_enforced.is_empty())
+                    .collect();
+                for degradation in &not_enforced {
+                    self.hub
+                        .publish(&Event::now(EventBody::Degraded(degradation.clone())));
+                }
                 Response::Applied(ApplyReport {
+                    not_enforced,
                     generation: self.live.number,
                     diff,
                     before,
@@ -524,6 +556,8 @@ impl Owner {
             exec_enforcement: self.programs.exec_support().to_string(),
             domain_enforcement: self.programs.domain_support(),
             self_protection: self.programs.self_protection(),
+            families: self.programs.families(),
+            programs_verified: self.programs.verified(),
             generation: self.live.number,
             policy_sha256: self.live.sha256.clone(),
             applied_at: humantime::format_rfc3339_seconds(self.live.applied_at).to_string(),

@@ -52,7 +52,18 @@ pub enum EventBody {
         /// "lsm", or why self-protection cannot run here.
         self_protection: String,
         rules: usize,
+        /// Every program family and its state; an unavailable one says
+        /// why (a `degraded` event follows for each).
+        #[serde(default)]
+        families: Vec<crate::family::FamilyStatus>,
+        /// Every loaded program with the verifier's instruction count.
+        #[serde(default)]
+        programs_verified: Vec<crate::family::VerifiedProgram>,
     },
+    /// A program family this kernel refused: at start for each, and at an
+    /// apply for each whose rules or options the new policy has. Those
+    /// parts are not enforced; the rest of the policy is.
+    Degraded(crate::family::Degradation),
     Connect(NetVerdict),
     Sendmsg(NetVerdict),
     /// Self-protection refused a process something that would end or
