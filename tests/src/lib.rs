@@ -16,7 +16,9 @@
 //! - [`exec_probe`] runs the `execprobe` helper, which joins the cgroup and
 //!   then starts a program (by `execve`, `execveat` on an fd, `posix_spawn`
 //!   or through a shell) and reports what its parent observes: an exit
-//!   status, a signal, or the errno of the exec;
+//!   status, a signal, or the errno of the exec; [`probe_as`] and
+//!   [`exec_probe_as`] do the same as an unprivileged uid (see
+//!   [`join_cgroup`]);
 //! - [`dns_query`] and [`tls_hello`] have `netprobe` send a real DNS query
 //!   or TLS ClientHello from inside the cgroup, to a [`dns::DnsServer`] or
 //!   a [`TlsListener`] run by the test, and [`command_in`] runs any program
@@ -119,13 +121,19 @@ where
 /// Runs `command` to completion (at most [`command_timeout`]) and returns
 /// its output.
 pub fn run(command: &mut Command) -> Output {
+    run_within(command, command_timeout())
+}
+
+/// Runs `command` to completion, killing it after `timeout`, and returns
+/// its output.
+pub fn run_within(command: &mut Command, timeout: Duration) -> Output {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-    finish(child, command_timeout(), &format!("{command:?}"))
+    finish(child, timeout, &format!("{command:?}"))
 }
 
 /// Waits for a child whose stdout and stderr are piped, killing it after
@@ -170,7 +178,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 }
 
 /// `enforcer-test-<pid>-<counter>`: unique among parallel tests and runs.
-fn unique_name() -> String {
+pub fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!(
         "enforcer-test-{}-{}",
@@ -445,6 +453,16 @@ impl Daemon {
         Self::try_start_with(cgroup_dir, Some(policy), &[])
     }
 
+    /// [`Daemon::start_with`], and the failure when the daemon does not
+    /// start.
+    pub fn try_start_with_args(
+        cgroup: &TestCgroup,
+        policy: &str,
+        extra: &[&OsStr],
+    ) -> Result<Self, StartFailure> {
+        Self::try_start_with(cgroup.path(), Some(policy), extra)
+    }
+
     /// Starts a daemon with no `--policy`, which enforces the policy stored
     /// in this daemon's state dir, on this daemon's pins.
     pub fn start_from_store(&self, cgroup: &TestCgroup) -> Self {
@@ -626,6 +644,16 @@ impl Daemon {
     /// What the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The ready line, parsed.
+    pub fn ready(&self) -> Value {
+        let lines = self.stdout.lines();
+        parse_event(
+            lines
+                .first()
+                .expect("a started daemon printed its ready line"),
+        )
     }
 
     /// Every stdout line after the ready line, parsed. Panics on a line that
@@ -926,6 +954,44 @@ pub struct Probe {
     pub outcome: Outcome,
 }
 
+/// Set for `netprobe` and `execprobe` to a uid: after joining the cgroup,
+/// which takes root, they drop to that uid (and the same gid, with no
+/// supplementary groups) before they act, as an unprivileged user would.
+const RUN_AS_UID: &str = "ENFORCER_PROBE_UID";
+
+/// The uid of `nobody`, for probes that must show enforcement holds for
+/// an unprivileged user.
+pub const NOBODY: u32 = 65534;
+
+/// What `netprobe` and `execprobe` do first: move themselves into
+/// `cgroup` ("0" moves the writing process), then drop to the uid in
+/// [`RUN_AS_UID`] if it is set.
+pub fn join_cgroup(cgroup: &Path) -> Result<(), String> {
+    let procs = cgroup.join("cgroup.procs");
+    fs::write(&procs, "0").map_err(|error| format!("cannot join {}: {error}", procs.display()))?;
+    let Some(uid) = env::var_os(RUN_AS_UID) else {
+        return Ok(());
+    };
+    let uid: u32 = uid
+        .to_str()
+        .and_then(|uid| uid.parse().ok())
+        .ok_or_else(|| format!("{RUN_AS_UID}={uid:?} is not a uid"))?;
+    // SAFETY: plain syscalls on this process's own credentials; groups
+    // first, while it still may change them.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setresgid(uid, uid, uid) == 0
+            && libc::setresuid(uid, uid, uid) == 0
+    };
+    if !dropped {
+        return Err(format!(
+            "cannot drop to uid {uid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `op` to `addr`:`port` from a fresh `netprobe` process inside
 /// `cgroup`. An IPv6 `addr` (including an IPv4-mapped one, see [`mapped`])
 /// gets an AF_INET6 socket, an IPv4 one an AF_INET socket.
@@ -935,12 +1001,23 @@ pub fn probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) ->
 
 /// [`probe`], also returning the pid of the process that made the socket.
 pub fn run_probe(cgroup: &TestCgroup, op: Op, addr: impl Into<IpAddr>, port: u16) -> Probe {
-    let args = [
-        op.arg().to_owned(),
-        addr.into().to_string(),
-        port.to_string(),
-    ];
-    let (pid, line) = run_netprobe(cgroup, &args);
+    socket_probe(cgroup, None, op, addr.into(), port)
+}
+
+/// [`probe`] by a process that has dropped to `uid` inside the cgroup.
+pub fn probe_as(
+    cgroup: &TestCgroup,
+    uid: u32,
+    op: Op,
+    addr: impl Into<IpAddr>,
+    port: u16,
+) -> Outcome {
+    socket_probe(cgroup, Some(uid), op, addr.into(), port).outcome
+}
+
+fn socket_probe(cgroup: &TestCgroup, uid: Option<u32>, op: Op, addr: IpAddr, port: u16) -> Probe {
+    let args = [op.arg().to_owned(), addr.to_string(), port.to_string()];
+    let (pid, line) = run_netprobe(cgroup, &args, uid);
     let outcome = outcome(&line, "ok")
         .unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")));
     Probe { pid, outcome }
@@ -1029,7 +1106,7 @@ pub fn dns_query(
         name.to_owned(),
         qtype.to_owned(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args);
+    let (_, line) = run_netprobe(cgroup, &args, None);
     dns_outcome(&line).unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 
@@ -1048,7 +1125,7 @@ pub fn dns_flood(
         names.start.to_string(),
         names.len().to_string(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args);
+    let (_, line) = run_netprobe(cgroup, &args, None);
     line.strip_prefix("answered ")
         .and_then(|answered| answered.parse().ok())
         .unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
@@ -1079,7 +1156,7 @@ pub fn tls_hello(cgroup: &TestCgroup, addr: impl Into<IpAddr>, port: u16, sni: &
         port.to_string(),
         sni.to_owned(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args);
+    let (_, line) = run_netprobe(cgroup, &args, None);
     outcome(&line, "sent").unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 
@@ -1102,10 +1179,15 @@ fn outcome(line: &str, success: &str) -> Option<Outcome> {
     }
 }
 
-/// Runs `netprobe CGROUP ARGS...` and returns its pid and the line it
-/// printed; panics, with what it wrote, unless it exited 0.
-fn run_netprobe(cgroup: &TestCgroup, args: &[String]) -> (u32, String) {
-    let child = Command::new(netprobe_bin())
+/// Runs `netprobe CGROUP ARGS...` (as `uid`, when given) and returns its
+/// pid and the line it printed; panics, with what it wrote, unless it
+/// exited 0.
+fn run_netprobe(cgroup: &TestCgroup, args: &[String], uid: Option<u32>) -> (u32, String) {
+    let mut command = Command::new(netprobe_bin());
+    if let Some(uid) = uid {
+        command.env(RUN_AS_UID, uid.to_string());
+    }
+    let child = command
         .arg(cgroup.path())
         .args(args)
         .stdin(Stdio::null())
@@ -1224,8 +1306,32 @@ pub fn exec_probe(
     path: impl AsRef<Path>,
     args: &[&str],
 ) -> ExecProbe {
-    let path = path.as_ref();
-    let child = Command::new(helper_bin("execprobe"))
+    run_exec_probe(cgroup, None, method, path.as_ref(), args)
+}
+
+/// [`exec_probe`] by a process that has dropped to `uid` inside the cgroup.
+pub fn exec_probe_as(
+    cgroup: &TestCgroup,
+    uid: u32,
+    method: ExecMethod,
+    path: impl AsRef<Path>,
+    args: &[&str],
+) -> ExecProbe {
+    run_exec_probe(cgroup, Some(uid), method, path.as_ref(), args)
+}
+
+fn run_exec_probe(
+    cgroup: &TestCgroup,
+    uid: Option<u32>,
+    method: ExecMethod,
+    path: &Path,
+    args: &[&str],
+) -> ExecProbe {
+    let mut command = Command::new(helper_bin("execprobe"));
+    if let Some(uid) = uid {
+        command.env(RUN_AS_UID, uid.to_string());
+    }
+    let child = command
         .arg(cgroup.path())
         .arg(method.arg())
         .arg(path)

@@ -85,10 +85,9 @@ fn main() -> ExitCode {
         return fail("arguments must not contain NUL bytes");
     };
 
-    // "0" moves the writing process itself; its children start there too.
-    let procs = Path::new(cgroup).join("cgroup.procs");
-    if let Err(error) = fs::write(&procs, "0") {
-        return fail(&format!("cannot join {}: {error}", procs.display()));
+    // Its children start in the cgroup too, with its uid.
+    if let Err(error) = enforcer_integration_tests::join_cgroup(Path::new(cgroup)) {
+        return fail(&error);
     }
 
     // argv[0] is PATH, as a shell would pass it.

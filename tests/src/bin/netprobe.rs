@@ -46,7 +46,6 @@
 use std::{
     env,
     fmt::Write as _,
-    fs,
     io::{self, Read, Write},
     mem,
     net::{IpAddr, Shutdown, SocketAddr, TcpStream, UdpSocket},
@@ -119,10 +118,8 @@ fn main() -> ExitCode {
         return fail(USAGE);
     };
 
-    // "0" moves the writing process itself.
-    let procs = Path::new(cgroup).join("cgroup.procs");
-    if let Err(error) = fs::write(&procs, "0") {
-        return fail(&format!("cannot join {}: {error}", procs.display()));
+    if let Err(error) = enforcer_integration_tests::join_cgroup(Path::new(cgroup)) {
+        return fail(&error);
     }
 
     let result = match request {
