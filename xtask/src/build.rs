@@ -7,8 +7,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
-use crate::toolchain;
+use crate::{bpffs, toolchain};
 
 pub const EBPF_TARGET: &str = "bpfel-unknown-none";
 
@@ -115,6 +116,60 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
         .join(EBPF_TARGET)
         .join("release")
         .join("enforcer"))
+}
+
+/// Prints how much verifier work each kernel program takes on this
+/// kernel, from `enforcer probe --json`, against its budget. It only
+/// informs: `cargo xtask test` fails on the budget, a build never does.
+pub fn report_verifier_work(built: &Built) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "xtask: verifier summary skipped: `enforcer probe` loads the programs into the \
+             kernel, which takes root (run `sudo -E cargo xtask build` to see it)"
+        );
+        return;
+    }
+    let _bpffs = bpffs::MountedDuringRun::mount();
+    let output = Command::new(&built.enforcer)
+        .args(["probe", "--json"])
+        .stderr(Stdio::inherit())
+        .output();
+    let report = match output
+        .map_err(|error| error.to_string())
+        .and_then(|output| {
+            serde_json::from_slice::<Value>(&output.stdout).map_err(|error| error.to_string())
+        }) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("xtask: verifier summary unavailable: enforcer probe: {error}");
+            return;
+        }
+    };
+    let budget = report["budget"].as_u64().unwrap_or(0);
+    eprintln!(
+        "xtask: verified instructions on kernel {}, budget {budget} (half the verifier's limit):",
+        report["kernel"].as_str().unwrap_or("?")
+    );
+    for program in report["programs"].as_array().into_iter().flatten() {
+        let name = program["name"].as_str().unwrap_or("?");
+        let family = program["family"].as_str().unwrap_or("?");
+        let line = match (
+            program["verified_insns"].as_u64(),
+            program["error"].as_str(),
+        ) {
+            (Some(count), _) => {
+                let verdict = if count > budget { "OVER BUDGET" } else { "ok" };
+                format!("{count:>8} / {budget}  {verdict}")
+            }
+            (None, Some(error)) if program["too_large"] == true => {
+                format!("refused as too large, OVER BUDGET: {error}")
+            }
+            (None, Some(error)) => format!("refused here: {error}"),
+            (None, None) => "loaded; this kernel does not count (before 5.16)".to_string(),
+        };
+        eprintln!("  {name:<20} {family:<18} {line}");
+    }
 }
 
 pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {

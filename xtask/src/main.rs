@@ -85,7 +85,10 @@ fn mounts() -> Vec<(PathBuf, String)> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { release } => build::build(release).map(|_| ExitCode::SUCCESS),
+        Command::Build { release } => build::build(release).map(|built| {
+            build::report_verifier_work(&built);
+            ExitCode::SUCCESS
+        }),
         Command::Run { release, args } => build::run(release, &args),
         Command::Test { args } => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
