@@ -36,7 +36,7 @@ pub fn test(args: &[String]) -> Result<ExitCode> {
     let _bpffs = bpffs::MountedDuringRun::mount();
     let mut kernel = built.cargo("test");
     kernel
-        .args(["--package", "enforcer-integration-tests"])
+        .args(["--package", "enforcer-integration-tests", "--no-fail-fast"])
         .env("ENFORCER_BIN", &built.enforcer);
     if !args.is_empty() {
         kernel.arg("--").args(args);
