@@ -7,6 +7,7 @@
 //! control_group = "enforcer-admins"
 //! trusted_keys = ["/etc/enforcer/fleet.pub"]
 //! syslog = "/dev/log"
+//! require = ["network", "exec"]
 //! ```
 
 use std::path::{Path, PathBuf};
