@@ -18,7 +18,7 @@ use crate::{
         v4_bucket, v6_bucket,
     },
     proto::port_key,
-    repeat::{Repeat, Step},
+    repeat::{Plain, Repeat, Step},
 };
 
 /// Read access to the words of an image.
@@ -233,6 +233,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         let mut scan = SuffixScan {
             generation: self,
             name,
+            repeat: *repeat,
             slots: self.word(header::DOMAIN_SLOTS)? as u32,
             slot_count,
             hash: self.word(header::DOMAIN_SEED)?,
@@ -287,7 +288,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
             return Ok(DomainMatch::NONE);
         }
         let slots = self.word(header::DOMAIN_SLOTS)? as u32;
-        let Some(slot) = self.probe(slots, slot_count, hash)? else {
+        let Some(slot) = self.probe(slots, slot_count, hash, &Plain)? else {
             return Ok(DomainMatch::NONE);
         };
         Ok(DomainMatch {
@@ -303,29 +304,75 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         self.word(slots + slot * DOMAIN_SLOT_WORDS)
     }
 
+    /// The slot of the entry whose whole-name hash is `hash`, looked for
+    /// in the `MAX_PROBES` slots from where it hashes to.
     #[inline(always)]
-    fn probe(&self, slots: u32, slot_count: u32, hash: u64) -> Result<Option<u32>, Fault> {
-        let mask = slot_count - 1;
-        for distance in 0..MAX_PROBES {
-            let slot = (hash as u32).wrapping_add(distance) & mask;
-            let stored = self.word(slots + slot * DOMAIN_SLOT_WORDS)?;
-            if stored == hash {
-                return Ok(Some(slot));
+    fn probe(
+        &self,
+        slots: u32,
+        slot_count: u32,
+        hash: u64,
+        repeat: &impl Repeat,
+    ) -> Result<Option<u32>, Fault> {
+        let mut probe = Probe {
+            generation: self,
+            slots,
+            mask: slot_count - 1,
+            hash,
+            found: NOT_FOUND,
+            fault: false,
+        };
+        repeat.repeat(MAX_PROBES, &mut probe);
+        if probe.fault {
+            return Err(Fault);
+        }
+        Ok((probe.found != NOT_FOUND).then_some(probe.found))
+    }
+}
+
+/// The state of [`Generation::probe`]: each step reads one slot. It sits
+/// on the deepest chain of calls, so it is packed: no `Option`.
+struct Probe<'a, 'g, W: Words + ?Sized> {
+    generation: &'a Generation<'g, W>,
+    hash: u64,
+    slots: u32,
+    mask: u32,
+    /// The slot found, or [`NOT_FOUND`].
+    found: u32,
+    fault: bool,
+}
+
+/// No slot: slot numbers are below the slot count, a power of two that
+/// fits a `u32`.
+const NOT_FOUND: u32 = u32::MAX;
+
+impl<W: Words + ?Sized> Step for Probe<'_, '_, W> {
+    #[inline(always)]
+    fn step(&mut self, distance: u32) -> bool {
+        let slot = (self.hash as u32).wrapping_add(distance) & self.mask;
+        match self.generation.word(self.slots + slot * DOMAIN_SLOT_WORDS) {
+            Ok(stored) if stored == self.hash => {
+                self.found = slot;
+                false
             }
-            if stored == 0 {
-                return Ok(None);
+            Ok(stored) => stored != 0,
+            Err(Fault) => {
+                self.fault = true;
+                false
             }
         }
-        Ok(None)
     }
 }
 
 /// The state of the suffix scan of [`Generation::domain`]: each step
 /// hashes one more byte from the end of the name, and at a label boundary
 /// looks the suffix up.
-struct SuffixScan<'a, 'g, 'n, W: Words + ?Sized> {
+struct SuffixScan<'a, 'g, 'n, W: Words + ?Sized, R> {
     generation: &'a Generation<'g, W>,
     name: &'a Name<'n>,
+    /// By value: a reference would take stack on the deepest chain of
+    /// calls, and every `Repeat` is a unit struct.
+    repeat: R,
     slots: u32,
     slot_count: u32,
     hash: u64,
@@ -334,7 +381,7 @@ struct SuffixScan<'a, 'g, 'n, W: Words + ?Sized> {
     fault: bool,
 }
 
-impl<W: Words + ?Sized> Step for SuffixScan<'_, '_, '_, W> {
+impl<W: Words + ?Sized, R: Repeat> Step for SuffixScan<'_, '_, '_, W, R> {
     #[inline(always)]
     fn step(&mut self, index: u32) -> bool {
         let done = index as usize;
@@ -346,10 +393,12 @@ impl<W: Words + ?Sized> Step for SuffixScan<'_, '_, '_, W> {
         if position != 0 && self.name.byte(position - 1) != b'.' {
             return true;
         }
-        match self
-            .generation
-            .probe(self.slots, self.slot_count, slot_hash(self.hash))
-        {
+        match self.generation.probe(
+            self.slots,
+            self.slot_count,
+            slot_hash(self.hash),
+            &self.repeat,
+        ) {
             Ok(Some(slot)) => self.hit = Some((slot, position)),
             Ok(None) => {}
             Err(Fault) => {

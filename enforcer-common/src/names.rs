@@ -36,8 +36,39 @@ pub const PROG_EXEC_MAPPING: &str = "sys_enter_mmap";
 pub const MAPPING_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");
 
 /// The cgroup_skb programs that read DNS messages and TLS ClientHellos.
+/// Each picks out the packets worth reading and tail-calls the variant of
+/// itself that reads the slot the live image is in.
 pub const PROG_EGRESS: &str = "egress";
 pub const PROG_INGRESS: &str = "ingress";
+
+/// A packet program's variants, by the slot they read: the verifier
+/// follows a program once for each slot an image may be in, so one
+/// variant per slot halves what it checks in each program.
+pub struct PacketVariants {
+    /// The program that tail-calls them.
+    pub dispatcher: &'static str,
+    /// The program array that holds them, at [`SIZED_SLOT_INDEX`] and
+    /// [`ANY_SIZE_SLOT_INDEX`].
+    pub map: &'static str,
+    pub sized: &'static str,
+    pub any_size: &'static str,
+}
+
+pub const SIZED_SLOT_INDEX: u32 = 0;
+pub const ANY_SIZE_SLOT_INDEX: u32 = 1;
+
+pub const EGRESS_VARIANTS: PacketVariants = PacketVariants {
+    dispatcher: PROG_EGRESS,
+    map: "EGRESS_VARIANTS",
+    sized: "egress_sized",
+    any_size: "egress_any_size",
+};
+pub const INGRESS_VARIANTS: PacketVariants = PacketVariants {
+    dispatcher: PROG_INGRESS,
+    map: "INGRESS_VARIANTS",
+    sized: "ingress_sized",
+    any_size: "ingress_any_size",
+};
 
 /// Addresses learned from DNS answers and TLS server names.
 pub const MAP_LEARNED: &str = "LEARNED";

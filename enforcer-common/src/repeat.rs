@@ -34,7 +34,7 @@ pub trait Step {
 /// after the loop, which the verifier cuts as dead where it tests for
 /// more. So a count a loop leaves behind is read through
 /// [`Repeat::opaque`] too.
-pub trait Repeat {
+pub trait Repeat: Copy {
     fn repeat<S: Step>(&self, times: u32, state: &mut S);
 
     /// `value`, in a form whose value the verifier does not know.
@@ -42,6 +42,7 @@ pub trait Repeat {
 }
 
 /// A plain `for` loop, for userspace.
+#[derive(Clone, Copy)]
 pub struct Plain;
 
 impl Repeat for Plain {

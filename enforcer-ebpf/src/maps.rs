@@ -1,7 +1,7 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     macros::btf_map,
 };
 use core::{
@@ -17,6 +17,7 @@ use enforcer_common::{
     event::{LearnedAddress, NetEvent},
     exec::MAX_NAME_LEN,
     image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
+    names::{ANY_SIZE_SLOT_INDEX, SIZED_SLOT_INDEX},
     packet::{PACKET_BYTES, Packet},
 };
 
@@ -220,12 +221,59 @@ impl LiveImage<'static> {
     /// The image of the generation in force; `None` before the first.
     #[inline(always)]
     pub fn get() -> Option<Self> {
-        if let Some(image) = GENERATION_SIZED.get(0) {
-            return Some(Self::Sized(image));
-        }
-        GENERATION.get(0).map(Self::AnySize)
+        SizedSlot::image().or_else(AnySizeSlot::image)
     }
 }
+
+/// One of the two slots the live image may be in. A program that reads
+/// only one is checked by the verifier for that slot alone.
+pub trait ImageSlot {
+    /// Where the variant of a packet program for this slot sits in its
+    /// program array.
+    const INDEX: u32;
+
+    /// The live image, if it is in this slot.
+    fn image() -> Option<LiveImage<'static>>;
+}
+
+pub struct SizedSlot;
+pub struct AnySizeSlot;
+
+impl ImageSlot for SizedSlot {
+    const INDEX: u32 = SIZED_SLOT_INDEX;
+
+    #[inline(always)]
+    fn image() -> Option<LiveImage<'static>> {
+        GENERATION_SIZED.get(0).map(LiveImage::Sized)
+    }
+}
+
+impl ImageSlot for AnySizeSlot {
+    const INDEX: u32 = ANY_SIZE_SLOT_INDEX;
+
+    #[inline(always)]
+    fn image() -> Option<LiveImage<'static>> {
+        GENERATION.get(0).map(LiveImage::AnySize)
+    }
+}
+
+/// The index of the slot the live image is in; `None` before the first
+/// generation.
+#[inline(always)]
+pub fn live_slot() -> Option<u32> {
+    if GENERATION_SIZED.get(0).is_some() {
+        return Some(SizedSlot::INDEX);
+    }
+    GENERATION.get(0).map(|_| AnySizeSlot::INDEX)
+}
+
+/// The variants of the egress and ingress programs, by slot. Userspace
+/// fills both before it attaches either program, and keeps them pinned:
+/// the kernel empties a program array when no file holds it.
+#[btf_map]
+pub static EGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
+#[btf_map]
+pub static INGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
 
 impl enforcer_common::lookup::Words for LiveImage<'_> {
     #[inline(always)]

@@ -6,6 +6,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_loop;
 use enforcer_common::repeat::{Repeat, Step};
 
+#[derive(Clone, Copy)]
 pub struct BpfLoop;
 
 impl Repeat for BpfLoop {

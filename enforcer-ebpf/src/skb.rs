@@ -12,6 +12,7 @@
 //! already passed.
 
 use aya_ebpf::{
+    btf_maps::ProgramArray,
     helpers::{bpf_ktime_get_boot_ns, bpf_skb_cgroup_id, bpf_skb_load_bytes},
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -30,7 +31,10 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{Claimed, LEARNED, LiveImage, Parts, Scratch, Workspace},
+    maps::{
+        AnySizeSlot, Claimed, EGRESS_VARIANTS, INGRESS_VARIANTS, ImageSlot, LEARNED, LiveImage,
+        Parts, Scratch, SizedSlot, Workspace, live_slot,
+    },
     repeat::BpfLoop,
     report::{NameVerdict, Socket, count, report_name},
 };
@@ -53,18 +57,51 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     let Some(transport) = transport(&ctx) else {
         return PASS;
     };
-    let dns_query = transport.dport == dns::PORT;
-    if !dns_query
-        && !(transport.protocol == IPPROTO_TCP && starts_client_hello(&ctx, transport.payload))
-    {
+    if outgoing_judged(&ctx, &transport).is_none() {
         return PASS;
     }
-    judge_in_workspace(&ctx, &transport, |packet, scratch| {
-        if dns_query {
-            judge_query(&ctx, packet, scratch)
-        } else {
-            judge_server_name(&ctx, packet, scratch)
-        }
+    // Unjudged, a query or ClientHello may not leave.
+    tail_call_variant(&ctx, &EGRESS_VARIANTS, DROP)
+}
+
+#[cgroup_skb(egress)]
+pub fn egress_sized(ctx: SkBuffContext) -> i32 {
+    egress_reading::<SizedSlot>(&ctx)
+}
+
+#[cgroup_skb(egress)]
+pub fn egress_any_size(ctx: SkBuffContext) -> i32 {
+    egress_reading::<AnySizeSlot>(&ctx)
+}
+
+/// What `egress` sends to a variant: a DNS query, or a TCP payload that
+/// starts like a ClientHello.
+#[derive(Clone, Copy)]
+enum Outgoing {
+    DnsQuery,
+    ClientHello,
+}
+
+#[inline(always)]
+fn outgoing_judged(ctx: &SkBuffContext, transport: &Transport) -> Option<Outgoing> {
+    if transport.dport == dns::PORT {
+        return Some(Outgoing::DnsQuery);
+    }
+    (transport.protocol == IPPROTO_TCP && starts_client_hello(ctx, transport.payload))
+        .then_some(Outgoing::ClientHello)
+}
+
+#[inline(always)]
+fn egress_reading<S: ImageSlot>(ctx: &SkBuffContext) -> i32 {
+    let Some(transport) = transport(ctx) else {
+        return PASS;
+    };
+    let Some(outgoing) = outgoing_judged(ctx, &transport) else {
+        return PASS;
+    };
+    judge_in_workspace(ctx, &transport, |packet, scratch| match outgoing {
+        Outgoing::DnsQuery => judge_query::<S>(ctx, packet, scratch),
+        Outgoing::ClientHello => judge_server_name::<S>(ctx, packet, scratch),
     })
 }
 
@@ -76,8 +113,46 @@ pub fn ingress(ctx: SkBuffContext) -> i32 {
     if transport.sport != dns::PORT {
         return PASS;
     }
-    judge_in_workspace(&ctx, &transport, |packet, scratch| {
-        judge_response(&ctx, packet, scratch)
+    // An unjudged response goes through, as one the judges cannot read
+    // does (see the top of this file).
+    tail_call_variant(&ctx, &INGRESS_VARIANTS, PASS)
+}
+
+/// Tail-calls the variant in `variants` for the slot the live image is
+/// in. Returns only when there is no image yet, and nothing is listed, or
+/// no variant, which userspace never lets happen while a packet program is
+/// attached: then `unjudged`, counted.
+#[inline(always)]
+fn tail_call_variant(ctx: &SkBuffContext, variants: &ProgramArray<2>, unjudged: i32) -> i32 {
+    let Some(slot) = live_slot() else {
+        return PASS;
+    };
+    // SAFETY: a tail call with this program's own context.
+    unsafe { variants.tail_call(ctx, slot) };
+    count(Counter::LookupFaults);
+    unjudged
+}
+
+#[cgroup_skb(ingress)]
+pub fn ingress_sized(ctx: SkBuffContext) -> i32 {
+    ingress_reading::<SizedSlot>(&ctx)
+}
+
+#[cgroup_skb(ingress)]
+pub fn ingress_any_size(ctx: SkBuffContext) -> i32 {
+    ingress_reading::<AnySizeSlot>(&ctx)
+}
+
+#[inline(always)]
+fn ingress_reading<S: ImageSlot>(ctx: &SkBuffContext) -> i32 {
+    let Some(transport) = transport(ctx) else {
+        return PASS;
+    };
+    if transport.sport != dns::PORT {
+        return PASS;
+    }
+    judge_in_workspace(ctx, &transport, |packet, scratch| {
+        judge_response::<S>(ctx, packet, scratch)
     })
 }
 
@@ -273,15 +348,16 @@ fn starts_client_hello(ctx: &SkBuffContext, payload: u32) -> bool {
 
 /// The live generation, if it lists any domain, and the packet's payload
 /// copied into the scratch buffer: what every judge starts from.
+///
+/// The dispatcher found the image in slot `S`. Missing there now, it moved
+/// to the other slot in between, with an apply: a fault, counted.
 #[inline(always)]
-fn generation_and_payload(
+fn generation_and_payload<S: ImageSlot>(
     ctx: &SkBuffContext,
     packet: &Headers,
     scratch: &mut Scratch,
 ) -> Result<Option<LiveImage<'static>>, Fault> {
-    let Some(image) = LiveImage::get() else {
-        return Ok(None);
-    };
+    let image = S::image().ok_or(Fault)?;
     if !Generation::new(&image).has_domains()? {
         return Ok(None);
     }
@@ -323,12 +399,12 @@ fn copy_payload(ctx: &SkBuffContext, packet: &Headers, scratch: &mut Scratch) ->
 /// A DNS query over UDP or TCP: dropped when it asks for a blocked name.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_query(
+fn judge_query<S: ImageSlot>(
     ctx: &SkBuffContext,
     packet: &Headers,
     scratch: &mut Scratch,
 ) -> Result<i32, Fault> {
-    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
@@ -406,12 +482,12 @@ fn judge_message(
 /// address is then blocked as if a DNS answer had named it.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_server_name(
+fn judge_server_name<S: ImageSlot>(
     ctx: &SkBuffContext,
     packet: &Headers,
     scratch: &mut Scratch,
 ) -> Result<i32, Fault> {
-    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
@@ -474,12 +550,12 @@ fn judge_server_name(
 /// and with query blocking on the response itself is dropped.
 // A function of its own: see `STACK`.
 #[inline(never)]
-fn judge_response(
+fn judge_response<S: ImageSlot>(
     ctx: &SkBuffContext,
     packet: &Headers,
     scratch: &mut Scratch,
 ) -> Result<i32, Fault> {
-    let Some(image) = generation_and_payload(ctx, packet, scratch)? else {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
         return Ok(PASS);
     };
     let generation = Generation::new(&image);

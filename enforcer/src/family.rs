@@ -7,8 +7,8 @@
 use std::{fmt, str::FromStr};
 
 use enforcer_common::names::{
-    GUARD_PROGRAMS, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, PROG_INGRESS,
-    SOCKET_PROGRAMS,
+    EGRESS_VARIANTS, GUARD_PROGRAMS, INGRESS_VARIANTS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
+    PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,9 @@ impl Family {
             Some(Family::Exec)
         } else if name == PROG_EXEC_MAPPING {
             Some(Family::ExecBlockLoader)
-        } else if [PROG_EGRESS, PROG_INGRESS].contains(&name) {
+        } else if [EGRESS_VARIANTS, INGRESS_VARIANTS].iter().any(|variants| {
+            [variants.dispatcher, variants.sized, variants.any_size].contains(&name)
+        }) {
             Some(Family::Domains)
         } else if GUARD_PROGRAMS.contains(&name) {
             Some(Family::SelfProtection)
@@ -248,7 +250,9 @@ mod tests {
         for name in SOCKET_PROGRAMS {
             assert_eq!(Family::of_program(name), Some(Family::Network));
         }
-        assert_eq!(Family::of_program(PROG_INGRESS), Some(Family::Domains));
+        for name in ["egress", "ingress_sized", "ingress_any_size"] {
+            assert_eq!(Family::of_program(name), Some(Family::Domains));
+        }
         assert_eq!(Family::of_program("bpf_map"), Some(Family::SelfProtection));
         assert_eq!(Family::of_program("nothing"), None);
     }

@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
-    maps::{CgroupArray, MapData, RingBuf},
+    maps::{CgroupArray, MapData, ProgramArray, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Lsm,
         Program, ProgramError, TracePoint, links::FdLink,
@@ -21,10 +21,11 @@ use enforcer_common::{
     exec::{EXEC_OFFSETS_GLOBAL, ExecMethod, ExecOffsets},
     guard::{GUARD_OFFSETS_GLOBAL, GuardOffsets, Kind},
     names::{
-        EXEC_LSM_HOOK, EXEC_TRACEPOINT, GUARD_PROGRAMS, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE,
-        MAP_GENERATION, MAP_GENERATION_SIZED, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED,
-        MAP_TRUSTED, MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
-        PROG_EXEC_SIGNAL, PROG_INGRESS, SOCKET_PROGRAMS,
+        ANY_SIZE_SLOT_INDEX, EGRESS_VARIANTS, EXEC_LSM_HOOK, EXEC_TRACEPOINT, GUARD_PROGRAMS,
+        INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
+        MAP_GENERATION_SIZED, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED, MAP_TRUSTED,
+        MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL,
+        PROG_INGRESS, PacketVariants, SIZED_SLOT_INDEX, SOCKET_PROGRAMS,
     },
 };
 
@@ -43,6 +44,20 @@ use crate::{
 const PACKET_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     (PROG_EGRESS, CgroupSkbAttachType::Egress),
     (PROG_INGRESS, CgroupSkbAttachType::Ingress),
+];
+
+/// The variants the packet programs tail-call, in the order of
+/// [`PACKET_PROGRAMS`].
+const PACKET_VARIANTS: [PacketVariants; 2] = [EGRESS_VARIANTS, INGRESS_VARIANTS];
+
+/// Every program of domain rules: the attached ones and their variants.
+const PACKET_PROGRAM_NAMES: [&str; 6] = [
+    PROG_EGRESS,
+    EGRESS_VARIANTS.sized,
+    EGRESS_VARIANTS.any_size,
+    PROG_INGRESS,
+    INGRESS_VARIANTS.sized,
+    INGRESS_VARIANTS.any_size,
 ];
 
 /// Where aya looks for tracepoints when debugfs is not mounted.
@@ -140,6 +155,8 @@ pub enum Refusal {
     Registration(String),
     #[error("its loader thread panicked")]
     Panicked,
+    #[error("program array {map}: {reason}")]
+    ProgramArray { map: &'static str, reason: String },
     #[error("the eBPF object has no program {0}")]
     MissingProgram(&'static str),
 }
@@ -334,9 +351,16 @@ pub struct Programs {
 }
 
 /// The maps a later daemon reads when it takes over (see
-/// `daemon::takeover`), pinned as soon as they exist. The rest live as long
-/// as the programs that use them.
-const PINNED_MAPS: [&str; 3] = [MAP_GENERATION, MAP_EVENTS, MAP_LEARNED];
+/// `daemon::takeover`), and the program arrays of the packet programs,
+/// which the kernel empties when no file holds them: pinned as soon as
+/// they exist. The rest live as long as the programs that use them.
+const PINNED_MAPS: [&str; 5] = [
+    MAP_GENERATION,
+    MAP_EVENTS,
+    MAP_LEARNED,
+    EGRESS_VARIANTS.map,
+    INGRESS_VARIANTS.map,
+];
 
 /// The embedded object, opened with this kernel's struct offsets and a
 /// sized slot of `capacity` words pinned in `pins`, and not one program
@@ -409,7 +433,7 @@ pub fn load(
     let btf = btf.map_err(Refusal::NoBtf);
     let packet_needed = needs.packet_programs || choice.require.contains(&Family::Domains);
     let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
-    let mut packet = Some(PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name)));
+    let mut packet = Some(PACKET_PROGRAM_NAMES.map(|name| by_name.remove(name)));
     let domains_refused = choice.refused(Family::Domains);
     // The packet programs take the verifier longest: they verify on
     // threads of their own while this one loads the rest.
@@ -450,6 +474,10 @@ pub fn load(
         packet_programs = OnDemand::loaded(load_packet_programs(programs));
     }
     drop(by_name);
+    let packet_programs = match packet_programs {
+        OnDemand::Loaded { .. } => OnDemand::loaded(fill_packet_variants(&mut ebpf)),
+        other => other,
+    };
     let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
     pinned.push(sized_slot);
     for name in PINNED_MAPS {
@@ -543,24 +571,69 @@ where
         .map_err(|error| Refusal::program(name, &error))
 }
 
-/// Loads both packet programs (`programs` in the order of
-/// [`PACKET_PROGRAMS`]), the first on a thread of its own; on error, says
-/// why. Domain rules need `bpf_loop` (Linux 5.17); without it, network and
-/// exec enforcement still work, and domain rules are reported as not
-/// enforced.
-fn load_packet_programs(programs: [Option<&mut Program>; 2]) -> Result<(), Refusal> {
-    let [egress, ingress] = programs;
-    let [(egress_name, _), (ingress_name, _)] = PACKET_PROGRAMS;
-    let load = |name, program| {
-        typed::<CgroupSkb>(name, program)?
-            .load()
-            .map_err(|error| Refusal::program(name, &error))
-    };
+/// Loads the packet programs and their variants (`programs` in the order
+/// of [`PACKET_PROGRAM_NAMES`]), egress's on a thread of its own; on
+/// error, says why. Domain rules need `bpf_loop` (Linux 5.17); without it,
+/// network and exec enforcement still work, and domain rules are reported
+/// as not enforced.
+fn load_packet_programs(programs: [Option<&mut Program>; 6]) -> Result<(), Refusal> {
+    let [
+        egress,
+        egress_sized,
+        egress_any_size,
+        ingress,
+        ingress_sized,
+        ingress_any_size,
+    ] = programs;
+    let (egress_names, ingress_names) = PACKET_PROGRAM_NAMES.split_at(3);
     thread::scope(|scope| {
-        let egress = scope.spawn(move || load(egress_name, egress));
-        let ingress = load(ingress_name, ingress);
+        let egress = scope.spawn(move || {
+            load_packet_family([egress, egress_sized, egress_any_size], egress_names)
+        });
+        let ingress = load_packet_family([ingress, ingress_sized, ingress_any_size], ingress_names);
         egress.join().unwrap_or(Err(Refusal::Panicked)).and(ingress)
     })
+}
+
+fn load_packet_family(
+    programs: [Option<&mut Program>; 3],
+    names: &[&'static str],
+) -> Result<(), Refusal> {
+    for (program, &name) in programs.into_iter().zip(names) {
+        typed::<CgroupSkb>(name, program)?
+            .load()
+            .map_err(|error| Refusal::program(name, &error))?;
+    }
+    Ok(())
+}
+
+/// Puts each loaded variant in its program array, before either packet
+/// program can be attached.
+fn fill_packet_variants(ebpf: &mut Ebpf) -> Result<(), Refusal> {
+    for variants in PACKET_VARIANTS {
+        for (index, name) in [
+            (SIZED_SLOT_INDEX, variants.sized),
+            (ANY_SIZE_SLOT_INDEX, variants.any_size),
+        ] {
+            let fd = ebpf
+                .program(name)
+                .ok_or(Refusal::MissingProgram(name))?
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+                .map_err(|error| Refusal::program(name, &error))?;
+            let refused = |reason: String| Refusal::ProgramArray {
+                map: variants.map,
+                reason,
+            };
+            let map = ebpf
+                .map_mut(variants.map)
+                .ok_or_else(|| refused("the eBPF object has no such map".to_string()))?;
+            ProgramArray::try_from(map)
+                .and_then(|mut array| array.set(index, &fd, 0))
+                .map_err(|error| refused(error.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
@@ -1007,9 +1080,10 @@ impl Programs {
     fn ensure_packet_programs(&mut self) {
         if self.packet_programs == OnDemand::Unloaded {
             let mut by_name: ByName<'_> = self.ebpf.programs_mut().collect();
-            let programs = PACKET_PROGRAMS.map(|(name, _)| by_name.remove(name));
+            let programs = PACKET_PROGRAM_NAMES.map(|name| by_name.remove(name));
             let loaded = load_packet_programs(programs)
-                .and_then(|()| self.protect_loaded(&PACKET_PROGRAMS.map(|(name, _)| name)));
+                .and_then(|()| fill_packet_variants(&mut self.ebpf))
+                .and_then(|()| self.protect_loaded(&PACKET_PROGRAM_NAMES));
             self.packet_programs = OnDemand::loaded(loaded);
         }
     }
