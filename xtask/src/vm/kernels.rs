@@ -33,6 +33,19 @@ pub struct KernelSpec {
 
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec {
+        name: "debian-5.10",
+        about: "Debian 11 (bullseye) cloud kernel, the current 5.10 of Debian LTS",
+        // Debian 11's point releases ended with 11.11 (5.10.223); the LTS
+        // kernels after it are only in bullseye-security.
+        sources: &[
+            "http://deb.debian.org/debian bullseye main",
+            "http://deb.debian.org/debian bullseye-updates main",
+            "http://deb.debian.org/debian-security bullseye-security main",
+        ],
+        meta: "linux-image-cloud-amd64",
+        image_prefix: "linux-image-5.10.",
+    },
+    KernelSpec {
         name: "debian-6.1",
         about: "Debian 12 (bookworm) cloud kernel, the current 6.1 point release",
         sources: &[
