@@ -366,11 +366,41 @@ impl Response {
 /// order. The first listed name decides; an allowed one, the
 /// administrator's exception, makes the response learn nothing.
 ///
-/// Names are read with `repeat`, records with `records`. Finding the
-/// CNAMEs and judging them are separate passes so that no record step
-/// holds a name read: the kernel repeats both with `bpf_loop`, and a
-/// callback nested in a callback must stay small.
+/// Names are read with `repeat`, records with `records`. The three passes
+/// (the question, where the CNAME targets are, the targets) are functions
+/// of their own: the kernel calls each from a small frame, so that no
+/// domain lookup sits below the state of another pass on the stack, and
+/// finding the CNAMEs apart from judging them keeps every record step
+/// free of a name read (a callback nested in a callback must stay small).
 pub fn judge_response<W, R>(
+    generation: &Generation<'_, W>,
+    packet: &Packet<'_>,
+    message: usize,
+    name: &mut [u8; NAME_BYTES],
+    repeat: &R,
+    records: &impl Repeat,
+) -> Result<Response, Stop>
+where
+    W: Words + ?Sized,
+    R: Repeat,
+{
+    let mut response = judge_question(generation, packet, message, name, repeat, records)?;
+    let cnames = find_cnames(packet, &response, repeat, records)?;
+    judge_cnames(
+        generation,
+        packet,
+        message,
+        name,
+        repeat,
+        &cnames,
+        &mut response,
+    )?;
+    Ok(response)
+}
+
+/// The first pass of [`judge_response`]: the question, and the policy's
+/// word on its name, which is read into `name`.
+pub fn judge_question<W, R>(
     generation: &Generation<'_, W>,
     packet: &Packet<'_>,
     message: usize,
@@ -384,25 +414,49 @@ where
 {
     let question = question(packet, message, true, name, repeat)?;
     let answers = packet.u16(message + 6)?.min(MAX_ANSWERS) as u32;
-    let mut chain = generation.domain(
+    let chain = generation.domain(
         &Name {
             bytes: name,
             len: question.name_len,
         },
         repeat,
     )?;
-    let mut name_len = question.name_len;
-    let first_answer = records.opaque(question.end);
+    Ok(Response {
+        question,
+        chain,
+        name_len: question.name_len,
+        answers,
+        first_answer: records.opaque(question.end),
+    })
+}
+
+/// Where the CNAME targets of an answer start: what the second pass of
+/// [`judge_response`] finds for the third.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cnames {
+    targets: [usize; MAX_CNAMES],
+    found: usize,
+}
+
+/// The second pass of [`judge_response`]: where the answer's first
+/// [`MAX_CNAMES`] CNAME targets are, when the question's word leaves the
+/// chain undecided; none otherwise.
+pub fn find_cnames<R: Repeat>(
+    packet: &Packet<'_>,
+    response: &Response,
+    repeat: &R,
+    records: &impl Repeat,
+) -> Result<Cnames, Stop> {
     let mut cnames = CnameScan {
         packet,
         repeat,
-        answers,
-        position: first_answer,
+        answers: response.answers,
+        position: response.first_answer,
         targets: [0; MAX_CNAMES],
         found: 0,
         stop: None,
     };
-    if chain.decision.action() == Action::None {
+    if response.chain.decision.action() == Action::None {
         records.repeat(MAX_ANSWERS as u32, &mut cnames);
         if let Some(stop) = cnames.stop {
             return Err(stop);
@@ -410,27 +464,42 @@ where
     }
     // Opaque: see `Repeat` on counts a loop leaves behind. Linux 6.1 took
     // this one for at most 1 and dropped the second CNAME target.
-    let found = records.opaque(cnames.found);
+    Ok(Cnames {
+        targets: cnames.targets,
+        found: records.opaque(cnames.found),
+    })
+}
+
+/// The third pass of [`judge_response`]: the word on the first listed
+/// CNAME target in `cnames`, with its name read into `name`, in place of
+/// the question's in `response`.
+pub fn judge_cnames<W, R>(
+    generation: &Generation<'_, W>,
+    packet: &Packet<'_>,
+    message: usize,
+    name: &mut [u8; NAME_BYTES],
+    repeat: &R,
+    cnames: &Cnames,
+    response: &mut Response,
+) -> Result<(), Stop>
+where
+    W: Words + ?Sized,
+    R: Repeat,
+{
     for (index, &target) in cnames.targets.iter().enumerate() {
-        if index >= found || chain.decision.action() != Action::None {
+        if index >= cnames.found || response.chain.decision.action() != Action::None {
             break;
         }
-        name_len = read_name(packet, message, target, name, repeat)?.len;
-        chain = generation.domain(
+        response.name_len = read_name(packet, message, target, name, repeat)?.len;
+        response.chain = generation.domain(
             &Name {
                 bytes: name,
-                len: name_len,
+                len: response.name_len,
             },
             repeat,
         )?;
     }
-    Ok(Response {
-        question,
-        chain,
-        name_len,
-        answers,
-        first_answer,
-    })
+    Ok(())
 }
 
 /// Hands each A and AAAA record of `response`'s answer section to `learn`,

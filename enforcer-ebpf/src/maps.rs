@@ -12,7 +12,7 @@ use core::{
 use enforcer_common::{
     claim::{self, ClaimWord},
     counters::COUNTERS_LEN,
-    dns::{Learned, MAX_ANSWERS, Response},
+    dns::{Cnames, Learned, MAX_ANSWERS, Response},
     domain::NAME_BYTES,
     event::{LearnedAddress, NetEvent},
     exec::MAX_NAME_LEN,
@@ -63,6 +63,8 @@ pub struct Scratch {
     pub copied: usize,
     /// The word on the DNS response being judged, too big for the stack.
     pub response: MaybeUninit<Response>,
+    /// Where that response's CNAME targets are.
+    pub cnames: MaybeUninit<Cnames>,
     /// The addresses of that response, collected before they are learned,
     /// and how many there are.
     pub learned: [Learned; MAX_ANSWERS as usize],

@@ -593,34 +593,93 @@ fn judge_response<S: ImageSlot>(
 /// and returns whether its addresses are to be learned, or `None`
 /// (counted) when the response cannot be read. The word stays in a map, as
 /// it does not fit on the stack (see `STACK`).
-// A function of its own: see `STACK`.
-#[inline(never)]
+///
+/// Each pass of `dns::judge_response` is a call of its own from here, so
+/// that the domain lookup of one never sits below the state of another.
+#[inline(always)]
 fn read_response(
     generation: &Generation<'_, LiveImage<'_>>,
     scratch: &mut Scratch,
     message: usize,
 ) -> Result<Option<bool>, Fault> {
+    if !readable(read_question(generation, scratch, message))?
+        || !readable(read_cnames(scratch))?
+        || !readable(read_cname_targets(generation, scratch, message))?
+    {
+        return Ok(None);
+    }
+    // SAFETY: `read_question` wrote it.
+    Ok(Some(unsafe { scratch.response.assume_init_ref() }.learns()))
+}
+
+/// Whether a pass read its part of the response: a fault stops the judge,
+/// and an unreadable response is counted.
+#[inline(always)]
+fn readable(pass: Result<(), Stop>) -> Result<bool, Fault> {
+    match pass {
+        Ok(()) => Ok(true),
+        Err(Stop::Fault) => Err(Fault),
+        Err(Stop::Malformed) => {
+            count(Counter::Malformed);
+            Ok(false)
+        }
+    }
+}
+
+/// The question and the word on its name, into the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_question(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<(), Stop> {
     // Borrowed field by field rather than through `Scratch::parts`: this
     // frame is on the deepest chain of calls.
-    let Some(payload) = Packet::new(&scratch.packet, scratch.copied) else {
-        return Ok(None);
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    let response =
+        dns::judge_question(generation, &payload, message, &mut scratch.name, &BpfLoop, &BpfLoop)?;
+    scratch.response.write(response);
+    Ok(())
+}
+
+/// Where the CNAME targets are, into the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_cnames(scratch: &mut Scratch) -> Result<(), Stop> {
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    // SAFETY: `read_question` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let cnames = dns::find_cnames(&payload, response, &BpfLoop, &BpfLoop)?;
+    scratch.cnames.write(cnames);
+    Ok(())
+}
+
+/// The word on the CNAME targets, into the response in the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_cname_targets(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<(), Stop> {
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    // SAFETY: `read_question` and `read_cnames` wrote them.
+    let (response, cnames) = unsafe {
+        (
+            scratch.response.assume_init_mut(),
+            scratch.cnames.assume_init_ref(),
+        )
     };
-    let read = dns::judge_response(
+    dns::judge_cnames(
         generation,
         &payload,
         message,
         &mut scratch.name,
         &BpfLoop,
-        &BpfLoop,
-    );
-    match read {
-        Ok(response) => Ok(Some(scratch.response.write(response).learns())),
-        Err(Stop::Fault) => Err(Fault),
-        Err(Stop::Malformed) => {
-            count(Counter::Malformed);
-            Ok(None)
-        }
-    }
+        cnames,
+        response,
+    )
 }
 
 /// Reports the response `read_response` read when its chain is blocked,
