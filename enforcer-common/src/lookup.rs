@@ -14,8 +14,8 @@ use crate::{
         slot_hash,
     },
     image::{
-        EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_SEARCH_STEPS, V6_RANGE_WORDS, header, high, low,
-        v4_bucket, v6_bucket,
+        EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_EXEC_DIRECTORY_SEARCH_STEPS, MAX_SEARCH_STEPS,
+        V6_RANGE_WORDS, header, high, low, v4_bucket, v6_bucket,
     },
     proto::port_key,
     repeat::{Plain, Repeat, Step},
@@ -64,7 +64,8 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         else {
             return Ok(EMPTY_CLASS);
         };
-        let found = search(first, count, |i| Ok(high(self.word(ranges + i)?) <= addr))?;
+        let found =
+            search::<MAX_SEARCH_STEPS>(first, count, |i| Ok(high(self.word(ranges + i)?) <= addr))?;
         Ok(low(self.word(ranges + found)?))
     }
 
@@ -74,7 +75,7 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         else {
             return Ok(EMPTY_CLASS);
         };
-        let found = search(first, count, |i| {
+        let found = search::<MAX_SEARCH_STEPS>(first, count, |i| {
             let start = ranges + i * V6_RANGE_WORDS;
             let start_high = self.word(start)?;
             if start_high != addr_high {
@@ -119,7 +120,8 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         }
         let count = self.word(table)? as u32;
         let key = port_key(proto_class, port);
-        let found = search(table + 1, count, |i| Ok(high(self.word(i)?) <= key))?;
+        let found =
+            search::<MAX_SEARCH_STEPS>(table + 1, count, |i| Ok(high(self.word(i)?) <= key))?;
         Ok(Decision(low(self.word(found)?)))
     }
 }
@@ -127,12 +129,12 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
 impl<W: Words + ?Sized> Generation<'_, W> {
     /// The decision for an executable file, by identity.
     pub fn exec_file(&self, dev: u32, ino: u64) -> Result<Decision, Fault> {
-        self.identity(header::EXEC_FILES, header::EXEC_FILE_COUNT, dev, ino)
+        self.identity::<MAX_SEARCH_STEPS>(header::EXEC_FILES, header::EXEC_FILE_COUNT, dev, ino)
     }
 
     /// The decision for everything below a directory, by its identity.
     pub fn exec_directory(&self, dev: u32, ino: u64) -> Result<Decision, Fault> {
-        self.identity(
+        self.identity::<MAX_EXEC_DIRECTORY_SEARCH_STEPS>(
             header::EXEC_DIRECTORIES,
             header::EXEC_DIRECTORY_COUNT,
             dev,
@@ -156,8 +158,10 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         Ok(self.word(header::EXEC_NAME_COUNT)? != 0)
     }
 
+    /// The decision of the identity table at `table_field`, of at most
+    /// `1 << STEPS` entries.
     #[inline(always)]
-    fn identity(
+    fn identity<const STEPS: u32>(
         &self,
         table_field: u32,
         count_field: u32,
@@ -169,7 +173,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
             return Ok(Decision::NONE);
         }
         let table = self.word(table_field)? as u32;
-        let found = search(0, count, |i| {
+        let found = search::<STEPS>(0, count, |i| {
             let entry = table + i * EXEC_ENTRY_WORDS;
             let entry_dev = high(self.word(entry + 1)?);
             if entry_dev != dev {
@@ -193,7 +197,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
             return Ok(Decision::NONE);
         }
         let table = self.word(header::EXEC_NAMES)? as u32;
-        let found = search(0, count, |i| {
+        let found = search::<MAX_SEARCH_STEPS>(0, count, |i| {
             Ok(self.word(table + i * EXEC_ENTRY_WORDS)? <= name_hash)
         })?;
         let entry = table + found * EXEC_ENTRY_WORDS;
@@ -441,16 +445,17 @@ impl<W: Words + ?Sized> Step for TextCompare<'_, '_, '_, W> {
 }
 
 /// The last index in `first..first + count` whose entry starts at or before
-/// the key. The caller guarantees the entry at `first` does.
+/// the key. The caller guarantees the entry at `first` does, and that
+/// `count` is at most `1 << STEPS`.
 #[inline(always)]
-fn search(
+fn search<const STEPS: u32>(
     first: u32,
     count: u32,
     starts_at_or_before: impl Fn(u32) -> Result<bool, Fault>,
 ) -> Result<u32, Fault> {
     let mut low_index = first;
     let mut remaining = count;
-    for _ in 0..MAX_SEARCH_STEPS {
+    for _ in 0..STEPS {
         if remaining <= 1 {
             break;
         }

@@ -86,6 +86,7 @@ mod tests {
     use enforcer_common::{
         decision::{Action, Decision},
         exec::name_hash,
+        image::MAX_EXEC_DIRECTORIES,
         lookup::Generation,
     };
 
@@ -185,6 +186,39 @@ exec_paths = ["/opt/app/updater"]
         assert_eq!(
             generation.exec_name(name_hash(b"other")),
             Ok(Decision::NONE)
+        );
+    }
+
+    #[test]
+    fn every_directory_of_a_full_table_is_found_and_one_more_is_refused() {
+        let policy = policy(POLICY);
+        let limit = MAX_EXEC_DIRECTORIES as u64;
+        let directories: Vec<_> = (0..limit)
+            .map(|ino| identity(7, 1000 + ino * 3, IdentityKind::Directory, 0))
+            .collect();
+        let image = compile(&policy, &directories, 0).unwrap().image;
+        let generation = Generation::new(image.as_slice());
+        for ino in (0..limit).map(|i| 1000 + i * 3) {
+            assert_eq!(
+                generation.exec_directory(7, ino),
+                Ok(Decision::new(Action::Block, 0)),
+                "inode {ino}"
+            );
+            assert_eq!(generation.exec_directory(7, ino + 1), Ok(Decision::NONE));
+        }
+
+        let one_more = [
+            directories,
+            vec![identity(8, 1, IdentityKind::Directory, 0)],
+        ]
+        .concat();
+        let error = compile(&policy, &one_more, 0).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "the policy names {} exec directories; at most {limit} are supported",
+                limit + 1
+            )
         );
     }
 

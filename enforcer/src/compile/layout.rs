@@ -5,7 +5,7 @@ use enforcer_common::{
     domain::DOMAIN_SLOT_WORDS,
     image::{
         BUCKET_BITS, BUCKETS, EMPTY_CLASS, EXEC_ENTRY_WORDS, HEADER_WORDS, MAGIC,
-        MAX_SEARCH_ENTRIES, V6_RANGE_WORDS, header, pack,
+        MAX_EXEC_DIRECTORIES, MAX_SEARCH_ENTRIES, V6_RANGE_WORDS, header, pack,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -50,16 +50,16 @@ pub fn write(
     let v4 = bucketize(v4)?;
     let v6 = bucketize(v6)?;
     let exec_counts = [
-        ("files", exec.files.len()),
-        ("directories", exec.directories.len()),
-        ("names", exec.names.len()),
+        ("files", exec.files.len(), MAX_SEARCH_ENTRIES),
+        ("directories", exec.directories.len(), MAX_EXEC_DIRECTORIES),
+        ("names", exec.names.len(), MAX_SEARCH_ENTRIES),
     ];
-    for (what, entries) in exec_counts {
-        if entries > MAX_SEARCH_ENTRIES as usize {
+    for (what, entries, limit) in exec_counts {
+        if entries > limit as usize {
             return Err(CompileError::TooManyExecEntries {
                 what,
                 entries,
-                limit: MAX_SEARCH_ENTRIES,
+                limit,
             });
         }
     }
