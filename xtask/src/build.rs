@@ -31,6 +31,8 @@ pub fn target_dir() -> PathBuf {
 pub struct Built {
     pub ebpf_object: PathBuf,
     pub enforcer: PathBuf,
+    /// The nightly it was built with, when not the pinned one.
+    pub untested_nightly: Option<String>,
 }
 
 impl Built {
@@ -52,6 +54,7 @@ pub fn build(release: bool) -> Result<Built> {
             .join(if release { "release" } else { "debug" })
             .join("enforcer"),
         ebpf_object,
+        untested_nightly: (!toolchain.pinned()).then(|| toolchain.channel.clone()),
     };
     let mut cargo = built.cargo("build");
     cargo.args(["--package", "enforcer"]);
@@ -119,16 +122,18 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
 }
 
 /// Prints how much verifier work each kernel program takes on this
-/// kernel, from `enforcer probe --json`, against its budget. It only
-/// informs: `cargo xtask test` fails on the budget, a build never does.
-pub fn report_verifier_work(built: &Built) {
+/// kernel, from `enforcer probe --json`, against its budget. With the
+/// pinned nightly it only informs (`cargo xtask test` fails on the
+/// budget); a build with another nightly fails when this kernel's verifier
+/// refuses a program the pin's build loads, or one is over the budget.
+pub fn report_verifier_work(built: &Built) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!(
             "xtask: verifier summary skipped: `enforcer probe` loads the programs into the \
              kernel, which takes root (run `sudo -E cargo xtask build` to see it)"
         );
-        return;
+        return Ok(());
     }
     let _bpffs = bpffs::MountedDuringRun::mount();
     let output = Command::new(&built.enforcer)
@@ -143,10 +148,11 @@ pub fn report_verifier_work(built: &Built) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("xtask: verifier summary unavailable: enforcer probe: {error}");
-            return;
+            return Ok(());
         }
     };
     let budget = report["budget"].as_u64().unwrap_or(0);
+    let mut failing = Vec::new();
     eprintln!(
         "xtask: verified instructions on kernel {}, budget {budget} (half the verifier's limit):",
         report["kernel"].as_str().unwrap_or("?")
@@ -169,6 +175,25 @@ pub fn report_verifier_work(built: &Built) {
             (None, None) => "loaded; this kernel does not count (before 5.16)".to_string(),
         };
         eprintln!("  {name:<20} {family:<18} {line}");
+        // The verifier's own refusals; a kernel without BPF trampolines
+        // refuses LSM programs whatever the compiler made of them.
+        let verifier_refused = program["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("Verifier output"));
+        let over = program["verified_insns"]
+            .as_u64()
+            .is_some_and(|count| count > budget);
+        if program["too_large"] == true || verifier_refused || over {
+            failing.push(name.to_string());
+        }
+    }
+    match &built.untested_nightly {
+        Some(channel) if !failing.is_empty() => bail!(
+            "built with {channel}, this kernel's verifier refuses or overruns {}; {}",
+            failing.join(", "),
+            toolchain::untested(channel)
+        ),
+        _ => Ok(()),
     }
 }
 

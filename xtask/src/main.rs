@@ -5,6 +5,7 @@
 mod bench;
 mod bpffs;
 mod build;
+mod fresh;
 mod test;
 mod toolchain;
 mod vm;
@@ -35,6 +36,9 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Bootstrap the toolchain into an empty cache, build, and check that the
+    /// shipped policy loads every program family within its budget (root).
+    Fresh,
     /// Run every test: unit tests, then the kernel integration suite (as root).
     Test {
         /// Extra arguments for the test binaries, after `--` (a name filter, say).
@@ -85,11 +89,11 @@ fn mounts() -> Vec<(PathBuf, String)> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { release } => build::build(release).map(|built| {
-            build::report_verifier_work(&built);
-            ExitCode::SUCCESS
-        }),
+        Command::Build { release } => build::build(release)
+            .and_then(|built| build::report_verifier_work(&built))
+            .map(|()| ExitCode::SUCCESS),
         Command::Run { release, args } => build::run(release, &args),
+        Command::Fresh => fresh::fresh(),
         Command::Test { args } => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::VmTest(args) => vm::vm_test(&args),
