@@ -165,6 +165,8 @@ struct Run {
     probe_problems: Vec<String>,
     /// The probe daemon's stderr, shown when it did not become ready.
     probe_stderr: Vec<String>,
+    /// `enforcer probe`'s lines: each program's verified instructions.
+    verified: Vec<String>,
     panic: Option<String>,
     done: bool,
     binaries: Vec<BinaryRun>,
@@ -250,6 +252,7 @@ impl Run {
                 }
             }
             "probe-stderr" => self.probe_stderr.push(rest.to_string()),
+            "verified" => self.verified.push(rest.to_string()),
             "ready-missing"
             | "probe-unload-failed"
             | "mount-failed"
@@ -352,6 +355,7 @@ fn boot(
         domain: None,
         probe_problems: Vec::new(),
         probe_stderr: Vec::new(),
+        verified: Vec::new(),
         panic: None,
         done: false,
         binaries: Vec::new(),
@@ -546,5 +550,16 @@ fn report(runs: &[Run], guest: &guest::Guest) {
         if let Some(panic) = &run.panic {
             println!("- {panic}");
         }
+    }
+    println!();
+    println!("## Verified instructions (`enforcer probe` in each guest)");
+    for run in runs {
+        println!();
+        println!("{}:", run.name);
+        println!("```");
+        for line in &run.verified {
+            println!("{line}");
+        }
+        println!("```");
     }
 }

@@ -94,6 +94,10 @@ probe_daemon() {
 }
 probe_daemon
 
+# Each program's verified instructions against the budget, or why this
+# kernel refuses it.
+"$ENFORCER_BIN" probe 2>&1 | while IFS= read -r line; do mark "verified $line"; done
+
 cd /enforcer/tests || mark "no-package-dir"
 while read -r index binary; do
 	mark "begin $index $(uptime)"
