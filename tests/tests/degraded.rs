@@ -22,8 +22,12 @@ const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 61);
 const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 62);
 const BANNED: &str = "degraded-banned";
 
-/// A CIDR rule, an exec rule and a domain rule.
-const POLICY: &str = r#"
+/// A CIDR rule, an exec rule and a domain rule. The exec rule bans
+/// `banned` by path, which every variant of the exec hook judges, so that
+/// it holds on kernels that judge no file names too (5.10).
+fn policy(banned: &Path) -> String {
+    format!(
+        r#"
 version = 1
 
 [[block]]
@@ -32,12 +36,15 @@ cidrs = ["127.0.0.61/32"]
 
 [[block]]
 name = "bin"
-exec_names = ["degraded-banned"]
+exec_paths = ["{}"]
 
 [[block]]
 name = "names"
 domains = ["example.com"]
-"#;
+"#,
+        banned.display()
+    )
+}
 
 /// The entry for `family` in a `families` list of the ready event or
 /// `status --json`.
@@ -62,10 +69,11 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     let dir = TempDir::new();
     let banned = dir.copy(BANNED, "/bin/echo");
     let allowed = dir.copy("degraded-allowed", "/bin/echo");
+    let policy = policy(&fs::canonicalize(&banned).expect("the copy exists"));
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start_with(
         &cgroup,
-        POLICY,
+        &policy,
         &["--refuse-family".as_ref(), "domains".as_ref()],
     );
 
@@ -132,7 +140,7 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     assert_eq!(ran.outcome, RAN, "{ran:?}");
 
     // An apply of a policy with domains goes in, and says what it leaves out.
-    let applied = daemon.apply(POLICY);
+    let applied = daemon.apply(&policy);
     let stdout = String::from_utf8_lossy(&applied.stdout);
     assert!(applied.status.success(), "{applied:?}");
     assert!(
@@ -312,7 +320,9 @@ fn failed_start(extra: &[&str]) -> (StartFailure, Vec<PathBuf>) {
     let pins = PinDir::new();
     let mut args: Vec<&OsStr> = vec!["--pin-dir".as_ref(), pins.0.as_os_str()];
     args.extend(extra.iter().map(OsStr::new));
-    let failure = match Daemon::try_start_with_args(&cgroup, POLICY, &args) {
+    // These daemons never get as far as judging an exec.
+    let policy = policy(&PathBuf::from("/nonexistent").join(BANNED));
+    let failure = match Daemon::try_start_with_args(&cgroup, &policy, &args) {
         Ok(daemon) => panic!("the daemon started with {extra:?}: {}", daemon.ready()),
         Err(failure) => failure,
     };
