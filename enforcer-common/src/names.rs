@@ -24,6 +24,18 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// tracepoint that kills the new image.
 pub const PROG_EXEC_LSM: &str = "bprm_check_security";
 pub const PROG_EXEC_SIGNAL: &str = "sched_process_exec";
+/// The same hooks judging by the file and its directories alone, not by
+/// its name: for kernels that refuse the name hashing's atomics (before
+/// Linux 5.12). The loader falls back to them.
+pub const PROG_EXEC_LSM_BY_FILE: &str = "bprm_check_security_by_file";
+pub const PROG_EXEC_SIGNAL_BY_FILE: &str = "sched_process_exec_by_file";
+/// Every exec hook program.
+pub const EXEC_PROGRAMS: [&str; 4] = [
+    PROG_EXEC_LSM,
+    PROG_EXEC_SIGNAL,
+    PROG_EXEC_LSM_BY_FILE,
+    PROG_EXEC_SIGNAL_BY_FILE,
+];
 /// The kernel functions those programs attach to.
 pub const EXEC_LSM_HOOK: &str = "bprm_check_security";
 pub const EXEC_TRACEPOINT: &str = "sched_process_exec";

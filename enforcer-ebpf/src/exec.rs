@@ -8,6 +8,13 @@
 //! `sched_process_exec` kills the new image with SIGKILL before it returns
 //! to user space. Userspace attaches exactly one of them.
 //!
+//! Each hook also comes as a `_by_file` variant that judges by the file and
+//! its directories, not its name. Hashing the name claims a per-CPU buffer
+//! with atomic fetch-or and fetch-and (Linux 5.12), and an older kernel
+//! refuses every program that holds one, reached or not (5.10: `BPF_STX
+//! uses reserved fields`). There userspace attaches the variant and
+//! reports `exec_names` rules as not enforced.
+//!
 //! A third hook, on `mmap`, serves the `exec_block_loader` option: a
 //! banned file started through the dynamic loader is never exec'd itself,
 //! only mapped executable, so the process is killed at that mapping,
@@ -95,17 +102,39 @@ const EPERM: i32 = 1;
 
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    refuse_exec::<true>(&ctx)
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
+    refuse_exec::<false>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    kill_exec::<true>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
+    kill_exec::<false>(&ctx)
+}
+
+/// The LSM hook's answer; `NAMES`: whether file names are judged too.
+#[inline(always)]
+fn refuse_exec<const NAMES: bool>(ctx: &LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
-    match judge_exec(bprm, ExecMethod::Lsm) {
+    match judge_exec::<NAMES>(bprm, ExecMethod::Lsm) {
         Some(Action::Block) => -EPERM,
         _ => 0,
     }
 }
 
-#[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+/// The tracepoint's judgement; `NAMES`: whether file names are judged too.
+#[inline(always)]
+fn kill_exec<const NAMES: bool>(ctx: &BtfTracePointContext) -> i32 {
     let bprm: *const u8 = ctx.arg(2);
-    if judge_exec(bprm, ExecMethod::Signal) == Some(Action::Block) {
+    if judge_exec::<NAMES>(bprm, ExecMethod::Signal) == Some(Action::Block) {
         kill_current();
     }
     0
@@ -146,7 +175,7 @@ fn kill_current() {
 /// The action for an exec in scope that the policy matched, after counting
 /// and reporting it.
 #[inline(always)]
-fn judge_exec(bprm: *const u8, method: ExecMethod) -> Option<Action> {
+fn judge_exec<const NAMES: bool>(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
         return None;
     }
@@ -155,7 +184,7 @@ fn judge_exec(bprm: *const u8, method: ExecMethod) -> Option<Action> {
     // SAFETY: a global written only by the loader.
     let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
     let found = read_ptr(bprm, offsets.binprm_file)
-        .and_then(|file| decide(&generation, &offsets, file, true));
+        .and_then(|file| decide::<NAMES>(&generation, &offsets, file, true));
     act(&generation, &offsets, found, method, bprm)
 }
 
@@ -172,7 +201,7 @@ fn judge_mapping(fd: u32) -> Option<Action> {
     // SAFETY: a global written only by the loader.
     let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
     let found =
-        file_of(&offsets, fd).and_then(|file| match decide(&generation, &offsets, file, false)? {
+        file_of(&offsets, fd).and_then(|file| match decide::<true>(&generation, &offsets, file, false)? {
             Some(found) if found.decision.action() == Action::Block => Ok(Some(Found {
                 trigger: Trigger::Mapping,
                 ..found
@@ -244,8 +273,10 @@ struct Found {
     trigger: Trigger,
 }
 
+/// `NAMES`: whether the file's name is judged too. Without it the program
+/// holds none of the name hashing (see the module's note on 5.10).
 #[inline(always)]
-fn decide(
+fn decide<const NAMES: bool>(
     generation: &Generation<'_, LiveImage<'_>>,
     offsets: &ExecOffsets,
     file: *const u8,
@@ -253,7 +284,7 @@ fn decide(
 ) -> Result<Option<Found>, Fault> {
     let has_files = generation.has_exec_files()?;
     let has_directories = generation.has_exec_directories()?;
-    let has_names = generation.has_exec_names()?;
+    let has_names = NAMES && generation.has_exec_names()?;
     let block_anonymous = exec && generation.exec_options()? & options::BLOCK_ANONYMOUS != 0;
     if !has_files && !has_directories && !has_names && !block_anonymous {
         return Ok(None);

@@ -109,9 +109,9 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "/dev/log", require_equals = true)]
     pub syslog: Option<PathBuf>,
     /// Program families that must load, as a comma list of network,
-    /// exec, exec_block_loader, domains, self_protection. Each is
-    /// loaded at start; if the kernel refuses one, the start fails
-    /// before anything is attached. Without it, a refused family is
+    /// exec, exec_names, exec_block_loader, domains, self_protection.
+    /// Each is loaded at start; if the kernel refuses one, the start
+    /// fails before anything is attached. Without it, a refused family is
     /// reported (status, `degraded` event) and the rest is enforced.
     #[arg(long, value_delimiter = ',')]
     pub require: Vec<Family>,

@@ -7,8 +7,8 @@
 use std::{fmt, str::FromStr};
 
 use enforcer_common::names::{
-    EGRESS_VARIANTS, GUARD_PROGRAMS, INGRESS_VARIANTS, PROG_EXEC_LSM, PROG_EXEC_MAPPING,
-    PROG_EXEC_SIGNAL, SOCKET_PROGRAMS,
+    EGRESS_VARIANTS, EXEC_PROGRAMS, GUARD_PROGRAMS, INGRESS_VARIANTS, PROG_EXEC_MAPPING,
+    SOCKET_PROGRAMS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,10 @@ pub enum Family {
     /// The exec hook: BPF LSM `bprm_check_security`, or the
     /// `sched_process_exec` tracepoint.
     Exec,
+    /// The exec hook judging file names (`exec_names`). Its `_by_file`
+    /// variant, which a kernel without the name hashing's atomics (before
+    /// Linux 5.12) falls back to, judges by file and directory alone.
+    ExecNames,
     /// The `sys_enter_mmap` hook of the `exec_block_loader` option.
     ExecBlockLoader,
     /// The egress and ingress packet programs of domain rules.
@@ -31,9 +35,10 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Network,
         Family::Exec,
+        Family::ExecNames,
         Family::ExecBlockLoader,
         Family::Domains,
         Family::SelfProtection,
@@ -43,6 +48,7 @@ impl Family {
         match self {
             Family::Network => "network",
             Family::Exec => "exec",
+            Family::ExecNames => "exec_names",
             Family::ExecBlockLoader => "exec_block_loader",
             Family::Domains => "domains",
             Family::SelfProtection => "self_protection",
@@ -53,7 +59,7 @@ impl Family {
     pub fn of_program(name: &str) -> Option<Family> {
         if SOCKET_PROGRAMS.contains(&name) {
             Some(Family::Network)
-        } else if [PROG_EXEC_LSM, PROG_EXEC_SIGNAL].contains(&name) {
+        } else if EXEC_PROGRAMS.contains(&name) {
             Some(Family::Exec)
         } else if name == PROG_EXEC_MAPPING {
             Some(Family::ExecBlockLoader)
@@ -79,6 +85,7 @@ impl Family {
                     || !rule.exec_names.is_empty()
                     || !rule.exec_sha256.is_empty()
             }
+            Family::ExecNames => !rule.exec_names.is_empty(),
             Family::Domains => !rule.domains.is_empty(),
             Family::ExecBlockLoader | Family::SelfProtection => false,
         });
@@ -95,7 +102,7 @@ impl Family {
                 ("exec_block_loader", options.exec_block_loader),
             ],
             Family::ExecBlockLoader => &[("exec_block_loader", options.exec_block_loader)],
-            Family::Domains | Family::SelfProtection => &[],
+            Family::ExecNames | Family::Domains | Family::SelfProtection => &[],
         };
         Coverage {
             rules: rules.map(|rule| rule.name.clone()).collect(),
@@ -240,7 +247,7 @@ mod tests {
         }
         let error = "dns".parse::<Family>().unwrap_err().to_string();
         assert!(
-            error.contains("`dns`") && error.contains("exec_block_loader, domains"),
+            error.contains("`dns`") && error.contains("exec, exec_names, exec_block_loader"),
             "{error}"
         );
     }
@@ -252,6 +259,9 @@ mod tests {
         }
         for name in ["egress", "ingress_sized", "ingress_any_size"] {
             assert_eq!(Family::of_program(name), Some(Family::Domains));
+        }
+        for name in EXEC_PROGRAMS {
+            assert_eq!(Family::of_program(name), Some(Family::Exec));
         }
         assert_eq!(Family::of_program("bpf_map"), Some(Family::SelfProtection));
         assert_eq!(Family::of_program("nothing"), None);
@@ -284,6 +294,8 @@ exec_names = ["banned"]
         let exec = Family::Exec.coverage(&policy);
         assert_eq!(exec.rules, ["both"]);
         assert_eq!(exec.options, ["options.exec_block_loader"]);
+        assert_eq!(Family::ExecNames.coverage(&policy).rules, ["both"]);
+        assert!(Family::ExecNames.coverage(&policy).options.is_empty());
         assert!(Family::SelfProtection.coverage(&policy).is_empty());
         let degradation = Degradation {
             generation: 1,

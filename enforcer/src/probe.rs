@@ -9,7 +9,10 @@ use aya::{
     Btf,
     programs::{BtfTracePoint, CgroupSkb, CgroupSockAddr, Lsm, Program, ProgramError, TracePoint},
 };
-use enforcer_common::names::{EXEC_LSM_HOOK, EXEC_TRACEPOINT, PROG_EXEC_LSM, PROG_EXEC_SIGNAL};
+use enforcer_common::names::{
+    EXEC_LSM_HOOK, EXEC_TRACEPOINT, PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE, PROG_EXEC_SIGNAL,
+    PROG_EXEC_SIGNAL_BY_FILE,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -151,7 +154,7 @@ fn load(name: &str, program: &mut Program, btf: Result<&Btf, &String>) -> Result
         Program::CgroupSkb(program) => CgroupSkb::load(program),
         Program::TracePoint(program) => TracePoint::load(program),
         Program::BtfTracePoint(program) => {
-            let tracepoint = if name == PROG_EXEC_SIGNAL {
+            let tracepoint = if [PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE].contains(&name) {
                 EXEC_TRACEPOINT
             } else {
                 name
@@ -160,7 +163,7 @@ fn load(name: &str, program: &mut Program, btf: Result<&Btf, &String>) -> Result
         }
         // The guard's programs are named after their hooks.
         Program::Lsm(program) => {
-            let hook = if name == PROG_EXEC_LSM {
+            let hook = if [PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE].contains(&name) {
                 EXEC_LSM_HOOK
             } else {
                 name

@@ -24,8 +24,9 @@ use enforcer_common::{
         ANY_SIZE_SLOT_INDEX, EGRESS_VARIANTS, EXEC_LSM_HOOK, EXEC_TRACEPOINT, GUARD_PROGRAMS,
         INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_EXEC_SCOPE, MAP_GENERATION,
         MAP_GENERATION_SIZED, MAP_GUARD_STATE, MAP_GUARDED, MAP_LEARNED, MAP_TRUSTED,
-        MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL,
-        PROG_INGRESS, PacketVariants, SIZED_SLOT_INDEX, SOCKET_PROGRAMS,
+        MAPPING_TRACEPOINT, PROG_EGRESS, PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE, PROG_EXEC_MAPPING,
+        PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE, PROG_INGRESS, PacketVariants, SIZED_SLOT_INDEX,
+        SOCKET_PROGRAMS,
     },
 };
 
@@ -149,8 +150,18 @@ pub enum Refusal {
         lsm: Box<Refusal>,
         tracepoint: Box<Refusal>,
     },
+    #[error("with file names: {with_names}; by file alone: {by_file}")]
+    ExecVariants {
+        with_names: Box<Refusal>,
+        by_file: Box<Refusal>,
+    },
     #[error("it works with the exec hook, which is unavailable: {0}")]
     NeedsExec(Box<Refusal>),
+    #[error(
+        "it hashes file names in a claimed buffer, as the exec hook that judges names does, \
+         and that hook is unavailable: {0}"
+    )]
+    NeedsExecNames(Box<Refusal>),
     #[error("registering the enforcer's objects with the guard failed: {0}")]
     Registration(String),
     #[error("its loader thread panicked")]
@@ -337,6 +348,9 @@ pub struct Programs {
     /// The socket programs: loaded, or why not.
     network: Result<(), Refusal>,
     exec: ExecSupport,
+    /// Whether the exec hook judges file names, or why only its by-file
+    /// variant runs (or none: then it says why exec is unavailable).
+    exec_names: Result<(), Refusal>,
     /// The `exec_block_loader` hook, attached only while a policy asks
     /// for it.
     mapping_hook: OnDemand,
@@ -411,7 +425,8 @@ impl Object {
 /// Loads every program the first policy `needs` and the families
 /// `choice` requires into the kernel without attaching any, and pins the
 /// shared maps in `pins`. The exec hook is chosen here, by loading it:
-/// BPF LSM where the kernel runs it, else the exec tracepoint. A family
+/// BPF LSM where the kernel runs it, else the exec tracepoint, each
+/// judging file names if the kernel takes that, else by file alone. A family
 /// the kernel refuses is recorded with its reason and the rest loads; the
 /// load fails only for a required family, or when the kernel would let
 /// nothing of a policy be enforced. The sized generation slot holds
@@ -442,6 +457,7 @@ pub fn load(
         Optional {
             network,
             exec,
+            exec_names,
             guard: guard_loaded,
             mapping_hook,
         },
@@ -488,6 +504,7 @@ pub fn load(
     let families = [
         (Family::Network, network.as_ref().err()),
         (Family::Exec, exec_refusal(&exec)),
+        (Family::ExecNames, exec_names.as_ref().err()),
         (Family::ExecBlockLoader, on_demand_refusal(&mapping_hook)),
         (Family::Domains, on_demand_refusal(&packet_programs)),
         (Family::SelfProtection, guard.as_ref().err()),
@@ -523,6 +540,7 @@ pub fn load(
             ebpf,
             network,
             exec,
+            exec_names,
             mapping_hook,
             packet_programs,
             attached_to: None,
@@ -647,6 +665,7 @@ fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
 struct Optional {
     network: Result<(), Refusal>,
     exec: ExecSupport,
+    exec_names: Result<(), Refusal>,
     guard: Result<(), Refusal>,
     mapping_hook: OnDemand,
 }
@@ -670,20 +689,35 @@ fn load_all_but_packet(
             })
         })
     });
-    let exec = match (choice.refused(Family::Exec), offsets, btf) {
-        (Err(refusal), _, _) => ExecSupport::Unavailable(refusal),
-        (Ok(()), Ok(_), Ok(btf)) => load_exec_hook(programs, btf, capabilities.bpf_lsm_active),
-        (Ok(()), Err(error), _) => ExecSupport::Unavailable(Refusal::Offsets(error)),
-        (Ok(()), _, Err(error)) => ExecSupport::Unavailable(error.clone()),
+    let refused = |reason: Refusal| {
+        let names = Refusal::NeedsExec(Box::new(reason.clone()));
+        (ExecSupport::Unavailable(reason), Err(names))
+    };
+    let (exec, exec_names) = match (choice.refused(Family::Exec), offsets, btf) {
+        (Err(refusal), _, _) => refused(refusal),
+        (Ok(()), Ok(_), Ok(btf)) => load_exec_hook(
+            programs,
+            btf,
+            capabilities.bpf_lsm_active,
+            choice.refused(Family::ExecNames),
+        )
+        .unwrap_or_else(refused),
+        (Ok(()), Err(error), _) => refused(Refusal::Offsets(error)),
+        (Ok(()), _, Err(error)) => refused(error.clone()),
     };
     let guard = choice
         .refused(Family::SelfProtection)
         .and_then(|()| load_guard(programs, btf, capabilities.bpf_lsm_active, guard_offsets));
-    let mapping_hook = match (&exec, choice.refused(Family::ExecBlockLoader)) {
-        (ExecSupport::Unavailable(reason), _) => {
+    let mapping_hook = match (&exec, &exec_names, choice.refused(Family::ExecBlockLoader)) {
+        (ExecSupport::Unavailable(reason), _, _) => {
             OnDemand::Unavailable(Refusal::NeedsExec(Box::new(reason.clone())))
         }
-        (_, Err(refusal)) => OnDemand::Unavailable(refusal),
+        // It judges names with the same claimed buffers, so a kernel that
+        // refuses them in the exec hook refuses them here too.
+        (_, Err(reason), _) => {
+            OnDemand::Unavailable(Refusal::NeedsExecNames(Box::new(reason.clone())))
+        }
+        (_, _, Err(refusal)) => OnDemand::Unavailable(refusal),
         _ if mapping_hook_needed => OnDemand::loaded(load_mapping_hook(
             programs.get_mut(PROG_EXEC_MAPPING).map(|p| &mut **p),
         )),
@@ -692,35 +726,99 @@ fn load_all_but_packet(
     Optional {
         network,
         exec,
+        exec_names,
         guard,
         mapping_hook,
     }
 }
 
-fn load_exec_hook(programs: &mut ByName<'_>, btf: &Btf, bpf_lsm_active: bool) -> ExecSupport {
+/// Loads the exec hook that judges file names too: BPF LSM where it runs,
+/// else the tracepoint. Where the kernel refuses both (or the test hook
+/// refuses `exec_names`), loads the pair that judges by file alone, and
+/// says why names are not judged. Err: why neither pair loads.
+fn load_exec_hook(
+    programs: &mut ByName<'_>,
+    btf: &Btf,
+    bpf_lsm_active: bool,
+    names: Result<(), Refusal>,
+) -> Result<(ExecSupport, Result<(), Refusal>), Refusal> {
+    let with_names = match names
+        .and_then(|()| load_exec_variant(programs, btf, bpf_lsm_active, ExecJudges::Names))
+    {
+        Ok(method) => return Ok((ExecSupport::Enforced(method), Ok(()))),
+        Err(refusal) => refusal,
+    };
+    match load_exec_variant(programs, btf, bpf_lsm_active, ExecJudges::FileAlone) {
+        Ok(method) => Ok((ExecSupport::Enforced(method), Err(with_names))),
+        Err(by_file) => Err(Refusal::ExecVariants {
+            with_names: Box::new(with_names),
+            by_file: Box::new(by_file),
+        }),
+    }
+}
+
+/// What an exec hook program judges an executable by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecJudges {
+    /// Its file, its directories and its name.
+    Names,
+    /// Its file and its directories: the `_by_file` variants.
+    FileAlone,
+}
+
+impl ExecJudges {
+    fn of(names: &Result<(), Refusal>) -> Self {
+        if names.is_ok() {
+            Self::Names
+        } else {
+            Self::FileAlone
+        }
+    }
+
+    /// The object's exec hook program for `method`.
+    fn program(self, method: ExecMethod) -> &'static str {
+        match (self, method) {
+            (Self::Names, ExecMethod::Lsm) => PROG_EXEC_LSM,
+            (Self::Names, ExecMethod::Signal) => PROG_EXEC_SIGNAL,
+            (Self::FileAlone, ExecMethod::Lsm) => PROG_EXEC_LSM_BY_FILE,
+            (Self::FileAlone, ExecMethod::Signal) => PROG_EXEC_SIGNAL_BY_FILE,
+        }
+    }
+}
+
+/// Loads the BPF LSM program of `judges` where BPF LSM runs, else its
+/// tracepoint program; says which loaded, or why neither.
+fn load_exec_variant(
+    programs: &mut ByName<'_>,
+    btf: &Btf,
+    bpf_lsm_active: bool,
+    judges: ExecJudges,
+) -> Result<ExecMethod, Refusal> {
     let lsm_refused = if bpf_lsm_active {
-        match program::<Lsm>(programs, PROG_EXEC_LSM).and_then(|program| {
+        let name = judges.program(ExecMethod::Lsm);
+        match program::<Lsm>(programs, name).and_then(|program| {
             program
                 .load(EXEC_LSM_HOOK, btf)
-                .map_err(|error| Refusal::program(PROG_EXEC_LSM, &error))
+                .map_err(|error| Refusal::program(name, &error))
         }) {
-            Ok(()) => return ExecSupport::Enforced(ExecMethod::Lsm),
+            Ok(()) => return Ok(ExecMethod::Lsm),
             Err(refusal) => refusal,
         }
     } else {
         Refusal::NoBpfLsm
     };
-    match program::<BtfTracePoint>(programs, PROG_EXEC_SIGNAL).and_then(|program| {
-        program
-            .load(EXEC_TRACEPOINT, btf)
-            .map_err(|error| Refusal::program(PROG_EXEC_SIGNAL, &error))
-    }) {
-        Ok(()) => ExecSupport::Enforced(ExecMethod::Signal),
-        Err(tracepoint) => ExecSupport::Unavailable(Refusal::ExecHooks {
+    let name = judges.program(ExecMethod::Signal);
+    program::<BtfTracePoint>(programs, name)
+        .and_then(|program| {
+            program
+                .load(EXEC_TRACEPOINT, btf)
+                .map_err(|error| Refusal::program(name, &error))
+        })
+        .map(|()| ExecMethod::Signal)
+        .map_err(|tracepoint| Refusal::ExecHooks {
             lsm: Box::new(lsm_refused),
             tracepoint: Box::new(tracepoint),
-        }),
-    }
+        })
 }
 
 /// Loads the self-protection programs; where they cannot run, says why.
@@ -853,7 +951,8 @@ impl Programs {
             self.pin(name, link)?;
         }
         if let ExecSupport::Enforced(method) = self.exec {
-            self.attach_exec(method, &file)?;
+            let name = ExecJudges::of(&self.exec_names).program(method);
+            self.attach_exec(name, method, &file)?;
         }
         self.attach_guard()?;
         self.attached_to = Some(cgroup.to_path_buf());
@@ -887,7 +986,12 @@ impl Programs {
 
     /// Scope first: until the cgroup is in place the exec hook judges
     /// nothing, so it never acts outside the cgroup, even for a moment.
-    fn attach_exec(&mut self, method: ExecMethod, cgroup: &File) -> Result<(), ProgramsError> {
+    fn attach_exec(
+        &mut self,
+        name: &'static str,
+        method: ExecMethod,
+        cgroup: &File,
+    ) -> Result<(), ProgramsError> {
         let map = self
             .ebpf
             .map_mut(MAP_EXEC_SCOPE)
@@ -902,10 +1006,6 @@ impl Programs {
                 name: MAP_EXEC_SCOPE,
                 source,
             })?;
-        let name = match method {
-            ExecMethod::Lsm => PROG_EXEC_LSM,
-            ExecMethod::Signal => PROG_EXEC_SIGNAL,
-        };
         let program = self
             .ebpf
             .program_mut(name)
@@ -1160,6 +1260,7 @@ impl Programs {
         let states = [
             fixed(self.network.as_ref().err()),
             fixed(exec_refusal(&self.exec)),
+            fixed(self.exec_names.as_ref().err()),
             self.mapping_hook.state(),
             self.packet_programs.state(),
             fixed(self.guard.as_ref().err()),
@@ -1176,6 +1277,7 @@ impl Programs {
         [
             (Family::Network, self.network.as_ref().err()),
             (Family::Exec, exec_refusal(&self.exec)),
+            (Family::ExecNames, self.exec_names.as_ref().err()),
             (
                 Family::ExecBlockLoader,
                 on_demand_refusal(&self.mapping_hook),
@@ -1200,8 +1302,7 @@ impl Programs {
             return Vec::new();
         }
         let exec = match self.exec {
-            ExecSupport::Enforced(ExecMethod::Lsm) => Some(PROG_EXEC_LSM),
-            ExecSupport::Enforced(ExecMethod::Signal) => Some(PROG_EXEC_SIGNAL),
+            ExecSupport::Enforced(method) => Some(ExecJudges::of(&self.exec_names).program(method)),
             ExecSupport::Unavailable(_) => None,
         };
         let mapping = self.mapping_hook.attached().then_some(PROG_EXEC_MAPPING);

@@ -13,7 +13,8 @@ use std::{
 
 use enforcer_integration_tests::{
     Daemon, EPERM, EXEC_EPERM, ExecMethod, KILLED, NOBODY, Op, Outcome, RAN, StartFailure, TempDir,
-    TestCgroup, enforcer, exec_probe_as, probe_as, run, tcp_listener, unique_name,
+    TestCgroup, bpf_lsm_expected, enforcer, exec_probe_as, probe_as, run, tcp_listener,
+    unique_name,
 };
 use serde_json::Value;
 
@@ -21,8 +22,12 @@ const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 61);
 const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 62);
 const BANNED: &str = "degraded-banned";
 
-/// A CIDR rule, an exec rule and a domain rule.
-const POLICY: &str = r#"
+/// A CIDR rule, an exec rule and a domain rule. The exec rule bans
+/// `banned` by path, which every variant of the exec hook judges, so that
+/// it holds on kernels that judge no file names too (5.10).
+fn policy(banned: &Path) -> String {
+    format!(
+        r#"
 version = 1
 
 [[block]]
@@ -31,12 +36,15 @@ cidrs = ["127.0.0.61/32"]
 
 [[block]]
 name = "bin"
-exec_names = ["degraded-banned"]
+exec_paths = ["{}"]
 
 [[block]]
 name = "names"
 domains = ["example.com"]
-"#;
+"#,
+        banned.display()
+    )
+}
 
 /// The entry for `family` in a `families` list of the ready event or
 /// `status --json`.
@@ -61,10 +69,11 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     let dir = TempDir::new();
     let banned = dir.copy(BANNED, "/bin/echo");
     let allowed = dir.copy("degraded-allowed", "/bin/echo");
+    let policy = policy(&fs::canonicalize(&banned).expect("the copy exists"));
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start_with(
         &cgroup,
-        POLICY,
+        &policy,
         &["--refuse-family".as_ref(), "domains".as_ref()],
     );
 
@@ -131,7 +140,7 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     assert_eq!(ran.outcome, RAN, "{ran:?}");
 
     // An apply of a policy with domains goes in, and says what it leaves out.
-    let applied = daemon.apply(POLICY);
+    let applied = daemon.apply(&policy);
     let stdout = String::from_utf8_lossy(&applied.stdout);
     assert!(applied.status.success(), "{applied:?}");
     assert!(
@@ -144,6 +153,125 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     assert_eq!(
         probe_as(&cgroup, NOBODY, Op::TcpConnect, LISTED, listed_port),
         EPERM
+    );
+    let unloaded = daemon.unload();
+    assert!(unloaded.status.success(), "{unloaded:?}");
+}
+
+/// The exec hook's programs that judge by file and directory alone, by
+/// method: what a kernel without the name hashing's atomics (5.10) runs.
+fn by_file_program(method: &str) -> &'static str {
+    match method {
+        "lsm" => "bprm_check_security_by_file",
+        "signal" => "sched_process_exec_by_file",
+        other => panic!("the daemon cannot enforce exec rules here: {other}"),
+    }
+}
+
+#[test]
+fn with_exec_names_refused_the_by_file_exec_hook_still_stops_a_banned_file_under_any_name() {
+    let dir = TempDir::new();
+    let banned = dir.copy("by-file-banned", "/bin/echo");
+    let named = dir.copy("by-file-banned-name", "/bin/echo");
+    let policy = format!(
+        r#"
+version = 1
+
+[[block]]
+name = "by-path"
+exec_paths = ["{}"]
+
+[[block]]
+name = "by-name"
+exec_names = ["by-file-banned-name"]
+"#,
+        fs::canonicalize(&banned)
+            .expect("the copy exists")
+            .display()
+    );
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start_with(
+        &cgroup,
+        &policy,
+        &["--refuse-family".as_ref(), "exec_names".as_ref()],
+    );
+
+    let status = daemon.status_json();
+    let families = &status["families"];
+    assert!(
+        refused_by_the_test_hook(family(families, "exec_names")),
+        "{status}"
+    );
+    assert_eq!(family(families, "exec")["state"], "enforcing", "{status}");
+    let loader = family(families, "exec_block_loader");
+    assert!(
+        loader["state"] == "unavailable"
+            && loader["reason"].as_str().is_some_and(|reason| {
+                reason.contains("hashes file names") && reason.contains("--refuse-family")
+            }),
+        "{status}"
+    );
+    // The kernel verified the by-file variant and it runs; the program
+    // that hashes names was never offered to the kernel.
+    let method = status["exec_enforcement"].as_str().expect("a method");
+    if bpf_lsm_expected() {
+        assert_eq!(method, "lsm", "this kernel runs BPF LSM: {status}");
+    }
+    let program = by_file_program(method);
+    assert!(
+        status["programs"]
+            .as_array()
+            .is_some_and(|attached| attached.iter().any(|name| name == program)),
+        "{program} is attached: {status}"
+    );
+    let verified: Vec<&str> = status["programs_verified"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|loaded| loaded["family"] == "exec")
+        .filter_map(|loaded| loaded["name"].as_str())
+        .collect();
+    assert_eq!(verified, [program], "{status}");
+
+    let degraded = daemon.expect_event("degraded, for exec_names", |event| {
+        event["kind"] == "degraded" && event["family"] == "exec_names"
+    });
+    assert_eq!(
+        degraded["not_enforced"]["rules"],
+        serde_json::json!(["by-name"])
+    );
+
+    // The file is judged by its identity, so an unprivileged user cannot
+    // get past it by another name for it.
+    let expected = if method == "lsm" { EXEC_EPERM } else { KILLED };
+    let soft = dir.path().join("symlink-to-banned");
+    std::os::unix::fs::symlink(&banned, &soft).expect("cannot make the symlink");
+    let hard = dir.path().join("hard-link-to-banned");
+    fs::hard_link(&banned, &hard).expect("cannot make the hard link");
+    let renamed = dir.path().join("renamed-banned");
+    for (path, what) in [
+        (&banned, "the banned file"),
+        (&soft, "a symlink to it"),
+        (&hard, "a hard link to it"),
+    ] {
+        let probe = exec_probe_as(&cgroup, NOBODY, ExecMethod::Execve, path, &["ran"]);
+        assert_eq!(probe.outcome, expected, "{what} must be blocked: {probe:?}");
+        assert_eq!(probe.stdout, "", "{what} must not run: {probe:?}");
+    }
+    fs::rename(&banned, &renamed).expect("cannot rename the banned file");
+    let probe = exec_probe_as(&cgroup, NOBODY, ExecMethod::Execve, &renamed, &["ran"]);
+    assert_eq!(probe.outcome, expected, "the renamed file: {probe:?}");
+    assert_eq!(probe.stdout, "", "the renamed file must not run: {probe:?}");
+    // What only its name bans runs: the program in force judges no names.
+    let ran = exec_probe_as(&cgroup, NOBODY, ExecMethod::Execve, &named, &["ran"]);
+    assert_eq!(ran.outcome, RAN, "{ran:?}");
+
+    let applied = daemon.apply(&policy);
+    let stdout = String::from_utf8_lossy(&applied.stdout);
+    assert!(applied.status.success(), "{applied:?}");
+    assert!(
+        stdout.contains("exec_names unavailable") && stdout.contains("rule by-name"),
+        "{stdout}"
     );
     let unloaded = daemon.unload();
     assert!(unloaded.status.success(), "{unloaded:?}");
@@ -192,7 +320,9 @@ fn failed_start(extra: &[&str]) -> (StartFailure, Vec<PathBuf>) {
     let pins = PinDir::new();
     let mut args: Vec<&OsStr> = vec!["--pin-dir".as_ref(), pins.0.as_os_str()];
     args.extend(extra.iter().map(OsStr::new));
-    let failure = match Daemon::try_start_with_args(&cgroup, POLICY, &args) {
+    // These daemons never get as far as judging an exec.
+    let policy = policy(&PathBuf::from("/nonexistent").join(BANNED));
+    let failure = match Daemon::try_start_with_args(&cgroup, &policy, &args) {
         Ok(daemon) => panic!("the daemon started with {extra:?}: {}", daemon.ready()),
         Err(failure) => failure,
     };
@@ -205,9 +335,14 @@ fn failed_start(extra: &[&str]) -> (StartFailure, Vec<PathBuf>) {
 
 #[test]
 fn a_required_family_the_kernel_refuses_stops_the_start_before_anything_is_attached() {
-    let (failure, pins) = failed_start(&["--require", "domains", "--refuse-family", "domains"]);
-    assert!(failure.stderr.contains("--require domains"), "{failure:?}");
-    assert!(pins.is_empty(), "pins left: {pins:?}");
+    for family in ["domains", "exec_names"] {
+        let (failure, pins) = failed_start(&["--require", family, "--refuse-family", family]);
+        assert!(
+            failure.stderr.contains(&format!("--require {family}")),
+            "{failure:?}"
+        );
+        assert!(pins.is_empty(), "pins left: {pins:?}");
+    }
 }
 
 #[test]
@@ -227,7 +362,8 @@ fn an_unknown_family_is_refused_with_the_list_of_families() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("`dns`")
-            && stderr.contains("network, exec, exec_block_loader, domains, self_protection"),
+            && stderr
+                .contains("network, exec, exec_names, exec_block_loader, domains, self_protection"),
         "{stderr}"
     );
 }

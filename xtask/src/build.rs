@@ -174,7 +174,8 @@ pub fn report_verifier_work(built: &Built) -> Result<()> {
             (None, Some(error)) => format!("refused here: {error}"),
             (None, None) => "loaded; this kernel does not count (before 5.16)".to_string(),
         };
-        eprintln!("  {name:<20} {family:<18} {line}");
+        // Wide enough for the longest name, `bprm_check_security_by_file`.
+        eprintln!("  {name:<27} {family:<18} {line}");
         // The verifier's own refusals; a kernel without BPF trampolines
         // refuses LSM programs whatever the compiler made of them.
         let verifier_refused = program["error"]
