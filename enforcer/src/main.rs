@@ -380,6 +380,8 @@ fn probe_text(report: &ProbeReport) -> String {
         "kernel {}: verified instructions per program, budget {}\n",
         report.kernel, report.budget
     );
+    // The longest program name, `bprm_check_security_by_file`.
+    const NAME_WIDTH: usize = 27;
     for program in &report.programs {
         let verdict = if program.fails_budget(report.budget) {
             "OVER BUDGET"
@@ -389,7 +391,7 @@ fn probe_text(report: &ProbeReport) -> String {
         let _ = match (&program.error, program.verified_insns) {
             (Some(error), _) => writeln!(
                 text,
-                "  {:<20} {:<18} refused{}: {error}",
+                "  {:<NAME_WIDTH$} {:<18} refused{}: {error}",
                 program.name,
                 program.family.name(),
                 if program.too_large {
@@ -400,14 +402,14 @@ fn probe_text(report: &ProbeReport) -> String {
             ),
             (None, Some(count)) => writeln!(
                 text,
-                "  {:<20} {:<18} {count:>8} / {} {verdict}",
+                "  {:<NAME_WIDTH$} {:<18} {count:>8} / {} {verdict}",
                 program.name,
                 program.family.name(),
                 report.budget
             ),
             (None, None) => writeln!(
                 text,
-                "  {:<20} {:<18} loaded, count unknown (a kernel before 5.16)",
+                "  {:<NAME_WIDTH$} {:<18} loaded, count unknown (a kernel before 5.16)",
                 program.name,
                 program.family.name()
             ),
