@@ -210,19 +210,27 @@ impl LoadRefused {
         };
         let log = verifier_log.to_string();
         let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
-        // The verifier's tally, which says how far it got.
+        // The verifier's tally, which says how far it got, and the line
+        // before its statistics, which says why it stopped.
         let processed = lines
             .iter()
-            .rev()
-            .find(|line| line.starts_with("processed "));
+            .rposition(|line| line.starts_with("processed "));
+        let reason = processed.and_then(|tally| {
+            lines[..tally].iter().rposition(|line| {
+                !["verification time", "stack depth"]
+                    .iter()
+                    .any(|statistic| line.starts_with(statistic))
+            })
+        });
         let mut kept: Vec<&str> = lines.iter().take(LOG_HEAD_LINES).copied().collect();
-        if let Some(processed) = processed
-            && !kept.contains(processed)
-        {
-            if lines.len() > LOG_HEAD_LINES + 1 {
+        for index in [reason, processed].into_iter().flatten() {
+            if index < LOG_HEAD_LINES {
+                continue;
+            }
+            if kept.len() == LOG_HEAD_LINES && index > LOG_HEAD_LINES {
                 kept.push("...");
             }
-            kept.push(processed);
+            kept.push(lines[index]);
         }
         let summary = if kept.is_empty() {
             format!("the kernel refused it: {io_error}")
@@ -1331,5 +1339,47 @@ impl Programs {
             .chain(guard)
             .map(ToString::to_string)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(log: &str, errno: i32) -> LoadRefused {
+        LoadRefused::of(&ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(log.to_string()),
+        })
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_log_head_the_verifiers_reason_and_its_tally() {
+        let log = "0: R1=ctx() R10=fp0\n; let x @ a.rs:1\n1: (bf) r6 = r1\n2: (79) r2 = *(u64 *)(r6 +0)\n\
+                   R2 !read_ok\nverification time 12 usec\nstack depth 40\n\
+                   processed 3149 insns (limit 1000000) max_states_per_insn 4\n";
+        let refusal = refused(log, libc::EACCES);
+        assert_eq!(
+            refusal.summary,
+            "the kernel refused it: Permission denied (os error 13); verifier: 0: R1=ctx() R10=fp0 \
+             | ; let x @ a.rs:1 | ... | R2 !read_ok | processed 3149 insns (limit 1000000) \
+             max_states_per_insn 4"
+        );
+        assert!(!refusal.too_large);
+    }
+
+    #[test]
+    fn a_refusal_for_size_is_too_large() {
+        let log = "0: R1=ctx()\nBPF program is too large. Processed 1000001 insn\n\
+                   processed 1000001 insns (limit 1000000)\n";
+        let refusal = refused(log, libc::E2BIG);
+        assert!(refusal.too_large);
+        assert!(
+            refusal
+                .summary
+                .ends_with("verifier: 0: R1=ctx() | BPF program is too large. Processed 1000001 insn | processed 1000001 insns (limit 1000000)"),
+            "{}",
+            refusal.summary
+        );
     }
 }

@@ -180,7 +180,7 @@ pub fn report_verifier_work(built: &Built) -> Result<()> {
         // refuses LSM programs whatever the compiler made of them.
         let verifier_refused = program["error"]
             .as_str()
-            .is_some_and(|error| error.contains("Verifier output"));
+            .is_some_and(|error| error.contains("; verifier: "));
         let over = program["verified_insns"]
             .as_u64()
             .is_some_and(|count| count > budget);
