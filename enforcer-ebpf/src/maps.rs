@@ -259,14 +259,15 @@ impl ImageSlot for AnySizeSlot {
     }
 }
 
-/// The index of the slot the live image is in; `None` before the first
-/// generation.
-#[inline(always)]
-pub fn live_slot() -> Option<u32> {
-    if GENERATION_SIZED.get(0).is_some() {
-        return Some(SizedSlot::INDEX);
+impl LiveImage<'_> {
+    /// The index of the slot this image is in.
+    #[inline(always)]
+    pub fn slot_index(&self) -> u32 {
+        match self {
+            Self::Sized(_) => SizedSlot::INDEX,
+            Self::AnySize(_) => AnySizeSlot::INDEX,
+        }
     }
-    GENERATION.get(0).map(|_| AnySizeSlot::INDEX)
 }
 
 /// The variants of the egress and ingress programs, by slot. Userspace

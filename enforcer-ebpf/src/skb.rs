@@ -33,7 +33,7 @@ use enforcer_common::{
 use crate::{
     maps::{
         AnySizeSlot, Claimed, EGRESS_VARIANTS, INGRESS_VARIANTS, ImageSlot, LEARNED, LiveImage,
-        Parts, Scratch, SizedSlot, Workspace, live_slot,
+        Parts, Scratch, SizedSlot, Workspace,
     },
     repeat::BpfLoop,
     report::{NameVerdict, Socket, count, report_name},
@@ -124,7 +124,7 @@ pub fn ingress(ctx: SkBuffContext) -> i32 {
 /// attached: then `unjudged`, counted.
 #[inline(always)]
 fn tail_call_variant(ctx: &SkBuffContext, variants: &ProgramArray<2>, unjudged: i32) -> i32 {
-    let Some(slot) = live_slot() else {
+    let Some(slot) = LiveImage::get().map(|image| image.slot_index()) else {
         return PASS;
     };
     // SAFETY: a tail call with this program's own context.

@@ -509,33 +509,6 @@ pub fn load(
     }
     let guard = guard_loaded
         .and_then(|()| guard_objects(&mut ebpf, &pins, &pinned).map_err(Refusal::Registration));
-    let families = [
-        (Family::Network, network.as_ref().err()),
-        (Family::Exec, exec_refusal(&exec)),
-        (Family::ExecNames, exec_names.as_ref().err()),
-        (Family::ExecBlockLoader, on_demand_refusal(&mapping_hook)),
-        (Family::Domains, on_demand_refusal(&packet_programs)),
-        (Family::SelfProtection, guard.as_ref().err()),
-    ];
-    for (family, refusal) in families {
-        if let Some(reason) = refusal
-            && choice.require.contains(&family)
-        {
-            return Err(ProgramsError::Required {
-                family,
-                reason: Box::new(reason.clone()),
-            });
-        }
-    }
-    if let (Err(network), ExecSupport::Unavailable(exec), OnDemand::Unavailable(domains)) =
-        (&network, &exec, &packet_programs)
-    {
-        return Err(ProgramsError::NothingEnforceable {
-            network: Box::new(network.clone()),
-            exec: Box::new(exec.clone()),
-            domains: Box::new(domains.clone()),
-        });
-    }
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION_SIZED)?, take(MAP_GENERATION)?, capacity)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
@@ -543,18 +516,20 @@ pub fn load(
         name: MAP_EVENTS,
         source,
     })?;
+    let programs = Programs {
+        ebpf,
+        network,
+        exec,
+        exec_names,
+        mapping_hook,
+        packet_programs,
+        attached_to: None,
+        pins,
+        guard,
+    };
+    programs.check_enforceable(&choice.require)?;
     Ok(Loaded {
-        programs: Programs {
-            ebpf,
-            network,
-            exec,
-            exec_names,
-            mapping_hook,
-            packet_programs,
-            attached_to: None,
-            pins,
-            guard,
-        },
+        programs,
         slot,
         counters,
         events,
@@ -1296,6 +1271,30 @@ impl Programs {
         .into_iter()
         .filter_map(|(family, refusal)| Some((family, refusal?)))
         .collect()
+    }
+
+    /// Fails, before anything is attached, for a `required` family this
+    /// kernel refused, or when it refused every family that enforces a
+    /// policy.
+    fn check_enforceable(&self, required: &BTreeSet<Family>) -> Result<(), ProgramsError> {
+        let refused = self.unavailable();
+        if let Some((family, reason)) = refused.iter().find(|(family, _)| required.contains(family))
+        {
+            return Err(ProgramsError::Required {
+                family: *family,
+                reason: Box::new((*reason).clone()),
+            });
+        }
+        if let (Err(network), ExecSupport::Unavailable(exec), OnDemand::Unavailable(domains)) =
+            (&self.network, &self.exec, &self.packet_programs)
+        {
+            return Err(ProgramsError::NothingEnforceable {
+                network: Box::new(network.clone()),
+                exec: Box::new(exec.clone()),
+                domains: Box::new(domains.clone()),
+            });
+        }
+        Ok(())
     }
 
     /// Every loaded program, with the verifier's count of the instructions
