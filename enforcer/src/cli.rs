@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{control::DEFAULT_SOCKET, family::Family, pins::DEFAULT_PIN_DIR};
+use crate::{control::DEFAULT_SOCKET, kernel::family::Family, kernel::pins::DEFAULT_PIN_DIR};
 
 #[derive(Parser)]
 #[command(

@@ -15,8 +15,8 @@ use tokio::{
 
 use crate::{
     compile::ImageStats,
-    family::{Degradation, FamilyStatus, VerifiedProgram},
-    maps::{CounterTotals, Slot},
+    kernel::family::{Degradation, FamilyStatus, VerifiedProgram},
+    kernel::maps::{CounterTotals, Slot},
     policy::{PolicyErrors, Source, diff::PolicyDiff, diff::RuleSummary},
 };
 
@@ -31,10 +31,10 @@ pub enum Request {
     Apply {
         sources: Vec<Source>,
     },
-    /// A signed bundle (see `crate::signing`): required when the daemon
+    /// A signed bundle (see `crate::store::signing`): required when the daemon
     /// has trusted keys.
     ApplySigned {
-        bundle: crate::signing::Bundle,
+        bundle: crate::store::signing::Bundle,
     },
     Status,
     Events {
@@ -126,7 +126,7 @@ pub struct StatusReport {
     pub counters: CounterTotals,
 }
 
-/// Where the live image is (see `crate::maps`).
+/// Where the live image is (see `crate::kernel::maps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSlot {
     pub slot: Slot,

@@ -9,16 +9,16 @@ use clap::Parser;
 use enforcer::{
     cli::{Cli, Command, PolicyCommand, RunArgs},
     compile::ImageStats,
-    config::{Config, DEFAULT_CONFIG},
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
+    daemon::config::{Config, DEFAULT_CONFIG},
     daemon::{self, RunOptions},
-    family::FamilyState,
-    maps::Slot,
-    pins::DEFAULT_PIN_DIR,
+    kernel::family::FamilyState,
+    kernel::maps::Slot,
+    kernel::pins::DEFAULT_PIN_DIR,
+    kernel::probe::ProbeReport,
+    kernel::programs::FamilyChoice,
     policy::{self, PolicyErrors},
-    probe::ProbeReport,
-    programs::FamilyChoice,
-    store::DEFAULT_STATE_DIR,
+    store::saved::DEFAULT_STATE_DIR,
 };
 
 fn main() -> ExitCode {
@@ -77,9 +77,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 refuse_family,
             } = *args;
             let config = match config {
-                Some(path) => enforcer::config::load(&path)?,
+                Some(path) => enforcer::daemon::config::load(&path)?,
                 None if Path::new(DEFAULT_CONFIG).exists() => {
-                    enforcer::config::load(Path::new(DEFAULT_CONFIG))?
+                    enforcer::daemon::config::load(Path::new(DEFAULT_CONFIG))?
                 }
                 None => Config::default(),
             };
@@ -172,7 +172,7 @@ async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> 
 async fn apply_bundle(file: &std::path::Path, socket: &std::path::Path) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let bundle: enforcer::signing::Bundle = serde_json::from_str(&text)
+    let bundle: enforcer::store::signing::Bundle = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a policy bundle", file.display()))?;
     let mut client = Client::connect(socket).await?;
     client.send(&Request::ApplySigned { bundle }).await?;
@@ -181,7 +181,7 @@ async fn apply_bundle(file: &std::path::Path, socket: &std::path::Path) -> Resul
 
 fn keygen(out: &std::path::Path) -> Result<ExitCode> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let (secret, public) = enforcer::signing::generate()?;
+    let (secret, public) = enforcer::store::signing::generate()?;
     let secret_file = out.with_extension("key");
     let public_file = out.with_extension("pub");
     std::fs::OpenOptions::new()
@@ -210,7 +210,7 @@ fn sign(key: &std::path::Path, files: &[PathBuf]) -> Result<ExitCode> {
     if let Err(errors) = policy::parse(&sources) {
         return Ok(invalid(&errors));
     }
-    let bundle = enforcer::signing::sign(key, sources)?;
+    let bundle = enforcer::store::signing::sign(key, sources)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&bundle).context("encoding the bundle")?
@@ -331,7 +331,7 @@ async fn unload(
             }
         }
         Err(_) => {
-            let instances = enforcer::pins::instances(pin_dir);
+            let instances = enforcer::kernel::pins::instances(pin_dir);
             if instances.is_empty() {
                 println!(
                     "no daemon answers at {} and nothing is pinned under {}: \
@@ -343,7 +343,7 @@ async fn unload(
             }
             let mut removed = 0;
             for instance in instances {
-                removed += enforcer::pins::remove_instance(&instance.path)?;
+                removed += enforcer::kernel::pins::remove_instance(&instance.path)?;
             }
             println!(
                 "no daemon answers at {}; removed the {removed} pins under {}: enforcement is off",
@@ -358,7 +358,7 @@ async fn unload(
 /// Loads every program, attaching none, and reports the verifier's work
 /// on each against the budget; exit 1 when one fails it.
 fn probe(json: bool) -> Result<ExitCode> {
-    let report = enforcer::probe::probe()?;
+    let report = enforcer::kernel::probe::probe()?;
     if json {
         println!(
             "{}",

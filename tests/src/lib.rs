@@ -189,7 +189,7 @@ pub fn unique_name() -> String {
 
 /// The mount point of the cgroup v2 hierarchy, found the daemon's way.
 pub fn cgroup2_mount() -> PathBuf {
-    enforcer::cgroup::cgroup2_mount().unwrap_or_else(|error| panic!("{error}"))
+    enforcer::host::cgroup::cgroup2_mount().unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// A cgroup v2 directory of one test. Dropping it kills every process left
@@ -862,7 +862,7 @@ impl Drop for RemovePins {
     fn drop(&mut self) {
         unload_pins(&self.binary, &self.pin_dir);
         // Nothing there (already unloaded) is the usual case.
-        let _ = enforcer::pins::remove_tree(&self.pin_dir);
+        let _ = enforcer::kernel::pins::remove_tree(&self.pin_dir);
     }
 }
 

@@ -309,7 +309,7 @@ impl Drop for PinDir {
             &enforcer_integration_tests::enforcer_bin(),
             &self.0,
         );
-        let _ = enforcer::pins::remove_tree(&self.0);
+        let _ = enforcer::kernel::pins::remove_tree(&self.0);
     }
 }
 

@@ -10,8 +10,8 @@ use enforcer_common::{
 
 use super::classes::precedence;
 use crate::{
+    exec::resolve::{ExecIdentity, IdentityKind},
     policy::{Options, Policy},
-    resolve::{ExecIdentity, IdentityKind},
 };
 
 #[derive(Debug, Default)]
@@ -92,8 +92,8 @@ mod tests {
 
     use crate::{
         compile::compile,
+        exec::resolve::{ExecIdentity, IdentityKind},
         policy::{Policy, Source, parse},
-        resolve::{ExecIdentity, IdentityKind},
     };
 
     fn policy(text: &str) -> Policy {

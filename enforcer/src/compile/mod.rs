@@ -9,7 +9,7 @@
 //!    covered by the same set of rules;
 //! 2. [`classes`]: each distinct rule set becomes a class, whose decision
 //!    for a (protocol, port) is precomputed, allow rules first;
-//! 3. [`exec`]: exec identities (resolved by [`crate::resolve`]) and file
+//! 3. [`exec`]: exec identities (resolved by [`crate::exec::resolve`]) and file
 //!    names get their decisions the same way;
 //! 4. [`domains`]: each listed domain gets its decision the same way, in
 //!    a hash table keyed by the domain's text;
@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use enforcer_common::decision::MAX_RULES;
 
 use crate::{
+    exec::resolve::ExecIdentity,
     policy::{Cidr, Policy, Rule},
-    resolve::ExecIdentity,
 };
 use classes::ClassTable;
 use segments::Family;
@@ -74,7 +74,7 @@ pub struct Compiled {
 }
 
 /// `exec` holds the files and directories the policy's exec rules name
-/// on this host: its exec paths as [`crate::resolve::resolve`] found them,
+/// on this host: its exec paths as [`crate::exec::resolve::resolve`] found them,
 /// and the files whose content an `exec_sha256` rule bans.
 ///
 /// `domain_seed` seeds the hashes of the domain table. The daemon draws it

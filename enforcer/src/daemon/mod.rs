@@ -2,7 +2,7 @@
 //! the first policy, then serves the control socket and streams events
 //! until SIGTERM or SIGINT.
 
-mod hashes;
+pub mod config;
 mod owner;
 mod server;
 pub mod takeover;
@@ -24,8 +24,6 @@ use tokio::{
 };
 
 use crate::{
-    capabilities::{Capabilities, CapabilityError},
-    cgroup::{self, CgroupError},
     compile::{self, CompileError},
     events::{
         Event, EventBody, decode,
@@ -33,13 +31,15 @@ use crate::{
         rules::RuleBook,
         syslog::SyslogWriter,
     },
-    maps,
-    pins::{self, PinError, Pins},
+    exec::resolve,
+    host::cgroup::{self, CgroupError},
+    kernel::capabilities::{Capabilities, CapabilityError},
+    kernel::maps,
+    kernel::pins::{self, PinError, Pins},
+    kernel::programs::{self, FamilyChoice, Loaded, ProgramsError},
     policy::{self, PolicyErrors},
-    programs::{self, FamilyChoice, Loaded, ProgramsError},
-    resolve,
-    signing::{SigningError, TrustedKeys},
-    store::{PolicyStore, StoreError, StoredPolicy},
+    store::saved::{PolicyStore, StoreError, StoredPolicy},
+    store::signing::{SigningError, TrustedKeys},
 };
 use enforcer_common::names::MAP_LEARNED;
 use owner::{Kernel, Lineage, Owner, Reach, StartError};
@@ -51,9 +51,9 @@ pub struct RunOptions {
     pub events: Option<PathBuf>,
     /// Scanned at start for copies of banned content.
     pub hash_roots: Vec<PathBuf>,
-    /// Where links and maps are pinned (see `crate::pins`).
+    /// Where links and maps are pinned (see `crate::kernel::pins`).
     pub pin_dir: PathBuf,
-    /// Where the last applied policy is kept (see `crate::store`). With no
+    /// Where the last applied policy is kept (see `crate::store::saved`). With no
     /// `policy` files given, the daemon enforces the one stored there.
     pub state_dir: PathBuf,
     /// A group whose members may apply and roll back policy, see status and
@@ -155,7 +155,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     // Stored before anything is attached: a policy in force is always one
     // a reboot will find. The one stored before becomes the previous.
     store.replace(&stored)?.commit()?;
-    let sha256 = crate::store::digest(&stored.sources);
+    let sha256 = crate::store::saved::digest(&stored.sources);
     drop(stored);
     let resolution = resolve::resolve(&policy, None);
     let pins = Pins::create(&options.pin_dir)?;
@@ -163,7 +163,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let reached = takeover::reached(&earlier);
     let domain_seed = match reached.domain_seed {
         Some(seed) => seed,
-        None => u64::from_ne_bytes(crate::random::bytes().map_err(DaemonError::Runtime)?),
+        None => u64::from_ne_bytes(crate::host::random::bytes().map_err(DaemonError::Runtime)?),
     };
     let compiled = compile::compile(&policy, &resolution.identities, domain_seed)?;
     let (listener, _socket_file) = bind_control_socket(&options.socket, access.group).await?;

@@ -6,19 +6,20 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{hashes::ContentBans, release_freed_memory};
+use super::release_freed_memory;
+use crate::exec::content::ContentBans;
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},
     control::{ApplyReport, ImageSlot, Response, StatusReport},
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
-    family::{Degradation, FamilyStatus, VerifiedProgram},
-    hashwatch::{HashWatchError, Match, StrictScope},
-    maps::{Counters, GenerationSlot, MapsError, Slot},
-    pathwatch::PathWatch,
+    exec::hashwatch::{HashWatchError, Match, StrictScope},
+    exec::pathwatch::PathWatch,
+    exec::resolve::{self, Resolution},
+    kernel::family::{Degradation, FamilyStatus, VerifiedProgram},
+    kernel::maps::{Counters, GenerationSlot, MapsError, Slot},
+    kernel::programs::{Programs, ProgramsError},
     policy::{self, Policy, Sha256, diff::PolicyDiff, diff::RuleSummary},
-    programs::{Programs, ProgramsError},
-    resolve::{self, Resolution},
-    store::{PolicyStore, StoredPolicy},
+    store::saved::{PolicyStore, StoredPolicy},
 };
 
 /// What the owner takes over from the loader.
@@ -107,7 +108,7 @@ struct Live {
     number: u64,
     policy: Policy,
     /// The content hash of the policy's files as stored (the files
-    /// themselves stay on disk, see `crate::store`).
+    /// themselves stay on disk, see `crate::store::saved`).
     sha256: String,
     resolution: Resolution,
     /// Only the sizes: the image itself lives in the kernel.
@@ -299,7 +300,7 @@ impl Owner {
     /// Removes this daemon's pins, which detaches its programs: the end of
     /// enforcement.
     fn unload(&mut self, peer: Peer) -> Response {
-        match crate::pins::remove_instance(self.programs.pins().path()) {
+        match crate::kernel::pins::remove_instance(self.programs.pins().path()) {
             Ok(pins_removed) => {
                 self.hub.publish(&Event::now(EventBody::Unloaded {
                     generation: self.live.number,
@@ -338,7 +339,7 @@ impl Owner {
         };
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
-        let sha256 = crate::store::digest(&stored.sources);
+        let sha256 = crate::store::saved::digest(&stored.sources);
         // Stored first: what is in force must be what a reboot finds.
         let replacement = match self.store.replace(&stored) {
             Ok(replacement) => replacement,

@@ -24,8 +24,8 @@ use crate::{
     control::{FrameError, Request, Response, append_frame, read_frame, write_frame},
     events::{Event, EventBody, hub::EventHub},
     policy::Source,
-    signing::TrustedKeys,
-    store::{StoredPolicy, digest},
+    store::saved::{StoredPolicy, digest},
+    store::signing::TrustedKeys,
 };
 
 /// How long a client may take to send its request.

@@ -1,5 +1,5 @@
 //! Taking over from the daemons that ran before, through their pins (see
-//! `crate::pins`).
+//! `crate::kernel::pins`).
 //!
 //! Before this daemon compiles its first generation it reads where the
 //! earlier instance's generations had got to, and its domain seed, so that
@@ -17,11 +17,10 @@ use enforcer_common::{
     image::{MAGIC, header},
     names::{MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED, MAP_LEARNED},
 };
-use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::{decode, hub::EventHub, rules::RuleBook},
-    pins::{self, Earlier},
+    events::{TakeoverReport, decode, hub::EventHub, rules::RuleBook},
+    kernel::pins::{self, Earlier},
 };
 
 /// What the earlier instances' generations had reached.
@@ -31,24 +30,6 @@ pub struct Reached {
     pub generation: u64,
     /// The domain seed of that generation's image.
     pub domain_seed: Option<u64>,
-}
-
-/// What taking over found and did, for the `takeover` event.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// Instances of this build's pin layout that were taken over.
-    pub instances: usize,
-    /// Instance directories of another pin layout: their programs were
-    /// detached without reading anything of theirs.
-    pub other_layouts: Vec<String>,
-    /// Events the earlier instances' programs raised while no daemon ran.
-    pub events_recovered: usize,
-    /// Learned addresses carried over.
-    pub addresses_kept: usize,
-    /// Pins removed, which detached the earlier programs.
-    pub pins_removed: usize,
-    /// Anything that could not be read or removed; taking over went on.
-    pub problems: Vec<String>,
 }
 
 pub fn reached(earlier: &[Earlier]) -> Reached {
@@ -91,8 +72,8 @@ fn slot_image_header(instance: &Earlier, slot: &str) -> Option<(u64, u64)> {
 
 /// Drains, copies and detaches the earlier instances. `learned` is this
 /// daemon's own learned-address map.
-pub fn finish(earlier: &[Earlier], learned: PathBuf, hub: &EventHub) -> Report {
-    let mut report = Report::default();
+pub fn finish(earlier: &[Earlier], learned: PathBuf, hub: &EventHub) -> TakeoverReport {
+    let mut report = TakeoverReport::default();
     // Recovered events name their rules by index: the names of the
     // earlier generations went with the daemon that had them.
     let names = RuleBook::default();

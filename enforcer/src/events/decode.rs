@@ -228,7 +228,7 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         },
         path: mounts::full_path(raw.dev, &within_filesystem),
         filename: c_string(&raw.filename),
-        dev: crate::resolve::dev_label(raw.dev),
+        dev: crate::exec::resolve::dev_label(raw.dev),
         ino: raw.ino,
         method: method.to_string(),
         sha256: rules.digest(raw.dev, raw.ino),

@@ -55,15 +55,15 @@ pub enum EventBody {
         /// Every program family and its state; an unavailable one says
         /// why (a `degraded` event follows for each).
         #[serde(default)]
-        families: Vec<crate::family::FamilyStatus>,
+        families: Vec<crate::kernel::family::FamilyStatus>,
         /// Every loaded program with the verifier's instruction count.
         #[serde(default)]
-        programs_verified: Vec<crate::family::VerifiedProgram>,
+        programs_verified: Vec<crate::kernel::family::VerifiedProgram>,
     },
     /// A program family this kernel refused: at start for each, and at an
     /// apply for each whose rules or options the new policy has. Those
     /// parts are not enforced; the rest of the policy is.
-    Degraded(crate::family::Degradation),
+    Degraded(crate::kernel::family::Degradation),
     Connect(NetVerdict),
     Sendmsg(NetVerdict),
     /// Self-protection refused a process something that would end or
@@ -94,7 +94,7 @@ pub enum EventBody {
         pid: Option<u32>,
     },
     /// This daemon took over from the ones that ran before it.
-    Takeover(crate::daemon::takeover::Report),
+    Takeover(TakeoverReport),
     /// A new policy generation is in force.
     PolicyApplied {
         generation: u64,
@@ -127,6 +127,24 @@ pub enum EventBody {
     Shutdown {
         reason: String,
     },
+}
+
+/// What taking over found and did, for the `takeover` event.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverReport {
+    /// Instances of this build's pin layout that were taken over.
+    pub instances: usize,
+    /// Instance directories of another pin layout: their programs were
+    /// detached without reading anything of theirs.
+    pub other_layouts: Vec<String>,
+    /// Events the earlier instances' programs raised while no daemon ran.
+    pub events_recovered: usize,
+    /// Learned addresses carried over.
+    pub addresses_kept: usize,
+    /// Pins removed, which detached the earlier programs.
+    pub pins_removed: usize,
+    /// Anything that could not be read or removed; taking over went on.
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The kernel names an executable by the dentries from it up to its own
 //! filesystem's root; where that filesystem is mounted completes the path.
 
-use crate::mountinfo::{self, Mount};
+use crate::host::mountinfo::{self, Mount};
 
 /// `within` prefixed with the mount point of device `dev` (kernel
 /// encoding), or `within` alone when no mount of it shows that file.
@@ -13,7 +13,7 @@ pub fn full_path(dev: u32, within: &str) -> String {
 }
 
 fn join(mounts: &[Mount], dev: u32, within: &str) -> String {
-    let (major, minor) = crate::resolve::dev_numbers(dev);
+    let (major, minor) = crate::exec::resolve::dev_numbers(dev);
     let visible = mounts.iter().find_map(|mount| {
         if (mount.major, mount.minor) != (major, minor) {
             return None;
@@ -34,7 +34,7 @@ fn join(mounts: &[Mount], dev: u32, within: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::host::mountinfo::parse;
 
     const TABLE: &str = "\
 20 1 8:1 / / rw - ext4 /dev/sda1 rw

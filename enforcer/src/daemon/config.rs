@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::family::Family;
+use crate::kernel::family::Family;
 
 pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
 

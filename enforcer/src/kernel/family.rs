@@ -1,7 +1,7 @@
 //! Program families: the groups of kernel programs that load, or are
 //! refused, together, and what each enforces of a policy. A host whose
 //! kernel refuses a family still enforces everything the other families
-//! cover, and reports the gap (see `crate::programs` and the `degraded`
+//! cover, and reports the gap (see `crate::kernel::programs` and the `degraded`
 //! event).
 
 use std::{fmt, str::FromStr};

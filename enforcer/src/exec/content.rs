@@ -11,10 +11,10 @@ use std::{
 };
 
 use crate::{
-    filehandle::{FileHandle, MountFds},
-    hashwatch::{HashWatch, HashWatchError, Match, StrictScope},
+    exec::hashwatch::{HashWatch, HashWatchError, Match, StrictScope},
+    exec::resolve::{ExecIdentity, IdentityKind, kernel_dev},
+    host::filehandle::{FileHandle, MountFds},
     policy::{Policy, Sha256},
-    resolve::{ExecIdentity, IdentityKind, kernel_dev},
 };
 
 pub struct ContentBans {

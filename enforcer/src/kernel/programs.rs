@@ -31,13 +31,13 @@ use enforcer_common::{
 };
 
 use crate::{
-    capabilities::Capabilities,
-    family::{Family, FamilyState, FamilyStatus, VerifiedProgram},
-    guard::{Guard, GuardError},
-    kernel_btf::{self, KernelBtf},
-    maps::{self, Counters, GenerationSlot, MapsError},
-    mountinfo,
-    pins::{PinError, Pins},
+    host::mountinfo,
+    kernel::btf::{self, KernelBtf},
+    kernel::capabilities::Capabilities,
+    kernel::family::{Family, FamilyState, FamilyStatus, VerifiedProgram},
+    kernel::guard::{Guard, GuardError},
+    kernel::maps::{self, Counters, GenerationSlot, MapsError},
+    kernel::pins::{PinError, Pins},
     policy::Policy,
 };
 
@@ -366,9 +366,9 @@ pub struct Programs {
     /// lists domains.
     packet_programs: OnDemand,
     attached_to: Option<PathBuf>,
-    /// Where every link and the shared maps are pinned (see `crate::pins`).
+    /// Where every link and the shared maps are pinned (see `crate::kernel::pins`).
     pins: Pins,
-    /// Self-protection (see `crate::guard`): loaded, or why not.
+    /// Self-protection (see `crate::kernel::guard`): loaded, or why not.
     guard: Result<Guard, Refusal>,
 }
 
@@ -404,11 +404,11 @@ impl Object {
         let offsets = struct_btf
             .as_ref()
             .map_err(ToString::to_string)
-            .and_then(|btf| kernel_btf::exec_offsets(btf).map_err(|error| error.to_string()));
+            .and_then(|btf| btf::exec_offsets(btf).map_err(|error| error.to_string()));
         let guard_offsets = struct_btf
             .as_ref()
             .map_err(ToString::to_string)
-            .and_then(|btf| kernel_btf::guard_offsets(btf).map_err(|error| error.to_string()));
+            .and_then(|btf| btf::guard_offsets(btf).map_err(|error| error.to_string()));
         let sized_slot = pins.map_path(MAP_GENERATION_SIZED);
         maps::create_sized_slot(capacity, &sized_slot)?;
         let mut loader = EbpfLoader::new();
@@ -438,7 +438,7 @@ impl Object {
 /// the kernel refuses is recorded with its reason and the rest loads; the
 /// load fails only for a required family, or when the kernel would let
 /// nothing of a policy be enforced. The sized generation slot holds
-/// images of `capacity` words (see `crate::maps`).
+/// images of `capacity` words (see `crate::kernel::maps`).
 pub fn load(
     capabilities: &Capabilities,
     pins: Pins,

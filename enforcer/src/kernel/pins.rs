@@ -236,7 +236,7 @@ fn ensure_bpf_fs(root: &Path) -> Result<(), PinError> {
         return Ok(());
     }
     if root.starts_with(BPF_FS_MOUNT) && !is_bpf_fs(Path::new(BPF_FS_MOUNT)) {
-        crate::mountinfo::mount_pseudo_fs(c"bpf", c"/sys/fs/bpf");
+        crate::host::mountinfo::mount_pseudo_fs(c"bpf", c"/sys/fs/bpf");
         if is_bpf_fs(Path::new(BPF_FS_MOUNT)) {
             return Ok(());
         }

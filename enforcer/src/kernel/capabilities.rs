@@ -15,8 +15,9 @@ use aya::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cgroup::{self, CgroupError},
-    maps, mountinfo,
+    host::cgroup::{self, CgroupError},
+    host::mountinfo,
+    kernel::maps,
 };
 
 #[derive(Debug, thiserror::Error)]

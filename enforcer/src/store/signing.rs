@@ -4,7 +4,7 @@
 //! signed.
 //!
 //! The signed message is a fixed context string followed by the policy's
-//! content hash (`crate::store::digest`), so a signature over anything
+//! content hash (`crate::store::saved::digest`), so a signature over anything
 //! else never passes for a policy signature.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     policy::Source,
-    store::{Signed, StoredPolicy, digest},
+    store::saved::{Signed, StoredPolicy, digest},
 };
 
 const CONTEXT: &[u8] = b"enforcer policy bundle v1\n";
@@ -75,7 +75,7 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// A new key pair, as hex: (secret, public).
 pub fn generate() -> Result<(String, String), SigningError> {
-    let seed = crate::random::bytes::<32>().map_err(SigningError::Random)?;
+    let seed = crate::host::random::bytes::<32>().map_err(SigningError::Random)?;
     let key = SigningKey::from_bytes(&seed);
     Ok((hex(&seed), hex(key.verifying_key().as_bytes())))
 }

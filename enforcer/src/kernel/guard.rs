@@ -21,7 +21,7 @@ use enforcer_common::{
     names::{MAP_GUARD_STATE, MAP_GUARDED, MAP_TRUSTED},
 };
 
-use crate::resolve::kernel_dev;
+use crate::exec::resolve::kernel_dev;
 
 /// The running binary; a magic link that names the file even after it is
 /// deleted or replaced.

@@ -55,7 +55,7 @@ pub struct StoredPolicy {
     pub signed: Option<Signed>,
 }
 
-/// The signer's public key and the signature, hex (see `crate::signing`).
+/// The signer's public key and the signature, hex (see `crate::store::signing`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
     pub key: String,

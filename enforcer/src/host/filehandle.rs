@@ -13,7 +13,7 @@ use std::{
     path::Path,
 };
 
-use crate::mountinfo;
+use crate::host::mountinfo;
 
 /// A `name_to_handle_at` handle: names an inode together with its
 /// generation, so it stops opening once that file is gone.

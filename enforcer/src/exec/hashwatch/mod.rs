@@ -78,7 +78,7 @@ use self::{
     cache::{Cache, Lookup, Stamp, Verdict, coarse_now},
     fanotify::Wait,
 };
-use crate::resolve::kernel_dev;
+use crate::exec::resolve::kernel_dev;
 
 /// Files larger than this are never hashed, so they are never reported: a
 /// banned digest of something bigger cannot be enforced by content. The

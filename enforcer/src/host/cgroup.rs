@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::mountinfo::{self, Mount};
+use crate::host::mountinfo::{self, Mount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -63,7 +63,7 @@ pub fn attach_target(mount: &Path, requested: Option<&Path>) -> Result<PathBuf, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::host::mountinfo::parse;
 
     const HYBRID: &str = "\
 25 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw

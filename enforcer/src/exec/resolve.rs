@@ -7,7 +7,7 @@
 //! above every executable) and the identity of every file under it.
 //!
 //! Paths are resolved again whenever something changes behind them (see
-//! [`crate::pathwatch`]). A banned file must stay banned when it is renamed
+//! [`crate::exec::pathwatch`]). A banned file must stay banned when it is renamed
 //! away from its listed path or moved out of its banned directory, so a
 //! resolution carries the files of the previous one over, as long as their
 //! rule still lists the same entry and the file still exists. Existence is
@@ -25,7 +25,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    filehandle::{FileHandle, MountFds},
+    host::filehandle::{FileHandle, MountFds},
     policy::{ExecPath, Policy},
 };
 

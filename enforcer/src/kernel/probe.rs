@@ -16,10 +16,10 @@ use enforcer_common::names::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    family::Family,
-    maps,
-    pins::{self, BPF_FS_MOUNT, PinError, Pins},
-    programs::{LoadRefused, Object, ProgramsError},
+    kernel::family::Family,
+    kernel::maps,
+    kernel::pins::{self, BPF_FS_MOUNT, PinError, Pins},
+    kernel::programs::{LoadRefused, Object, ProgramsError},
 };
 
 /// Verified instructions a program may take: half the verifier's limit.

@@ -1,0 +1,9 @@
+//! Executable identity, from a policy's names to what the kernel can
+//! match: paths resolved to files ([`resolve`]), kept current while they
+//! change ([`pathwatch`]), and content bans found by hashing what runs
+//! ([`hashwatch`], kept by the daemon as [`content`]).
+
+pub mod content;
+pub mod hashwatch;
+pub mod pathwatch;
+pub mod resolve;

@@ -1,0 +1,15 @@
+//! Everything that touches the kernel's BPF objects: what the host offers
+//! ([`capabilities`], [`btf`]), the program families and their state
+//! ([`family`]), loading and attaching them ([`programs`]), the maps the
+//! generations go into ([`maps`]), the pins that keep them in force
+//! ([`pins`]), self-protection ([`guard`]) and the verifier budget
+//! ([`probe`]).
+
+pub mod btf;
+pub mod capabilities;
+pub mod family;
+pub mod guard;
+pub mod maps;
+pub mod pins;
+pub mod probe;
+pub mod programs;
