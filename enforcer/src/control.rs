@@ -73,6 +73,13 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// This answer, to a request that expects another kind.
+    pub fn unexpected(self) -> ClientError {
+        ClientError::Unexpected(format!("{self:?}"))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyReport {
     pub generation: u64,
@@ -226,6 +233,11 @@ pub enum ClientError {
     Frame(#[from] FrameError),
     #[error("the daemon closed the connection without answering")]
     Closed,
+    /// The daemon refused the request, and said why.
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from the daemon: {0}")]
+    Unexpected(String),
 }
 
 pub struct Client {
@@ -234,6 +246,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to the daemon at `path` and sends it `request`.
+    pub async fn request(path: &Path, request: &Request) -> Result<Self, ClientError> {
+        let mut client = Self::connect(path).await?;
+        client.send(request).await?;
+        Ok(client)
+    }
+
     pub async fn connect(path: &Path) -> Result<Self, ClientError> {
         let stream = UnixStream::connect(path)
             .await
@@ -256,10 +275,14 @@ impl Client {
         }
     }
 
+    /// The daemon's next answer; its refusal comes back as
+    /// [`ClientError::Refused`], so callers match only what they asked for.
     pub async fn receive(&mut self) -> Result<Response, ClientError> {
-        read_frame(&mut self.stream)
-            .await?
-            .ok_or(ClientError::Closed)
+        match read_frame(&mut self.stream).await? {
+            Some(Response::Error { message }) => Err(ClientError::Refused(message)),
+            Some(response) => Ok(response),
+            None => Err(ClientError::Closed),
+        }
     }
 
     /// Whether a received frame (or part of one) is waiting in the buffer:

@@ -4,7 +4,7 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use enforcer::{
     cli::{Cli, Command, PolicyCommand, RunArgs},
@@ -164,8 +164,7 @@ async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> 
         Ok(sources) => sources,
         Err(errors) => return Ok(invalid(&errors)),
     };
-    let mut client = Client::connect(socket).await?;
-    client.send(&Request::Apply { sources }).await?;
+    let mut client = Client::request(socket, &Request::Apply { sources }).await?;
     applied(client.receive().await?)
 }
 
@@ -174,8 +173,7 @@ async fn apply_bundle(file: &std::path::Path, socket: &std::path::Path) -> Resul
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let bundle: enforcer::store::signing::Bundle = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a policy bundle", file.display()))?;
-    let mut client = Client::connect(socket).await?;
-    client.send(&Request::ApplySigned { bundle }).await?;
+    let mut client = Client::request(socket, &Request::ApplySigned { bundle }).await?;
     applied(client.receive().await?)
 }
 
@@ -219,8 +217,7 @@ fn sign(key: &std::path::Path, files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 async fn rollback(socket: &std::path::Path) -> Result<ExitCode> {
-    let mut client = Client::connect(socket).await?;
-    client.send(&Request::Rollback).await?;
+    let mut client = Client::request(socket, &Request::Rollback).await?;
     applied(client.receive().await?)
 }
 
@@ -240,8 +237,7 @@ fn applied(response: Response) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Response::Invalid { errors } => Ok(invalid(&errors)),
-        Response::Error { message } => bail!("{message}"),
-        other => bail!("unexpected answer from the daemon: {other:?}"),
+        other => Err(other.unexpected().into()),
     }
 }
 
@@ -260,8 +256,7 @@ fn stats_change(before: &ImageStats, after: &ImageStats) -> String {
 }
 
 async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
-    let mut client = Client::connect(socket).await?;
-    client.send(&Request::Events { follow }).await?;
+    let mut client = Client::request(socket, &Request::Events { follow }).await?;
     // Buffered, and flushed whenever the next line has yet to arrive: a
     // line per write could not keep up with a storm.
     let mut out = std::io::BufWriter::new(std::io::stdout());
@@ -279,19 +274,16 @@ async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
                 out.flush().context("writing events")?;
                 return Ok(ExitCode::SUCCESS);
             }
-            Response::Error { message } => bail!("{message}"),
-            other => bail!("unexpected answer from the daemon: {other:?}"),
+            other => return Err(other.unexpected().into()),
         }
     }
 }
 
 async fn status(json: bool, socket: &std::path::Path) -> Result<ExitCode> {
-    let mut client = Client::connect(socket).await?;
-    client.send(&Request::Status).await?;
+    let mut client = Client::request(socket, &Request::Status).await?;
     let report = match client.receive().await? {
         Response::Status(report) => report,
-        Response::Error { message } => bail!("{message}"),
-        other => bail!("unexpected answer from the daemon: {other:?}"),
+        other => return Err(other.unexpected().into()),
     };
     if json {
         println!(
@@ -326,8 +318,7 @@ async fn unload(
                     println!("enforcement removed ({pins_removed} pins); the daemon stops");
                     Ok(ExitCode::SUCCESS)
                 }
-                Response::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer from the daemon: {other:?}"),
+                other => Err(other.unexpected().into()),
             }
         }
         Err(_) => {

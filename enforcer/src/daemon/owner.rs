@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::release_freed_memory;
+use super::process::release_freed_memory;
 use crate::exec::content::ContentBans;
 use crate::{
     compile::{self, CompileError, Compiled, ImageStats},

@@ -18,7 +18,7 @@ use tokio::{
 
 use super::{
     owner::{Command, Peer},
-    release_freed_memory,
+    process::release_freed_memory,
 };
 use crate::{
     control::{FrameError, Request, Response, append_frame, read_frame, write_frame},
