@@ -61,6 +61,7 @@ fn describe(error: &anyhow::Error) -> String {
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run(args) => {
+            daemon::init_logging();
             let RunArgs {
                 config,
                 policy,

@@ -22,7 +22,7 @@ pub(super) async fn read_kernel_events(
     let mut ring = match registered {
         Ok(ring) => ring,
         Err(error) => {
-            eprintln!("enforcer: cannot watch the events ring buffer: {error}");
+            log::error!("cannot watch the events ring buffer: {error}");
             return;
         }
     };
@@ -32,7 +32,7 @@ pub(super) async fn read_kernel_events(
         let mut ready = match ring.readable_mut().await {
             Ok(ready) => ready,
             Err(error) => {
-                eprintln!("enforcer: events ring buffer: {error}");
+                log::error!("events ring buffer: {error}");
                 return;
             }
         };
@@ -40,7 +40,7 @@ pub(super) async fn read_kernel_events(
         while let Some(record) = records.next() {
             match decode::decode(&record, &rules, &mut parents) {
                 Ok(event) => batch.push(event),
-                Err(error) => eprintln!("enforcer: skipped an event: {error}"),
+                Err(error) => log::warn!("skipped an event: {error}"),
             }
             if batch.len() == EVENT_BATCH {
                 hub.publish_all(&batch);

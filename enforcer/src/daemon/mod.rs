@@ -4,6 +4,7 @@
 
 pub mod config;
 mod kernel_events;
+mod logger;
 mod options;
 mod owner;
 mod process;
@@ -19,6 +20,7 @@ use crate::{
     events::{Event, EventBody, hub::EventHub, rules::RuleBook},
     kernel::programs::ProgramsError,
 };
+pub use logger::init_logging;
 pub use options::RunOptions;
 use owner::{Owner, Reach, StartError};
 use process::StopSignals;

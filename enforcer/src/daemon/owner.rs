@@ -291,9 +291,7 @@ impl Owner {
             }
         }
         if let Err(error) = self.programs.hand_over() {
-            eprintln!(
-                "enforcer: a daemon upgraded since this one started cannot take over: {error}"
-            );
+            log::error!("a daemon upgraded since this one started cannot take over: {error}");
         }
     }
 
@@ -358,8 +356,8 @@ impl Owner {
                 self.content.commit(prepared);
                 self.live.sha256 = sha256;
                 if let Err(error) = replacement.commit() {
-                    eprintln!(
-                        "enforcer: the policy before generation {} is lost for rollback: {error}",
+                    log::error!(
+                        "the policy before generation {} is lost for rollback: {error}",
                         self.live.number
                     );
                 }
@@ -390,9 +388,7 @@ impl Owner {
             }
             Err(error) => {
                 if let Err(restore) = replacement.revert() {
-                    eprintln!(
-                        "enforcer: the stored policy is now one that is not in force: {restore}"
-                    );
+                    log::error!("the stored policy is now one that is not in force: {restore}");
                 }
                 Response::Error {
                     message: format!(
@@ -433,8 +429,8 @@ impl Owner {
                 directories: self.live.stats.exec_directories,
                 missing: paths(&self.live.resolution.missing),
             })),
-            Err(error) => eprintln!(
-                "enforcer: exec paths changed, but generation {} stays in force: {error}",
+            Err(error) => log::error!(
+                "exec paths changed, but generation {} stays in force: {error}",
                 self.live.number
             ),
         }
@@ -458,8 +454,8 @@ impl Owner {
                 dev: resolve::dev_label(dev),
                 ino,
             })),
-            Err(error) => eprintln!(
-                "enforcer: found banned content at {}, but generation {} stays in force: {error}",
+            Err(error) => log::error!(
+                "found banned content at {}, but generation {} stays in force: {error}",
                 path.display(),
                 self.live.number
             ),
@@ -537,7 +533,7 @@ impl Owner {
         match PathWatch::start(&paths, notify) {
             Ok(watch) => self.path_watch = Some(watch),
             Err(error) => {
-                eprintln!("enforcer: exec paths are not followed after this apply: {error}")
+                log::error!("exec paths are not followed after this apply: {error}")
             }
         }
     }
@@ -597,7 +593,7 @@ fn forward_matches(commands: mpsc::WeakSender<Command>) -> std::sync::mpsc::Send
         .name("enforcer-hashfwd".into())
         .spawn(forward)
     {
-        eprintln!("enforcer: matches of banned content cannot reach the owner: {error}");
+        log::error!("matches of banned content cannot reach the owner: {error}");
     }
     sender
 }

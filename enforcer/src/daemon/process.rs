@@ -95,8 +95,8 @@ pub(super) fn notify_systemd_ready() {
         }
     });
     if let Err(error) = sent {
-        eprintln!(
-            "enforcer: cannot notify systemd through {}: {error}",
+        log::warn!(
+            "cannot notify systemd through {}: {error}",
             target.display()
         );
     }

@@ -54,12 +54,12 @@ pub async fn serve(
                         if let Err(error) = handle(stream, commands, hub, unloaded, access).await
                             && !error.is_peer_gone()
                         {
-                            eprintln!("enforcer: control client: {error}");
+                            log::warn!("control client: {error}");
                         }
                     });
                 }
                 Err(error) => {
-                    eprintln!("enforcer: control socket accept: {error}");
+                    log::warn!("control socket accept: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },

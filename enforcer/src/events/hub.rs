@@ -51,7 +51,7 @@ impl Output {
             && !self.failed
         {
             // Said once: a closed stdout must not flood stderr.
-            eprintln!("enforcer: cannot write events to {}: {error}", self.name);
+            log::error!("cannot write events to {}: {error}", self.name);
             self.failed = true;
         }
     }
