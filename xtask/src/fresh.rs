@@ -82,7 +82,7 @@ impl Scratch {
         let name = format!("enforcer-fresh-{}", std::process::id());
         let path = env::temp_dir().join(&name);
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mount = crate::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
+        let mount = crate::mounts::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
         let cgroup = mount.join(&name);
         fs::create_dir_all(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
         Ok(Self { path, cgroup })

@@ -6,11 +6,12 @@ mod bench;
 mod bpffs;
 mod build;
 mod fresh;
+mod mounts;
 mod test;
 mod toolchain;
 mod vm;
 
-use std::{fs, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -64,28 +65,6 @@ enum Command {
     ConnectStorm { cgroup: PathBuf, millis: u64 },
 }
 
-/// The cgroup v2 mount point, from the mount table (never assumed).
-fn cgroup2_mount() -> Option<PathBuf> {
-    mounts()
-        .into_iter()
-        .find_map(|(mount_point, fs_type)| (fs_type == "cgroup2").then_some(mount_point))
-}
-
-/// Every mount of this process's namespace: its mount point and its
-/// filesystem type, from `/proc/self/mountinfo`.
-fn mounts() -> Vec<(PathBuf, String)> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mount_point = before.split_whitespace().nth(4)?;
-            let fs_type = after.split_whitespace().next()?;
-            Some((PathBuf::from(mount_point), fs_type.to_string()))
-        })
-        .collect()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -101,7 +80,7 @@ fn main() -> ExitCode {
             cgroup,
             target,
             count,
-        } => bench::exec_storm_child(&cgroup, &target, count),
+        } => bench::exec::exec_storm_child(&cgroup, &target, count),
         Command::PacketStorm { cgroup, count } => {
             bench::packets::packet_storm_child(&cgroup, count)
         }

@@ -52,7 +52,7 @@ fn kernel_tests_unavailable() -> Option<String> {
             "they load eBPF programs and need root (run `sudo -E cargo xtask test`)".into(),
         );
     }
-    if crate::cgroup2_mount().is_none() {
+    if crate::mounts::cgroup2_mount().is_none() {
         return Some("no cgroup v2 hierarchy is mounted".into());
     }
     None
