@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{bpffs, build::workspace_root};
+use crate::{bpffs, workspace::workspace_root};
 
 /// Half the verifier's limit of a million processed instructions: a
 /// kernel point release can move a program's count, and one at the edge

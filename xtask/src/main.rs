@@ -6,10 +6,12 @@ mod bench;
 mod bpffs;
 mod build;
 mod fresh;
+mod layout;
 mod mounts;
 mod test;
 mod toolchain;
 mod vm;
+mod workspace;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -40,7 +42,11 @@ enum Command {
     /// Bootstrap the toolchain into an empty cache, build, and check that the
     /// shipped policy loads every program family within its budget (root).
     Fresh,
-    /// Run every test: unit tests, then the kernel integration suite (as root).
+    /// Check the source layout: file lengths, one module-file convention, no
+    /// import cycles between module files.
+    Layout,
+    /// Run every test: the layout check, unit tests, then the kernel
+    /// integration suite (as root).
     Test {
         /// Extra arguments for the test binaries, after `--` (a name filter, say).
         #[arg(last = true)]
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Run { release, args } => build::run(release, &args),
         Command::Fresh => fresh::fresh(),
+        Command::Layout => layout::layout(),
         Command::Test { args } => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::VmTest(args) => vm::vm_test(&args),

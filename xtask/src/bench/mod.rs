@@ -103,7 +103,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let runs = |name: &str| selected.iter().any(|selected| selected == name);
     let started = Instant::now();
     let built = build::build(true)?;
-    let work = build::target_dir().join("bench");
+    let work = crate::workspace::target_dir().join("bench");
     fs::create_dir_all(&work)?;
     let _bpffs = crate::bpffs::MountedDuringRun::mount();
     let cgroup = cgroup::BenchCgroup::create()?;
