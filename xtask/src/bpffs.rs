@@ -72,7 +72,7 @@ impl Drop for MountedDuringRun {
 }
 
 fn is_mounted() -> bool {
-    crate::mounts()
+    crate::mounts::mounts()
         .into_iter()
         .any(|(mount_point, fs_type)| mount_point == Path::new(MOUNT_POINT) && fs_type == "bpf")
 }

@@ -2,29 +2,19 @@
 
 use std::{
     env,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, ExitCode, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{bpffs, toolchain};
+use crate::{
+    bpffs, toolchain,
+    workspace::{target_dir, workspace_root},
+};
 
 pub const EBPF_TARGET: &str = "bpfel-unknown-none";
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-pub fn target_dir() -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
 
 /// Environment for every userspace cargo call, so that builds and tests
 /// embed the same object and never rebuild each other's artifacts.

@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{bpffs, build::workspace_root};
+use crate::{bpffs, workspace::workspace_root};
 
 /// Half the verifier's limit of a million processed instructions: a
 /// kernel point release can move a program's count, and one at the edge
@@ -82,7 +82,7 @@ impl Scratch {
         let name = format!("enforcer-fresh-{}", std::process::id());
         let path = env::temp_dir().join(&name);
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mount = crate::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
+        let mount = crate::mounts::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
         let cgroup = mount.join(&name);
         fs::create_dir_all(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
         Ok(Self { path, cgroup })

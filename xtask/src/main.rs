@@ -6,11 +6,14 @@ mod bench;
 mod bpffs;
 mod build;
 mod fresh;
+mod layout;
+mod mounts;
 mod test;
 mod toolchain;
 mod vm;
+mod workspace;
 
-use std::{fs, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -39,7 +42,11 @@ enum Command {
     /// Bootstrap the toolchain into an empty cache, build, and check that the
     /// shipped policy loads every program family within its budget (root).
     Fresh,
-    /// Run every test: unit tests, then the kernel integration suite (as root).
+    /// Check the source layout: file lengths, one module-file convention, no
+    /// import cycles between module files.
+    Layout,
+    /// Run every test: the layout check, unit tests, then the kernel
+    /// integration suite (as root).
     Test {
         /// Extra arguments for the test binaries, after `--` (a name filter, say).
         #[arg(last = true)]
@@ -64,28 +71,6 @@ enum Command {
     ConnectStorm { cgroup: PathBuf, millis: u64 },
 }
 
-/// The cgroup v2 mount point, from the mount table (never assumed).
-fn cgroup2_mount() -> Option<PathBuf> {
-    mounts()
-        .into_iter()
-        .find_map(|(mount_point, fs_type)| (fs_type == "cgroup2").then_some(mount_point))
-}
-
-/// Every mount of this process's namespace: its mount point and its
-/// filesystem type, from `/proc/self/mountinfo`.
-fn mounts() -> Vec<(PathBuf, String)> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mount_point = before.split_whitespace().nth(4)?;
-            let fs_type = after.split_whitespace().next()?;
-            Some((PathBuf::from(mount_point), fs_type.to_string()))
-        })
-        .collect()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -94,6 +79,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Run { release, args } => build::run(release, &args),
         Command::Fresh => fresh::fresh(),
+        Command::Layout => layout::layout(),
         Command::Test { args } => test::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::VmTest(args) => vm::vm_test(&args),
@@ -101,7 +87,7 @@ fn main() -> ExitCode {
             cgroup,
             target,
             count,
-        } => bench::exec_storm_child(&cgroup, &target, count),
+        } => bench::exec::exec_storm_child(&cgroup, &target, count),
         Command::PacketStorm { cgroup, count } => {
             bench::packets::packet_storm_child(&cgroup, count)
         }

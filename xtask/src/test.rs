@@ -1,14 +1,27 @@
-//! `cargo xtask test`: unit tests everywhere, then the kernel integration
-//! suite, which needs root and a kernel with cgroup BPF. Without those it is
-//! skipped with the reason, and under CI a skip is a failure.
+//! `cargo xtask test`: the layout check, unit tests everywhere, then the
+//! kernel integration suite, which needs root and a kernel with cgroup
+//! BPF. Without those it is skipped with the reason, and under CI a skip
+//! is a failure.
 
 use std::{env, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::{bpffs, build};
+use crate::{bpffs, build, layout};
 
+/// The layout check goes first but does not stop the suite: its findings
+/// and the tests' results are both worth seeing in one run.
 pub fn test(args: &[String]) -> Result<ExitCode> {
+    let layout_clean = layout::report_workspace()?;
+    let suite = suite(args)?;
+    if !layout_clean {
+        eprintln!("xtask: the layout check failed; its findings are above");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(suite)
+}
+
+fn suite(args: &[String]) -> Result<ExitCode> {
     let built = build::build(false)?;
 
     let mut unit = built.cargo("test");
@@ -52,7 +65,7 @@ fn kernel_tests_unavailable() -> Option<String> {
             "they load eBPF programs and need root (run `sudo -E cargo xtask test`)".into(),
         );
     }
-    if crate::cgroup2_mount().is_none() {
+    if crate::mounts::cgroup2_mount().is_none() {
         return Some("no cgroup v2 hierarchy is mounted".into());
     }
     None

@@ -24,7 +24,7 @@ use object::{
     read::elf::{Dyn as _, ElfFile64, FileHeader as _, SectionHeader as _},
 };
 
-use crate::build::workspace_root;
+use crate::workspace::workspace_root;
 
 /// The bpf-linker release pinned beside the nightly; `--locked` pins its
 /// dependencies too.

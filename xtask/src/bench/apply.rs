@@ -10,7 +10,7 @@ use std::{path::Path, process::Command, process::Stdio, time::Instant};
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
-use super::{Daemon, cidrs::Prefixes, kernel, median, net};
+use super::{cidrs::Prefixes, daemon::Daemon, kernel, net, stats::median};
 
 pub const CHANGES: usize = 1000;
 

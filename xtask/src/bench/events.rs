@@ -22,7 +22,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{Daemon, cidrs::Prefixes, cidrs::SENTINEL_V4, kernel, net, storm_output};
+use super::{
+    cidrs::Prefixes, cidrs::SENTINEL_V4, daemon::Daemon, kernel, net, storm::storm_output,
+};
 
 pub struct EventResult {
     pub target_rate: u64,

@@ -184,7 +184,7 @@ impl Fapolicyd {
         }
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        super::wait_or_kill(&mut self.child, Duration::from_secs(10));
+        super::daemon::wait_or_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 
@@ -208,7 +208,7 @@ fn ensure_installed() -> Result<()> {
 /// mount point that is a prefix of it).
 fn fs_type_of(path: &Path) -> Result<String> {
     let path = path.canonicalize()?;
-    crate::mounts()
+    crate::mounts::mounts()
         .into_iter()
         .filter(|(mount_point, _)| path.starts_with(mount_point))
         .max_by_key(|(mount_point, _)| mount_point.as_os_str().len())

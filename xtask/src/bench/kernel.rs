@@ -49,7 +49,7 @@ impl Program {
     /// The median over passes where there were passes, else the mean.
     pub fn ns_per_run(&self) -> Option<f64> {
         if !self.pass_ns.is_empty() {
-            return Some(super::median(&self.pass_ns));
+            return Some(super::stats::median(&self.pass_ns));
         }
         (self.run_cnt > 0).then(|| self.run_time_ns as f64 / self.run_cnt as f64)
     }

@@ -206,7 +206,7 @@ fn nft_script(script: &str) -> Result<()> {
 /// hierarchy, wherever that is mounted (`/sys/fs/cgroup/unified` on a
 /// hybrid host).
 fn nft_cgroup_path(cgroup: &Path) -> Result<(String, usize)> {
-    let mount = crate::cgroup2_mount().context("no cgroup v2 hierarchy")?;
+    let mount = crate::mounts::cgroup2_mount().context("no cgroup v2 hierarchy")?;
     let level = cgroup
         .strip_prefix(&mount)
         .context("the bench cgroup is outside the cgroup v2 mount")?

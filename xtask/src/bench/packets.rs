@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 
-use super::{Daemon, kernel, median, storm};
+use super::{daemon::Daemon, kernel, stats::median, storm::storm};
 
 const PROG_TYPE_CGROUP_SKB: u32 = 8;
 const MESSAGE_BYTES: usize = 64;

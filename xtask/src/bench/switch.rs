@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::Daemon;
+use super::daemon::Daemon;
 
 /// Runs the scenario and prints its lines; returns the JSON record.
 pub fn run(

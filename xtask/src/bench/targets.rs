@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{apply, events, median, net};
+use super::{apply, events, net, stats::median};
 
 #[derive(Default)]
 pub struct Exec {

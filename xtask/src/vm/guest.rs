@@ -135,7 +135,7 @@ pub fn build(work: &Path, options: &Options) -> Result<Guest> {
     }
     // proptest finds its regressions file next to the test's source,
     // looked up from the working directory (the package, as under cargo).
-    let sources = build::workspace_root().join("tests/tests");
+    let sources = crate::workspace::workspace_root().join("tests/tests");
     for entry in fs::read_dir(&sources)?.flatten() {
         let path = entry.path();
         if path.is_file() {

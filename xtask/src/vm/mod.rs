@@ -27,7 +27,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
 
-use crate::{build, toolchain};
+use crate::toolchain;
 
 #[derive(Args)]
 pub struct VmTestArgs {
@@ -97,7 +97,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<ExitCode> {
         .map(|spec| kernels::ensure(spec, &vm_cache, args.refresh))
         .collect::<Result<Vec<_>>>()?;
 
-    let work = build::target_dir().join("vm");
+    let work = crate::workspace::target_dir().join("vm");
     fs::create_dir_all(&work)?;
     let guest = guest::build(
         &work,
