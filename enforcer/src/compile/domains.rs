@@ -9,7 +9,7 @@ use enforcer_common::{
     domain::{MAX_PROBES, options, suffix_hash},
 };
 
-use super::{CompileError, classes::precedence};
+use super::{classes::precedence, error::CompileError};
 use crate::policy::{Options, Policy};
 
 /// The most domains one policy may list. The table has at least twice as

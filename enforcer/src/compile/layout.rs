@@ -11,7 +11,7 @@ use enforcer_common::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CompileError,
+    error::CompileError,
     classes::ClassDecision,
     domains::{self, DomainTable},
     exec::ExecTables,
