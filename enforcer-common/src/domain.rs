@@ -24,6 +24,9 @@
 /// the buffer is a power of two so indices can be masked into range.
 pub const NAME_BYTES: usize = 256;
 pub const NAME_MASK: usize = NAME_BYTES - 1;
+/// [`NAME_MASK`] as a static, for [`crate::bounds::masked`].
+static NAME_INDEX: usize = NAME_MASK;
+const _: () = assert!(NAME_BYTES.is_power_of_two());
 /// The longest name in text form, without the trailing dot.
 pub const MAX_NAME_LEN: usize = 253;
 /// The longest label.
@@ -76,7 +79,7 @@ impl Name<'_> {
     #[inline(always)]
     pub fn byte(&self, index: usize) -> u8 {
         // Never out of range; `get` keeps a panic path out of the program.
-        let index = crate::bounds::masked(index, &crate::bounds::NAME_INDEX);
+        let index = crate::bounds::masked(index, &NAME_INDEX);
         self.bytes.get(index).copied().unwrap_or(0)
     }
 }

@@ -19,6 +19,7 @@ pub mod image;
 pub mod lookup;
 pub mod names;
 pub mod packet;
+pub mod record;
 pub mod repeat;
 pub mod tls;
 
@@ -49,13 +50,3 @@ pub mod proto {
         (class << 16) | port as u32
     }
 }
-
-// Userspace tells the records in the one events ring buffer apart by size.
-const _: () = {
-    let net = size_of::<event::NetEvent>();
-    let exec = size_of::<exec::ExecEvent>();
-    let domain = size_of::<event::DomainEvent>();
-    let tamper = size_of::<guard::TamperEvent>();
-    assert!(net != exec && net != domain && exec != domain);
-    assert!(tamper != net && tamper != exec && tamper != domain);
-};

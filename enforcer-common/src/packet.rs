@@ -7,11 +7,15 @@
 //! [`crate::bounds`]), so the verifier can see each access is in bounds
 //! without following the checks.
 
-use crate::bounds::{PACKET_INDEX, masked};
+use crate::bounds::masked;
 
 /// How much of a payload the parsers see. A DNS answer or a TLS
 /// ClientHello that does not fit is malformed as far as they are concerned.
 pub const PACKET_BYTES: usize = 4096;
+
+/// The mask of an index into the packet buffer (see [`crate::bounds`]).
+static PACKET_INDEX: usize = PACKET_BYTES - 1;
+const _: () = assert!(PACKET_BYTES.is_power_of_two());
 
 /// The bytes do not hold what the parser expected: truncated, out of
 /// bounds, or beyond the limits the parsers keep to.

@@ -24,9 +24,9 @@ use enforcer_common::{
 };
 
 use crate::{
-    exec::{read, read_ptr},
-    maps::EVENTS,
-    report::count,
+    counters::count,
+    kernel::{read, read_ptr},
+    ring,
 };
 
 /// Set by userspace from the running kernel's BTF before loading.
@@ -279,13 +279,12 @@ fn caller_is_trusted() -> bool {
 #[inline(always)]
 fn report(attempt: Attempt, target: u64, detail: u32) {
     count(Counter::TamperRefused);
-    let Some(mut entry) = EVENTS.reserve_untyped::<TamperEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut record) = ring::reserve::<TamperEvent>() else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    entry.write(TamperEvent {
+    record.body().write(TamperEvent {
         // SAFETY: helpers without arguments, allowed in LSM programs.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -298,5 +297,5 @@ fn report(attempt: Attempt, target: u64, detail: u32) {
         detail,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    entry.submit(0);
+    record.submit();
 }

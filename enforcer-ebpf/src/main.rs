@@ -8,11 +8,15 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod counters;
 mod exec;
 mod guard;
+mod headers;
+mod kernel;
 mod maps;
 mod repeat;
 mod report;
+mod ring;
 mod skb;
 mod sock_addr;
 

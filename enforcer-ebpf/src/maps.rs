@@ -1,7 +1,7 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray},
     macros::btf_map,
 };
 use core::{
@@ -11,17 +11,16 @@ use core::{
 
 use enforcer_common::{
     claim::{self, ClaimWord},
-    counters::COUNTERS_LEN,
     dns::{Cnames, Learned, MAX_ANSWERS, Response},
     domain::NAME_BYTES,
-    event::{LearnedAddress, NetEvent},
+    event::LearnedAddress,
     exec::MAX_NAME_LEN,
     image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
     names::{ANY_SIZE_SLOT_INDEX, SIZED_SLOT_INDEX},
     packet::{PACKET_BYTES, Packet},
 };
 
-use crate::skb::Headers;
+use crate::headers::Headers;
 
 /// A generation image (see `enforcer_common::image`) in the sized slot. The
 /// size declared here is never used: userspace creates `GENERATION_SIZED`
@@ -40,13 +39,6 @@ pub static GENERATION_SIZED: ArrayOfMaps<SizedImage, 1> = ArrayOfMaps::new();
 /// is then empty.
 #[btf_map]
 pub static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
-
-/// Userspace sizes the ring at load time; this is only the default.
-#[btf_map]
-pub static EVENTS: RingBuf<NetEvent, { 4 << 20 }> = RingBuf::new();
-
-#[btf_map]
-pub static COUNTERS: PerCpuArray<u64, { COUNTERS_LEN as usize }> = PerCpuArray::new();
 
 /// Addresses learned from DNS answers and TLS server names, keyed by the
 /// address as IPv6 in network order. Least recently used entries make

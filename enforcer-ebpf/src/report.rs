@@ -1,29 +1,16 @@
-//! Counting and reporting verdicts.
+//! Reporting verdicts.
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 use enforcer_common::{
-    counters::Counter,
     dns::Learned,
     domain::{DomainMatch, NAME_BYTES, Name},
     event::{DomainEvent, DomainEventKind, FAMILY_V4, FAMILY_V6, NetEvent, Source},
 };
 
-use crate::{
-    maps::{COUNTERS, EVENTS},
-    skb::Headers,
-};
-
-#[inline(always)]
-pub fn count(counter: Counter) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: a per-CPU slot, touched only by this CPU with preemption
-        // off for the program's run.
-        unsafe { *value += 1 };
-    }
-}
+use crate::{headers::Headers, kernel::current_task_ids, ring};
 
 /// The destination and the verdict; the reporter adds who asked.
 pub struct Verdict {
@@ -43,13 +30,12 @@ pub struct Verdict {
 /// verdict: the event is dropped and counted.
 #[inline(always)]
 pub fn report(verdict: Verdict) {
-    let Some(mut entry) = EVENTS.reserve(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut record) = ring::reserve::<NetEvent>() else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    entry.write(NetEvent {
+    record.body().write(NetEvent {
         // SAFETY: helpers without arguments, allowed in every program type
         // that reports.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
@@ -72,15 +58,7 @@ pub fn report(verdict: Verdict) {
         domain_slot: verdict.domain_slot,
         _reserved2: 0,
     });
-    entry.submit(0);
-}
-
-/// The socket a packet belongs to, as the skb tells it: packets may be
-/// sent or received outside the context of the process that owns it.
-#[derive(Clone, Copy)]
-pub struct Socket {
-    pub cgroup_id: u64,
-    pub uid: u32,
+    record.submit();
 }
 
 /// A verdict on a name; see `DomainEvent` for the fields. Passed by
@@ -105,8 +83,7 @@ pub struct NameVerdict<'a> {
 /// retransmission); received ones name none.
 #[inline(never)]
 pub fn report_name(verdict: &NameVerdict<'_>) {
-    let Some(mut entry) = EVENTS.reserve_untyped::<DomainEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut record) = ring::reserve::<DomainEvent>() else {
         return;
     };
     let packet = verdict.packet;
@@ -126,11 +103,11 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
         }
     }
     let (pid_tgid, comm) = if outgoing {
-        crate::exec::current_task_ids()
+        current_task_ids()
     } else {
         (0, [0; 16])
     };
-    let event = entry.as_mut_ptr();
+    let event = record.body().as_mut_ptr();
     // SAFETY: the reserved record is ours until submitted; each field is
     // written once, in place, because the record is too big for the stack.
     unsafe {
@@ -160,5 +137,5 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
             NAME_BYTES,
         );
     }
-    entry.submit(0);
+    record.submit();
 }

@@ -14,7 +14,8 @@ use enforcer_common::lookup::{Fault, Generation};
 
 use crate::{
     maps::LiveImage,
-    report::{Verdict, count, report},
+    counters::count,
+    report::{Verdict, report},
     skb::learned_decision,
 };
 
