@@ -52,28 +52,28 @@ use crate::{
 /// the programs check the scope themselves, as cgroup attachment does for
 /// the socket hooks.
 #[btf_map]
-pub static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
+pub(crate) static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
 
 const SIGKILL: u32 = 9;
 const EPERM: i32 = 1;
 
 #[lsm(hook = "bprm_check_security")]
-pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+pub(crate) fn bprm_check_security(ctx: LsmContext) -> i32 {
     refuse_exec::<true>(&ctx)
 }
 
 #[lsm(hook = "bprm_check_security")]
-pub fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
+pub(crate) fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
     refuse_exec::<false>(&ctx)
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+pub(crate) fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     kill_exec::<true>(&ctx)
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
+pub(crate) fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
     kill_exec::<false>(&ctx)
 }
 
@@ -100,7 +100,7 @@ fn kill_exec<const NAMES: bool>(ctx: &BtfTracePointContext) -> i32 {
 /// `syscalls/sys_enter_mmap`; its record is the common header, the syscall
 /// number, then the six arguments as 8-byte words.
 #[tracepoint]
-pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     const PROT_OFFSET: usize = 16 + 2 * 8;
     const FD_OFFSET: usize = 16 + 4 * 8;
     const PROT_EXEC: u64 = 4;

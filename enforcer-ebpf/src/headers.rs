@@ -13,8 +13,8 @@ use enforcer_common::{
 /// sent or received outside the context of the process that owns it.
 #[derive(Clone, Copy)]
 pub(crate) struct Socket {
-    pub cgroup_id: u64,
-    pub uid: u32,
+    pub(crate) cgroup_id: u64,
+    pub(crate) uid: u32,
 }
 
 
@@ -23,22 +23,22 @@ pub(crate) struct Socket {
 /// addresses and socket read too, into [`Headers`].
 #[derive(Clone, Copy)]
 pub(crate) struct Transport {
-    pub payload: u32,
-    pub payload_len: u32,
-    pub sport: u16,
-    pub dport: u16,
-    pub family: u8,
-    pub protocol: u8,
+    pub(crate) payload: u32,
+    pub(crate) payload_len: u32,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) family: u8,
+    pub(crate) protocol: u8,
 }
 
 /// The headers of a packet being judged. Addresses are in network order,
 /// IPv4 in the first four bytes.
 pub(crate) struct Headers {
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    pub transport: Transport,
+    pub(crate) saddr: [u8; 16],
+    pub(crate) daddr: [u8; 16],
+    pub(crate) transport: Transport,
     /// Who the packet's socket belongs to.
-    pub socket: Socket,
+    pub(crate) socket: Socket,
 }
 
 /// Header bytes are read from the packet's linear data when they are

@@ -13,23 +13,23 @@ use enforcer_common::{
 use crate::{headers::Headers, kernel::current_task_ids, ring};
 
 /// The destination and the verdict; the reporter adds who asked.
-pub struct Verdict {
-    pub generation: u64,
-    pub rule: u32,
-    pub action: u32,
-    pub daddr: [u8; 16],
-    pub dport: u16,
-    pub hook: u8,
-    pub family: u8,
-    pub protocol: u8,
-    pub source: Source,
-    pub domain_slot: u32,
+pub(crate) struct Verdict {
+    pub(crate) generation: u64,
+    pub(crate) rule: u32,
+    pub(crate) action: u32,
+    pub(crate) daddr: [u8; 16],
+    pub(crate) dport: u16,
+    pub(crate) hook: u8,
+    pub(crate) family: u8,
+    pub(crate) protocol: u8,
+    pub(crate) source: Source,
+    pub(crate) domain_slot: u32,
 }
 
 /// Puts the verdict in the ring buffer. A full ring never changes the
 /// verdict: the event is dropped and counted.
 #[inline(always)]
-pub fn report(verdict: Verdict) {
+pub(crate) fn report(verdict: Verdict) {
     let Some(mut record) = ring::reserve::<NetEvent>() else {
         return;
     };
@@ -39,6 +39,7 @@ pub fn report(verdict: Verdict) {
         // SAFETY: helpers without arguments, allowed in every program type
         // that reports.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        // SAFETY: as above.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         generation: verdict.generation,
         rule: verdict.rule,
@@ -64,17 +65,17 @@ pub fn report(verdict: Verdict) {
 /// A verdict on a name; see `DomainEvent` for the fields. Passed by
 /// reference to a function of its own, so that the callers' frames stay
 /// small (see `skb::STACK`).
-pub struct NameVerdict<'a> {
-    pub kind: DomainEventKind,
-    pub generation: u64,
-    pub found: &'a DomainMatch,
-    pub packet: &'a Headers,
-    pub name: &'a Name<'a>,
-    pub qtype: u16,
+pub(crate) struct NameVerdict<'a> {
+    pub(crate) kind: DomainEventKind,
+    pub(crate) generation: u64,
+    pub(crate) found: &'a DomainMatch,
+    pub(crate) packet: &'a Headers,
+    pub(crate) name: &'a Name<'a>,
+    pub(crate) qtype: u16,
     /// For `Learned`, the address learned; the event reports it instead of
     /// the packet's peer.
-    pub learned: Option<&'a Learned>,
-    pub ttl: u32,
+    pub(crate) learned: Option<&'a Learned>,
+    pub(crate) ttl: u32,
 }
 
 /// Puts a name verdict in the ring buffer, dropping and counting it when
@@ -82,7 +83,7 @@ pub struct NameVerdict<'a> {
 /// which is the sender unless the stack sends on its own (a TCP
 /// retransmission); received ones name none.
 #[inline(never)]
-pub fn report_name(verdict: &NameVerdict<'_>) {
+pub(crate) fn report_name(verdict: &NameVerdict<'_>) {
     let Some(mut record) = ring::reserve::<DomainEvent>() else {
         return;
     };

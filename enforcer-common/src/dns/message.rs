@@ -10,10 +10,15 @@ use crate::{
 
 use super::name::{read_name, skip_name};
 
+/// The port DNS servers listen on.
 pub const PORT: u16 = 53;
+/// Bytes of a message's header, before the question.
 pub const HEADER_LEN: usize = 12;
+/// Record type of an IPv4 address.
 pub const TYPE_A: u16 = 1;
+/// Record type of a canonical name.
 pub const TYPE_CNAME: u16 = 5;
+/// Record type of an IPv6 address.
 pub const TYPE_AAAA: u16 = 28;
 
 const FLAG_RESPONSE: u16 = 0x8000;
@@ -26,7 +31,9 @@ pub const MAX_TCP_MESSAGES: usize = 2;
 /// The one question of a message. Its name is in the caller's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Question {
+    /// Bytes of the name in text form.
     pub name_len: usize,
+    /// The type asked for.
     pub qtype: u16,
     /// Where the question section ends.
     pub end: usize,
@@ -59,13 +66,18 @@ pub fn question(
 /// One resource record: its type, TTL and where its data lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The record's type.
     pub rtype: u16,
+    /// Seconds the answer may be cached.
     pub ttl: u32,
+    /// Where the record's data starts in the message.
     pub data: usize,
+    /// Bytes of the record's data.
     pub data_len: usize,
 }
 
 impl Record {
+    /// Where the next record starts.
     pub fn end(&self) -> usize {
         self.data + self.data_len
     }
@@ -94,8 +106,11 @@ pub fn record(packet: &Packet<'_>, at: usize, repeat: &impl Repeat) -> Result<Re
 /// IPv4-mapped (`::ffff:a.b.c.d`), the form the learned-address map keys on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Learned {
+    /// IPv6 in network order; IPv4 as `::ffff:a.b.c.d`.
     pub address: [u8; 16],
+    /// Whether it came from an A record.
     pub v4: bool,
+    /// The answer's TTL in seconds, before the policy bounds it.
     pub ttl: u32,
 }
 
@@ -132,7 +147,9 @@ pub(super) fn address_of(
 /// Why a walk stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
+    /// The message is not one the parsers read.
     Malformed,
+    /// A lookup left the image (see [`Fault`]).
     Fault,
 }
 

@@ -20,7 +20,9 @@ const MAX_NAME_STEPS: usize = MAX_NAME_LEN + 1 + MAX_LABELS + 1 + 2 * MAX_POINTE
 /// name's bytes end in the message (after its terminator or first pointer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameRead {
+    /// Bytes of the name in text form.
     pub len: usize,
+    /// Where the name's bytes end in the message.
     pub end: usize,
 }
 

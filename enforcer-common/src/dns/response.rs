@@ -17,11 +17,13 @@ use super::{
 /// What a response says about forbidden names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Response {
+    /// The response's question.
     pub question: Question,
     /// The policy's word on the answer chain: the question's name if it is
     /// listed, else the first CNAME target that is. The name buffer holds
     /// that name.
     pub chain: DomainMatch,
+    /// Bytes of the name the name buffer holds, in text form.
     pub name_len: usize,
     /// Answer records to read, and where the first one starts.
     answers: u32,

@@ -40,7 +40,7 @@ use crate::{
 // of their own they share the space.
 
 #[cgroup_skb(egress)]
-pub fn egress(ctx: SkBuffContext) -> i32 {
+pub(crate) fn egress(ctx: SkBuffContext) -> i32 {
     let Some(transport) = transport(&ctx) else {
         return PASS;
     };
@@ -52,12 +52,12 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
 }
 
 #[cgroup_skb(egress)]
-pub fn egress_sized(ctx: SkBuffContext) -> i32 {
+pub(crate) fn egress_sized(ctx: SkBuffContext) -> i32 {
     egress_reading::<SizedSlot>(&ctx)
 }
 
 #[cgroup_skb(egress)]
-pub fn egress_any_size(ctx: SkBuffContext) -> i32 {
+pub(crate) fn egress_any_size(ctx: SkBuffContext) -> i32 {
     egress_reading::<AnySizeSlot>(&ctx)
 }
 
@@ -93,7 +93,7 @@ fn egress_reading<S: ImageSlot>(ctx: &SkBuffContext) -> i32 {
 }
 
 #[cgroup_skb(ingress)]
-pub fn ingress(ctx: SkBuffContext) -> i32 {
+pub(crate) fn ingress(ctx: SkBuffContext) -> i32 {
     let Some(transport) = transport(&ctx) else {
         return PASS;
     };
@@ -121,12 +121,12 @@ fn tail_call_variant(ctx: &SkBuffContext, variants: &ProgramArray<2>, unjudged: 
 }
 
 #[cgroup_skb(ingress)]
-pub fn ingress_sized(ctx: SkBuffContext) -> i32 {
+pub(crate) fn ingress_sized(ctx: SkBuffContext) -> i32 {
     ingress_reading::<SizedSlot>(&ctx)
 }
 
 #[cgroup_skb(ingress)]
-pub fn ingress_any_size(ctx: SkBuffContext) -> i32 {
+pub(crate) fn ingress_any_size(ctx: SkBuffContext) -> i32 {
     ingress_reading::<AnySizeSlot>(&ctx)
 }
 
