@@ -8,9 +8,9 @@
 //! faults, unreadable packets, busy buffers, dropped records. There is no
 //! aya-log. Each of its calls expands in place into code that copies every
 //! argument, tagged, into a buffer and sends it: code the verifier follows
-//! on every path through the call, in programs whose
-//! verified instructions are budgeted and, for the packet programs, whose
-//! 512-byte stack is already shared out with care (see `STACK` in `skb`).
+//! on every path through the call, in programs whose verified instructions
+//! are budgeted and, for the packet programs, whose 512-byte stack is
+//! already shared out with care (see `STACK` in `skb`).
 //! Its text lines would say again, untyped, what a record says, and it
 //! would need a map, a userspace reader and a guarded object of its own.
 #![no_std]

@@ -470,6 +470,37 @@ mod tests {
     }
 
     #[test]
+    fn the_tag_picks_the_decoder() {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"kill");
+        let tamper = TamperEvent {
+            boot_ns: 0,
+            cgroup_id: 7,
+            target: 42,
+            pid: u32::MAX,
+            tid: 11,
+            uid: 0,
+            gid: 0,
+            attempt: Attempt::Signal as u32,
+            detail: 9,
+            comm,
+        };
+        let event = decode(
+            &record(tamper),
+            &RuleBook::default(),
+            &mut Parents::default(),
+        )
+        .unwrap();
+        let EventBody::Tamper(attempt) = event.body else {
+            panic!("not a tamper attempt: {event:?}")
+        };
+        assert_eq!(attempt.attempt, "signal");
+        assert_eq!(attempt.target, 42);
+        assert_eq!(attempt.detail, 9);
+        assert_eq!(attempt.process.comm, "kill");
+    }
+
+    #[test]
     fn rejects_malformed_records() {
         let rules = RuleBook::default();
         assert_eq!(
