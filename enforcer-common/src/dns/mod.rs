@@ -6,8 +6,8 @@
 //! pointers, but each pointer must lead strictly before the part of the
 //! name being read, so a chain of pointers always ends; on top of that,
 //! their number is bounded. Anything outside these rules is
-//! [`Malformed`]; what the programs do with a malformed message is the
-//! caller's rule, documented where they call.
+//! [`Malformed`](crate::packet::Malformed); what the programs do with a
+//! malformed message is the caller's rule, documented where they call.
 
 mod message;
 mod name;
