@@ -7,21 +7,13 @@
 //! constants. So the index is also masked into its power-of-two buffer.
 //! The compiler removes a mask it can prove redundant (it knows the
 //! length's limit), so the mask is read with a volatile load from
-//! read-only data, whose value the verifier knows.
+//! read-only data, whose value the verifier knows. Each buffer's module
+//! keeps its mask next to its size.
 
-use crate::{domain::NAME_BYTES, packet::PACKET_BYTES};
-
-pub static PACKET_INDEX: usize = PACKET_BYTES - 1;
-pub static NAME_INDEX: usize = NAME_BYTES - 1;
-
-/// `index & mask`, with the masking kept in the compiled program.
+/// `index & mask`, with the masking kept in the compiled program. `mask`
+/// is a static holding a power of two less one.
 #[inline(always)]
 pub fn masked(index: usize, mask: &'static usize) -> usize {
     // SAFETY: a read of a static, which nothing writes.
     index & unsafe { core::ptr::read_volatile(mask) }
 }
-
-const _: () = {
-    assert!(PACKET_BYTES.is_power_of_two());
-    assert!(NAME_BYTES.is_power_of_two());
-};

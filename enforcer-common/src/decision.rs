@@ -9,6 +9,7 @@ const RULE_MASK: u32 = (1 << ACTION_SHIFT) - 1;
 /// The largest number of rules one generation can name.
 pub const MAX_RULES: u32 = RULE_MASK;
 
+/// What happens to the traffic or exec a decision covers.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
@@ -22,11 +23,13 @@ pub enum Action {
     Audit = 3,
 }
 
+/// An [`Action`] and a rule index, packed (see the module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Decision(pub u32);
 
 impl Decision {
+    /// No rule matches.
     pub const NONE: Decision = Decision(0);
 
     /// `rule` must be below [`MAX_RULES`]; userspace checks that when it
@@ -36,6 +39,7 @@ impl Decision {
         Decision(((action as u32) << ACTION_SHIFT) | (rule & RULE_MASK))
     }
 
+    /// What to do.
     #[inline(always)]
     pub const fn action(self) -> Action {
         match self.0 >> ACTION_SHIFT {
@@ -46,6 +50,7 @@ impl Decision {
         }
     }
 
+    /// The index of the rule that decided, in its generation.
     #[inline(always)]
     pub const fn rule(self) -> u32 {
         self.0 & RULE_MASK
@@ -61,6 +66,7 @@ impl Decision {
 }
 
 impl Action {
+    /// Precedence among actions: higher wins (see [`Decision::outranks`]).
     #[inline(always)]
     pub const fn rank(self) -> u8 {
         match self {

@@ -23,7 +23,11 @@
 /// Size of a name buffer. A DNS name has at most 253 bytes in text form;
 /// the buffer is a power of two so indices can be masked into range.
 pub const NAME_BYTES: usize = 256;
+/// Masks an index into a name buffer.
 pub const NAME_MASK: usize = NAME_BYTES - 1;
+/// [`NAME_MASK`] as a static, for [`crate::bounds::masked`].
+static NAME_INDEX: usize = NAME_MASK;
+const _: () = assert!(NAME_BYTES.is_power_of_two());
 /// The longest name in text form, without the trailing dot.
 pub const MAX_NAME_LEN: usize = 253;
 /// The longest label.
@@ -68,15 +72,18 @@ pub const fn fold_case(byte: u8) -> u8 {
 
 /// A name in a [`NAME_BYTES`] buffer: `len` bytes of text form.
 pub struct Name<'a> {
+    /// The buffer.
     pub bytes: &'a [u8; NAME_BYTES],
+    /// Bytes of it in use.
     pub len: usize,
 }
 
 impl Name<'_> {
+    /// The byte at `index`, which the caller keeps below `len`.
     #[inline(always)]
     pub fn byte(&self, index: usize) -> u8 {
         // Never out of range; `get` keeps a panic path out of the program.
-        let index = crate::bounds::masked(index, &crate::bounds::NAME_INDEX);
+        let index = crate::bounds::masked(index, &NAME_INDEX);
         self.bytes.get(index).copied().unwrap_or(0)
     }
 }
@@ -86,12 +93,16 @@ impl Name<'_> {
 /// domain starts. `decision` is `Decision::NONE` when nothing is listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DomainMatch {
+    /// The most specific listed domain's decision.
     pub decision: crate::decision::Decision,
+    /// The domain table slot holding that domain.
     pub slot: u32,
+    /// Where in the name that domain starts.
     pub start: u32,
 }
 
 impl DomainMatch {
+    /// Nothing listed.
     pub const NONE: DomainMatch = DomainMatch {
         decision: crate::decision::Decision::NONE,
         slot: 0,

@@ -6,13 +6,18 @@ use core::mem::{offset_of, size_of};
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
+    /// `connect` of an IPv4 socket.
     Connect4 = 1,
+    /// `connect` of an IPv6 socket.
     Connect6 = 2,
+    /// A datagram sent from an IPv4 socket.
     Sendmsg4 = 3,
+    /// A datagram sent from an IPv6 socket.
     Sendmsg6 = 4,
 }
 
 impl Hook {
+    /// The hook a record's `hook` byte names, if any.
     pub const fn from_u8(value: u8) -> Option<Hook> {
         match value {
             1 => Some(Hook::Connect4),
@@ -27,6 +32,7 @@ impl Hook {
 /// Address family of [`NetEvent::daddr`]: the family the decision was made
 /// in, so an IPv4-mapped IPv6 destination is reported as IPv4.
 pub const FAMILY_V4: u8 = 4;
+/// See [`FAMILY_V4`].
 pub const FAMILY_V6: u8 = 6;
 
 /// One verdict on a connect or a datagram. `verdict` holds the
@@ -36,29 +42,42 @@ pub const FAMILY_V6: u8 = 6;
 pub struct NetEvent {
     /// `CLOCK_BOOTTIME` in nanoseconds.
     pub boot_ns: u64,
+    /// The cgroup of the process.
     pub cgroup_id: u64,
+    /// The policy generation that decided.
     pub generation: u64,
+    /// The rule's index in that generation.
     pub rule: u32,
     /// Thread group id: what userspace calls the pid.
     pub pid: u32,
+    /// Thread id.
     pub tid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// See the struct.
     pub verdict: u32,
     /// IPv4 in the first four bytes, network order.
     pub daddr: [u8; 16],
+    /// Destination port, host order.
     pub dport: u16,
+    /// A [`Hook`].
     pub hook: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
     /// The socket's IP protocol number.
     pub protocol: u8,
     /// A [`Source`]: what listed the destination.
     pub source: u8,
+    /// Zero.
     pub _reserved: [u8; 2],
+    /// The thread's name, NUL-padded.
     pub comm: [u8; 16],
     /// For a learned destination, the domain table slot of the listed
     /// domain it was learned for, in this event's generation.
     pub domain_slot: u32,
+    /// Zero.
     pub _reserved2: u32,
 }
 
@@ -89,6 +108,7 @@ pub enum DomainEventKind {
 }
 
 impl DomainEventKind {
+    /// The kind a record's `kind` byte names, if any.
     pub const fn from_u8(value: u8) -> Option<Self> {
         match value {
             1 => Some(Self::Query),
@@ -105,21 +125,35 @@ impl DomainEventKind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DomainEvent {
+    /// `CLOCK_BOOTTIME` in nanoseconds.
     pub boot_ns: u64,
+    /// The cgroup of the packet's socket.
     pub cgroup_id: u64,
+    /// The policy generation that decided.
     pub generation: u64,
+    /// The rule's index in that generation.
     pub rule: u32,
+    /// Thread group id of the sender, or 0.
     pub pid: u32,
+    /// Thread id of the sender, or 0.
     pub tid: u32,
+    /// The socket owner's user id.
     pub uid: u32,
+    /// Zero: the socket tells no group.
     pub gid: u32,
+    /// A [`crate::decision::Action`]: block or audit.
     pub verdict: u32,
+    /// See [`DomainEventKind`]; IPv4 in the first four bytes.
     pub daddr: [u8; 16],
+    /// The port of `daddr`'s side, host order.
     pub dport: u16,
     /// A [`DomainEventKind`].
     pub kind: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
+    /// The packet's IP protocol number.
     pub protocol: u8,
+    /// Zero.
     pub _reserved: u8,
     /// The DNS question's type; 0 for a TLS server name.
     pub qtype: u16,
@@ -129,6 +163,7 @@ pub struct DomainEvent {
     pub name_len: u16,
     /// Where in `name` the listed domain that matched starts.
     pub domain_start: u16,
+    /// The sender's thread name, NUL-padded, or zeros.
     pub comm: [u8; 16],
     /// The name as seen, in text form (see `crate::domain`).
     pub name: [u8; crate::domain::NAME_BYTES],

@@ -47,6 +47,7 @@ pub struct ExecOffsets {
     pub task_pid: u32,
     /// `task_struct.comm`
     pub task_comm: u32,
+    /// Zero.
     pub _reserved: u32,
 }
 
@@ -74,11 +75,13 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// folds bytes in one at a time with [`name_hash_step`].
 pub const NAME_HASH_SEED: u64 = FNV_OFFSET;
 
+/// Folds one byte into an FNV-1a hash.
 #[inline(always)]
 pub const fn name_hash_step(hash: u64, byte: u8) -> u64 {
     (hash ^ byte as u64).wrapping_mul(FNV_PRIME)
 }
 
+/// The FNV-1a hash of a whole name.
 pub fn name_hash(name: &[u8]) -> u64 {
     name.iter()
         .fold(NAME_HASH_SEED, |hash, &byte| name_hash_step(hash, byte))
@@ -110,6 +113,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The trigger a record's `trigger` byte names, if any.
     pub const fn from_u8(value: u8) -> Option<Self> {
         match value {
             1 => Some(Self::Exec),
@@ -132,6 +136,7 @@ pub enum ExecMethod {
 }
 
 impl ExecMethod {
+    /// The method a record's `method` byte names, if any.
     pub const fn from_u8(value: u8) -> Option<Self> {
         match value {
             1 => Some(Self::Lsm),
@@ -146,7 +151,9 @@ impl ExecMethod {
 /// [`EVENT_PATH_START_LIMIT`] and copies at most [`PATH_COMPONENT_MAX`]
 /// bytes, which the verifier can prove stays inside the buffer.
 pub const EVENT_PATH_LEN: usize = EVENT_PATH_START_LIMIT + PATH_COMPONENT_MAX;
+/// See [`EVENT_PATH_LEN`].
 pub const EVENT_PATH_START_LIMIT: usize = 512;
+/// See [`EVENT_PATH_LEN`].
 pub const PATH_COMPONENT_MAX: usize = 256;
 /// Components the programs copy at most (the leaf and its parents).
 pub const MAX_PATH_COMPONENTS: u32 = 16;
@@ -159,18 +166,29 @@ pub const EVENT_FILENAME_LEN: usize = 256;
 pub struct ExecEvent {
     /// `CLOCK_BOOTTIME` in nanoseconds.
     pub boot_ns: u64,
+    /// The cgroup of the process.
     pub cgroup_id: u64,
+    /// The policy generation that decided.
     pub generation: u64,
+    /// The executable's inode number.
     pub ino: u64,
+    /// The executable's device, in the kernel's encoding.
     pub dev: u32,
+    /// The rule's index in that generation, or [`OPTIONS_RULE`].
     pub rule: u32,
+    /// Thread group id.
     pub pid: u32,
+    /// Thread id.
     pub tid: u32,
+    /// The parent's thread group id, or 0 when it could not be read.
     pub ppid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
     /// [`crate::decision::Action`]: block or audit.
     pub verdict: u32,
+    /// An [`ExecMethod`].
     pub method: u8,
     /// Components written into `path`, leaf first.
     pub path_components: u8,
@@ -178,9 +196,13 @@ pub struct ExecEvent {
     pub path_truncated: u8,
     /// [`Trigger`]
     pub trigger: u8,
+    /// Zero.
     pub _reserved: [u8; 4],
+    /// The thread's name, NUL-padded.
     pub comm: [u8; 16],
+    /// The executable's path within its filesystem (see [`EVENT_PATH_LEN`]).
     pub path: [u8; EVENT_PATH_LEN],
+    /// The file name the caller passed, NUL-terminated.
     pub filename: [u8; EVENT_FILENAME_LEN],
 }
 

@@ -61,8 +61,11 @@ pub const GUARD_OFFSETS_GLOBAL: &str = "GUARD_OFFSETS";
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A BPF map, by id.
     Map = 1,
+    /// A BPF program, by id.
     Program = 2,
+    /// A BPF link, by id.
     Link = 3,
     /// A pin directory or pin file, by inode number on the pin filesystem.
     Pin = 4,
@@ -72,13 +75,16 @@ pub enum Kind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Guarded {
+    /// A [`Kind`].
     pub kind: u32,
+    /// Zero.
     pub _reserved: u32,
     /// The object id, or the pin's inode number.
     pub id: u64,
 }
 
 impl Guarded {
+    /// The key of object `id` of `kind`.
     #[inline(always)]
     pub const fn new(kind: Kind, id: u64) -> Self {
         Self {
@@ -99,8 +105,11 @@ const _: () = {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileId {
+    /// The device.
     pub dev: u32,
+    /// Zero.
     pub _reserved: u32,
+    /// The inode number.
     pub ino: u64,
 }
 
@@ -154,6 +163,7 @@ pub enum Attempt {
 }
 
 impl Attempt {
+    /// The attempt a record's `attempt` names, if any.
     pub const fn from_u32(value: u32) -> Option<Self> {
         match value {
             1 => Some(Self::Map),
@@ -167,6 +177,7 @@ impl Attempt {
         }
     }
 
+    /// How events name it.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Map => "map",
@@ -186,18 +197,24 @@ impl Attempt {
 pub struct TamperEvent {
     /// `CLOCK_BOOTTIME` in nanoseconds.
     pub boot_ns: u64,
+    /// The cgroup of the process.
     pub cgroup_id: u64,
     /// The object id, the pin's inode, or the daemon's pid.
     pub target: u64,
+    /// Thread group id.
     pub pid: u32,
+    /// Thread id.
     pub tid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
     /// An [`Attempt`].
     pub attempt: u32,
     /// The signal number for [`Attempt::Signal`], the access mask for
     /// [`Attempt::Pin`] and [`Attempt::Ptrace`]; else 0.
     pub detail: u32,
+    /// The thread's name, NUL-padded.
     pub comm: [u8; 16],
 }
 

@@ -42,45 +42,65 @@ pub mod header {
     /// `MAGIC << 32 | LAYOUT_VERSION`, so userspace can tell an image it
     /// wrote from anything else in the slot.
     pub const MAGIC: u32 = 0;
+    /// The generation number.
     pub const GENERATION: u32 = 1;
+    /// Where the IPv4 bucket table starts.
     pub const V4_BUCKETS: u32 = 2;
+    /// Where the IPv4 ranges start.
     pub const V4_RANGES: u32 = 3;
+    /// Where the IPv6 bucket table starts.
     pub const V6_BUCKETS: u32 = 4;
+    /// Where the IPv6 ranges start.
     pub const V6_RANGES: u32 = 5;
+    /// Where the classes' port table offsets start.
     pub const CLASSES: u32 = 6;
+    /// Where the port tables start.
     pub const PORT_TABLES: u32 = 7;
+    /// Where the exec file table starts.
     pub const EXEC_FILES: u32 = 8;
+    /// Entries of the exec file table.
     pub const EXEC_FILE_COUNT: u32 = 9;
+    /// Where the exec directory table starts.
     pub const EXEC_DIRECTORIES: u32 = 10;
+    /// Entries of the exec directory table.
     pub const EXEC_DIRECTORY_COUNT: u32 = 11;
+    /// Where the exec name table starts.
     pub const EXEC_NAMES: u32 = 12;
+    /// Entries of the exec name table.
     pub const EXEC_NAME_COUNT: u32 = 13;
     /// Bits of `crate::exec::options`.
     pub const EXEC_OPTIONS: u32 = 14;
     /// The domain table: a power-of-two number of slots, and the seed of
     /// their hashes (see `crate::domain`).
     pub const DOMAIN_SLOTS: u32 = 15;
+    /// Slots of the domain table.
     pub const DOMAIN_SLOT_COUNT: u32 = 16;
+    /// The seed of the domain hashes.
     pub const DOMAIN_SEED: u32 = 17;
     /// Bits of `crate::domain::options`.
     pub const DNS_OPTIONS: u32 = 18;
     /// Bounds in seconds on how long a learned address stays blocked.
     pub const DNS_TTL_MIN: u32 = 19;
+    /// See [`DNS_TTL_MIN`].
     pub const DNS_TTL_MAX: u32 = 20;
 }
 
 /// Room for fields to come without moving the sections.
 pub const HEADER_WORDS: u32 = 24;
+/// The value of the header's first word.
 pub const MAGIC: u64 = (0x454e_4652 << 32) | LAYOUT_VERSION as u64; // "ENFR"
+/// Raised whenever the layout changes.
 pub const LAYOUT_VERSION: u32 = 3;
 
 /// Buckets per family: one per value of the top 16 address bits.
 pub const BUCKET_BITS: u32 = 16;
+/// Buckets per family.
 pub const BUCKETS: u32 = 1 << BUCKET_BITS;
 
 /// Binary search steps the hooks take at most; a bucket or a port table
 /// holds at most `1 << MAX_SEARCH_STEPS` entries.
 pub const MAX_SEARCH_STEPS: u32 = 22;
+/// Entries a bucket or port table holds at most.
 pub const MAX_SEARCH_ENTRIES: u32 = 1 << MAX_SEARCH_STEPS;
 
 /// Binary search steps through the exec directory table. The exec hooks
@@ -91,9 +111,12 @@ pub const MAX_SEARCH_ENTRIES: u32 = 1 << MAX_SEARCH_STEPS;
 /// It holds the directories a policy lists, not those below them, and
 /// 1,024 is far more than any policy lists.
 pub const MAX_EXEC_DIRECTORY_SEARCH_STEPS: u32 = 10;
+/// Entries the exec directory table holds at most.
 pub const MAX_EXEC_DIRECTORIES: u32 = 1 << MAX_EXEC_DIRECTORY_SEARCH_STEPS;
 
+/// Words of one IPv6 range: its start and its class.
 pub const V6_RANGE_WORDS: u32 = 3;
+/// Words of one exec table entry: its key and its decision.
 pub const EXEC_ENTRY_WORDS: u32 = 2;
 
 /// The empty class: no rule matches.
@@ -114,26 +137,31 @@ pub const ANY_SIZE_IMAGE_MAP_FLAGS: u32 = BPF_F_MMAPABLE | BPF_F_INNER_MAP;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 const BPF_F_INNER_MAP: u32 = 1 << 12;
 
+/// Two halves as one word.
 #[inline(always)]
 pub const fn pack(high: u32, low: u32) -> u64 {
     ((high as u64) << 32) | low as u64
 }
 
+/// The upper half of a word.
 #[inline(always)]
 pub const fn high(word: u64) -> u32 {
     (word >> 32) as u32
 }
 
+/// The lower half of a word.
 #[inline(always)]
 pub const fn low(word: u64) -> u32 {
     word as u32
 }
 
+/// The bucket of an IPv4 address (host order).
 #[inline(always)]
 pub const fn v4_bucket(addr: u32) -> u32 {
     addr >> (32 - BUCKET_BITS)
 }
 
+/// The bucket of an IPv6 address, by its upper 64 bits.
 #[inline(always)]
 pub const fn v6_bucket(addr_high: u64) -> u32 {
     (addr_high >> (64 - BUCKET_BITS)) as u32

@@ -19,21 +19,28 @@ pub mod image;
 pub mod lookup;
 pub mod names;
 pub mod packet;
+pub mod record;
 pub mod repeat;
 pub mod tls;
 
 /// Protocol classes the policy distinguishes. Port tables are keyed by
 /// `class << 16 | port`, so the class is part of one sorted key space.
 pub mod proto {
+    /// TCP.
     pub const TCP: u32 = 0;
+    /// UDP.
     pub const UDP: u32 = 1;
     /// Any other IP protocol that reaches a socket hook (SCTP, UDP-Lite, ...).
     pub const OTHER: u32 = 2;
+    /// How many classes there are.
     pub const CLASSES: u32 = 3;
 
+    /// TCP's IP protocol number.
     pub const IPPROTO_TCP: u8 = 6;
+    /// UDP's IP protocol number.
     pub const IPPROTO_UDP: u8 = 17;
 
+    /// The class of an IP protocol number.
     #[inline(always)]
     pub const fn class_of(ipproto: u32) -> u32 {
         match ipproto {
@@ -49,13 +56,3 @@ pub mod proto {
         (class << 16) | port as u32
     }
 }
-
-// Userspace tells the records in the one events ring buffer apart by size.
-const _: () = {
-    let net = size_of::<event::NetEvent>();
-    let exec = size_of::<exec::ExecEvent>();
-    let domain = size_of::<event::DomainEvent>();
-    let tamper = size_of::<guard::TamperEvent>();
-    assert!(net != exec && net != domain && exec != domain);
-    assert!(tamper != net && tamper != exec && tamper != domain);
-};

@@ -23,6 +23,7 @@ use crate::{
 
 /// Read access to the words of an image.
 pub trait Words {
+    /// The word at `index`, if the image has it.
     fn word(&self, index: u32) -> Option<u64>;
 }
 
@@ -38,11 +39,13 @@ impl Words for [u64] {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Fault;
 
+/// The lookups of the kernel programs, on one generation image.
 pub struct Generation<'a, W: Words + ?Sized> {
     image: &'a W,
 }
 
 impl<'a, W: Words + ?Sized> Generation<'a, W> {
+    /// Lookups in `image`.
     #[inline(always)]
     pub fn new(image: &'a W) -> Self {
         Self { image }
@@ -53,11 +56,13 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         self.image.word(index).ok_or(Fault)
     }
 
+    /// The generation number.
     #[inline(always)]
     pub fn number(&self) -> Result<u64, Fault> {
         self.word(header::GENERATION)
     }
 
+    /// The class of an IPv4 address (host order).
     pub fn v4_class(&self, addr: u32) -> Result<u32, Fault> {
         let Some((ranges, first, count)) =
             self.bucket(header::V4_BUCKETS, header::V4_RANGES, v4_bucket(addr))?
@@ -69,6 +74,7 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         Ok(low(self.word(ranges + found)?))
     }
 
+    /// The class of an IPv6 address, by its upper and lower 64 bits.
     pub fn v6_class(&self, addr_high: u64, addr_low: u64) -> Result<u32, Fault> {
         let Some((ranges, first, count)) =
             self.bucket(header::V6_BUCKETS, header::V6_RANGES, v6_bucket(addr_high))?
@@ -108,6 +114,7 @@ impl<'a, W: Words + ?Sized> Generation<'a, W> {
         Ok(Some((ranges, first, count)))
     }
 
+    /// The decision for a port of a protocol class, in an address class.
     pub fn decision(&self, class: u32, proto_class: u32, port: u16) -> Result<Decision, Fault> {
         if class == EMPTY_CLASS {
             return Ok(Decision::NONE);
@@ -142,18 +149,22 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         )
     }
 
+    /// Whether the policy lists any exec file.
     pub fn has_exec_files(&self) -> Result<bool, Fault> {
         Ok(self.word(header::EXEC_FILE_COUNT)? != 0)
     }
 
+    /// Whether the policy lists any exec directory.
     pub fn has_exec_directories(&self) -> Result<bool, Fault> {
         Ok(self.word(header::EXEC_DIRECTORY_COUNT)? != 0)
     }
 
+    /// Bits of [`crate::exec::options`].
     pub fn exec_options(&self) -> Result<u64, Fault> {
         self.word(header::EXEC_OPTIONS)
     }
 
+    /// Whether the policy lists any exec name.
     pub fn has_exec_names(&self) -> Result<bool, Fault> {
         Ok(self.word(header::EXEC_NAME_COUNT)? != 0)
     }
@@ -210,10 +221,12 @@ impl<W: Words + ?Sized> Generation<'_, W> {
 }
 
 impl<W: Words + ?Sized> Generation<'_, W> {
+    /// Whether the policy lists any domain.
     pub fn has_domains(&self) -> Result<bool, Fault> {
         Ok(self.word(header::DOMAIN_SLOT_COUNT)? != 0)
     }
 
+    /// Bits of [`crate::domain::options`].
     pub fn dns_options(&self) -> Result<u64, Fault> {
         self.word(header::DNS_OPTIONS)
     }

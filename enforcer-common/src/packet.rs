@@ -7,17 +7,22 @@
 //! [`crate::bounds`]), so the verifier can see each access is in bounds
 //! without following the checks.
 
-use crate::bounds::{PACKET_INDEX, masked};
+use crate::bounds::masked;
 
 /// How much of a payload the parsers see. A DNS answer or a TLS
 /// ClientHello that does not fit is malformed as far as they are concerned.
 pub const PACKET_BYTES: usize = 4096;
+
+/// The mask of an index into the packet buffer (see [`crate::bounds`]).
+static PACKET_INDEX: usize = PACKET_BYTES - 1;
+const _: () = assert!(PACKET_BYTES.is_power_of_two());
 
 /// The bytes do not hold what the parser expected: truncated, out of
 /// bounds, or beyond the limits the parsers keep to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed;
 
+/// The first bytes of a payload, as the parsers read them.
 pub struct Packet<'a> {
     bytes: &'a [u8; PACKET_BYTES],
     len: usize,
@@ -36,16 +41,19 @@ impl<'a> Packet<'a> {
         (len <= PACKET_BYTES).then_some(Self { bytes, len })
     }
 
+    /// Bytes copied.
     #[inline(always)]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether nothing was copied.
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The byte at `at`.
     #[inline(always)]
     pub fn u8(&self, at: usize) -> Result<u8, Malformed> {
         if at >= self.len {
@@ -64,6 +72,7 @@ impl<'a> Packet<'a> {
         Ok(((self.u8(at)? as u16) << 8) | self.u8(at + 1)? as u16)
     }
 
+    /// Three bytes big-endian, as TLS lengths are.
     #[inline(always)]
     pub fn u24(&self, at: usize) -> Result<u32, Malformed> {
         Ok(((self.u8(at)? as u32) << 16)
@@ -71,6 +80,7 @@ impl<'a> Packet<'a> {
             | self.u8(at + 2)? as u32)
     }
 
+    /// Four bytes big-endian.
     #[inline(always)]
     pub fn u32(&self, at: usize) -> Result<u32, Malformed> {
         Ok(((self.u16(at)? as u32) << 16) | self.u16(at + 2)? as u32)

@@ -35,6 +35,7 @@ pub trait Step {
 /// more. So a count a loop leaves behind is read through
 /// [`Repeat::opaque`] too.
 pub trait Repeat: Copy {
+    /// Runs `state`'s step up to `times` times, until it returns `false`.
     fn repeat<S: Step>(&self, times: u32, state: &mut S);
 
     /// `value`, in a form whose value the verifier does not know.

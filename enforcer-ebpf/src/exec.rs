@@ -25,7 +25,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_send_signal,
+        bpf_probe_read_kernel_str_bytes, bpf_send_signal,
     },
     macros::{btf_map, btf_tracepoint, lsm, tracepoint},
     programs::{BtfTracePointContext, LsmContext, TracePointContext},
@@ -42,81 +42,38 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{Claimed, EVENTS, LiveImage},
-    report::count,
+    counters::count,
+    kernel::{exec_offsets, read, read_ptr},
+    maps::{Claimed, LiveImage},
+    ring,
 };
-
-/// Set by userspace from the running kernel's BTF before loading.
-#[unsafe(no_mangle)]
-static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
-    binprm_file: 0,
-    binprm_filename: 0,
-    file_inode: 0,
-    file_dentry: 0,
-    inode_ino: 0,
-    inode_sb: 0,
-    sb_dev: 0,
-    dentry_name: 0,
-    dentry_parent: 0,
-    dentry_inode: 0,
-    task_real_parent: 0,
-    task_tgid: 0,
-    inode_nlink: 0,
-    task_files: 0,
-    files_fdt: 0,
-    fdtable_fd: 0,
-    fdtable_max_fds: 0,
-    task_pid: 0,
-    task_comm: 0,
-    _reserved: 0,
-};
-
-/// The current task's process and thread ids (as `bpf_get_current_pid_tgid`
-/// packs them) and its name, read from the task itself: packet programs
-/// cannot call the helpers that tell them on kernels before 6.13 or so
-/// (Debian's 6.12 refuses `bpf_get_current_comm` there).
-#[inline(always)]
-pub(crate) fn current_task_ids() -> (u64, [u8; 16]) {
-    // SAFETY: a global written only by the loader.
-    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
-    if offsets.task_comm == 0 {
-        // No BTF, no offsets: nothing trustworthy to report.
-        return (0, [0; 16]);
-    }
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let tgid = read::<u32>(task, offsets.task_tgid).unwrap_or(0);
-    let pid = read::<u32>(task, offsets.task_pid).unwrap_or(0);
-    let comm = read::<[u8; 16]>(task, offsets.task_comm).unwrap_or([0; 16]);
-    ((u64::from(tgid) << 32) | u64::from(pid), comm)
-}
 
 /// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
 /// the programs check the scope themselves, as cgroup attachment does for
 /// the socket hooks.
 #[btf_map]
-pub static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
+pub(crate) static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
 
 const SIGKILL: u32 = 9;
 const EPERM: i32 = 1;
 
 #[lsm(hook = "bprm_check_security")]
-pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+pub(crate) fn bprm_check_security(ctx: LsmContext) -> i32 {
     refuse_exec::<true>(&ctx)
 }
 
 #[lsm(hook = "bprm_check_security")]
-pub fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
+pub(crate) fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
     refuse_exec::<false>(&ctx)
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+pub(crate) fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     kill_exec::<true>(&ctx)
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
+pub(crate) fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
     kill_exec::<false>(&ctx)
 }
 
@@ -143,7 +100,7 @@ fn kill_exec<const NAMES: bool>(ctx: &BtfTracePointContext) -> i32 {
 /// `syscalls/sys_enter_mmap`; its record is the common header, the syscall
 /// number, then the six arguments as 8-byte words.
 #[tracepoint]
-pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     const PROT_OFFSET: usize = 16 + 2 * 8;
     const FD_OFFSET: usize = 16 + 4 * 8;
     const PROT_EXEC: u64 = 4;
@@ -181,8 +138,7 @@ fn judge_exec<const NAMES: bool>(bprm: *const u8, method: ExecMethod) -> Option<
     }
     let image = LiveImage::get()?;
     let generation = Generation::new(&image);
-    // SAFETY: a global written only by the loader.
-    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
+    let offsets = exec_offsets();
     let found = read_ptr(bprm, offsets.binprm_file)
         .and_then(|file| decide::<NAMES>(&generation, &offsets, file, true));
     act(&generation, &offsets, found, method, bprm)
@@ -198,8 +154,7 @@ fn judge_mapping(fd: u32) -> Option<Action> {
     if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
         return None;
     }
-    // SAFETY: a global written only by the loader.
-    let offsets = unsafe { core::ptr::read_volatile(&EXEC_OFFSETS) };
+    let offsets = exec_offsets();
     let found =
         file_of(&offsets, fd).and_then(|file| match decide::<true>(&generation, &offsets, file, false)? {
             Some(found) if found.decision.action() == Action::Block => Ok(Some(Found {
@@ -398,11 +353,10 @@ fn report(
     generation: u64,
     method: ExecMethod,
 ) {
-    let Some(mut entry) = EVENTS.reserve_untyped::<ExecEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut record) = ring::reserve::<ExecEvent>() else {
         return;
     };
-    let event = entry.as_mut_ptr();
+    let event = record.body().as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: `event` points at a reserved record of the right size; every
@@ -434,7 +388,7 @@ fn report(
         (*event).path_components = components;
         (*event).path_truncated = truncated as u8;
     }
-    entry.submit(0);
+    record.submit();
 }
 
 /// Copies dentry names from the leaf up, each NUL-terminated, until the
@@ -478,16 +432,4 @@ fn parent_tgid(offsets: &ExecOffsets) -> Result<u32, Fault> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let parent = read_ptr(task, offsets.task_real_parent)?;
     read(parent, offsets.task_tgid)
-}
-
-#[inline(always)]
-pub(crate) fn read_ptr(base: *const u8, offset: u32) -> Result<*const u8, Fault> {
-    read::<*const u8>(base, offset)
-}
-
-#[inline(always)]
-pub(crate) fn read<T>(base: *const u8, offset: u32) -> Result<T, Fault> {
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }
-        .map_err(|_| Fault)
 }

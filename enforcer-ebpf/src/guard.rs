@@ -24,9 +24,9 @@ use enforcer_common::{
 };
 
 use crate::{
-    exec::{read, read_ptr},
-    maps::EVENTS,
-    report::count,
+    counters::count,
+    kernel::{read, read_ptr},
+    ring,
 };
 
 /// Set by userspace from the running kernel's BTF before loading.
@@ -70,7 +70,7 @@ const BPF_LINK_GET_FD_BY_ID: i32 = 30;
 const PTRACE_MODE_ATTACH: u32 = 0x02;
 
 #[lsm(hook = "bpf")]
-pub fn bpf(ctx: LsmContext) -> i32 {
+pub(crate) fn bpf(ctx: LsmContext) -> i32 {
     let cmd: i32 = ctx.arg(0);
     if cmd != BPF_LINK_GET_FD_BY_ID {
         return 0;
@@ -84,7 +84,7 @@ pub fn bpf(ctx: LsmContext) -> i32 {
 }
 
 #[lsm(hook = "bpf_map")]
-pub fn bpf_map(ctx: LsmContext) -> i32 {
+pub(crate) fn bpf_map(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -97,7 +97,7 @@ pub fn bpf_map(ctx: LsmContext) -> i32 {
 }
 
 #[lsm(hook = "bpf_prog")]
-pub fn bpf_prog(ctx: LsmContext) -> i32 {
+pub(crate) fn bpf_prog(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(1);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -115,7 +115,7 @@ pub fn bpf_prog(ctx: LsmContext) -> i32 {
 /// pin directories keeps others from reaching (opening, unpinning,
 /// renaming) anything inside.
 #[lsm(hook = "inode_permission")]
-pub fn inode_permission(ctx: LsmContext) -> i32 {
+pub(crate) fn inode_permission(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -136,7 +136,7 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
 
 /// Unmounting the pin filesystem would drop every pin at once.
 #[lsm(hook = "sb_umount")]
-pub fn sb_umount(ctx: LsmContext) -> i32 {
+pub(crate) fn sb_umount(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -156,7 +156,7 @@ pub fn sb_umount(ctx: LsmContext) -> i32 {
 /// Signals to the daemon come from itself, from whoever started it (the
 /// service manager), or from a trusted executable.
 #[lsm(hook = "task_kill")]
-pub fn task_kill(ctx: LsmContext) -> i32 {
+pub(crate) fn task_kill(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(4);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -177,7 +177,7 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
 }
 
 #[lsm(hook = "ptrace_access_check")]
-pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
+pub(crate) fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(2);
     if previous != 0 {
         return REFUSED_EARLIER;
@@ -279,15 +279,15 @@ fn caller_is_trusted() -> bool {
 #[inline(always)]
 fn report(attempt: Attempt, target: u64, detail: u32) {
     count(Counter::TamperRefused);
-    let Some(mut entry) = EVENTS.reserve_untyped::<TamperEvent>(0) else {
-        count(Counter::EventsDropped);
+    let Some(mut record) = ring::reserve::<TamperEvent>() else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    entry.write(TamperEvent {
+    record.body().write(TamperEvent {
         // SAFETY: helpers without arguments, allowed in LSM programs.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        // SAFETY: as above.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         target,
         pid: (pid_tgid >> 32) as u32,
@@ -298,5 +298,5 @@ fn report(attempt: Attempt, target: u64, detail: u32) {
         detail,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    entry.submit(0);
+    record.submit();
 }

@@ -1,7 +1,7 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray},
     macros::btf_map,
 };
 use core::{
@@ -11,76 +11,68 @@ use core::{
 
 use enforcer_common::{
     claim::{self, ClaimWord},
-    counters::COUNTERS_LEN,
     dns::{Cnames, Learned, MAX_ANSWERS, Response},
     domain::NAME_BYTES,
-    event::{LearnedAddress, NetEvent},
+    event::LearnedAddress,
     exec::MAX_NAME_LEN,
     image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
     names::{ANY_SIZE_SLOT_INDEX, SIZED_SLOT_INDEX},
     packet::{PACKET_BYTES, Packet},
 };
 
-use crate::skb::Headers;
+use crate::headers::Headers;
 
 /// A generation image (see `enforcer_common::image`) in the sized slot. The
 /// size declared here is never used: userspace creates `GENERATION_SIZED`
 /// itself, with a template of the capacity it chose, before loading.
-pub type SizedImage = Array<u64, 1, { SIZED_IMAGE_MAP_FLAGS as usize }>;
+pub(crate) type SizedImage = Array<u64, 1, { SIZED_IMAGE_MAP_FLAGS as usize }>;
 
 /// A generation image of any size: `BPF_F_INNER_MAP` admits them all.
-pub type AnySizeImage = Array<u64, 1, { ANY_SIZE_IMAGE_MAP_FLAGS as usize }>;
+pub(crate) type AnySizeImage = Array<u64, 1, { ANY_SIZE_IMAGE_MAP_FLAGS as usize }>;
 
 /// Slot 0 holds the live image when it fits the capacity. Userspace
 /// replaces it in one syscall.
 #[btf_map]
-pub static GENERATION_SIZED: ArrayOfMaps<SizedImage, 1> = ArrayOfMaps::new();
+pub(crate) static GENERATION_SIZED: ArrayOfMaps<SizedImage, 1> = ArrayOfMaps::new();
 
 /// Slot 0 holds the live image when it does not fit the sized slot, which
 /// is then empty.
 #[btf_map]
-pub static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
-
-/// Userspace sizes the ring at load time; this is only the default.
-#[btf_map]
-pub static EVENTS: RingBuf<NetEvent, { 4 << 20 }> = RingBuf::new();
-
-#[btf_map]
-pub static COUNTERS: PerCpuArray<u64, { COUNTERS_LEN as usize }> = PerCpuArray::new();
+pub(crate) static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
 
 /// Addresses learned from DNS answers and TLS server names, keyed by the
 /// address as IPv6 in network order. Least recently used entries make
 /// room for new ones, so a flood of answers cannot fill it for good.
 #[btf_map]
-pub static LEARNED: LruHashMap<[u8; 16], LearnedAddress, 65536> = LruHashMap::new();
+pub(crate) static LEARNED: LruHashMap<[u8; 16], LearnedAddress, 65536> = LruHashMap::new();
 
 /// Room to copy a payload and a name into: far more than the 512-byte
 /// stack holds.
-pub struct Scratch {
-    pub packet: [u8; PACKET_BYTES],
-    pub name: [u8; NAME_BYTES],
+pub(crate) struct Scratch {
+    pub(crate) packet: [u8; PACKET_BYTES],
+    pub(crate) name: [u8; NAME_BYTES],
     /// Bytes of `packet` in use.
-    pub copied: usize,
+    pub(crate) copied: usize,
     /// The word on the DNS response being judged, too big for the stack.
-    pub response: MaybeUninit<Response>,
+    pub(crate) response: MaybeUninit<Response>,
     /// Where that response's CNAME targets are.
-    pub cnames: MaybeUninit<Cnames>,
+    pub(crate) cnames: MaybeUninit<Cnames>,
     /// The addresses of that response, collected before they are learned,
     /// and how many there are.
-    pub learned: [Learned; MAX_ANSWERS as usize],
-    pub collected: usize,
+    pub(crate) learned: [Learned; MAX_ANSWERS as usize],
+    pub(crate) collected: usize,
 }
 
 /// The copied payload and the name buffer of a [`Scratch`], borrowed
 /// apart.
-pub struct Parts<'a> {
-    pub payload: Packet<'a>,
-    pub name: &'a mut [u8; NAME_BYTES],
+pub(crate) struct Parts<'a> {
+    pub(crate) payload: Packet<'a>,
+    pub(crate) name: &'a mut [u8; NAME_BYTES],
 }
 
 impl Scratch {
     #[inline(always)]
-    pub fn parts(&mut self) -> Option<Parts<'_>> {
+    pub(crate) fn parts(&mut self) -> Option<Parts<'_>> {
         // SAFETY: a plain read of a field of this map value. Read back from
         // memory, the length is unknown to the verifier (see `Packet::new`).
         let len = unsafe { core::ptr::read_volatile(&self.copied) };
@@ -92,9 +84,9 @@ impl Scratch {
 }
 
 /// What a cgroup_skb program judges one packet with.
-pub struct Workspace {
-    pub headers: Headers,
-    pub scratch: Scratch,
+pub(crate) struct Workspace {
+    pub(crate) headers: Headers,
+    pub(crate) scratch: Scratch,
 }
 
 /// Buffers per CPU in each pool: one for a run in process context, one for
@@ -106,7 +98,7 @@ const POOL_SLOTS: usize = 4;
 static WORKSPACES: PerCpuArray<Workspace, POOL_SLOTS> = PerCpuArray::new();
 
 /// Room for an executable's file name, too large for the BPF stack.
-pub type NameBuffer = [u8; MAX_NAME_LEN + 1];
+pub(crate) type NameBuffer = [u8; MAX_NAME_LEN + 1];
 
 #[btf_map]
 static NAME_BUFFERS: PerCpuArray<NameBuffer, POOL_SLOTS> = PerCpuArray::new();
@@ -157,7 +149,7 @@ impl ClaimWord for Claims {
 }
 
 /// A buffer that is this run's alone until it is dropped.
-pub struct Claimed<T: 'static> {
+pub(crate) struct Claimed<T: 'static> {
     claims: Claims,
     slot: u32,
     buffer: &'static mut T,
@@ -183,21 +175,21 @@ impl<T> Claimed<T> {
     }
 
     #[inline(always)]
-    pub fn get(&mut self) -> &mut T {
+    pub(crate) fn get(&mut self) -> &mut T {
         self.buffer
     }
 }
 
 impl Claimed<Workspace> {
     #[inline(always)]
-    pub fn workspace() -> Option<Self> {
+    pub(crate) fn workspace() -> Option<Self> {
         Self::claim(Pool::Workspaces, &WORKSPACES)
     }
 }
 
 impl Claimed<NameBuffer> {
     #[inline(always)]
-    pub fn name_buffer() -> Option<Self> {
+    pub(crate) fn name_buffer() -> Option<Self> {
         Self::claim(Pool::NameBuffers, &NAME_BUFFERS)
     }
 }
@@ -214,7 +206,7 @@ impl<T> Drop for Claimed<T> {
 /// Each variant has lookup calls of its own: the verifier inlines a lookup
 /// only at a call that always reads maps of one capacity.
 #[derive(Clone, Copy)]
-pub enum LiveImage<'a> {
+pub(crate) enum LiveImage<'a> {
     Sized(&'a SizedImage),
     AnySize(&'a AnySizeImage),
 }
@@ -222,14 +214,14 @@ pub enum LiveImage<'a> {
 impl LiveImage<'static> {
     /// The image of the generation in force; `None` before the first.
     #[inline(always)]
-    pub fn get() -> Option<Self> {
+    pub(crate) fn get() -> Option<Self> {
         SizedSlot::image().or_else(AnySizeSlot::image)
     }
 }
 
 /// One of the two slots the live image may be in. A program that reads
 /// only one is checked by the verifier for that slot alone.
-pub trait ImageSlot {
+pub(crate) trait ImageSlot {
     /// Where the variant of a packet program for this slot sits in its
     /// program array.
     const INDEX: u32;
@@ -238,8 +230,8 @@ pub trait ImageSlot {
     fn image() -> Option<LiveImage<'static>>;
 }
 
-pub struct SizedSlot;
-pub struct AnySizeSlot;
+pub(crate) struct SizedSlot;
+pub(crate) struct AnySizeSlot;
 
 impl ImageSlot for SizedSlot {
     const INDEX: u32 = SIZED_SLOT_INDEX;
@@ -262,7 +254,7 @@ impl ImageSlot for AnySizeSlot {
 impl LiveImage<'_> {
     /// The index of the slot this image is in.
     #[inline(always)]
-    pub fn slot_index(&self) -> u32 {
+    pub(crate) fn slot_index(&self) -> u32 {
         match self {
             Self::Sized(_) => SizedSlot::INDEX,
             Self::AnySize(_) => AnySizeSlot::INDEX,
@@ -274,9 +266,9 @@ impl LiveImage<'_> {
 /// fills both before it attaches either program, and keeps them pinned:
 /// the kernel empties a program array when no file holds it.
 #[btf_map]
-pub static EGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
+pub(crate) static EGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
 #[btf_map]
-pub static INGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
+pub(crate) static INGRESS_VARIANTS: ProgramArray<2> = ProgramArray::new();
 
 impl enforcer_common::lookup::Words for LiveImage<'_> {
     #[inline(always)]

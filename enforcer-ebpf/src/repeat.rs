@@ -7,7 +7,7 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use enforcer_common::repeat::{Repeat, Step};
 
 #[derive(Clone, Copy)]
-pub struct BpfLoop;
+pub(crate) struct BpfLoop;
 
 impl Repeat for BpfLoop {
     #[inline(always)]

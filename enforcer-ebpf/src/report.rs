@@ -1,58 +1,45 @@
-//! Counting and reporting verdicts.
+//! Reporting verdicts.
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 use enforcer_common::{
-    counters::Counter,
     dns::Learned,
     domain::{DomainMatch, NAME_BYTES, Name},
     event::{DomainEvent, DomainEventKind, FAMILY_V4, FAMILY_V6, NetEvent, Source},
 };
 
-use crate::{
-    maps::{COUNTERS, EVENTS},
-    skb::Headers,
-};
-
-#[inline(always)]
-pub fn count(counter: Counter) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: a per-CPU slot, touched only by this CPU with preemption
-        // off for the program's run.
-        unsafe { *value += 1 };
-    }
-}
+use crate::{headers::Headers, kernel::current_task_ids, ring};
 
 /// The destination and the verdict; the reporter adds who asked.
-pub struct Verdict {
-    pub generation: u64,
-    pub rule: u32,
-    pub action: u32,
-    pub daddr: [u8; 16],
-    pub dport: u16,
-    pub hook: u8,
-    pub family: u8,
-    pub protocol: u8,
-    pub source: Source,
-    pub domain_slot: u32,
+pub(crate) struct Verdict {
+    pub(crate) generation: u64,
+    pub(crate) rule: u32,
+    pub(crate) action: u32,
+    pub(crate) daddr: [u8; 16],
+    pub(crate) dport: u16,
+    pub(crate) hook: u8,
+    pub(crate) family: u8,
+    pub(crate) protocol: u8,
+    pub(crate) source: Source,
+    pub(crate) domain_slot: u32,
 }
 
 /// Puts the verdict in the ring buffer. A full ring never changes the
 /// verdict: the event is dropped and counted.
 #[inline(always)]
-pub fn report(verdict: Verdict) {
-    let Some(mut entry) = EVENTS.reserve(0) else {
-        count(Counter::EventsDropped);
+pub(crate) fn report(verdict: Verdict) {
+    let Some(mut record) = ring::reserve::<NetEvent>() else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    entry.write(NetEvent {
+    record.body().write(NetEvent {
         // SAFETY: helpers without arguments, allowed in every program type
         // that reports.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        // SAFETY: as above.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         generation: verdict.generation,
         rule: verdict.rule,
@@ -72,31 +59,23 @@ pub fn report(verdict: Verdict) {
         domain_slot: verdict.domain_slot,
         _reserved2: 0,
     });
-    entry.submit(0);
-}
-
-/// The socket a packet belongs to, as the skb tells it: packets may be
-/// sent or received outside the context of the process that owns it.
-#[derive(Clone, Copy)]
-pub struct Socket {
-    pub cgroup_id: u64,
-    pub uid: u32,
+    record.submit();
 }
 
 /// A verdict on a name; see `DomainEvent` for the fields. Passed by
 /// reference to a function of its own, so that the callers' frames stay
 /// small (see `skb::STACK`).
-pub struct NameVerdict<'a> {
-    pub kind: DomainEventKind,
-    pub generation: u64,
-    pub found: &'a DomainMatch,
-    pub packet: &'a Headers,
-    pub name: &'a Name<'a>,
-    pub qtype: u16,
+pub(crate) struct NameVerdict<'a> {
+    pub(crate) kind: DomainEventKind,
+    pub(crate) generation: u64,
+    pub(crate) found: &'a DomainMatch,
+    pub(crate) packet: &'a Headers,
+    pub(crate) name: &'a Name<'a>,
+    pub(crate) qtype: u16,
     /// For `Learned`, the address learned; the event reports it instead of
     /// the packet's peer.
-    pub learned: Option<&'a Learned>,
-    pub ttl: u32,
+    pub(crate) learned: Option<&'a Learned>,
+    pub(crate) ttl: u32,
 }
 
 /// Puts a name verdict in the ring buffer, dropping and counting it when
@@ -104,9 +83,8 @@ pub struct NameVerdict<'a> {
 /// which is the sender unless the stack sends on its own (a TCP
 /// retransmission); received ones name none.
 #[inline(never)]
-pub fn report_name(verdict: &NameVerdict<'_>) {
-    let Some(mut entry) = EVENTS.reserve_untyped::<DomainEvent>(0) else {
-        count(Counter::EventsDropped);
+pub(crate) fn report_name(verdict: &NameVerdict<'_>) {
+    let Some(mut record) = ring::reserve::<DomainEvent>() else {
         return;
     };
     let packet = verdict.packet;
@@ -126,11 +104,11 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
         }
     }
     let (pid_tgid, comm) = if outgoing {
-        crate::exec::current_task_ids()
+        current_task_ids()
     } else {
         (0, [0; 16])
     };
-    let event = entry.as_mut_ptr();
+    let event = record.body().as_mut_ptr();
     // SAFETY: the reserved record is ours until submitted; each field is
     // written once, in place, because the record is too big for the stack.
     unsafe {
@@ -160,5 +138,5 @@ pub fn report_name(verdict: &NameVerdict<'_>) {
             NAME_BYTES,
         );
     }
-    entry.submit(0);
+    record.submit();
 }

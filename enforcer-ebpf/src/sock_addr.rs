@@ -14,7 +14,8 @@ use enforcer_common::lookup::{Fault, Generation};
 
 use crate::{
     maps::LiveImage,
-    report::{Verdict, count, report},
+    counters::count,
+    report::{Verdict, report},
     skb::learned_decision,
 };
 
@@ -23,22 +24,22 @@ const REFUSE: i32 = 0;
 const PASS: i32 = 1;
 
 #[cgroup_sock_addr(connect4)]
-pub fn connect4(ctx: SockAddrContext) -> i32 {
+pub(crate) fn connect4(ctx: SockAddrContext) -> i32 {
     judge_v4(&ctx, Hook::Connect4)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
-pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+pub(crate) fn sendmsg4(ctx: SockAddrContext) -> i32 {
     judge_v4(&ctx, Hook::Sendmsg4)
 }
 
 #[cgroup_sock_addr(connect6)]
-pub fn connect6(ctx: SockAddrContext) -> i32 {
+pub(crate) fn connect6(ctx: SockAddrContext) -> i32 {
     judge_v6(&ctx, Hook::Connect6)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
-pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+pub(crate) fn sendmsg6(ctx: SockAddrContext) -> i32 {
     judge_v6(&ctx, Hook::Sendmsg6)
 }
 

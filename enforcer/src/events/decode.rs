@@ -12,6 +12,7 @@ use enforcer_common::{
     exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger},
     guard::{Attempt, TamperEvent},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
+    record::{Record, RecordBody, RecordHeader, RecordKind},
 };
 
 use super::{
@@ -21,15 +22,16 @@ use super::{
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error(
-        "a ring buffer record of {0} bytes; the kernel programs write {net}, {exec}, {name} \
-         or {tamper}",
-        net = size_of::<NetEvent>(),
-        exec = size_of::<ExecEvent>(),
-        name = size_of::<DomainEvent>(),
-        tamper = size_of::<TamperEvent>()
-    )]
-    Size(usize),
+    #[error("a ring buffer record of {0} bytes, too short for a record header")]
+    NoHeader(usize),
+    #[error("a ring buffer record with unknown tag {0}")]
+    Tag(u32),
+    #[error("a {kind:?} record of {len} bytes; the kernel programs write {expected}")]
+    Length {
+        kind: RecordKind,
+        len: usize,
+        expected: usize,
+    },
     #[error("a record with unknown tamper attempt {0}")]
     Attempt(u32),
     #[error("a record with unknown name event kind {0}")]
@@ -44,47 +46,46 @@ pub enum DecodeError {
     Verdict(u32),
 }
 
-/// Records share one ring buffer and are told apart by size, which
-/// `enforcer_common` keeps distinct.
+/// Hands the record to the decoder of the kind its header names.
 pub fn decode(
     record: &[u8],
     rules: &RuleBook,
     parents: &mut Parents,
 ) -> Result<Event, DecodeError> {
-    match record.len() {
-        n if n == size_of::<NetEvent>() => {
-            // SAFETY: the length matches and every bit pattern is a valid
-            // NetEvent; ring buffer records are only 8-byte aligned.
-            decode_net(
-                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
-                rules,
-                parents,
-            )
-        }
-        n if n == size_of::<ExecEvent>() => {
-            // SAFETY: as above, for ExecEvent.
-            decode_exec(
-                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
-                rules,
-            )
-        }
-        n if n == size_of::<DomainEvent>() => {
-            // SAFETY: as above, for DomainEvent.
-            decode_name(
-                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
-                rules,
-                parents,
-            )
-        }
-        n if n == size_of::<TamperEvent>() => {
-            // SAFETY: as above, for TamperEvent.
-            decode_tamper(
-                &unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) },
-                parents,
-            )
-        }
-        other => Err(DecodeError::Size(other)),
+    let header = header(record)?;
+    match RecordKind::from_u32(header.kind).ok_or(DecodeError::Tag(header.kind))? {
+        RecordKind::Net => decode_net(&body(record)?, rules, parents),
+        RecordKind::Exec => decode_exec(&body(record)?, rules),
+        RecordKind::Domain => decode_name(&body(record)?, rules, parents),
+        RecordKind::Tamper => decode_tamper(&body(record)?, parents),
     }
+}
+
+fn header(record: &[u8]) -> Result<RecordHeader, DecodeError> {
+    if record.len() < size_of::<RecordHeader>() {
+        return Err(DecodeError::NoHeader(record.len()));
+    }
+    // SAFETY: the length was checked and every bit pattern is a valid
+    // header; ring buffer records are only 8-byte aligned.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+}
+
+/// The body of a record whose tag names `B`. Its length must be that of
+/// the kernel's record exactly: anything else was written by programs of
+/// another layout.
+fn body<B: RecordBody>(record: &[u8]) -> Result<B, DecodeError> {
+    let expected = size_of::<Record<B>>();
+    if record.len() != expected {
+        return Err(DecodeError::Length {
+            kind: B::KIND,
+            len: record.len(),
+            expected,
+        });
+    }
+    // SAFETY: as in `header`; every record body is plain data for which
+    // every bit pattern is valid.
+    let record: Record<B> = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    Ok(record.body)
 }
 
 fn decode_tamper(raw: &TamperEvent, parents: &mut Parents) -> Result<Event, DecodeError> {
@@ -382,12 +383,16 @@ mod tests {
 
     use super::*;
 
-    fn record(event: NetEvent) -> Vec<u8> {
-        // SAFETY: NetEvent is plain data without padding.
+    fn record<B: RecordBody>(body: B) -> Vec<u8> {
+        let record = Record {
+            header: B::HEADER,
+            body,
+        };
+        // SAFETY: records are plain data without padding.
         unsafe {
             std::slice::from_raw_parts(
-                (&event as *const NetEvent).cast::<u8>(),
-                size_of::<NetEvent>(),
+                (&record as *const Record<B>).cast::<u8>(),
+                size_of::<Record<B>>(),
             )
         }
         .to_vec()
@@ -465,11 +470,55 @@ mod tests {
     }
 
     #[test]
+    fn the_tag_picks_the_decoder() {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"kill");
+        let tamper = TamperEvent {
+            boot_ns: 0,
+            cgroup_id: 7,
+            target: 42,
+            pid: u32::MAX,
+            tid: 11,
+            uid: 0,
+            gid: 0,
+            attempt: Attempt::Signal as u32,
+            detail: 9,
+            comm,
+        };
+        let event = decode(
+            &record(tamper),
+            &RuleBook::default(),
+            &mut Parents::default(),
+        )
+        .unwrap();
+        let EventBody::Tamper(attempt) = event.body else {
+            panic!("not a tamper attempt: {event:?}")
+        };
+        assert_eq!(attempt.attempt, "signal");
+        assert_eq!(attempt.target, 42);
+        assert_eq!(attempt.detail, 9);
+        assert_eq!(attempt.process.comm, "kill");
+    }
+
+    #[test]
     fn rejects_malformed_records() {
         let rules = RuleBook::default();
         assert_eq!(
-            decode(&[0; 12], &rules, &mut Parents::default()),
-            Err(DecodeError::Size(12))
+            decode(&[0; 4], &rules, &mut Parents::default()),
+            Err(DecodeError::NoHeader(4))
+        );
+        assert_eq!(
+            decode(&[0; 96], &rules, &mut Parents::default()),
+            Err(DecodeError::Tag(0))
+        );
+        let short = record(sample());
+        assert_eq!(
+            decode(&short[..short.len() - 8], &rules, &mut Parents::default()),
+            Err(DecodeError::Length {
+                kind: RecordKind::Net,
+                len: short.len() - 8,
+                expected: short.len(),
+            })
         );
         let mut raw = sample();
         raw.hook = 99;

@@ -1,0 +1,177 @@
+//! Judges of outgoing packets: DNS queries and TLS ClientHellos.
+
+use aya_ebpf::programs::SkBuffContext;
+use enforcer_common::{
+    counters::Counter,
+    decision::Action,
+    dns::{self, Learned, Stop},
+    domain::{NAME_BYTES, Name, options},
+    event::{DomainEventKind, FAMILY_V4},
+    lookup::{Fault, Generation},
+    packet::{PACKET_BYTES, Packet},
+    proto::IPPROTO_UDP,
+    repeat::Plain,
+    tls,
+};
+
+use super::{
+    judge::{DROP, PASS, generation_and_payload},
+    learn::learn,
+};
+use crate::{
+    counters::count,
+    headers::Headers,
+    maps::{ImageSlot, LiveImage, Parts, Scratch},
+    repeat::BpfLoop,
+    report::{NameVerdict, report_name},
+};
+
+/// A DNS query over UDP or TCP: dropped when it asks for a blocked name.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+pub(crate) fn judge_query<S: ImageSlot>(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    if generation.dns_options()? & options::BLOCK_QUERIES == 0 {
+        return Ok(PASS);
+    }
+    let Some(Parts { payload, name, .. }) = scratch.parts() else {
+        return Ok(PASS);
+    };
+    let verdict = if packet.transport.protocol == IPPROTO_UDP {
+        judge_message(&generation, &payload, 0, name, packet)
+            .map(|pass| if pass { PASS } else { DROP })
+    } else if packet.transport.payload_len as usize > PACKET_BYTES {
+        Err(Stop::Malformed)
+    } else {
+        let mut verdict = PASS;
+        // Unrolled: judging a message runs `bpf_loop` callbacks, and a
+        // callback within a callback would not fit the stack.
+        dns::tcp_messages(&payload, &Plain, |message| {
+            let pass = judge_message(&generation, &payload, message, name, packet)?;
+            if !pass {
+                verdict = DROP;
+            }
+            Ok(pass)
+        })
+        .map(|()| verdict)
+    };
+    match verdict {
+        Ok(verdict) => Ok(verdict),
+        Err(Stop::Fault) => Err(Fault),
+        Err(Stop::Malformed) => {
+            count(Counter::Malformed);
+            Ok(DROP)
+        }
+    }
+}
+
+/// One query message; `Ok(true)` lets it through.
+#[inline(always)]
+fn judge_message(
+    generation: &Generation<'_, LiveImage<'_>>,
+    payload: &Packet<'_>,
+    message: usize,
+    name: &mut [u8; NAME_BYTES],
+    packet: &Headers,
+) -> Result<bool, Stop> {
+    let question = dns::question(payload, message, false, name, &BpfLoop)?;
+    let name = Name {
+        bytes: name,
+        len: question.name_len,
+    };
+    let found = generation.domain(&name, &BpfLoop)?;
+    let pass = match found.decision.action() {
+        Action::Block => {
+            count(Counter::DnsQueriesBlocked);
+            false
+        }
+        Action::Audit => true,
+        Action::None | Action::Allow => return Ok(true),
+    };
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Query,
+        generation: generation.number()?,
+        found: &found,
+        packet,
+        name: &name,
+        qtype: question.qtype,
+        learned: None,
+        ttl: 0,
+    });
+    Ok(pass)
+}
+
+/// A TLS ClientHello: dropped when it names a blocked server, whose
+/// address is then blocked as if a DNS answer had named it.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+pub(crate) fn judge_server_name<S: ImageSlot>(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    let Some(Parts { payload, name, .. }) = scratch.parts() else {
+        return Ok(PASS);
+    };
+    let name_len = match tls::server_name(&payload, name, &BpfLoop) {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(PASS),
+        Err(_) => {
+            count(Counter::Malformed);
+            return Ok(DROP);
+        }
+    };
+    let name = Name {
+        bytes: name,
+        len: name_len,
+    };
+    let found = generation.domain(&name, &BpfLoop)?;
+    let verdict = match found.decision.action() {
+        Action::Block => {
+            count(Counter::ServerNamesBlocked);
+            DROP
+        }
+        Action::Audit => PASS,
+        Action::None | Action::Allow => return Ok(PASS),
+    };
+    let mut address = [0u8; 16];
+    let v4 = packet.transport.family == FAMILY_V4;
+    if v4 {
+        address[10] = 0xff;
+        address[11] = 0xff;
+        address[12..].copy_from_slice(&packet.daddr[..4]);
+    } else {
+        address = packet.daddr;
+    }
+    let ttl = learn(
+        &generation,
+        &found,
+        &Learned {
+            address,
+            v4,
+            ttl: u32::MAX,
+        },
+    )?;
+    report_name(&NameVerdict {
+        kind: DomainEventKind::ServerName,
+        generation: generation.number()?,
+        found: &found,
+        packet,
+        name: &name,
+        qtype: 0,
+        learned: None,
+        ttl,
+    });
+    Ok(verdict)
+}

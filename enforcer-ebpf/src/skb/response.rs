@@ -1,0 +1,270 @@
+//! The judge of incoming DNS responses, in passes that each fit the
+//! stack.
+
+use aya_ebpf::programs::SkBuffContext;
+use enforcer_common::{
+    counters::Counter,
+    decision::Action,
+    dns::{self, Learned, Stop},
+    domain::{DomainMatch, Name, options},
+    event::DomainEventKind,
+    lookup::{Fault, Generation},
+    packet::Packet,
+    proto::IPPROTO_TCP,
+    repeat::Repeat,
+};
+
+use super::{
+    judge::{DROP, PASS, generation_and_payload},
+    learn::learn,
+};
+use crate::{
+    counters::count,
+    headers::Headers,
+    maps::{ImageSlot, LiveImage, Scratch},
+    repeat::BpfLoop,
+    report::{NameVerdict, report_name},
+};
+
+/// A DNS response: the addresses it gives for blocked names are learned,
+/// and with query blocking on the response itself is dropped.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+pub(crate) fn judge_response<S: ImageSlot>(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &mut Scratch,
+) -> Result<i32, Fault> {
+    let Some(image) = generation_and_payload::<S>(ctx, packet, scratch)? else {
+        return Ok(PASS);
+    };
+    let generation = Generation::new(&image);
+    // Over TCP, only a segment's first message is read: a response that
+    // spans segments is read as far as this one goes.
+    let message = if packet.transport.protocol == IPPROTO_TCP { 2 } else { 0 };
+    let Some(learns) = read_response(&generation, scratch, message)? else {
+        return Ok(PASS);
+    };
+    if learns {
+        // Collecting and learning are separate calls: together they would
+        // not fit the stack (see `STACK` in `skb`).
+        let collected = collect_answers(scratch);
+        if !learn_collected(&generation, scratch, packet) {
+            return Err(Fault);
+        }
+        match collected {
+            Ok(()) => {}
+            Err(Stop::Fault) => return Err(Fault),
+            // What was learned stays learned.
+            Err(Stop::Malformed) => {
+                count(Counter::Malformed);
+                return Ok(PASS);
+            }
+        }
+    }
+    let blocks_queries = generation.dns_options()? & options::BLOCK_QUERIES != 0;
+    if !blocks_queries || !report_answer(&generation, scratch, packet)? {
+        return Ok(PASS);
+    }
+    Ok(DROP)
+}
+
+/// Puts the policy's word on the copied response in the scratch buffer,
+/// and returns whether its addresses are to be learned, or `None`
+/// (counted) when the response cannot be read. The word stays in a map, as
+/// it does not fit on the stack (see `STACK` in `skb`).
+///
+/// Each pass of `dns::judge_response` is a call of its own from here, so
+/// that the domain lookup of one never sits below the state of another.
+#[inline(always)]
+fn read_response(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<Option<bool>, Fault> {
+    if !readable(read_question(generation, scratch, message))?
+        || !readable(read_cnames(scratch))?
+        || !readable(read_cname_targets(generation, scratch, message))?
+    {
+        return Ok(None);
+    }
+    // SAFETY: `read_question` wrote it.
+    Ok(Some(unsafe { scratch.response.assume_init_ref() }.learns()))
+}
+
+/// Whether a pass read its part of the response: a fault stops the judge,
+/// and an unreadable response is counted.
+#[inline(always)]
+fn readable(pass: Result<(), Stop>) -> Result<bool, Fault> {
+    match pass {
+        Ok(()) => Ok(true),
+        Err(Stop::Fault) => Err(Fault),
+        Err(Stop::Malformed) => {
+            count(Counter::Malformed);
+            Ok(false)
+        }
+    }
+}
+
+/// The question and the word on its name, into the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_question(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<(), Stop> {
+    // Borrowed field by field rather than through `Scratch::parts`: this
+    // frame is on the deepest chain of calls.
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    let response =
+        dns::judge_question(generation, &payload, message, &mut scratch.name, &BpfLoop, &BpfLoop)?;
+    scratch.response.write(response);
+    Ok(())
+}
+
+/// Where the CNAME targets are, into the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_cnames(scratch: &mut Scratch) -> Result<(), Stop> {
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    // SAFETY: `read_question` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let cnames = dns::find_cnames(&payload, response, &BpfLoop, &BpfLoop)?;
+    scratch.cnames.write(cnames);
+    Ok(())
+}
+
+/// The word on the CNAME targets, into the response in the scratch buffer.
+// A function of its own: see `read_response`.
+#[inline(never)]
+fn read_cname_targets(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    message: usize,
+) -> Result<(), Stop> {
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    // SAFETY: `read_question` and `read_cnames` wrote them.
+    let (response, cnames) = unsafe {
+        (
+            scratch.response.assume_init_mut(),
+            scratch.cnames.assume_init_ref(),
+        )
+    };
+    dns::judge_cnames(
+        generation,
+        &payload,
+        message,
+        &mut scratch.name,
+        &BpfLoop,
+        cnames,
+        response,
+    )
+}
+
+/// Reports the response `read_response` read when its chain is blocked,
+/// and returns whether it was.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+fn report_answer(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &mut Scratch,
+    packet: &Headers,
+) -> Result<bool, Fault> {
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    if response.chain.decision.action() != Action::Block {
+        return Ok(false);
+    }
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Answer,
+        generation: generation.number()?,
+        found: &response.chain,
+        packet,
+        name: &Name {
+            bytes: &scratch.name,
+            len: response.name_len,
+        },
+        qtype: response.question.qtype,
+        learned: None,
+        ttl: 0,
+    });
+    Ok(true)
+}
+
+/// Collects the addresses of the response `read_response` read into the
+/// scratch buffer, for `learn_collected`.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+fn collect_answers(scratch: &mut Scratch) -> Result<(), Stop> {
+    // Borrowed field by field, as in `read_response`.
+    let payload = Packet::new(&scratch.packet, scratch.copied).ok_or(Stop::Malformed)?;
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let found = &mut scratch.learned;
+    let mut collected = BpfLoop.opaque(0);
+    let scanned = dns::learn_addresses(
+        &payload,
+        response,
+        &scratch.name,
+        &BpfLoop,
+        |_, _, learned| {
+            found[collected % found.len()] = learned;
+            collected += 1;
+        },
+    );
+    scratch.collected = collected;
+    scanned
+}
+
+/// Learns and reports the addresses `collect_answers` collected; `false`
+/// on a fault.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+fn learn_collected(
+    generation: &Generation<'_, LiveImage<'_>>,
+    scratch: &Scratch,
+    packet: &Headers,
+) -> bool {
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let name = Name {
+        bytes: &scratch.name,
+        len: response.name_len,
+    };
+    for (index, learned) in scratch.learned.iter().enumerate() {
+        if index >= scratch.collected {
+            break;
+        }
+        if !learn_answer(generation, &response.chain, &name, learned, packet) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Learns one address of an answer and reports it; `false` on a fault.
+// A function of its own: see `STACK` in `skb`.
+#[inline(never)]
+fn learn_answer(
+    generation: &Generation<'_, LiveImage<'_>>,
+    found: &DomainMatch,
+    name: &Name<'_>,
+    learned: &Learned,
+    packet: &Headers,
+) -> bool {
+    let (Ok(ttl), Ok(number)) = (learn(generation, found, learned), generation.number()) else {
+        return false;
+    };
+    report_name(&NameVerdict {
+        kind: DomainEventKind::Learned,
+        generation: number,
+        found,
+        packet,
+        name,
+        qtype: 0,
+        learned: Some(learned),
+        ttl,
+    });
+    true
+}
