@@ -217,7 +217,12 @@ fn sigterm_and_sigkill_leave_enforcement_in_force_and_only_unload_removes_it() {
         }
     }
     assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, port), Outcome::Ok);
-    assert!(!daemon.pin_dir().join("v1").exists());
+    assert!(
+        !daemon
+            .pin_dir()
+            .join(format!("v{}", enforcer::kernel::pins::PIN_LAYOUT))
+            .exists()
+    );
 }
 
 #[test]

@@ -40,7 +40,11 @@ fn only_the_enforcer_may_touch_its_objects_pins_and_daemon() {
     if !self_protection_runs(&daemon) {
         return;
     }
-    let instance = only_instance(&bpffs.pin_dir().join("v1"));
+    let instance = only_instance(
+        &bpffs
+            .pin_dir()
+            .join(format!("v{}", enforcer::kernel::pins::PIN_LAYOUT)),
+    );
 
     let pin = fs::read_dir(&instance).map(drop);
     assert_refused(pin, "listing the instance directory");
@@ -139,7 +143,13 @@ fn a_daemon_replaced_on_disk_hands_its_pins_to_the_new_binary() {
         "the upgraded binary took over the guarded pins: {takeover}"
     );
     assert_eq!(
-        fs::read_dir(bpffs.pin_dir().join("v1")).unwrap().count(),
+        fs::read_dir(
+            bpffs
+                .pin_dir()
+                .join(format!("v{}", enforcer::kernel::pins::PIN_LAYOUT))
+        )
+        .unwrap()
+        .count(),
         1,
         "only the new daemon's instance is left"
     );

@@ -98,7 +98,13 @@ fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile(
         "generation numbers go on from the earlier daemon's"
     );
     assert_eq!(probe(&cgroup, Op::TcpConnect, LISTED, port), EPERM);
-    let pins: Vec<_> = fs::read_dir(first.pin_dir().join("v1")).unwrap().collect();
+    let pins: Vec<_> = fs::read_dir(
+        first
+            .pin_dir()
+            .join(format!("v{}", enforcer::kernel::pins::PIN_LAYOUT)),
+    )
+    .unwrap()
+    .collect();
     assert_eq!(pins.len(), 1, "only the new instance stays pinned");
 }
 

@@ -11,9 +11,9 @@ use enforcer_common::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    error::CompileError,
     classes::ClassDecision,
     domains::{self, DomainTable},
+    error::CompileError,
     exec::ExecTables,
     segments::{Family, Segments},
 };

@@ -31,8 +31,9 @@ use std::{
 
 use aya::{maps::Map, programs::links::FdLink};
 
-/// Bump when a pinned object changes meaning.
-pub const PIN_LAYOUT: u32 = 1;
+/// Bump when a pinned object changes meaning. 2: event records start with
+/// a kind tag, so an older instance's ring cannot be read as ours.
+pub const PIN_LAYOUT: u32 = 2;
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/enforcer";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPF_FS_MOUNT: &str = "/sys/fs/bpf";
@@ -263,7 +264,15 @@ mod tests {
     #[test]
     fn instances_are_found_with_their_layout() {
         let root = ScratchDir::new("pins");
-        for path in ["v1/100-1", "v1/200-2", "v0/50-3", "vx/1-1", "tc/globals"] {
+        let ours = format!("v{PIN_LAYOUT}");
+        let older = format!("v{}", PIN_LAYOUT - 1);
+        for path in [
+            format!("{ours}/100-1"),
+            format!("{ours}/200-2"),
+            format!("{older}/50-3"),
+            "vx/1-1".into(),
+            "tc/globals".into(),
+        ] {
             fs::create_dir_all(root.join(path)).unwrap();
         }
         let found = instances(&root);
@@ -277,9 +286,9 @@ mod tests {
         assert_eq!(
             layouts,
             [
-                ("v0/50-3".to_string(), None),
-                ("v1/100-1".to_string(), Some(1)),
-                ("v1/200-2".to_string(), Some(1)),
+                (format!("{older}/50-3"), None),
+                (format!("{ours}/100-1"), Some(PIN_LAYOUT)),
+                (format!("{ours}/200-2"), Some(PIN_LAYOUT)),
             ],
             "directories of other tools are not instances"
         );
