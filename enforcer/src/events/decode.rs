@@ -16,8 +16,11 @@ use enforcer_common::{
 };
 
 use super::{
-    Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, TamperAttempt, Verdict,
-    mounts, rules::RuleBook,
+    event::{
+        Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, TamperAttempt, Verdict,
+    },
+    mounts,
+    rules::RuleBook,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use super::Event;
+use super::event::Event;
 
 /// Lines kept for `enforcer events` without `--follow`.
 const HISTORY: usize = 1024;
