@@ -340,17 +340,10 @@ impl Drop for SocketFile {
 /// not.
 /// The id of the group named `name`.
 fn group_id(name: &str) -> Result<u32, DaemonError> {
-    let unknown = || DaemonError::UnknownGroup(name.to_string());
-    let name = std::ffi::CString::new(name).map_err(|_| unknown())?;
-    // SAFETY: a NUL-terminated name; getgrnam's static result is read at
-    // once, before anything else could call it (the daemon is not yet
-    // running threads that do).
-    let group = unsafe { libc::getgrnam(name.as_ptr()) };
-    if group.is_null() {
-        return Err(unknown());
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) | Err(_) => Err(DaemonError::UnknownGroup(name.to_string())),
     }
-    // SAFETY: non-null, as checked.
-    Ok(unsafe { (*group).gr_gid })
 }
 
 /// The control socket: mode 0600, or 0660 owned by `group` when there is
