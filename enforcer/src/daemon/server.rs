@@ -2,7 +2,12 @@
 //! passed to the owner. A slow or broken client only ever costs its own
 //! task.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd as _},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -79,7 +84,7 @@ async fn handle(
     // The socket's mode keeps others out already; this holds even if its
     // mode is loosened by hand.
     let root = credentials.uid() == 0;
-    if !root && !access.admits(credentials.gid(), credentials.pid()) {
+    if !root && !access.admits(credentials.gid(), || peer_groups(&stream)) {
         let message = format!(
             "uid {} may not control the enforcer; only root{} may",
             credentials.uid(),
@@ -211,13 +216,14 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether a peer with primary group `gid` (and the process `pid`, for
-    /// its supplementary groups) is a member of the group.
-    fn admits(&self, gid: u32, pid: Option<i32>) -> bool {
+    /// Whether a peer with primary group `gid` (or one of its
+    /// `supplementary` groups, asked for only when needed) is a member of
+    /// the group.
+    fn admits(&self, gid: u32, supplementary: impl FnOnce() -> Vec<u32>) -> bool {
         let Some(group) = self.group else {
             return false;
         };
-        gid == group || pid.is_some_and(|pid| supplementary_groups(pid).contains(&group))
+        gid == group || supplementary().contains(&group)
     }
 
     fn describe(&self) -> String {
@@ -226,21 +232,39 @@ impl Access {
     }
 }
 
-/// The supplementary groups of a process, from `/proc/PID/status`.
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("Groups:").map(|groups| {
-                    groups
-                        .split_whitespace()
-                        .filter_map(|gid| gid.parse().ok())
-                        .collect()
-                })
-            })
-        })
-        .unwrap_or_default()
+/// The supplementary groups the peer had when it connected, which the
+/// kernel keeps with its credentials (`SO_PEERGROUPS`, Linux 4.13). Unlike
+/// `/proc/PID/status`, they cannot be another process's that reused the
+/// pid meanwhile. Empty when the kernel cannot say.
+fn peer_groups(socket: &impl AsFd) -> Vec<u32> {
+    const GID_SIZE: usize = size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    loop {
+        let mut length = (groups.len() * GID_SIZE) as libc::socklen_t;
+        // SAFETY: the buffer has room for `length` bytes, and the kernel
+        // writes no more than that.
+        let result = unsafe {
+            libc::getsockopt(
+                socket.as_fd().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut length,
+            )
+        };
+        let count = length as usize / GID_SIZE;
+        if result == 0 {
+            groups.truncate(count);
+            return groups;
+        }
+        // On ERANGE the kernel has set `length` to the room all the groups
+        // need.
+        let too_small = io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE);
+        if !too_small || count <= groups.len() {
+            return Vec::new();
+        }
+        groups.resize(count, 0);
+    }
 }
 
 async fn ask(
@@ -312,3 +336,38 @@ async fn stream_events(
 
 /// Events a follower is sent in one write at most.
 const FOLLOW_BATCH: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut expected: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|gid| gid.as_raw())
+            .collect();
+        let mut reported = peer_groups(&ours);
+        expected.sort_unstable();
+        reported.sort_unstable();
+        assert_eq!(reported, expected);
+        drop(theirs);
+    }
+
+    #[test]
+    fn admits_by_primary_or_supplementary_group_only_when_one_is_set() {
+        let access = |group| Access {
+            group,
+            trusted: TrustedKeys::default(),
+        };
+        let unasked = || -> Vec<u32> { panic!("supplementary groups asked for") };
+        assert!(access(Some(7)).admits(7, unasked));
+        assert!(access(Some(7)).admits(1, || vec![3, 7]));
+        assert!(!access(Some(7)).admits(1, || vec![3]));
+        assert!(!access(None).admits(7, unasked));
+    }
+}

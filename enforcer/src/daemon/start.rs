@@ -82,17 +82,10 @@ pub(super) fn check_host(options: &RunOptions) -> Result<Host, HostError> {
 
 /// The id of the group named `name`.
 fn group_id(name: &str) -> Result<u32, HostError> {
-    let unknown = || HostError::UnknownGroup(name.to_string());
-    let name = std::ffi::CString::new(name).map_err(|_| unknown())?;
-    // SAFETY: a NUL-terminated name; getgrnam's static result is read at
-    // once, before anything else could call it (the daemon is not yet
-    // running threads that do).
-    let group = unsafe { libc::getgrnam(name.as_ptr()) };
-    if group.is_null() {
-        return Err(unknown());
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) | Err(_) => Err(HostError::UnknownGroup(name.to_string())),
     }
-    // SAFETY: non-null, as checked.
-    Ok(unsafe { (*group).gr_gid })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,8 @@
 
 use std::{
     collections::BTreeSet,
-    ffi::CString,
     io,
-    os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-        unix::ffi::OsStrExt as _,
-    },
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -25,19 +21,22 @@ use std::{
     time::Duration,
 };
 
+use inotify::{Inotify, WatchMask};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
 /// Events within this long of each other are reported once: an upgrade
 /// touches many files in quick succession.
 const SETTLE: Duration = Duration::from_millis(100);
 /// How often the reader checks whether it should stop.
-const POLL_INTERVAL_MS: libc::c_int = 200;
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-const EVENTS: u32 = libc::IN_CREATE
-    | libc::IN_MOVED_TO
-    | libc::IN_MOVED_FROM
-    | libc::IN_DELETE
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF;
+const EVENTS: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PathWatchError {
@@ -63,28 +62,18 @@ impl PathWatch {
         paths: &[PathBuf],
         changed: impl Fn() -> bool + Send + 'static,
     ) -> Result<Self, PathWatchError> {
-        // SAFETY: plain syscall; the descriptor is checked and owned below.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(PathWatchError::Init(io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut inotify = Inotify::init().map_err(PathWatchError::Init)?;
         let directories = directories_to_watch(paths);
         for directory in &directories {
-            let Ok(name) = CString::new(directory.as_os_str().as_bytes()) else {
-                continue;
-            };
-            // SAFETY: a valid inotify fd and NUL-terminated path. A
-            // directory that vanished meanwhile is simply not watched.
-            unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), name.as_ptr(), EVENTS) };
+            // A directory that vanished meanwhile is simply not watched.
+            let _ = inotify.watches().add(directory, EVENTS);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::Builder::new()
             .name("enforcer-pathwatch".into())
             .spawn({
                 let stop = stop.clone();
-                move || watch(&inotify, &stop, changed)
+                move || watch(&mut inotify, &stop, changed)
             })
             .map_err(PathWatchError::Thread)?;
         Ok(Self {
@@ -126,37 +115,25 @@ fn directories_to_watch(paths: &[PathBuf]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-fn watch(inotify: &OwnedFd, stop: &AtomicBool, changed: impl Fn() -> bool) {
+fn watch(inotify: &mut Inotify, stop: &AtomicBool, changed: impl Fn() -> bool) {
     let mut buffer = [0u8; 4096];
     let mut pending = false;
     while !stop.load(Ordering::Relaxed) {
-        let timeout = if pending {
-            SETTLE.as_millis() as libc::c_int
-        } else {
-            POLL_INTERVAL_MS
-        };
-        let mut poll = libc::pollfd {
-            fd: inotify.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut poll, 1, timeout) };
-        if ready > 0 {
-            // The records themselves do not matter: any change in a watched
-            // directory means resolving again, which is cheap.
-            // SAFETY: reading into a buffer we own, of the size given.
-            while unsafe {
-                libc::read(
-                    inotify.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                )
-            } > 0
-            {}
-            pending = true;
-        } else if ready == 0 && pending {
-            pending = !changed();
+        let timeout = if pending { SETTLE } else { POLL_INTERVAL };
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let ready = poll(
+            &mut [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)],
+            timeout,
+        );
+        match ready {
+            Ok(0) if pending => pending = !changed(),
+            Ok(0) | Err(_) => {}
+            Ok(_) => {
+                // The records themselves do not matter: any change in a
+                // watched directory means resolving again, which is cheap.
+                while inotify.read_events(&mut buffer).is_ok() {}
+                pending = true;
+            }
         }
     }
 }

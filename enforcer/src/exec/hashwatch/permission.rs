@@ -28,10 +28,9 @@ use std::{
 };
 
 use super::{
-    Shared,
     cache::{Lookup, Stamp, Verdict},
     fanotify::{self, EVENT_METADATA_LEN, Wait},
-    judge,
+    judge::{Shared, judge},
 };
 
 /// Events read at once. The kernel opens a descriptor in this process for

@@ -5,15 +5,26 @@
 //! needs from `/sys/kernel/btf/vmlinux` at start and hands them to the
 //! programs as globals ([`exec_offsets`]).
 //!
-//! This is a deliberately small BTF reader (the format is described in the
-//! kernel's `Documentation/bpf/btf.rst`): it parses the header, the type
-//! section into a table indexed by type id and looks names up in the string
-//! section. Only what member lookups need is kept. Every read is bounds
-//! checked; malformed input is a [`BtfError`], never a panic.
+//! The BTF is read by a small reader of its own (`parse`); this module
+//! follows member paths through it. Libraries were weighed and do not fit:
+//! - `aya-obj` (0.3.0, already a dependency) parses BTF, but only for
+//!   loading programs: `Btf::types`, `Btf::type_by_id` and `Btf::string_at`
+//!   are `pub(crate)`, and so are `Struct::members` and the `BtfMember`
+//!   fields (name, type, bit offset), so it cannot tell a member's offset
+//!   (`src/btf/btf.rs` and `src/btf/types.rs` in aya-obj 0.3.0). What it
+//!   does offer, the kind numbering ([`BtfKind`]), is used here.
+//! - `btf-rs` (2.0), the maintained BTF library, is LGPL-2.1-or-later,
+//!   which this MIT OR Apache-2.0 project does not take in.
+//! - `libbpf-rs` builds libbpf's C sources (and needs libelf and zlib) for
+//!   what is a few hundred lines of bounds-checked reading.
 
-use std::{fmt, io, path::Path, path::PathBuf};
+mod parse;
 
+use std::{fmt, io, path::PathBuf};
+
+use aya_obj::btf::BtfKind;
 use enforcer_common::{exec::ExecOffsets, guard::GuardOffsets};
+use parse::{Member, Type, TypeData};
 
 /// Where the kernel exposes its own BTF.
 pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -60,99 +71,9 @@ fn malformed(message: impl Into<String>) -> BtfError {
     BtfError::Malformed(message.into())
 }
 
-// Kinds, from include/uapi/linux/btf.h.
-const KIND_INT: u8 = 1;
-const KIND_PTR: u8 = 2;
-const KIND_ARRAY: u8 = 3;
-const KIND_STRUCT: u8 = 4;
-const KIND_UNION: u8 = 5;
-const KIND_ENUM: u8 = 6;
-const KIND_FWD: u8 = 7;
-const KIND_TYPEDEF: u8 = 8;
-const KIND_VOLATILE: u8 = 9;
-const KIND_CONST: u8 = 10;
-const KIND_RESTRICT: u8 = 11;
-const KIND_FUNC: u8 = 12;
-const KIND_FUNC_PROTO: u8 = 13;
-const KIND_VAR: u8 = 14;
-const KIND_DATASEC: u8 = 15;
-const KIND_FLOAT: u8 = 16;
-const KIND_DECL_TAG: u8 = 17;
-const KIND_TYPE_TAG: u8 = 18;
-const KIND_ENUM64: u8 = 19;
-
-const BTF_VERSION: u8 = 1;
-/// magic, version, flags, hdr_len, type_off, type_len, str_off, str_len.
-const HEADER_LEN: usize = 24;
-/// Newer headers add layout_off and layout_len: the size of every kind's
-/// trailing data, so readers can skip kinds they do not know.
-const HEADER_WITH_LAYOUT_LEN: usize = 32;
-const TYPE_HEADER_LEN: usize = 12;
-const MEMBER_LEN: usize = 12;
 /// Bounds the modifier chains and anonymous-member nesting followed, so a
 /// cyclic (malformed) file cannot recurse without end.
 const MAX_DEPTH: usize = 64;
-
-#[derive(Clone, Copy, Debug)]
-enum Endian {
-    Little,
-    Big,
-}
-
-/// Bounds-checked reads of one byte slice.
-#[derive(Clone, Copy)]
-struct Reader<'a> {
-    bytes: &'a [u8],
-    endian: Endian,
-}
-
-impl Reader<'_> {
-    fn u32_at(&self, offset: usize, what: &str) -> Result<u32, BtfError> {
-        let end = offset.checked_add(4);
-        let raw = end
-            .and_then(|end| self.bytes.get(offset..end))
-            .ok_or_else(|| malformed(format!("{what} at byte {offset} is past the end")))?;
-        let raw: [u8; 4] = raw.try_into().map_err(|_| malformed("short read"))?;
-        Ok(match self.endian {
-            Endian::Little => u32::from_le_bytes(raw),
-            Endian::Big => u32::from_be_bytes(raw),
-        })
-    }
-}
-
-/// One type of the type section. Only struct/union members and int
-/// encodings are kept; other trailing data is skipped.
-#[derive(Clone, Debug)]
-struct Type {
-    name_off: u32,
-    kind: u8,
-    kind_flag: bool,
-    /// `size` for int, enum, struct, union, datasec; a type id for ptr,
-    /// typedef, modifiers, func, var, decl/type tags.
-    size_or_type: u32,
-    data: TypeData,
-}
-
-#[derive(Clone, Debug)]
-enum TypeData {
-    None,
-    /// `BTF_INT_ENCODING << 24 | BTF_INT_OFFSET << 16 | BTF_INT_BITS`.
-    Int(u32),
-    /// `members[first..first + count]`.
-    Members {
-        first: usize,
-        count: usize,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    name_off: u32,
-    type_id: u32,
-    /// Bit offset, or with the parent's kind_flag
-    /// `bitfield_size << 24 | bit_offset`.
-    offset: u32,
-}
 
 /// A member found by name: where it starts and what it is.
 #[derive(Clone, Copy, Debug)]
@@ -181,257 +102,6 @@ impl fmt::Debug for KernelBtf {
 }
 
 impl KernelBtf {
-    /// Reads and parses the running kernel's BTF ([`VMLINUX_BTF_PATH`]).
-    pub fn load() -> Result<Self, BtfError> {
-        Self::load_from(Path::new(VMLINUX_BTF_PATH))
-    }
-
-    /// Reads and parses a raw BTF file (not an ELF object).
-    pub fn load_from(path: &Path) -> Result<Self, BtfError> {
-        let bytes = std::fs::read(path).map_err(|source| BtfError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&bytes)
-    }
-
-    /// Parses raw BTF bytes in either byte order.
-    pub fn parse(bytes: &[u8]) -> Result<Self, BtfError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(malformed(format!(
-                "{} bytes is shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            )));
-        }
-        let endian = match [bytes[0], bytes[1]] {
-            [0x9f, 0xeb] => Endian::Little,
-            [0xeb, 0x9f] => Endian::Big,
-            magic => {
-                return Err(malformed(format!(
-                    "bad magic {:02x}{:02x}",
-                    magic[0], magic[1]
-                )));
-            }
-        };
-        if bytes[2] != BTF_VERSION {
-            return Err(malformed(format!("unsupported version {}", bytes[2])));
-        }
-        let reader = Reader { bytes, endian };
-        let hdr_len = reader.u32_at(4, "hdr_len")? as usize;
-        if hdr_len < HEADER_LEN || hdr_len > bytes.len() {
-            return Err(malformed(format!(
-                "header length {hdr_len} outside {HEADER_LEN}..={}",
-                bytes.len()
-            )));
-        }
-        // Section offsets are relative to the end of the header.
-        let section = |off_at: usize, name: &str| -> Result<&[u8], BtfError> {
-            let off = reader.u32_at(off_at, name)? as usize;
-            let len = reader.u32_at(off_at + 4, name)? as usize;
-            let start = hdr_len.checked_add(off);
-            let end = start.and_then(|start| start.checked_add(len));
-            match (start, end) {
-                (Some(start), Some(end)) if end <= bytes.len() => Ok(&bytes[start..end]),
-                _ => Err(malformed(format!(
-                    "{name} section (offset {off}, length {len}) is outside the {}-byte file",
-                    bytes.len()
-                ))),
-            }
-        };
-        let type_section = section(8, "type")?;
-        let strings = section(16, "string")?;
-        let layout = if hdr_len >= HEADER_WITH_LAYOUT_LEN {
-            section(24, "layout")?
-        } else {
-            &[]
-        };
-        if strings.first() != Some(&0) || strings.last() != Some(&0) {
-            return Err(malformed(
-                "the string section must start and end with a NUL byte",
-            ));
-        }
-
-        let mut btf = KernelBtf {
-            types: vec![Type {
-                name_off: 0,
-                kind: 0,
-                kind_flag: false,
-                size_or_type: 0,
-                data: TypeData::None,
-            }],
-            members: Vec::new(),
-            strings: strings.to_vec(),
-        };
-        btf.parse_types(
-            Reader {
-                bytes: type_section,
-                endian,
-            },
-            Reader {
-                bytes: layout,
-                endian,
-            },
-        )?;
-        btf.check_references()?;
-        Ok(btf)
-    }
-
-    fn parse_types(&mut self, section: Reader<'_>, layout: Reader<'_>) -> Result<(), BtfError> {
-        let len = section.bytes.len();
-        let mut pos = 0;
-        while pos < len {
-            let id = self.types.len();
-            if len - pos < TYPE_HEADER_LEN {
-                return Err(malformed(format!(
-                    "type section ends inside the header of type {id}"
-                )));
-            }
-            let name_off = section.u32_at(pos, "name_off")?;
-            let info = section.u32_at(pos + 4, "info")?;
-            let size_or_type = section.u32_at(pos + 8, "size/type")?;
-            pos += TYPE_HEADER_LEN;
-            // vlen is bits 0-15, extended to 0-23 by newer kernels; kind is
-            // bits 24-28, extended to 24-30. The extension bits were
-            // required to be zero before, so the wide masks read both.
-            let vlen = (info & 0x00ff_ffff) as usize;
-            let kind = ((info >> 24) & 0x7f) as u8;
-            let kind_flag = info >> 31 == 1;
-            self.check_name(name_off, id)?;
-
-            let trailing = match kind {
-                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-                | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => Some(0),
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => Some(4),
-                KIND_ARRAY => Some(12),
-                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => vlen.checked_mul(12),
-                KIND_ENUM | KIND_FUNC_PROTO => vlen.checked_mul(8),
-                0 => return Err(malformed(format!("type {id} has kind 0 (unknown)"))),
-                _ => Some(Self::layout_size(layout, kind, vlen, id)?),
-            };
-            let trailing = trailing
-                .filter(|&trailing| trailing <= len - pos)
-                .ok_or_else(|| {
-                    malformed(format!(
-                        "type {id} (kind {kind}, vlen {vlen}) runs past the end of the type section"
-                    ))
-                })?;
-
-            let data = match kind {
-                KIND_INT => TypeData::Int(section.u32_at(pos, "int encoding")?),
-                KIND_STRUCT | KIND_UNION => {
-                    let first = self.members.len();
-                    for index in 0..vlen {
-                        let at = pos + index * MEMBER_LEN;
-                        let member = Member {
-                            name_off: section.u32_at(at, "member name_off")?,
-                            type_id: section.u32_at(at + 4, "member type")?,
-                            offset: section.u32_at(at + 8, "member offset")?,
-                        };
-                        self.check_name(member.name_off, id)?;
-                        self.members.push(member);
-                    }
-                    TypeData::Members { first, count: vlen }
-                }
-                _ => TypeData::None,
-            };
-            self.types.push(Type {
-                name_off,
-                kind,
-                kind_flag,
-                size_or_type,
-                data,
-            });
-            pos += trailing;
-        }
-        Ok(())
-    }
-
-    /// Trailing bytes of a kind this reader does not know, from the layout
-    /// section newer encoders write.
-    fn layout_size(
-        layout: Reader<'_>,
-        kind: u8,
-        vlen: usize,
-        id: usize,
-    ) -> Result<usize, BtfError> {
-        let entry = usize::from(kind) * 4;
-        if entry + 4 > layout.bytes.len() {
-            return Err(malformed(format!(
-                "type {id} has unknown kind {kind} and no layout describes it"
-            )));
-        }
-        let info_size = usize::from(layout.bytes[entry]);
-        let element_size = usize::from(layout.bytes[entry + 1]);
-        vlen.checked_mul(element_size)
-            .and_then(|elements| elements.checked_add(info_size))
-            .ok_or_else(|| malformed(format!("type {id}: size of kind {kind} overflows")))
-    }
-
-    fn check_name(&self, name_off: u32, id: usize) -> Result<(), BtfError> {
-        if (name_off as usize) < self.strings.len() {
-            Ok(())
-        } else {
-            Err(malformed(format!(
-                "type {id} names string offset {name_off}, past the {}-byte string section",
-                self.strings.len()
-            )))
-        }
-    }
-
-    /// Every type id a lookup may follow must exist.
-    fn check_references(&self) -> Result<(), BtfError> {
-        let count = self.types.len();
-        for (id, ty) in self.types.iter().enumerate() {
-            let follows_type = matches!(
-                ty.kind,
-                KIND_PTR
-                    | KIND_TYPEDEF
-                    | KIND_VOLATILE
-                    | KIND_CONST
-                    | KIND_RESTRICT
-                    | KIND_TYPE_TAG
-            );
-            if follows_type && ty.size_or_type as usize >= count {
-                return Err(malformed(format!(
-                    "type {id} refers to type {}, but there are only {count}",
-                    ty.size_or_type
-                )));
-            }
-            for member in self.members_of(ty) {
-                if member.type_id as usize >= count {
-                    return Err(malformed(format!(
-                        "a member of type {id} has type {}, but there are only {count}",
-                        member.type_id
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn ty(&self, id: u32) -> Result<&Type, BtfError> {
-        self.types
-            .get(id as usize)
-            .ok_or_else(|| malformed(format!("no type with id {id}")))
-    }
-
-    /// The NUL-terminated string at `offset` (without the NUL).
-    fn name(&self, offset: u32) -> &[u8] {
-        let tail = self.strings.get(offset as usize..).unwrap_or_default();
-        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-        &tail[..end]
-    }
-
-    fn members_of(&self, ty: &Type) -> &[Member] {
-        match ty.data {
-            TypeData::Members { first, count } => self
-                .members
-                .get(first..first.saturating_add(count))
-                .unwrap_or_default(),
-            _ => &[],
-        }
-    }
-
     fn display_name(&self, ty: &Type) -> String {
         match self.name(ty.name_off) {
             [] => "<anonymous>".to_owned(),
@@ -445,7 +115,11 @@ impl KernelBtf {
         for _ in 0..MAX_DEPTH {
             let ty = self.ty(id)?;
             match ty.kind {
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                BtfKind::Typedef
+                | BtfKind::Volatile
+                | BtfKind::Const
+                | BtfKind::Restrict
+                | BtfKind::TypeTag => {
                     id = ty.size_or_type;
                 }
                 _ => return Ok(id),
@@ -461,7 +135,7 @@ impl KernelBtf {
     fn find_composite(&self, name: &str) -> Result<u32, BtfError> {
         let mut empty = None;
         for (id, ty) in self.types.iter().enumerate() {
-            if matches!(ty.kind, KIND_STRUCT | KIND_UNION)
+            if matches!(ty.kind, BtfKind::Struct | BtfKind::Union)
                 && self.name(ty.name_off) == name.as_bytes()
             {
                 // Type ids are u32 on the wire, so this cannot truncate.
@@ -536,7 +210,7 @@ impl KernelBtf {
             }
             // Unnamed: an anonymous struct/union to search, or padding.
             let inner = self.resolve(member.type_id)?;
-            if !matches!(self.ty(inner)?.kind, KIND_STRUCT | KIND_UNION) {
+            if !matches!(self.ty(inner)?.kind, BtfKind::Struct | BtfKind::Union) {
                 continue;
             }
             if let Some(found) = self.find_member(inner, name, depth + 1, bitfield)? {
@@ -584,12 +258,17 @@ impl KernelBtf {
             if let Some((previous_name, previous_type)) = previous {
                 let resolved = self.resolve(previous_type)?;
                 let ty = self.ty(resolved)?;
-                if !matches!(ty.kind, KIND_STRUCT | KIND_UNION) {
+                if !matches!(ty.kind, BtfKind::Struct | BtfKind::Union) {
                     return Err(BtfError::NotComposite {
                         struct_name: struct_name.to_owned(),
                         path: path.to_owned(),
                         member: previous_name.to_owned(),
-                        kind: kind_description(ty.kind),
+                        // Kind 0 appears only as type 0, `void`.
+                        kind: if resolved == 0 {
+                            "void"
+                        } else {
+                            kind_description(ty.kind)
+                        },
                     });
                 }
                 container = resolved;
@@ -628,16 +307,15 @@ impl KernelBtf {
     }
 }
 
-fn kind_description(kind: u8) -> &'static str {
+fn kind_description(kind: BtfKind) -> &'static str {
     match kind {
-        0 => "void",
-        KIND_INT => "an integer",
-        KIND_PTR => "a pointer",
-        KIND_ARRAY => "an array",
-        KIND_ENUM | KIND_ENUM64 => "an enum",
-        KIND_FWD => "a forward declaration",
-        KIND_FUNC | KIND_FUNC_PROTO => "a function",
-        KIND_FLOAT => "a float",
+        BtfKind::Int => "an integer",
+        BtfKind::Ptr => "a pointer",
+        BtfKind::Array => "an array",
+        BtfKind::Enum | BtfKind::Enum64 => "an enum",
+        BtfKind::Fwd => "a forward declaration",
+        BtfKind::Func | BtfKind::FuncProto => "a function",
+        BtfKind::Float => "a float",
         _ => "another kind of type",
     }
 }

@@ -48,7 +48,7 @@ impl Builder {
     }
 
     fn int(&mut self, name: &str, size: u32, bits: u32) -> u32 {
-        let id = self.header(name, KIND_INT, false, 0, size);
+        let id = self.header(name, BtfKind::Int as u8, false, 0, size);
         self.types.push(bits);
         id
     }
@@ -68,11 +68,11 @@ impl Builder {
     }
 
     fn structure(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
-        self.composite(KIND_STRUCT, name, size, members)
+        self.composite(BtfKind::Struct as u8, name, size, members)
     }
 
     fn union(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
-        self.composite(KIND_UNION, name, size, members)
+        self.composite(BtfKind::Union as u8, name, size, members)
     }
 
     /// A kind_flag struct; members as `(name, type, bitfield size, bit
@@ -83,7 +83,13 @@ impl Builder {
         size: u32,
         members: &[(&str, u32, u32, u32)],
     ) -> u32 {
-        let id = self.header(name, KIND_STRUCT, true, members.len() as u32, size);
+        let id = self.header(
+            name,
+            BtfKind::Struct as u8,
+            true,
+            members.len() as u32,
+            size,
+        );
         for &(member, type_id, bits, bit_offset) in members {
             let member = self.string(member);
             self.types
@@ -152,11 +158,11 @@ fn sample() -> Builder {
     let u32_ = b.int("unsigned int", 4, 32);
     let u64_ = b.int("long long unsigned int", 8, 64);
     let uchar = b.int("unsigned char", 1, 8);
-    let const_uchar = b.reference(KIND_CONST, "", uchar);
-    let name_ptr = b.reference(KIND_PTR, "", const_uchar);
+    let const_uchar = b.reference(BtfKind::Const as u8, "", uchar);
+    let name_ptr = b.reference(BtfKind::Ptr as u8, "", const_uchar);
     // A forward declaration and an empty struct come before the real
     // `dentry`; both are skipped.
-    let _fwd = b.reference(KIND_FWD, "dentry", 0);
+    let _fwd = b.reference(BtfKind::Fwd as u8, "dentry", 0);
     let _empty = b.structure("dentry", 0, &[]);
 
     // struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; };
@@ -168,7 +174,7 @@ fn sample() -> Builder {
     // struct dentry { unsigned int d_flags; struct qstr d_name;
     //                 struct dentry *d_parent; struct inode *d_inode; };
     // `d_parent` points at id 12, the dentry itself.
-    let dentry_ptr = b.reference(KIND_PTR, "", 12);
+    let dentry_ptr = b.reference(BtfKind::Ptr as u8, "", 12);
     let dentry = b.structure(
         "dentry",
         40,
@@ -184,12 +190,12 @@ fn sample() -> Builder {
     // typedef struct path path_t; struct file { u64 f_mode; (anonymous
     // union with the path) const volatile path_t f_path; ... }.
     let path = b.structure("path", 16, &[("mnt", u64_, 0), ("dentry", dentry_ptr, 64)]);
-    let path_t = b.reference(KIND_TYPEDEF, "path_t", path);
-    let volatile_path = b.reference(KIND_VOLATILE, "", path_t);
-    let const_path = b.reference(KIND_CONST, "", volatile_path);
-    let tagged_path = b.reference(KIND_TYPE_TAG, "rcu", const_path);
+    let path_t = b.reference(BtfKind::Typedef as u8, "path_t", path);
+    let volatile_path = b.reference(BtfKind::Volatile as u8, "", path_t);
+    let const_path = b.reference(BtfKind::Const as u8, "", volatile_path);
+    let tagged_path = b.reference(BtfKind::TypeTag as u8, "rcu", const_path);
     let f_union = b.union("", 16, &[("f_path", tagged_path, 0), ("f_raw", u64_, 0)]);
-    let inode_ptr = b.reference(KIND_PTR, "", u64_);
+    let inode_ptr = b.reference(BtfKind::Ptr as u8, "", u64_);
     b.structure(
         "file",
         48,
@@ -368,7 +374,7 @@ fn skips_forward_declarations_and_empty_duplicates() {
     // With only an empty struct of that name, the empty one is found and
     // has no members.
     let mut b = Builder::new();
-    b.reference(KIND_FWD, "lonely", 0);
+    b.reference(BtfKind::Fwd as u8, "lonely", 0);
     b.structure("lonely", 0, &[]);
     let btf = KernelBtf::parse(&b.build()).unwrap();
     assert_eq!(btf.struct_size("lonely").unwrap(), 0);
@@ -379,7 +385,7 @@ fn skips_forward_declarations_and_empty_duplicates() {
 
     // A FWD alone is not a struct.
     let mut b = Builder::new();
-    b.reference(KIND_FWD, "only_fwd", 0);
+    b.reference(BtfKind::Fwd as u8, "only_fwd", 0);
     let btf = KernelBtf::parse(&b.build()).unwrap();
     assert!(matches!(
         btf.struct_size("only_fwd"),
@@ -403,27 +409,27 @@ fn every_known_kind_is_skipped_correctly() {
     let mut b = Builder::new();
     let int = b.int("int", 4, 32);
     // ARRAY: elem type, index type, nelems.
-    b.header("", KIND_ARRAY, false, 0, 0);
+    b.header("", BtfKind::Array as u8, false, 0, 0);
     b.types.extend([int, int, 4]);
     // ENUM with two values.
-    b.header("e", KIND_ENUM, false, 2, 4);
+    b.header("e", BtfKind::Enum as u8, false, 2, 4);
     let (a, c) = (b.string("A"), b.string("C"));
     b.types.extend([a, 0, c, 1]);
     // FUNC_PROTO with one parameter, FUNC.
-    let proto = b.header("", KIND_FUNC_PROTO, false, 1, int);
+    let proto = b.header("", BtfKind::FuncProto as u8, false, 1, int);
     b.types.extend([0, int]);
-    b.header("f", KIND_FUNC, false, 0, proto);
+    b.header("f", BtfKind::Func as u8, false, 0, proto);
     // VAR, DATASEC with one variable.
-    let var = b.header("v", KIND_VAR, false, 0, int);
+    let var = b.header("v", BtfKind::Var as u8, false, 0, int);
     b.types.push(1);
-    b.header(".data", KIND_DATASEC, false, 1, 4);
+    b.header(".data", BtfKind::DataSec as u8, false, 1, 4);
     b.types.extend([var, 0, 4]);
-    b.header("float", KIND_FLOAT, false, 0, 4);
-    b.header("tag", KIND_DECL_TAG, false, 0, int);
+    b.header("float", BtfKind::Float as u8, false, 0, 4);
+    b.header("tag", BtfKind::DeclTag as u8, false, 0, int);
     b.types.push(u32::MAX);
-    b.header("e64", KIND_ENUM64, false, 1, 8);
+    b.header("e64", BtfKind::Enum64 as u8, false, 1, 8);
     b.types.extend([a, 1, 0]);
-    b.reference(KIND_RESTRICT, "", int);
+    b.reference(BtfKind::Restrict as u8, "", int);
     b.structure("after", 8, &[("x", int, 32)]);
     let btf = KernelBtf::parse(&b.build()).unwrap();
     assert_eq!(btf.member_offset("after", "x").unwrap(), 4);
@@ -522,7 +528,7 @@ fn malformed_sections_are_errors() {
     let mut b = Builder::new();
     b.structure("s", 4, &[("x", 0, 0)]);
     let mut bad = b.build();
-    let info = (u32::from(KIND_STRUCT) << 24) | 0x00ff_ffff;
+    let info = (u32::from(BtfKind::Struct as u8) << 24) | 0x00ff_ffff;
     bad[TYPES_AT + 4..TYPES_AT + 8].copy_from_slice(&info.to_le_bytes());
     assert_malformed(&bad, "huge vlen");
 }
@@ -534,7 +540,7 @@ fn dangling_type_ids_are_errors() {
     assert_malformed(&b.build(), "member type past the table");
 
     let mut b = Builder::new();
-    b.reference(KIND_TYPEDEF, "t", 42);
+    b.reference(BtfKind::Typedef as u8, "t", 42);
     assert_malformed(&b.build(), "typedef target past the table");
 }
 
@@ -542,8 +548,8 @@ fn dangling_type_ids_are_errors() {
 fn cycles_are_errors_not_hangs() {
     // typedef t1 -> t2 -> t1, used as the type of a nested path.
     let mut b = Builder::new();
-    b.reference(KIND_TYPEDEF, "t1", 2);
-    b.reference(KIND_TYPEDEF, "t2", 1);
+    b.reference(BtfKind::Typedef as u8, "t1", 2);
+    b.reference(BtfKind::Typedef as u8, "t2", 1);
     b.structure("s", 8, &[("x", 1, 0)]);
     let btf = KernelBtf::parse(&b.build()).unwrap();
     assert!(matches!(
@@ -608,7 +614,7 @@ fn vmlinux() -> Option<KernelBtf> {
 }
 
 /// Kind of the (typedef-resolved) type of a member path's last member.
-fn member_kind(btf: &KernelBtf, struct_name: &str, path: &str) -> (u8, u32) {
+fn member_kind(btf: &KernelBtf, struct_name: &str, path: &str) -> (BtfKind, u32) {
     let found = btf.lookup(struct_name, path).unwrap();
     let ty = btf.ty(btf.resolve(found.type_id).unwrap()).unwrap();
     (ty.kind, ty.size_or_type)
@@ -665,9 +671,9 @@ fn resolves_exec_offsets_from_the_running_kernel() {
         );
         let (kind, kind_size) = member_kind(&btf, struct_name, path);
         if member_size == pointer_size && path != "i_ino" {
-            assert_eq!(kind, KIND_PTR, "{struct_name}.{path} is a pointer");
+            assert_eq!(kind, BtfKind::Ptr, "{struct_name}.{path} is a pointer");
         } else {
-            assert_eq!(kind, KIND_INT, "{struct_name}.{path} is an integer");
+            assert_eq!(kind, BtfKind::Int, "{struct_name}.{path} is an integer");
             assert_eq!(kind_size, member_size, "{struct_name}.{path} size");
         }
     }
@@ -722,34 +728,46 @@ fn resolves_guard_offsets_from_the_running_kernel() {
     let Some(btf) = vmlinux() else { return };
     let offsets = guard_offsets(&btf).unwrap();
     let pointer_size = btf.struct_size("path").unwrap() / 2;
-    let fields: [(&str, &str, u32, u32, u8); 9] = [
-        ("bpf_map", "id", offsets.map_id, 4, KIND_INT),
-        ("bpf_prog", "aux", offsets.prog_aux, pointer_size, KIND_PTR),
-        ("bpf_prog_aux", "id", offsets.prog_aux_id, 4, KIND_INT),
+    let fields: [(&str, &str, u32, u32, BtfKind); 9] = [
+        ("bpf_map", "id", offsets.map_id, 4, BtfKind::Int),
+        (
+            "bpf_prog",
+            "aux",
+            offsets.prog_aux,
+            pointer_size,
+            BtfKind::Ptr,
+        ),
+        ("bpf_prog_aux", "id", offsets.prog_aux_id, 4, BtfKind::Int),
         (
             "vfsmount",
             "mnt_sb",
             offsets.mount_sb,
             pointer_size,
-            KIND_PTR,
+            BtfKind::Ptr,
         ),
-        ("task_struct", "mm", offsets.task_mm, pointer_size, KIND_PTR),
+        (
+            "task_struct",
+            "mm",
+            offsets.task_mm,
+            pointer_size,
+            BtfKind::Ptr,
+        ),
         (
             "mm_struct",
             "exe_file",
             offsets.mm_exe_file,
             pointer_size,
-            KIND_PTR,
+            BtfKind::Ptr,
         ),
         (
             "file",
             "f_inode",
             offsets.file_inode,
             pointer_size,
-            KIND_PTR,
+            BtfKind::Ptr,
         ),
-        ("inode", "i_ino", offsets.inode_ino, 8, KIND_INT),
-        ("super_block", "s_dev", offsets.sb_dev, 4, KIND_INT),
+        ("inode", "i_ino", offsets.inode_ino, 8, BtfKind::Int),
+        ("super_block", "s_dev", offsets.sb_dev, 4, BtfKind::Int),
     ];
     for (struct_name, path, offset, member_size, expected_kind) in fields {
         let size = btf.struct_size(struct_name).unwrap();
@@ -760,7 +778,7 @@ fn resolves_guard_offsets_from_the_running_kernel() {
         assert_eq!(offset % member_size, 0, "{struct_name}.{path} misaligned");
         let (kind, kind_size) = member_kind(&btf, struct_name, path);
         assert_eq!(kind, expected_kind, "{struct_name}.{path} kind");
-        if kind == KIND_INT {
+        if kind == BtfKind::Int {
             assert_eq!(kind_size, member_size, "{struct_name}.{path} size");
         }
     }
