@@ -1,6 +1,7 @@
 //! What changes between two policies, rule by rule, for `policy apply`.
 
-use std::{collections::BTreeMap, fmt};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,7 @@ impl RuleSummary {
             let summary = match key.role {
                 Role::Name => return None,
                 Role::Setting { shown } => KeySummary::Setting(shown(rule)),
-                Role::Target { entries, .. } => KeySummary::Count(entries(rule).len()),
+                Role::Target { count, .. } => KeySummary::Count(count(rule)),
                 Role::Qualifier { shown, .. } => KeySummary::Values(shown(rule)),
             };
             Some((key.key.to_owned(), summary))
@@ -87,7 +88,8 @@ impl fmt::Display for RuleSummary {
         // A rule that lists nothing still says what it is about: its first
         // target, with that target's qualifiers.
         let listless = targets.clone().all(|key| self.count(key.key) == 0);
-        for (number, key) in RULE_KEYS.iter().enumerate() {
+        let first_target = targets.clone().next().map(|key| key.key);
+        for key in RULE_KEYS {
             match key.role {
                 Role::Setting { .. } => {
                     if let Some(KeySummary::Setting(value)) = self.keys.get(key.key) {
@@ -96,14 +98,13 @@ impl fmt::Display for RuleSummary {
                 }
                 Role::Target { one, many, .. } => {
                     let count = self.count(key.key);
-                    let first = targets.clone().next().map(|first| first.key) == Some(key.key);
-                    if count == 0 && !(listless && first) {
+                    if count == 0 && !(listless && first_target == Some(key.key)) {
                         continue;
                     }
                     parts.push(format!("{count} {}", if count == 1 { one } else { many }));
                     // Qualifiers only narrow their target, so they show
                     // beside it.
-                    for qualifier in &RULE_KEYS[number..] {
+                    for qualifier in RULE_KEYS {
                         if let Role::Qualifier { of, .. } = qualifier.role
                             && of == key.key
                         {
@@ -196,7 +197,7 @@ fn change_groups() -> Vec<&'static ChangeGroup> {
     let mut groups: Vec<&'static ChangeGroup> = Vec::new();
     for key in RULE_KEYS {
         if let Role::Target { group, .. } = key.role
-            && !groups.iter().any(|known| std::ptr::eq(*known, group))
+            && !groups.iter().any(|known| known.name == group.name)
         {
             groups.push(group);
         }
@@ -212,7 +213,7 @@ fn group_entries(rule: &Rule, group: &ChangeGroup) -> Vec<String> {
         .flat_map(|key| match key.role {
             Role::Target {
                 entries, group: of, ..
-            } if std::ptr::eq(of, group) => entries(rule),
+            } if of.name == group.name => entries(rule),
             _ => Vec::new(),
         })
         .collect()
@@ -222,7 +223,9 @@ fn change(before: &Rule, after: &Rule) -> RuleChange {
     let mut entries = BTreeMap::new();
     for group in change_groups() {
         let (old, new) = (group_entries(before, group), group_entries(after, group));
+        // Policies list up to millions of CIDRs, so no pairwise comparison.
         let missing = |from: &[String], of: &[String]| -> Vec<String> {
+            let of: HashSet<&String> = of.iter().collect();
             from.iter()
                 .filter(|entry| !of.contains(entry))
                 .cloned()

@@ -40,6 +40,8 @@ pub(super) enum Role {
     /// A summary counts its entries, a change lists those added and
     /// removed in its `group`.
     Target {
+        /// How many entries the rule has; cheaper than `entries`.
+        count: fn(&Rule) -> usize,
         entries: fn(&Rule) -> Vec<String>,
         one: &'static str,
         many: &'static str,
@@ -53,7 +55,8 @@ pub(super) enum Role {
     },
 }
 
-/// Target keys whose entries a change lists together.
+/// Target keys whose entries a change lists together; the same `name` is
+/// the same group.
 pub(super) struct ChangeGroup {
     /// Names the change's `NAME_added` and `NAME_removed` lists.
     pub name: &'static str,
@@ -105,6 +108,7 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
         key: "cidrs",
         block_only: None,
         role: Role::Target {
+            count: |rule| rule.cidrs.len(),
             entries: |rule| listed(&rule.cidrs),
             one: "CIDR",
             many: "CIDRs",
@@ -120,6 +124,7 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
         key: "domains",
         block_only: None,
         role: Role::Target {
+            count: |rule| rule.domains.len(),
             entries: |rule| listed(&rule.domains),
             one: "domain",
             many: "domains",
@@ -153,6 +158,7 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
         key: "exec_paths",
         block_only: None,
         role: Role::Target {
+            count: |rule| rule.exec_paths.len(),
             entries: |rule| listed(rule.exec_paths.iter().map(|path| format!("path {path}"))),
             one: "exec path",
             many: "exec paths",
@@ -168,6 +174,7 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
         key: "exec_names",
         block_only: Some(ALLOW_EXEC_PATHS_ONLY),
         role: Role::Target {
+            count: |rule| rule.exec_names.len(),
             entries: |rule| listed(rule.exec_names.iter().map(|name| format!("name {name}"))),
             one: "exec name",
             many: "exec names",
@@ -183,6 +190,7 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
         key: "exec_sha256",
         block_only: Some(ALLOW_EXEC_PATHS_ONLY),
         role: Role::Target {
+            count: |rule| rule.exec_sha256.len(),
             entries: |rule| listed(rule.exec_sha256.iter().map(|hash| format!("sha256 {hash}"))),
             one: "exec hash",
             many: "exec hashes",
