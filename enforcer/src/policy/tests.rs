@@ -1,7 +1,14 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use super::*;
+use super::cidr::Cidr;
+use super::domain::Domain;
+use super::exec::ExecPath;
+use super::load::{load_files, parse};
+use super::model::{Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
+use super::options::{OptionValue, Options};
+use super::rule_keys::RULE_KEYS;
+use super::source::{PolicyError, PolicyErrors, Source};
 
 fn source(name: &str, text: &str) -> Source {
     Source {
@@ -1897,9 +1904,9 @@ fn readme_key_rows(heading: &str) -> Vec<(String, String)> {
 fn readme_lists_every_rule_key_in_table_order() {
     let rows = readme_key_rows("Rule keys");
     let documented: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
-    let defined: Vec<&str> = rule_keys::RULE_KEYS.iter().map(|key| key.key).collect();
+    let defined: Vec<&str> = RULE_KEYS.iter().map(|key| key.key).collect();
     assert_eq!(documented, defined, "policies/README.md, ## Rule keys");
-    for ((key, meaning), defined) in rows.iter().zip(rule_keys::RULE_KEYS) {
+    for ((key, meaning), defined) in rows.iter().zip(RULE_KEYS) {
         assert_eq!(
             meaning.starts_with("Block rules only"),
             defined.block_only.is_some(),

@@ -1,5 +1,6 @@
 use super::*;
-use crate::policy::{Source, parse};
+use crate::policy::load::parse;
+use crate::policy::source::Source;
 
 fn policy(text: &str) -> Policy {
     parse(&[Source {
