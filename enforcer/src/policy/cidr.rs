@@ -4,7 +4,17 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::Cidr;
+use serde::{Deserialize, Serialize};
+
+/// A network, always with its host bits clear. IPv4-mapped IPv6 networks
+/// (`::ffff:0:0/96` and narrower) are stored as their IPv4 equivalent.
+/// Serializes as its text form, e.g. `"10.0.0.0/8"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Cidr {
+    V4 { addr: Ipv4Addr, prefix_len: u8 },
+    V6 { addr: Ipv6Addr, prefix_len: u8 },
+}
 
 /// Why a CIDR string was refused. The messages quote the input so that they
 /// stand on their own next to a `FILE:LINE:COL`.

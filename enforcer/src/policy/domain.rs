@@ -33,7 +33,7 @@ const DENY: AsciiDenyList = AsciiDenyList::new(true, "!\"#$%&'()*+,/:;<=>?@[\\]^
 #[serde(into = "String", try_from = "String")]
 pub struct Domain(String);
 
-/// Why a `domains` entry was refused. Like [`super::CidrError`], the
+/// Why a `domains` entry was refused. Like [`CidrError`](super::cidr::CidrError), the
 /// messages quote the input so that they stand on their own next to a
 /// `FILE:LINE:COL`; an overlong name is not quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

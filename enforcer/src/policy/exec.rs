@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{ExecPath, Sha256};
+use serde::{Deserialize, Serialize};
 
 /// Longest `exec_paths` entry, in bytes as written (Linux `PATH_MAX`).
 pub const MAX_EXEC_PATH_BYTES: usize = 4096;
@@ -14,7 +14,25 @@ pub const MAX_EXEC_NAME_BYTES: usize = 255;
 
 const SHA256_HEX_DIGITS: usize = 64;
 
-/// Why an exec key's entry was refused. Like [`super::CidrError`], the
+/// An absolute executable path: a file, or with `directory` every file
+/// under that directory at any depth. `path` is absolute, has no empty,
+/// `.` or `..` components, no trailing `/` and is never `/` itself.
+/// Displays and serializes as written in a policy, with a trailing `/` for a
+/// directory, e.g. `"/opt/Telegram/"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ExecPath {
+    pub path: PathBuf,
+    pub directory: bool,
+}
+
+/// A SHA-256 digest. Displays and serializes as 64 lowercase hex digits;
+/// parses from either case.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Sha256(pub [u8; 32]);
+
+/// Why an exec key's entry was refused. Like [`CidrError`](super::cidr::CidrError), the
 /// messages quote the input so that they stand on their own next to a
 /// `FILE:LINE:COL`; overlong input is not quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,14 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use super::*;
+use super::cidr::Cidr;
+use super::domain::Domain;
+use super::exec::ExecPath;
+use super::load::{load_files, parse};
+use super::model::{Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
+use super::options::{OptionValue, Options};
+use super::rule_keys::RULE_KEYS;
+use super::source::{PolicyError, PolicyErrors, Source};
 
 fn source(name: &str, text: &str) -> Source {
     Source {
@@ -1868,4 +1875,65 @@ fn readme_options_example_is_valid() {
     let end = start + section[start..].find("```").expect("example is closed");
     let policy = ok(&format!("version = 1\n{}", &section[start..end]));
     assert_eq!(policy.options, ALL_OPTIONS);
+}
+
+/// The rows of the key table in the README section `heading`, as (key,
+/// meaning).
+fn readme_key_rows(heading: &str) -> Vec<(String, String)> {
+    let readme = include_str!("../../../policies/README.md");
+    let start = readme
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("README has a {heading} section"))
+        + 1;
+    let section = &readme[start..];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 3)];
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let key = cells[1].trim_matches('`').to_owned();
+            (key, cells[cells.len() - 2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn readme_lists_every_rule_key_in_table_order() {
+    let rows = readme_key_rows("Rule keys");
+    let documented: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
+    let defined: Vec<&str> = RULE_KEYS.iter().map(|key| key.key).collect();
+    assert_eq!(documented, defined, "policies/README.md, ## Rule keys");
+    for ((key, meaning), defined) in rows.iter().zip(RULE_KEYS) {
+        assert_eq!(
+            meaning.starts_with("Block rules only"),
+            defined.block_only.is_some(),
+            "whether `{key}` is documented as for block rules only"
+        );
+    }
+    // The README's examples of the errors that list rule keys are what
+    // the parser says.
+    let readme = include_str!("../../../policies/README.md");
+    for message in errors("version = 1\n[[block]]\nname = \"x\"\nport = [443]\n") {
+        let (_, message) = message.split_once(": ").expect("FILE:LINE:COL: message");
+        assert!(readme.contains(message), "README quotes {message:?}");
+    }
+}
+
+#[test]
+fn readme_lists_every_option_in_table_order() {
+    let rows = readme_key_rows("Options");
+    let documented: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        documented,
+        Options::keys().collect::<Vec<_>>(),
+        "policies/README.md, ## Options"
+    );
+    let readme = include_str!("../../../policies/README.md");
+    for message in errors("version = 1\n[options]\ndns_block = true\n") {
+        let (_, message) = message.split_once(": ").expect("FILE:LINE:COL: message");
+        assert!(readme.contains(message), "README quotes {message:?}");
+    }
 }

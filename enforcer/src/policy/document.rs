@@ -1,0 +1,134 @@
+//! Checks one file's top level and its `[options]` table.
+
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+
+use super::context::{FileCx, Value, integer};
+use super::model::RuleKind;
+use super::options::{MAX_DNS_TTL_SECONDS, OptionValue, Options};
+use super::rule_check::{Draft, check_rules};
+use super::values::check_mode;
+
+const SUPPORTED_VERSION: i64 = 1;
+const TOP_LEVEL_KEYS: &str = "version, mode, options, block, allow";
+
+/// A valid `[options]` entry of one file.
+pub(super) struct OptionSetting {
+    pub key: &'static str,
+    pub value: OptionValue,
+    pub span: Range<usize>,
+}
+
+/// What one file contributes to the policy.
+pub(super) struct Document {
+    pub drafts: Vec<Draft>,
+    pub options: Vec<OptionSetting>,
+}
+
+pub(super) fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Document {
+    // Rules inherit the file's mode, so it must be known before them.
+    let file_mode = root
+        .get("mode")
+        .and_then(|value| check_mode(cx, value))
+        .unwrap_or_default();
+
+    let mut drafts = Vec::new();
+    let mut options = Vec::new();
+    for (key, value) in root {
+        match key.get_ref().as_ref() {
+            "version" => check_version(cx, value),
+            "mode" => {}
+            "options" => options = check_options(cx, value),
+            "block" => check_rules(cx, RuleKind::Block, value, file_mode, &mut drafts),
+            "allow" => check_rules(cx, RuleKind::Allow, value, file_mode, &mut drafts),
+            other => cx.error(
+                key.span(),
+                format!("unknown key {other:?}; expected one of: {TOP_LEVEL_KEYS}"),
+            ),
+        }
+    }
+    if !root.contains_key("version") {
+        cx.error(0..0, "missing `version`; add `version = 1` at the top");
+    }
+    // Blocks and allows come from two arrays; interleave them as written.
+    drafts.sort_by_key(|draft| draft.start);
+    Document { drafts, options }
+}
+
+/// The `[options]` table: known keys with values of their type. Entries
+/// with an error are left out; the others still count.
+fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
+    let DeValue::Table(table) = value.get_ref() else {
+        cx.wrong_type(
+            value,
+            "`options` must be a table (write [options], not [[options]])",
+        );
+        return Vec::new();
+    };
+    let mut settings = Vec::new();
+    for (key, value) in table {
+        let name = key.get_ref().as_ref();
+        // The default tells the key's type.
+        let Some((known, default)) = Options::default().iter().find(|&(known, _)| known == name)
+        else {
+            let expected = Options::keys().collect::<Vec<_>>().join(", ");
+            cx.error(
+                key.span(),
+                format!("unknown key {name:?} in [options]; expected one of: {expected}"),
+            );
+            continue;
+        };
+        let parsed = match default {
+            OptionValue::Bool(_) => check_bool_option(cx, known, value),
+            OptionValue::Seconds(_) => check_seconds_option(cx, known, value),
+        };
+        if let Some(parsed) = parsed {
+            settings.push(OptionSetting {
+                key: known,
+                value: parsed,
+                span: value.span(),
+            });
+        }
+    }
+    settings
+}
+
+fn check_bool_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    if let DeValue::Boolean(on) = value.get_ref() {
+        return Some(OptionValue::Bool(*on));
+    }
+    cx.wrong_type(value, &format!("`{key}` must be a boolean (true or false)"));
+    None
+}
+
+fn check_seconds_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    let expected =
+        format!("`{key}` must be an integer number of seconds (1-{MAX_DNS_TTL_SECONDS})");
+    let DeValue::Integer(seconds) = value.get_ref() else {
+        cx.wrong_type(value, &expected);
+        return None;
+    };
+    match integer(seconds).map(u32::try_from) {
+        Some(Ok(seconds)) if (1..=MAX_DNS_TTL_SECONDS).contains(&seconds) => {
+            Some(OptionValue::Seconds(seconds))
+        }
+        _ => {
+            cx.error(value.span(), format!("{expected}, found {seconds}"));
+            None
+        }
+    }
+}
+
+fn check_version(cx: &mut FileCx<'_>, value: &Value<'_>) {
+    let DeValue::Integer(version) = value.get_ref() else {
+        cx.wrong_type(value, "`version` must be an integer");
+        return;
+    };
+    if integer(version) != Some(SUPPORTED_VERSION) {
+        cx.error(
+            value.span(),
+            format!("unsupported version {version}; only version {SUPPORTED_VERSION} is supported"),
+        );
+    }
+}

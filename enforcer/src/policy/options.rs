@@ -1,0 +1,156 @@
+//! Policy-wide settings: the `[options]` table, one field per key.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Policy-wide settings, from the `[options]` tables of the policy's files.
+/// `policies/README.md` says what each does; [`Options::default`] gives
+/// their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// Also stop executables that have no name in any directory (memfd,
+    /// `O_TMPFILE`, deleted after being opened).
+    pub exec_block_anonymous: bool,
+    /// Also stop banned files started through the dynamic loader, when
+    /// they are mapped executable.
+    pub exec_block_loader: bool,
+    /// Make every exec of a not-yet-hashed file wait for its hash, so
+    /// `exec_sha256` rules have no window.
+    pub exec_hash_strict: bool,
+    /// Refuse DNS over TLS and over QUIC (port 853) to every address.
+    pub block_dot: bool,
+    /// Refuse QUIC (UDP 443) to every address, so that browsers fall back
+    /// to TCP.
+    pub block_quic: bool,
+    /// Drop DNS queries for the names that rules block, whichever resolver
+    /// they go to. Off, the kernel still learns the addresses of those
+    /// names from the answers and checks TLS server names.
+    pub dns_block_queries: bool,
+    /// Addresses learned from a DNS answer for a blocked name stay blocked
+    /// for the answer's TTL, but at least this long: a short TTL must not
+    /// let the client reconnect as soon as it expires.
+    pub dns_ttl_min_seconds: u32,
+    /// ...and at most this long, so that an address the name moved away
+    /// from is released. Never less than `dns_ttl_min_seconds`.
+    pub dns_ttl_max_seconds: u32,
+}
+
+/// The largest `dns_ttl_*_seconds`: a week, which is what resolvers keep
+/// an answer at most (BIND's `max-cache-ttl`).
+pub const MAX_DNS_TTL_SECONDS: u32 = 604_800;
+
+/// The value of one `[options]` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptionValue {
+    Bool(bool),
+    /// A duration, 1 to [`MAX_DNS_TTL_SECONDS`] seconds.
+    Seconds(u32),
+}
+
+/// Where the value of one `[options]` key lives, by its type.
+#[derive(Clone, Copy)]
+enum OptionField {
+    Bool(fn(&mut Options) -> &mut bool),
+    Seconds(fn(&mut Options) -> &mut u32),
+}
+
+impl Default for Options {
+    /// The switches that cost something or can break programs are off;
+    /// dropping queries for blocked names is on, since a rule that lists
+    /// domains asks for it. The TTL bounds keep a blocked address at least
+    /// five minutes and at most a day after its last answer.
+    fn default() -> Self {
+        Self {
+            exec_block_anonymous: false,
+            exec_block_loader: false,
+            exec_hash_strict: false,
+            block_dot: false,
+            block_quic: false,
+            dns_block_queries: true,
+            dns_ttl_min_seconds: 300,
+            dns_ttl_max_seconds: 86_400,
+        }
+    }
+}
+
+impl Options {
+    /// Every `[options]` key, in the order errors and the README list them.
+    /// A new option is a field above, its default, and one line here.
+    const FIELDS: &[(&'static str, OptionField)] = &[
+        (
+            "exec_block_anonymous",
+            OptionField::Bool(|o| &mut o.exec_block_anonymous),
+        ),
+        (
+            "exec_block_loader",
+            OptionField::Bool(|o| &mut o.exec_block_loader),
+        ),
+        (
+            "exec_hash_strict",
+            OptionField::Bool(|o| &mut o.exec_hash_strict),
+        ),
+        ("block_dot", OptionField::Bool(|o| &mut o.block_dot)),
+        ("block_quic", OptionField::Bool(|o| &mut o.block_quic)),
+        (
+            "dns_block_queries",
+            OptionField::Bool(|o| &mut o.dns_block_queries),
+        ),
+        (
+            "dns_ttl_min_seconds",
+            OptionField::Seconds(|o| &mut o.dns_ttl_min_seconds),
+        ),
+        (
+            "dns_ttl_max_seconds",
+            OptionField::Seconds(|o| &mut o.dns_ttl_max_seconds),
+        ),
+    ];
+
+    /// The names of all keys `[options]` accepts.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        Self::FIELDS.iter().map(|&(key, _)| key)
+    }
+
+    /// Every option with its value, in [`Options::keys`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, OptionValue)> + '_ {
+        Self::FIELDS.iter().map(|&(key, field)| {
+            let mut copy = *self;
+            let value = match field {
+                OptionField::Bool(field) => OptionValue::Bool(*field(&mut copy)),
+                OptionField::Seconds(field) => OptionValue::Seconds(*field(&mut copy)),
+            };
+            (key, value)
+        })
+    }
+
+    /// The option named `key`, or `None` when there is no such option.
+    pub fn get(&self, key: &str) -> Option<OptionValue> {
+        self.iter()
+            .find_map(|(name, value)| (name == key).then_some(value))
+    }
+
+    /// Sets the option named `key`, and tells whether it did: nothing
+    /// changes when there is no such option or `value` is of another type.
+    /// Ranges are not checked here; [`parse()`](super::load::parse) checks them.
+    pub fn set(&mut self, key: &str, value: OptionValue) -> bool {
+        let Some(&(_, field)) = Self::FIELDS.iter().find(|&&(name, _)| name == key) else {
+            return false;
+        };
+        match (field, value) {
+            (OptionField::Bool(field), OptionValue::Bool(value)) => *field(self) = value,
+            (OptionField::Seconds(field), OptionValue::Seconds(value)) => *field(self) = value,
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Bool(on) => write!(f, "{on}"),
+            OptionValue::Seconds(seconds) => write!(f, "{seconds}"),
+        }
+    }
+}
