@@ -8,9 +8,13 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, assert_exit_code,
     bpf::{HOOKS, attached_programs},
-    cgroup2_mount, event_timeout, probe, run, stderr_lines, tcp_listener,
+    cgroup::{TestCgroup, cgroup2_mount},
+    command::{assert_exit_code, run, stderr_lines},
+    daemon::Daemon,
+    net::{EPERM, Op, Outcome, probe, tcp_listener},
+    temp::TempDir,
+    timeouts::event_timeout,
 };
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
@@ -190,7 +194,7 @@ fn sigterm_and_sigkill_leave_enforcement_in_force_and_only_unload_removes_it() {
         "the programs stay attached after SIGKILL"
     );
 
-    let refused = run(enforcer_integration_tests::enforcer(["unload"])
+    let refused = run(enforcer_integration_tests::command::enforcer(["unload"])
         .arg("--pin-dir")
         .arg(daemon.pin_dir()));
     assert_exit_code(&refused, 2, "unload without --confirm");
@@ -290,9 +294,11 @@ fn rollback_returns_to_the_policy_before_the_last_apply_across_a_restart() {
     let daemon = daemon.start_from_store(&cgroup);
     assert_eq!(daemon.status_json()["generation"], 3);
 
-    let rolled_back = run(enforcer_integration_tests::enforcer(["policy", "rollback"])
-        .arg("--socket")
-        .arg(daemon.socket()));
+    let rolled_back = run(
+        enforcer_integration_tests::command::enforcer(["policy", "rollback"])
+            .arg("--socket")
+            .arg(daemon.socket()),
+    );
     assert!(rolled_back.status.success(), "{rolled_back:?}");
     assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
     assert_eq!(
@@ -311,7 +317,7 @@ fn a_non_root_peer_is_refused() {
     let as_nobody = |socket: &std::path::Path| {
         run(std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(enforcer_integration_tests::enforcer_bin())
+            .arg(enforcer_integration_tests::command::enforcer_bin())
             .args(["status", "--socket"])
             .arg(socket))
     };
@@ -380,7 +386,7 @@ fn members_of_the_control_group_may_use_the_socket_but_not_unload() {
                 format!("--regid={ids}"),
                 "--clear-groups".to_string(),
             ])
-            .arg(enforcer_integration_tests::enforcer_bin())
+            .arg(enforcer_integration_tests::command::enforcer_bin())
             .args(args)
             .arg("--socket")
             .arg(daemon.socket()))
@@ -406,8 +412,9 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     let (_second, second_port) = tcp_listener(SECOND);
     let keys = TempDir::new();
     let prefix = keys.path().join("fleet");
-    let made =
-        run(enforcer_integration_tests::enforcer(["policy", "keygen", "--out"]).arg(&prefix));
+    let made = run(
+        enforcer_integration_tests::command::enforcer(["policy", "keygen", "--out"]).arg(&prefix),
+    );
     assert!(made.status.success(), "{made:?}");
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start_with(
@@ -432,7 +439,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
 
     let policy = keys.write("second.toml", block_second);
     let signed = run(
-        enforcer_integration_tests::enforcer(["policy", "sign", "--key"])
+        enforcer_integration_tests::command::enforcer(["policy", "sign", "--key"])
             .arg(prefix.with_extension("key"))
             .arg(&policy),
     );
@@ -440,7 +447,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     let bundle = keys.write("second.bundle", &String::from_utf8_lossy(&signed.stdout));
     let apply_bundle = |bundle: &std::path::Path| {
         run(
-            enforcer_integration_tests::enforcer(["policy", "apply", "--bundle"])
+            enforcer_integration_tests::command::enforcer(["policy", "apply", "--bundle"])
                 .arg(bundle)
                 .arg("--socket")
                 .arg(daemon.socket()),

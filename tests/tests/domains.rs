@@ -11,13 +11,13 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup,
     bpf::{self, Hook},
-    command_in,
-    dns::DnsServer,
-    dns::Transport,
-    dns::Zone,
-    dns_query, probe, run, tcp_listener, tls_hello, tls_listener, udp_receiver,
+    cgroup::TestCgroup,
+    command::run,
+    daemon::Daemon,
+    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query},
+    net::{EPERM, Op, Outcome, command_in, probe, tcp_listener, udp_receiver},
+    tls::{tls_hello, tls_listener},
 };
 
 const WHATSAPP_POLICY: &str = r#"

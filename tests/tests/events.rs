@@ -3,19 +3,21 @@
 
 use std::{
     ffi::OsStr,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::Ipv6Addr,
     process, thread,
     time::{Duration, Instant},
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, event_timeout, held_probe, mapped, probe,
-    run_probe, tcp_listener,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    net::{
+        EPERM, LISTED, Op, Outcome, UNLISTED, held_probe, mapped, probe, run_probe, tcp_listener,
+    },
+    temp::TempDir,
+    timeouts::event_timeout,
 };
 use serde_json::Value;
-
-const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
-const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
 
 const BLOCK_LISTED: &str = r#"
 version = 1

@@ -4,12 +4,13 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, Op, Outcome, TestCgroup, mapped, probe, received_datagram, tcp_listener,
-    udp_receiver,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    net::{
+        EPERM, LISTED, Op, Outcome, UNLISTED, mapped, probe, received_datagram, tcp_listener,
+        udp_receiver,
+    },
 };
-
-const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
-const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
 
 const BLOCK_LISTED: &str = r#"
 version = 1
