@@ -89,6 +89,57 @@ pub fn probe_as(
     socket_probe(cgroup, Some(uid), op, addr.into(), port).outcome
 }
 
+/// One network operation from inside a test's cgroup and what it must
+/// return: a row of the verdict tables that [`assert_checks`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub op: Op,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub expected: Outcome,
+    /// What the row stands for, when the address and port do not say it.
+    pub why: &'static str,
+}
+
+impl Check {
+    /// `op` to `addr`:`port` must fail with [`EPERM`].
+    pub fn refused(op: Op, addr: impl Into<IpAddr>, port: u16) -> Self {
+        Self::new(op, addr.into(), port, EPERM)
+    }
+
+    /// `op` to `addr`:`port` must succeed.
+    pub fn allowed(op: Op, addr: impl Into<IpAddr>, port: u16) -> Self {
+        Self::new(op, addr.into(), port, Outcome::Ok)
+    }
+
+    /// This row, named `why` in its failure message.
+    pub fn because(self, why: &'static str) -> Self {
+        Self { why, ..self }
+    }
+
+    fn new(op: Op, addr: IpAddr, port: u16, expected: Outcome) -> Self {
+        Self {
+            op,
+            addr,
+            port,
+            expected,
+            why: "",
+        }
+    }
+}
+
+/// Runs each check, in order, from a fresh `netprobe` in `cgroup`; the
+/// first whose outcome differs fails the test and is named.
+pub fn assert_checks(cgroup: &TestCgroup, checks: &[Check]) {
+    for check in checks {
+        assert_eq!(
+            probe(cgroup, check.op, check.addr, check.port),
+            check.expected,
+            "{check:?}"
+        );
+    }
+}
+
 fn socket_probe(cgroup: &TestCgroup, uid: Option<u32>, op: Op, addr: IpAddr, port: u16) -> Probe {
     let args = [op.arg().to_owned(), addr.to_string(), port.to_string()];
     let (pid, line) = run_netprobe(cgroup, &args, uid);
