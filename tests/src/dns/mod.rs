@@ -49,6 +49,22 @@ pub enum DnsOutcome {
     Malformed,
 }
 
+impl DnsOutcome {
+    /// A reply with at least one answer record.
+    pub fn is_answered(&self) -> bool {
+        matches!(self, DnsOutcome::Answer(records) if !records.is_empty())
+    }
+
+    /// What a query the kernel refuses gets: it fails at `sendmsg` (UDP)
+    /// or never gets a reply (TCP).
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            DnsOutcome::Errno(libc::EPERM) | DnsOutcome::Timeout | DnsOutcome::Closed
+        )
+    }
+}
+
 /// Sends one DNS query (recursion desired, random id) for `name` and
 /// `qtype` (`A`, `AAAA`, another type's name or a number) to `server`:53
 /// over `transport`, from a fresh `netprobe` process inside `cgroup`, and
