@@ -57,6 +57,7 @@ impl<'a> Resolver<'a> {
 
     /// Queries each name of `rows` over each of `transports` in turn and
     /// fails on the first whose outcome is not what its row expects.
+    #[track_caller]
     fn assert_resolution(&self, transports: &[Transport], rows: &[(&str, Expect)]) {
         for &transport in transports {
             for &(name, expect) in rows {

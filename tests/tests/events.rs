@@ -31,6 +31,7 @@ cidrs = ["127.0.0.7/32", "::1/128"]
 /// Runs `check` from inside `cgroup` and returns the daemon's event for
 /// its process, after checking that each field of `fields` (a JSON object)
 /// has the value given there.
+#[track_caller]
 fn assert_reported(daemon: &Daemon, cgroup: &TestCgroup, check: Check, fields: Value) -> Value {
     let probe = run_probe(cgroup, check.op, check.addr, check.port);
     assert_eq!(probe.outcome, check.expected, "{check:?}");

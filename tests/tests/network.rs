@@ -38,6 +38,7 @@ fn block(name: &str, cidrs: &str, more: &str) -> String {
 
 /// Starts a daemon enforcing `policy` on a fresh cgroup and runs `checks`
 /// from inside it.
+#[track_caller]
 fn assert_enforced(policy: &str, checks: &[Check]) {
     let cgroup = TestCgroup::new();
     let _daemon = Daemon::start(&cgroup, policy);

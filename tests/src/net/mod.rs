@@ -130,6 +130,7 @@ impl Check {
 
 /// Runs each check, in order, from a fresh `netprobe` in `cgroup`; the
 /// first whose outcome differs fails the test and is named.
+#[track_caller]
 pub fn assert_checks(cgroup: &TestCgroup, checks: &[Check]) {
     for check in checks {
         assert_eq!(
