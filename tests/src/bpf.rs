@@ -5,11 +5,19 @@
 //! them by id, so tests can try what an intruder would.
 
 use std::{
+    env,
     fs::File,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::Path,
 };
+
+/// Whether this kernel must run the BPF LSM programs: `cargo xtask vm-test`
+/// sets `ENFORCER_EXPECT_BPF_LSM=1` on the kernels that do, so that a
+/// fallback to another method fails there instead of passing quietly.
+pub fn bpf_lsm_expected() -> bool {
+    env::var_os("ENFORCER_EXPECT_BPF_LSM").is_some_and(|value| value == "1")
+}
 
 /// The cgroup hooks the enforcer attaches to (`enum bpf_attach_type`).
 /// [`HOOKS`] are the socket hooks, always attached; the packet hooks only

@@ -1,5 +1,5 @@
 //! Background threads of the test servers ([`crate::dns::DnsServer`],
-//! [`crate::TlsListener`]).
+//! [`crate::tls::TlsListener`]).
 //!
 //! A server must go away with the test that made it, also when the test
 //! fails half-way and a client is left hanging. So every socket the threads

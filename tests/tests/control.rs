@@ -2,15 +2,19 @@
 //! applies, status, shutdown, and refusing a bad `--cgroup`.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, TcpListener},
     thread,
     time::{Duration, Instant},
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, assert_exit_code,
     bpf::{HOOKS, attached_programs},
-    cgroup2_mount, event_timeout, probe, run, stderr_lines, tcp_listener,
+    cgroup::{TestCgroup, cgroup2_mount},
+    command::{assert_exit_code, run, stderr_lines},
+    daemon::Daemon,
+    net::{Check, EPERM, Op, Outcome, assert_checks, probe, tcp_listener},
+    temp::TempDir,
+    timeouts::event_timeout,
 };
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
@@ -32,17 +36,48 @@ name = "block-second"
 cidrs = ["127.0.0.8/32"]
 "#;
 
+/// A listener on each of [`FIRST`] and [`SECOND`], to tell which of
+/// [`BLOCK_FIRST`] and [`BLOCK_SECOND`] is in force.
+struct Targets {
+    first_port: u16,
+    second_port: u16,
+    _listeners: [TcpListener; 2],
+}
+
+impl Targets {
+    fn new() -> Self {
+        let (first, first_port) = tcp_listener(FIRST);
+        let (second, second_port) = tcp_listener(SECOND);
+        Self {
+            first_port,
+            second_port,
+            _listeners: [first, second],
+        }
+    }
+
+    /// [`BLOCK_FIRST`] is in force: FIRST refused, SECOND allowed.
+    fn first_blocked(&self) -> [Check; 2] {
+        [
+            Check::refused(Op::TcpConnect, FIRST, self.first_port),
+            Check::allowed(Op::TcpConnect, SECOND, self.second_port),
+        ]
+    }
+
+    /// [`BLOCK_SECOND`] is in force: FIRST allowed, SECOND refused.
+    fn second_blocked(&self) -> [Check; 2] {
+        [
+            Check::allowed(Op::TcpConnect, FIRST, self.first_port),
+            Check::refused(Op::TcpConnect, SECOND, self.second_port),
+        ]
+    }
+}
+
 #[test]
 fn policy_apply_swaps_verdicts_live() {
-    let (_first, first_port) = tcp_listener(FIRST);
-    let (_second, second_port) = tcp_listener(SECOND);
+    let targets = Targets::new();
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
-    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
-        Outcome::Ok
-    );
+    assert_checks(&cgroup, &targets.first_blocked());
 
     let output = daemon.apply(BLOCK_SECOND);
     assert_exit_code(&output, 0, "policy apply");
@@ -51,11 +86,7 @@ fn policy_apply_swaps_verdicts_live() {
         "policy apply printed no summary of the changes"
     );
 
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
-        Outcome::Ok
-    );
-    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    assert_checks(&cgroup, &targets.second_blocked());
     assert!(
         daemon.status_json().is_object(),
         "status --json is not a JSON object"
@@ -64,8 +95,7 @@ fn policy_apply_swaps_verdicts_live() {
 
 #[test]
 fn invalid_apply_reports_the_position_and_keeps_the_old_policy() {
-    let (_first, first_port) = tcp_listener(FIRST);
-    let (_second, second_port) = tcp_listener(SECOND);
+    let targets = Targets::new();
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, BLOCK_FIRST);
     // A valid rule for SECOND next to a broken one: none of it may apply.
@@ -94,11 +124,7 @@ cidrs = ["127.0.0.300/32"]
             .any(|line| line.starts_with(&position) && line.contains("127.0.0.300")),
         "expected an error line starting with {position:?} about the bad CIDR, got {errors:#?}"
     );
-    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
-        Outcome::Ok
-    );
+    assert_checks(&cgroup, &targets.first_blocked());
 }
 
 /// Every image of a daemon goes to the sized slot while it fits the
@@ -107,14 +133,16 @@ cidrs = ["127.0.0.300/32"]
 /// the slots in either direction must leave no image of the other behind.
 #[test]
 fn images_larger_than_the_sized_slot_are_enforced_from_the_other_and_back() {
-    let (_first, first_port) = tcp_listener(FIRST);
-    let (_second, second_port) = tcp_listener(SECOND);
+    let targets = Targets::new();
     let cgroup = TestCgroup::new();
     // IPv4 only: one bucket index, so the slot is sized for about that.
     let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
     let slot = |daemon: &Daemon| daemon.status_json()["image_slot"]["slot"].clone();
     assert_eq!(slot(&daemon), "sized");
-    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, FIRST, targets.first_port),
+        EPERM
+    );
 
     // Both families: twice the bucket index, more than the slot holds.
     let both_families = r#"
@@ -126,20 +154,18 @@ cidrs = ["127.0.0.8/32", "fd00:e7f0::/64"]
 "#;
     assert_exit_code(&daemon.apply(both_families), 0, "policy apply");
     assert_eq!(slot(&daemon), "any-size");
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
-        Outcome::Ok,
-        "the image left in the sized slot is still read"
+    let [first, second] = targets.second_blocked();
+    assert_checks(
+        &cgroup,
+        &[
+            first.because("the image left in the sized slot is still read"),
+            second,
+        ],
     );
-    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
 
     assert_exit_code(&daemon.apply(BLOCK_FIRST), 0, "policy apply");
     assert_eq!(slot(&daemon), "sized");
-    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
-        Outcome::Ok
-    );
+    assert_checks(&cgroup, &targets.first_blocked());
 }
 
 #[test]
@@ -190,7 +216,7 @@ fn sigterm_and_sigkill_leave_enforcement_in_force_and_only_unload_removes_it() {
         "the programs stay attached after SIGKILL"
     );
 
-    let refused = run(enforcer_integration_tests::enforcer(["unload"])
+    let refused = run(enforcer_integration_tests::command::enforcer(["unload"])
         .arg("--pin-dir")
         .arg(daemon.pin_dir()));
     assert_exit_code(&refused, 2, "unload without --confirm");
@@ -279,8 +305,7 @@ fn daemon_refuses_a_directory_that_is_not_a_cgroup() {
 /// daemon can still go back to it.
 #[test]
 fn rollback_returns_to_the_policy_before_the_last_apply_across_a_restart() {
-    let (_first, first_port) = tcp_listener(FIRST);
-    let (_second, second_port) = tcp_listener(SECOND);
+    let targets = Targets::new();
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start(&cgroup, BLOCK_FIRST);
     let first_hash = daemon.status_json()["policy_sha256"].clone();
@@ -288,22 +313,20 @@ fn rollback_returns_to_the_policy_before_the_last_apply_across_a_restart() {
         .apply("version = 1\n[[block]]\nname = \"block-second\"\ncidrs = [\"127.0.0.8/32\"]\n");
     assert!(applied.status.success(), "{applied:?}");
     assert_eq!(
-        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
+        probe(&cgroup, Op::TcpConnect, FIRST, targets.first_port),
         Outcome::Ok
     );
     daemon.stop();
     let daemon = daemon.start_from_store(&cgroup);
     assert_eq!(daemon.status_json()["generation"], 3);
 
-    let rolled_back = run(enforcer_integration_tests::enforcer(["policy", "rollback"])
-        .arg("--socket")
-        .arg(daemon.socket()));
-    assert!(rolled_back.status.success(), "{rolled_back:?}");
-    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
-        Outcome::Ok
+    let rolled_back = run(
+        enforcer_integration_tests::command::enforcer(["policy", "rollback"])
+            .arg("--socket")
+            .arg(daemon.socket()),
     );
+    assert!(rolled_back.status.success(), "{rolled_back:?}");
+    assert_checks(&cgroup, &targets.first_blocked());
     let status = daemon.status_json();
     assert_eq!(status["policy_sha256"], first_hash);
     assert_eq!(status["generation"], 4, "a rollback is a new generation");
@@ -316,7 +339,7 @@ fn a_non_root_peer_is_refused() {
     let as_nobody = |socket: &std::path::Path| {
         run(std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(enforcer_integration_tests::enforcer_bin())
+            .arg(enforcer_integration_tests::command::enforcer_bin())
             .args(["status", "--socket"])
             .arg(socket))
     };
@@ -385,7 +408,7 @@ fn members_of_the_control_group_may_use_the_socket_but_not_unload() {
                 format!("--regid={ids}"),
                 "--clear-groups".to_string(),
             ])
-            .arg(enforcer_integration_tests::enforcer_bin())
+            .arg(enforcer_integration_tests::command::enforcer_bin())
             .args(args)
             .arg("--socket")
             .arg(daemon.socket()))
@@ -407,12 +430,12 @@ fn members_of_the_control_group_may_use_the_socket_but_not_unload() {
 
 #[test]
 fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
-    let (_first, first_port) = tcp_listener(FIRST);
-    let (_second, second_port) = tcp_listener(SECOND);
+    let targets = Targets::new();
     let keys = TempDir::new();
     let prefix = keys.path().join("fleet");
-    let made =
-        run(enforcer_integration_tests::enforcer(["policy", "keygen", "--out"]).arg(&prefix));
+    let made = run(
+        enforcer_integration_tests::command::enforcer(["policy", "keygen", "--out"]).arg(&prefix),
+    );
     assert!(made.status.success(), "{made:?}");
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start_with(
@@ -437,7 +460,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
 
     let policy = keys.write("second.toml", block_second);
     let signed = run(
-        enforcer_integration_tests::enforcer(["policy", "sign", "--key"])
+        enforcer_integration_tests::command::enforcer(["policy", "sign", "--key"])
             .arg(prefix.with_extension("key"))
             .arg(&policy),
     );
@@ -445,7 +468,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     let bundle = keys.write("second.bundle", &String::from_utf8_lossy(&signed.stdout));
     let apply_bundle = |bundle: &std::path::Path| {
         run(
-            enforcer_integration_tests::enforcer(["policy", "apply", "--bundle"])
+            enforcer_integration_tests::command::enforcer(["policy", "apply", "--bundle"])
                 .arg(bundle)
                 .arg("--socket")
                 .arg(daemon.socket()),
@@ -453,11 +476,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     };
     let applied = apply_bundle(&bundle);
     assert!(applied.status.success(), "{applied:?}");
-    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
-    assert_eq!(
-        probe(&cgroup, Op::TcpConnect, FIRST, first_port),
-        Outcome::Ok
-    );
+    assert_checks(&cgroup, &targets.second_blocked());
     let generation = daemon.status_json()["generation"].clone();
 
     // An allow slipped into the signed files.
@@ -474,7 +493,10 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
         "{output:?}"
     );
     assert_eq!(daemon.status_json()["generation"], generation);
-    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, targets.second_port),
+        EPERM
+    );
 
     // The signed policy is stored with its signature: a restart from the
     // store trusts it, and refuses it once the file on disk is changed.
@@ -484,7 +506,10 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
     let restarted = daemon
         .try_start_from_store(&cgroup, &trusted)
         .unwrap_or_else(|failure| panic!("{}", failure.stderr));
-    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, SECOND, targets.second_port),
+        EPERM
+    );
     let mut restarted = restarted;
     restarted.kill();
     let stored = daemon.state_dir().join("policy.json");
@@ -500,7 +525,7 @@ fn with_trusted_keys_only_signed_untampered_bundles_are_applied() {
         refused.stderr
     );
     assert_eq!(
-        probe(&cgroup, Op::TcpConnect, SECOND, second_port),
+        probe(&cgroup, Op::TcpConnect, SECOND, targets.second_port),
         EPERM,
         "the pinned programs go on enforcing meanwhile"
     );

@@ -12,9 +12,14 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, EXEC_EPERM, ExecMethod, KILLED, NOBODY, Op, Outcome, RAN, StartFailure, TempDir,
-    TestCgroup, bpf_lsm_expected, enforcer, exec_probe_as, probe_as, run, tcp_listener,
-    unique_name,
+    bpf::bpf_lsm_expected,
+    cgroup::TestCgroup,
+    command::{enforcer, run},
+    daemon::{Daemon, StartFailure},
+    exec::{EXEC_EPERM, ExecMethod, KILLED, RAN, exec_probe_as},
+    net::{EPERM, Op, Outcome, probe_as, tcp_listener},
+    privilege::NOBODY,
+    temp::{TempDir, unique_name},
 };
 use serde_json::Value;
 
@@ -305,8 +310,8 @@ impl PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        enforcer_integration_tests::unload_pins(
-            &enforcer_integration_tests::enforcer_bin(),
+        enforcer_integration_tests::daemon::unload_pins(
+            &enforcer_integration_tests::command::enforcer_bin(),
             &self.0,
         );
         let _ = enforcer::kernel::pins::remove_tree(&self.0);

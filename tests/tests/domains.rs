@@ -10,14 +10,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use Expect::{Answered, Refused};
 use enforcer_integration_tests::{
-    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup,
     bpf::{self, Hook},
-    command_in,
-    dns::DnsServer,
-    dns::Transport,
-    dns::Zone,
-    dns_query, probe, run, tcp_listener, tls_hello, tls_listener, udp_receiver,
+    cgroup::TestCgroup,
+    command::run,
+    daemon::Daemon,
+    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query},
+    net::{
+        Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
+    },
+    tls::{tls_hello, tls_listener},
 };
 
 const WHATSAPP_POLICY: &str = r#"
@@ -28,16 +31,48 @@ name = "whatsapp"
 domains = ["WhatsApp.com", "whatsapp.net", "wa.me."]
 "#;
 
-fn answered(outcome: &DnsOutcome) -> bool {
-    matches!(outcome, DnsOutcome::Answer(records) if !records.is_empty())
+/// What an A query must get: [`DnsOutcome::is_answered`] or
+/// [`DnsOutcome::is_refused`].
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Answered,
+    Refused,
 }
 
-/// A refused query fails at `sendmsg` (UDP) or never gets a reply (TCP).
-fn refused(outcome: &DnsOutcome) -> bool {
-    matches!(
-        outcome,
-        DnsOutcome::Errno(libc::EPERM) | DnsOutcome::Timeout | DnsOutcome::Closed
-    )
+/// A test's DNS server as its clients inside the cgroup see it.
+struct Resolver<'a> {
+    cgroup: &'a TestCgroup,
+    server: Ipv4Addr,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(cgroup: &'a TestCgroup, server: Ipv4Addr) -> Self {
+        Self { cgroup, server }
+    }
+
+    /// An A query for `name` over `transport` from a fresh `netprobe`.
+    fn query(&self, transport: Transport, name: &str) -> DnsOutcome {
+        dns_query(self.cgroup, transport, self.server, name, "A")
+    }
+
+    /// Queries each name of `rows` over each of `transports` in turn and
+    /// fails on the first whose outcome is not what its row expects.
+    #[track_caller]
+    fn assert_resolution(&self, transports: &[Transport], rows: &[(&str, Expect)]) {
+        for &transport in transports {
+            for &(name, expect) in rows {
+                let outcome = self.query(transport, name);
+                let met = match expect {
+                    Answered => outcome.is_answered(),
+                    Refused => outcome.is_refused(),
+                };
+                assert!(
+                    met,
+                    "{name} over {transport:?}: {outcome:?}, not {expect:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -50,31 +85,22 @@ fn queries_for_listed_names_get_no_answer_and_others_resolve() {
         .a("example.org", Ipv4Addr::new(127, 0, 0, 64), 60);
     let server = DnsServer::start(server_addr, zone);
     let cgroup = TestCgroup::new();
-    assert!(answered(&dns_query(
-        &cgroup,
-        Transport::Udp,
-        server_addr,
-        "web.whatsapp.com",
-        "A"
-    )));
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(&[Transport::Udp], &[("web.whatsapp.com", Answered)]);
     let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
     let queries_before = server.queries().len();
 
-    for transport in [Transport::Udp, Transport::Tcp] {
-        for name in [
-            "WEB.WhatsApp.COM.",
-            "whatsapp.com",
-            "whatsapp.net",
-            "x.y.wa.me",
-        ] {
-            let outcome = dns_query(&cgroup, transport, server_addr, name, "A");
-            assert!(refused(&outcome), "{name} over {transport:?}: {outcome:?}");
-        }
-        for name in ["notwhatsapp.com", "example.org"] {
-            let outcome = dns_query(&cgroup, transport, server_addr, name, "A");
-            assert!(answered(&outcome), "{name} over {transport:?}: {outcome:?}");
-        }
-    }
+    resolver.assert_resolution(
+        &[Transport::Udp, Transport::Tcp],
+        &[
+            ("WEB.WhatsApp.COM.", Refused),
+            ("whatsapp.com", Refused),
+            ("whatsapp.net", Refused),
+            ("x.y.wa.me", Refused),
+            ("notwhatsapp.com", Answered),
+            ("example.org", Answered),
+        ],
+    );
     let reached: Vec<_> = server.queries()[queries_before..]
         .iter()
         .map(|(name, _, _)| name.clone())
@@ -123,18 +149,15 @@ name = "mirror"
 domains = ["corp-mirror.telegram.org"]
 "#,
     );
-    for name in ["corp-mirror.telegram.org", "x.corp-mirror.telegram.org"] {
-        let outcome = dns_query(&cgroup, Transport::Udp, server_addr, name, "A");
-        assert!(answered(&outcome), "{name}: {outcome:?}");
-    }
-    let outcome = dns_query(
-        &cgroup,
-        Transport::Udp,
-        server_addr,
-        "cdn.telegram.org",
-        "A",
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(
+        &[Transport::Udp],
+        &[
+            ("corp-mirror.telegram.org", Answered),
+            ("x.corp-mirror.telegram.org", Answered),
+            ("cdn.telegram.org", Refused),
+        ],
     );
-    assert!(refused(&outcome), "{outcome:?}");
 }
 
 #[test]
@@ -159,14 +182,11 @@ domains = ["whatsapp.net"]
 "#,
     );
     assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), Outcome::Ok);
-    let outcome = dns_query(
-        &cgroup,
-        Transport::Udp,
-        server_addr,
-        "media.whatsapp.net",
-        "A",
+    let resolver = Resolver::new(&cgroup, server_addr);
+    assert_eq!(
+        resolver.query(Transport::Udp, "media.whatsapp.net"),
+        DnsOutcome::Answer(vec![format!("A={listed}")])
     );
-    assert_eq!(outcome, DnsOutcome::Answer(vec![format!("A={listed}")]));
     let learned_at = Instant::now();
     assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), EPERM);
 
@@ -202,15 +222,10 @@ fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
     let _server = DnsServer::start(server_addr, zone);
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
-    let outcome = dns_query(
-        &cgroup,
-        Transport::Udp,
-        server_addr,
-        "chat.example.com",
-        "A",
-    );
+    let resolver = Resolver::new(&cgroup, server_addr);
+    let outcome = resolver.query(Transport::Udp, "chat.example.com");
     assert!(
-        refused(&outcome),
+        outcome.is_refused(),
         "with query blocking on, the response for the chain is dropped: {outcome:?}\n\
          counters: {}\nevents: {:?}",
         daemon.status_json()["counters"],
@@ -279,18 +294,23 @@ fn a_real_tls_client_is_stopped_by_its_server_name() {
 #[test]
 fn dot_and_quic_switches_refuse_their_ports_everywhere() {
     let addr = Ipv4Addr::new(127, 0, 0, 75);
+    let (_receiver, other_port) = udp_receiver(addr);
+    let (_listener, tcp_port) = tcp_listener(addr);
     let cgroup = TestCgroup::new();
     let _daemon = Daemon::start(
         &cgroup,
         "version = 1\n[options]\nblock_dot = true\nblock_quic = true\n",
     );
-    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, 853), EPERM);
-    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, 853), EPERM);
-    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, 443), EPERM);
-    let (_receiver, other_port) = udp_receiver(addr);
-    assert_eq!(probe(&cgroup, Op::UdpSendto, addr, other_port), Outcome::Ok);
-    let (_listener, tcp_port) = tcp_listener(addr);
-    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, tcp_port), Outcome::Ok);
+    assert_checks(
+        &cgroup,
+        &[
+            Check::refused(Op::UdpSendto, addr, 853),
+            Check::refused(Op::TcpConnect, addr, 853),
+            Check::refused(Op::UdpSendto, addr, 443),
+            Check::allowed(Op::UdpSendto, addr, other_port),
+            Check::allowed(Op::TcpConnect, addr, tcp_port),
+        ],
+    );
 }
 
 /// Replies a hostile server might send: each must leave the daemon
@@ -357,7 +377,7 @@ fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
         let _server = DnsServer::raw(server_addr, move |_| reply.clone());
         for transport in [Transport::Udp, Transport::Tcp] {
             // Whatever comes back, the query must finish.
-            dns_query(&cgroup, transport, server_addr, "example.org", "A");
+            Resolver::new(&cgroup, server_addr).query(transport, "example.org");
         }
     }
     let server_addr = Ipv4Addr::new(127, 0, 1, 9);
@@ -365,15 +385,11 @@ fn malformed_dns_traffic_neither_crashes_nor_wedges_anything() {
         server_addr,
         Zone::new().a("example.org", Ipv4Addr::new(127, 0, 1, 8), 60),
     );
-    let outcome = dns_query(&cgroup, Transport::Udp, server_addr, "example.org", "A");
-    assert!(answered(&outcome), "{outcome:?}");
-    assert!(refused(&dns_query(
-        &cgroup,
-        Transport::Udp,
-        server_addr,
-        "whatsapp.com",
-        "A"
-    )));
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(
+        &[Transport::Udp],
+        &[("example.org", Answered), ("whatsapp.com", Refused)],
+    );
     let status = daemon.status_json();
     assert!(
         status["counters"]["malformed"].as_u64().unwrap() > 0,
@@ -397,15 +413,8 @@ fn packet_programs_run_only_while_the_policy_lists_domains() {
         Zone::new().a("web.whatsapp.com", Ipv4Addr::new(127, 0, 0, 91), 60),
     );
     let cgroup = TestCgroup::new();
-    let query = || {
-        dns_query(
-            &cgroup,
-            Transport::Udp,
-            server_addr,
-            "web.whatsapp.com",
-            "A",
-        )
-    };
+    let resolver = Resolver::new(&cgroup, server_addr);
+    let query = || resolver.query(Transport::Udp, "web.whatsapp.com");
     let packet_hooks = || {
         [Hook::Egress, Hook::Ingress]
             .map(|hook| bpf::attached_programs(cgroup.path(), hook).expect("BPF_PROG_QUERY"))
@@ -435,7 +444,7 @@ cidrs = ["149.154.160.0/20"]
     assert_eq!(listed(&daemon), [false, false]);
     let before = domain_enforcement(&daemon);
     assert!(before.starts_with("not checked yet"), "{before}");
-    assert!(answered(&query()));
+    assert!(query().is_answered());
 
     let output = daemon.apply(WHATSAPP_POLICY);
     assert!(output.status.success(), "{output:?}");
@@ -443,7 +452,7 @@ cidrs = ["149.154.160.0/20"]
     assert_eq!(listed(&daemon), [true, true]);
     assert_eq!(domain_enforcement(&daemon), "kernel");
     let outcome = query();
-    assert!(refused(&outcome), "{outcome:?}");
+    assert!(outcome.is_refused(), "{outcome:?}");
 
     let output = daemon.apply(cidrs_only);
     assert!(output.status.success(), "{output:?}");
@@ -454,6 +463,6 @@ cidrs = ["149.154.160.0/20"]
         thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(packet_hooks(), [0, 0]);
-    assert!(answered(&query()));
+    assert!(query().is_answered());
     assert_eq!(server.queries().len(), 2, "{:?}", server.queries());
 }

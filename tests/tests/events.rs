@@ -3,19 +3,22 @@
 
 use std::{
     ffi::OsStr,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::Ipv6Addr,
     process, thread,
     time::{Duration, Instant},
 };
 
 use enforcer_integration_tests::{
-    Daemon, EPERM, Op, Outcome, TempDir, TestCgroup, event_timeout, held_probe, mapped, probe,
-    run_probe, tcp_listener,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    net::{
+        Check, EPERM, LISTED, Op, Outcome, UNLISTED, held_probe, mapped, probe, run_probe,
+        tcp_listener,
+    },
+    temp::TempDir,
+    timeouts::event_timeout,
 };
-use serde_json::Value;
-
-const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
-const UNLISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
+use serde_json::{Value, json};
 
 const BLOCK_LISTED: &str = r#"
 version = 1
@@ -24,6 +27,20 @@ version = 1
 name = "test-block"
 cidrs = ["127.0.0.7/32", "::1/128"]
 "#;
+
+/// Runs `check` from inside `cgroup` and returns the daemon's event for
+/// its process, after checking that each field of `fields` (a JSON object)
+/// has the value given there.
+#[track_caller]
+fn assert_reported(daemon: &Daemon, cgroup: &TestCgroup, check: Check, fields: Value) -> Value {
+    let probe = run_probe(cgroup, check.op, check.addr, check.port);
+    assert_eq!(probe.outcome, check.expected, "{check:?}");
+    let event = daemon.expect_event(&format!("for {check:?}"), |e| e["pid"] == probe.pid);
+    for (field, value) in fields.as_object().expect("fields as a JSON object") {
+        assert_eq!(&event[field], value, "{field} of {event}");
+    }
+    event
+}
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, the shape of an RFC 3339
 /// timestamp.
@@ -142,23 +159,27 @@ fn blocked_udp_events_name_the_operation() {
     let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
     let port = 9001;
 
-    let sendto = run_probe(&cgroup, Op::UdpSendto, LISTED, port);
-    assert_eq!(sendto.outcome, EPERM);
-    let event = daemon.expect_event("for the blocked sendto", |e| e["pid"] == sendto.pid);
-    assert_eq!(event["kind"], "sendmsg", "{event}");
-    assert_eq!(event["verdict"], "blocked", "{event}");
-    assert_eq!(event["rule"], "test-block", "{event}");
-    assert_eq!(event["proto"], "udp", "{event}");
-    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
-    assert_eq!(event["dport"], port, "{event}");
-    assert_eq!(event["comm"], "netprobe", "{event}");
-
-    let connect = run_probe(&cgroup, Op::UdpConnect, LISTED, port);
-    assert_eq!(connect.outcome, EPERM);
-    let event = daemon.expect_event("for the blocked UDP connect", |e| e["pid"] == connect.pid);
-    assert_eq!(event["kind"], "connect", "{event}");
-    assert_eq!(event["proto"], "udp", "{event}");
-    assert_eq!(event["dport"], port, "{event}");
+    let cases = [
+        (
+            Check::refused(Op::UdpSendto, LISTED, port),
+            json!({
+                "kind": "sendmsg",
+                "verdict": "blocked",
+                "rule": "test-block",
+                "proto": "udp",
+                "daddr": "127.0.0.7",
+                "dport": port,
+                "comm": "netprobe",
+            }),
+        ),
+        (
+            Check::refused(Op::UdpConnect, LISTED, port),
+            json!({"kind": "connect", "proto": "udp", "dport": port}),
+        ),
+    ];
+    for (check, fields) in cases {
+        assert_reported(&daemon, &cgroup, check, fields);
+    }
 }
 
 #[test]
@@ -167,25 +188,23 @@ fn ipv6_and_ipv4_mapped_destinations_are_reported_in_their_own_form() {
     let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
     let port = 9002;
 
-    let v6 = run_probe(&cgroup, Op::TcpConnect, Ipv6Addr::LOCALHOST, port);
-    assert_eq!(v6.outcome, EPERM);
-    let event = daemon.expect_event("for the IPv6 connect", |e| e["pid"] == v6.pid);
-    assert_eq!(event["daddr"], "::1", "{event}");
-    assert_eq!(event["dport"], port, "{event}");
-
-    let mapped_tcp = run_probe(&cgroup, Op::TcpConnect, mapped(LISTED), port);
-    assert_eq!(mapped_tcp.outcome, EPERM);
-    let event = daemon.expect_event("for the mapped connect", |e| e["pid"] == mapped_tcp.pid);
-    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
-    assert_eq!(event["kind"], "connect", "{event}");
-    assert_eq!(event["proto"], "tcp", "{event}");
-
-    let mapped_udp = run_probe(&cgroup, Op::UdpSendto, mapped(LISTED), port);
-    assert_eq!(mapped_udp.outcome, EPERM);
-    let event = daemon.expect_event("for the mapped sendto", |e| e["pid"] == mapped_udp.pid);
-    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
-    assert_eq!(event["kind"], "sendmsg", "{event}");
-    assert_eq!(event["proto"], "udp", "{event}");
+    let cases = [
+        (
+            Check::refused(Op::TcpConnect, Ipv6Addr::LOCALHOST, port),
+            json!({"daddr": "::1", "dport": port}),
+        ),
+        (
+            Check::refused(Op::TcpConnect, mapped(LISTED), port),
+            json!({"daddr": "127.0.0.7", "kind": "connect", "proto": "tcp"}),
+        ),
+        (
+            Check::refused(Op::UdpSendto, mapped(LISTED), port),
+            json!({"daddr": "127.0.0.7", "kind": "sendmsg", "proto": "udp"}),
+        ),
+    ];
+    for (check, fields) in cases {
+        assert_reported(&daemon, &cgroup, check, fields);
+    }
 }
 
 #[test]
@@ -204,15 +223,18 @@ cidrs = ["127.0.0.7/32"]
 "#,
     );
 
-    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
-    assert_eq!(probe.outcome, Outcome::Ok);
-
-    let event = daemon.expect_event("for the audited connect", |e| e["pid"] == probe.pid);
-    assert_eq!(event["verdict"], "audit", "{event}");
-    assert_eq!(event["rule"], "watched", "{event}");
-    assert_eq!(event["kind"], "connect", "{event}");
-    assert_eq!(event["daddr"], "127.0.0.7", "{event}");
-    assert_eq!(event["dport"], port, "{event}");
+    assert_reported(
+        &daemon,
+        &cgroup,
+        Check::allowed(Op::TcpConnect, LISTED, port),
+        json!({
+            "verdict": "audit",
+            "rule": "watched",
+            "kind": "connect",
+            "daddr": "127.0.0.7",
+            "dport": port,
+        }),
+    );
 }
 
 #[test]
@@ -236,11 +258,12 @@ cidrs = ["127.0.0.8/32"]
 "#,
     );
 
-    let audited = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
-    assert_eq!(audited.outcome, Outcome::Ok);
-    let event = daemon.expect_event("for the audited connect", |e| e["pid"] == audited.pid);
-    assert_eq!(event["verdict"], "audit", "{event}");
-    assert_eq!(event["rule"], "watched-only", "{event}");
+    assert_reported(
+        &daemon,
+        &cgroup,
+        Check::allowed(Op::TcpConnect, LISTED, port),
+        json!({"verdict": "audit", "rule": "watched-only"}),
+    );
 
     assert_eq!(probe(&cgroup, Op::TcpConnect, UNLISTED, port), EPERM);
 }

@@ -20,8 +20,11 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, RAN, TempDir, TestCgroup,
-    bpf_lsm_expected, exec_probe,
+    bpf::bpf_lsm_expected,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    exec::{EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, RAN, exec_probe},
+    temp::TempDir,
 };
 use serde_json::Value;
 

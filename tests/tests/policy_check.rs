@@ -1,7 +1,10 @@
 //! `enforcer policy check`: exit codes and `FILE:LINE:COL: message` errors.
 //! It loads nothing, so these tests need no cgroup.
 
-use enforcer_integration_tests::{TempDir, assert_exit_code, enforcer, run, stderr_lines};
+use enforcer_integration_tests::{
+    command::{assert_exit_code, enforcer, run, stderr_lines},
+    temp::TempDir,
+};
 
 const VALID: &str = r#"version = 1
 mode = "enforce"

@@ -16,9 +16,12 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, TempDir, TestCgroup,
-    bpf::{self, HOOKS, Object},
-    bpf_lsm_expected, enforcer_bin, event_timeout, unload_pins,
+    bpf::{self, HOOKS, Object, bpf_lsm_expected},
+    cgroup::TestCgroup,
+    command::enforcer_bin,
+    daemon::{Daemon, unload_pins},
+    temp::TempDir,
+    timeouts::event_timeout,
 };
 
 const POLICY: &str = r#"

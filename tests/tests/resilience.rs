@@ -11,9 +11,10 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    Daemon, DnsOutcome, EPERM, Op, Outcome, TestCgroup,
-    dns::{DnsServer, Transport, Zone, numbered_answers},
-    dns_flood, dns_query, probe, tcp_listener,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_flood, dns_query, numbered_answers},
+    net::{EPERM, Op, Outcome, probe, tcp_listener},
 };
 
 const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 81);

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use enforcer_integration_tests::{enforcer, run_within};
+use enforcer_integration_tests::command::{enforcer, run_within};
 use serde_json::Value;
 
 /// The verifier takes seconds over the largest programs, and more on an
 /// emulated CPU.
 fn probe_timeout() -> Duration {
-    enforcer_integration_tests::command_timeout() * 4
+    enforcer_integration_tests::timeouts::command_timeout() * 4
 }
 
 #[test]

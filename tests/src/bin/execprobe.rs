@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     };
 
     // Its children start in the cgroup too, with its uid.
-    if let Err(error) = enforcer_integration_tests::join_cgroup(Path::new(cgroup)) {
+    if let Err(error) = enforcer_integration_tests::privilege::join_cgroup(Path::new(cgroup)) {
         return fail(&error);
     }
 

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         return fail(USAGE);
     };
 
-    if let Err(error) = enforcer_integration_tests::join_cgroup(Path::new(cgroup)) {
+    if let Err(error) = enforcer_integration_tests::privilege::join_cgroup(Path::new(cgroup)) {
         return fail(&error);
     }
 

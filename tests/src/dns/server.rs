@@ -30,31 +30,12 @@ use hickory_proto::{
     },
 };
 
+use super::{DNS_PORT, Transport};
 use crate::serve::{self, POLL, Threads};
-
-/// The port the server listens on, UDP and TCP.
-pub const DNS_PORT: u16 = 53;
 
 /// How many CNAME records an answer follows before it stops, so that a
 /// zone with a CNAME loop still gets a reply.
 const MAX_CHAIN: usize = 16;
-
-/// How a query reached the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    /// The name `netprobe dns-query` takes.
-    pub(crate) fn arg(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
 
 /// The records a [`DnsServer`] answers from, built with [`Zone::a`],
 /// [`Zone::aaaa`] and [`Zone::cname`]. Names are given with or without

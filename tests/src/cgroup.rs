@@ -1,0 +1,101 @@
+//! The cgroup v2 directory each test enforces on and runs its probes in.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process, thread,
+    time::{Duration, Instant},
+};
+
+use crate::{command::enforcer_bin, temp::unique_name};
+
+/// The mount point of the cgroup v2 hierarchy, found the daemon's way.
+pub fn cgroup2_mount() -> PathBuf {
+    enforcer::host::cgroup::cgroup2_mount().unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A cgroup v2 directory of one test. Dropping it kills every process left
+/// in it and removes it.
+pub struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new() -> Self {
+        enforcer_bin();
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
+        );
+        let path = cgroup2_mount().join(unique_name());
+        fs::create_dir(&path)
+            .unwrap_or_else(|error| panic!("cannot create cgroup {}: {error}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The processes in this cgroup.
+    pub fn procs(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Default for TestCgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let procs = self.procs();
+            if procs.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "warning: processes {procs:?} are still in {}",
+                    self.path.display()
+                );
+                break;
+            }
+            for pid in procs {
+                // The test process itself never joins a test cgroup.
+                if pid != process::id() as i32 {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        // A killed task may take a moment to leave: rmdir says EBUSY until then.
+        loop {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => break,
+                Err(error)
+                    if error.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => {
+                    eprintln!(
+                        "warning: cannot remove cgroup {}: {error}",
+                        self.path.display()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
