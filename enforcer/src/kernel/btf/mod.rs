@@ -18,58 +18,13 @@
 //! - `libbpf-rs` builds libbpf's C sources (and needs libelf and zlib) for
 //!   what is a few hundred lines of bounds-checked reading.
 
+mod model;
 mod parse;
-
-use std::{fmt, io, path::PathBuf};
 
 use aya_obj::btf::BtfKind;
 use enforcer_common::{exec::ExecOffsets, guard::GuardOffsets};
-use parse::{Member, Type, TypeData};
-
-/// Where the kernel exposes its own BTF.
-pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-
-#[derive(Debug, thiserror::Error)]
-pub enum BtfError {
-    #[error("cannot read kernel BTF from {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("malformed BTF: {0}")]
-    Malformed(String),
-    #[error("kernel BTF has no struct or union named `{0}`")]
-    StructNotFound(String),
-    #[error(
-        "invalid member path `{path}` for `{struct_name}`: expected dot-separated member names"
-    )]
-    InvalidPath { struct_name: String, path: String },
-    #[error("`{struct_name}.{path}`: `{container}` has no member `{member}`")]
-    MemberNotFound {
-        struct_name: String,
-        path: String,
-        /// The struct or union that was searched (`<anonymous>` if unnamed).
-        container: String,
-        member: String,
-    },
-    #[error("`{struct_name}.{path}` is a bitfield, which has no byte offset")]
-    Bitfield { struct_name: String, path: String },
-    #[error(
-        "`{struct_name}.{path}`: `{member}` is {kind}, not a struct or union, so the path cannot \
-         continue inside it (pointers are followed by the caller, one step at a time)"
-    )]
-    NotComposite {
-        struct_name: String,
-        path: String,
-        member: String,
-        kind: &'static str,
-    },
-}
-
-fn malformed(message: impl Into<String>) -> BtfError {
-    BtfError::Malformed(message.into())
-}
+pub use model::{BtfError, KernelBtf, VMLINUX_BTF_PATH};
+use model::{Member, Type, TypeData, malformed};
 
 /// Bounds the modifier chains and anonymous-member nesting followed, so a
 /// cyclic (malformed) file cannot recurse without end.
@@ -80,25 +35,6 @@ const MAX_DEPTH: usize = 64;
 struct Found {
     offset: u32,
     type_id: u32,
-}
-
-/// The running kernel's types, parsed from BTF.
-pub struct KernelBtf {
-    /// Indexed by type id; id 0 is `void`.
-    types: Vec<Type>,
-    members: Vec<Member>,
-    /// The string section; starts and ends with a NUL.
-    strings: Vec<u8>,
-}
-
-impl fmt::Debug for KernelBtf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KernelBtf")
-            .field("types", &self.types.len())
-            .field("members", &self.members.len())
-            .field("string_bytes", &self.strings.len())
-            .finish()
-    }
 }
 
 impl KernelBtf {

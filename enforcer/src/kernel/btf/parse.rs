@@ -8,7 +8,7 @@ use std::path::Path;
 
 use aya_obj::btf::BtfKind::{self, *};
 
-use super::{BtfError, KernelBtf, VMLINUX_BTF_PATH, malformed};
+use super::model::{BtfError, KernelBtf, Member, Type, TypeData, VMLINUX_BTF_PATH, malformed};
 
 const BTF_VERSION: u8 = 1;
 /// magic, version, flags, hdr_len, type_off, type_len, str_off, str_len.
@@ -44,40 +44,6 @@ impl Reader<'_> {
             Endian::Big => u32::from_be_bytes(raw),
         })
     }
-}
-
-/// One type of the type section. Only struct/union members and int
-/// encodings are kept; other trailing data is skipped.
-#[derive(Clone, Debug)]
-pub(super) struct Type {
-    pub(super) name_off: u32,
-    pub(super) kind: BtfKind,
-    pub(super) kind_flag: bool,
-    /// `size` for int, enum, struct, union, datasec; a type id for ptr,
-    /// typedef, modifiers, func, var, decl/type tags.
-    pub(super) size_or_type: u32,
-    pub(super) data: TypeData,
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum TypeData {
-    None,
-    /// `BTF_INT_ENCODING << 24 | BTF_INT_OFFSET << 16 | BTF_INT_BITS`.
-    Int(u32),
-    /// `members[first..first + count]`.
-    Members {
-        first: usize,
-        count: usize,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Member {
-    pub(super) name_off: u32,
-    pub(super) type_id: u32,
-    /// Bit offset, or with the parent's kind_flag
-    /// `bitfield_size << 24 | bit_offset`.
-    pub(super) offset: u32,
 }
 
 impl KernelBtf {

@@ -605,7 +605,7 @@ fn truncated_and_corrupted_input_never_panics() {
 fn vmlinux() -> Option<KernelBtf> {
     match KernelBtf::load() {
         Ok(btf) => Some(btf),
-        Err(BtfError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+        Err(BtfError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("{VMLINUX_BTF_PATH} not present; skipping");
             None
         }
