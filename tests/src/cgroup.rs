@@ -24,9 +24,9 @@ impl TestCgroup {
     pub fn new() -> Self {
         enforcer_bin();
         // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            euid, 0,
             "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
         );
         let path = cgroup2_mount().join(unique_name());

@@ -217,6 +217,8 @@ fn signal_from_a_stranger(pid: u32, signal: i32) -> io::Result<()> {
     // _exit) before it exits.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
+        // SAFETY: in the forked child, which calls only kill, reads its own
+        // errno and leaves with _exit, never returning into the test.
         0 => unsafe {
             let code = if libc::kill(pid as i32, signal) == 0 {
                 0

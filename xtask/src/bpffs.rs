@@ -14,12 +14,12 @@ const KERNEL_ENTRIES: [&str; 2] = ["maps.debug", "progs.debug"];
 /// A bpffs at `/sys/fs/bpf` for the length of a run: mounted when there is
 /// none, and unmounted when dropped, with any mounted over it, unless
 /// something other than the kernel's own files is in it by then.
-pub struct MountedDuringRun {
+pub(crate) struct MountedDuringRun {
     mounted_here: bool,
 }
 
 impl MountedDuringRun {
-    pub fn mount() -> Self {
+    pub(crate) fn mount() -> Self {
         if is_mounted() {
             return Self {
                 mounted_here: false,

@@ -14,11 +14,11 @@ use crate::{
     workspace::{target_dir, workspace_root},
 };
 
-pub const EBPF_TARGET: &str = "bpfel-unknown-none";
+pub(crate) const EBPF_TARGET: &str = "bpfel-unknown-none";
 
 /// Environment for every userspace cargo call, so that builds and tests
 /// embed the same object and never rebuild each other's artifacts.
-pub struct Built {
+pub(crate) struct Built {
     pub ebpf_object: PathBuf,
     pub enforcer: PathBuf,
     /// The nightly it was built with, when not the pinned one.
@@ -26,7 +26,7 @@ pub struct Built {
 }
 
 impl Built {
-    pub fn cargo(&self, subcommand: &str) -> Command {
+    pub(crate) fn cargo(&self, subcommand: &str) -> Command {
         let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         command
             .arg(subcommand)
@@ -36,7 +36,7 @@ impl Built {
     }
 }
 
-pub fn build(release: bool) -> Result<Built> {
+pub(crate) fn build(release: bool) -> Result<Built> {
     let toolchain = toolchain::ensure()?;
     let ebpf_object = build_ebpf(&toolchain)?;
     let built = Built {
@@ -116,7 +116,7 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
 /// pinned nightly it only informs (`cargo xtask test` fails on the
 /// budget); a build with another nightly fails when this kernel's verifier
 /// refuses a program the pin's build loads, or one is over the budget.
-pub fn report_verifier_work(built: &Built) -> Result<()> {
+pub(crate) fn report_verifier_work(built: &Built) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!(
@@ -188,7 +188,7 @@ pub fn report_verifier_work(built: &Built) -> Result<()> {
     }
 }
 
-pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
+pub(crate) fn run(release: bool, args: &[String]) -> Result<ExitCode> {
     let built = build(release)?;
     let status = Command::new(&built.enforcer)
         .args(args)
@@ -201,7 +201,7 @@ pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
 
 /// Installs a Debian package the host lacks, retrying once after
 /// `apt-get update` (a fresh machine's lists may be missing or stale).
-pub fn apt_install(package: &str) -> Result<()> {
+pub(crate) fn apt_install(package: &str) -> Result<()> {
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends", package])
@@ -221,7 +221,7 @@ pub fn apt_install(package: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run_checked(command: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run_checked(command: &mut Command, what: &str) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("{what}: starting {command:?}"))?;

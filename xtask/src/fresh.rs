@@ -36,7 +36,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// gives them.
 const REQUIRED_FAMILIES: [&str; 3] = ["network", "exec", "domains"];
 
-pub fn fresh() -> Result<ExitCode> {
+pub(crate) fn fresh() -> Result<ExitCode> {
     let scratch = Scratch::new()?;
     let started = Instant::now();
     let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

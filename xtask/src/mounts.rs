@@ -4,7 +4,7 @@
 use std::{fs, path::PathBuf};
 
 /// The cgroup v2 mount point, from the mount table (never assumed).
-pub fn cgroup2_mount() -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     mounts()
         .into_iter()
         .find_map(|(mount_point, fs_type)| (fs_type == "cgroup2").then_some(mount_point))
@@ -12,7 +12,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 
 /// Every mount of this process's namespace: its mount point and its
 /// filesystem type, from `/proc/self/mountinfo`.
-pub fn mounts() -> Vec<(PathBuf, String)> {
+pub(crate) fn mounts() -> Vec<(PathBuf, String)> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
         .lines()

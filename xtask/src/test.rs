@@ -11,7 +11,7 @@ use crate::{bpffs, build, layout};
 
 /// The layout check goes first but does not stop the suite: its findings
 /// and the tests' results are both worth seeing in one run.
-pub fn test(args: &[String]) -> Result<ExitCode> {
+pub(crate) fn test(args: &[String]) -> Result<ExitCode> {
     let layout_clean = layout::report_workspace()?;
     let suite = suite(args)?;
     if !layout_clean {

@@ -36,7 +36,7 @@ const BPF_LINKER_LLVM_MAJORS: [u32; 3] = [21, 22, 23];
 /// Overrides the pinned channel, for trying another nightly.
 const NIGHTLY_OVERRIDE: &str = "ENFORCER_NIGHTLY";
 
-pub struct Toolchain {
+pub(crate) struct Toolchain {
     /// The rustup channel the kernel programs build with.
     pub channel: String,
     /// Directory holding `bpf-linker`, to put first on PATH.
@@ -46,12 +46,12 @@ pub struct Toolchain {
 impl Toolchain {
     /// Whether the channel is the pinned one; builds with another get a
     /// warning and their failures say so.
-    pub fn pinned(&self) -> bool {
+    pub(crate) fn pinned(&self) -> bool {
         pinned_channel().is_ok_and(|pinned| pinned == self.channel)
     }
 }
 
-pub fn ensure() -> Result<Toolchain> {
+pub(crate) fn ensure() -> Result<Toolchain> {
     let channel = channel()?;
     let toolchain = ensure_with(&channel);
     if pinned_channel()? == channel {
@@ -65,7 +65,7 @@ pub fn ensure() -> Result<Toolchain> {
 }
 
 /// The note every failure under an overridden channel carries.
-pub fn untested(channel: &str) -> String {
+pub(crate) fn untested(channel: &str) -> String {
     format!(
         "{NIGHTLY_OVERRIDE}={channel} is not the pinned nightly; unset it to build with the pin, \
          or see README's \"Moving the nightly pin\""
@@ -115,7 +115,7 @@ fn channel() -> Result<String> {
 }
 
 /// The `channel` of `enforcer-ebpf/rust-toolchain.toml`.
-pub fn pinned_channel() -> Result<String> {
+pub(crate) fn pinned_channel() -> Result<String> {
     let path = workspace_root().join("enforcer-ebpf/rust-toolchain.toml");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_channel(&text).with_context(|| format!("{}: no `channel = \"...\"`", path.display()))
@@ -285,7 +285,7 @@ fn build_bpf_linker(root: &Path, nightly: &NightlyInfo) -> Result<()> {
     Ok(())
 }
 
-pub fn cache_dir() -> Result<PathBuf> {
+pub(crate) fn cache_dir() -> Result<PathBuf> {
     let base = env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
@@ -300,7 +300,7 @@ fn runs(program: &Path) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn output(command: &mut Command) -> Result<String> {
+pub(crate) fn output(command: &mut Command) -> Result<String> {
     let out = command
         .output()
         .with_context(|| format!("running {command:?}"))?;

@@ -12,16 +12,16 @@ use serde_json::{Value, json};
 
 use super::{cidrs::Prefixes, daemon::Daemon, kernel, net, stats::median};
 
-pub const CHANGES: usize = 1000;
+pub(crate) const CHANGES: usize = 1000;
 
-pub struct ApplyResult {
+pub(crate) struct ApplyResult {
     pub size: usize,
     pub onto_small_ms: Vec<f64>,
     pub change_ms: Vec<f64>,
     pub rss_after: kernel::Rss,
 }
 
-pub fn run(
+pub(crate) fn run(
     enforcer: &Path,
     work: &Path,
     cgroup: &Path,
@@ -69,7 +69,7 @@ pub fn run(
     })
 }
 
-pub fn report(result: &ApplyResult) -> Value {
+pub(crate) fn report(result: &ApplyResult) -> Value {
     println!(
         "\nPolicy apply, end to end (`enforcer policy apply`, client included), {} CIDRs:\n",
         result.size

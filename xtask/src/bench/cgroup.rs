@@ -4,12 +4,12 @@ use std::{fs, path::PathBuf};
 
 use anyhow::{Context, Result};
 
-pub struct BenchCgroup {
+pub(crate) struct BenchCgroup {
     pub path: PathBuf,
 }
 
 impl BenchCgroup {
-    pub fn create() -> Result<Self> {
+    pub(crate) fn create() -> Result<Self> {
         let mount = crate::mounts::cgroup2_mount().context("no cgroup v2 hierarchy is mounted")?;
         let path = mount.join(format!("enforcer-bench-{}", std::process::id()));
         fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -17,7 +17,7 @@ impl BenchCgroup {
     }
 
     /// A cgroup below this one; drop it before its parent.
-    pub fn child(&self, name: &str) -> Result<Self> {
+    pub(crate) fn child(&self, name: &str) -> Result<Self> {
         let path = self.path.join(name);
         fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self { path })

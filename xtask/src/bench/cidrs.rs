@@ -12,7 +12,7 @@ use std::{fmt::Write as _, fs, net::Ipv4Addr, net::Ipv6Addr, path::Path};
 use anyhow::Result;
 
 /// Listed in every non-empty policy: refused, on loopback.
-pub const SENTINEL_V4: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+pub(crate) const SENTINEL_V4: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
 
 /// Share of IPv4 prefixes, in percent (roughly that of a full routing table).
 const V4_PERCENT: usize = 80;
@@ -81,14 +81,14 @@ impl Rng {
 
 /// Non-overlapping prefixes, in ascending order per family.
 #[derive(Clone)]
-pub struct Prefixes {
+pub(crate) struct Prefixes {
     pub v4: Vec<(u32, u8)>,
     pub v6: Vec<(u128, u8)>,
 }
 
 impl Prefixes {
     /// `count` CIDRs in all (the sentinel is one of them when `count > 0`).
-    pub fn generate(count: usize) -> Self {
+    pub(crate) fn generate(count: usize) -> Self {
         if count == 0 {
             return Self {
                 v4: Vec::new(),
@@ -121,14 +121,14 @@ impl Prefixes {
         prefixes
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
 
     /// The same prefixes with `changes` of them replaced by their first
     /// half (one CIDR removed and another added, each time), spread evenly
     /// over both families. The sentinel stays.
-    pub fn changed(&self, changes: usize) -> Self {
+    pub(crate) fn changed(&self, changes: usize) -> Self {
         let mut changed = self.clone();
         let total = self.len();
         if total == 0 || changes == 0 {
@@ -174,7 +174,7 @@ impl Prefixes {
 
     /// The enforcer policy: block rules of up to 10,000 CIDRs each, the
     /// way a large list would be kept in several named parts.
-    pub fn write_policy(&self, file: &Path) -> Result<()> {
+    pub(crate) fn write_policy(&self, file: &Path) -> Result<()> {
         let mut text = String::from("version = 1\n");
         let cidrs: Vec<String> = self.cidrs().collect();
         for (part, chunk) in cidrs.chunks(10_000).enumerate() {
@@ -191,7 +191,7 @@ impl Prefixes {
     /// An `nft -f` file making `table inet NAME` with the sets `v4` and
     /// `v6` (flags interval) holding the same prefixes. No chain: the
     /// bench adds the rule only while nftables is the scenario under test.
-    pub fn write_nft(&self, file: &Path, table: &str) -> Result<()> {
+    pub(crate) fn write_nft(&self, file: &Path, table: &str) -> Result<()> {
         let mut text = format!("table inet {table} {{\n");
         for (name, kind, cidrs) in [
             (

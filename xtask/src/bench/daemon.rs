@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// An enforcer attached to the bench cgroup; its event lines arrive on the
 /// receiver. Unloaded when dropped, as an administrator would.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     enforcer: PathBuf,
     socket: PathBuf,
@@ -25,7 +25,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(
+    pub(crate) fn start(
         enforcer: &Path,
         work: &Path,
         cgroup: &Path,
@@ -78,16 +78,16 @@ impl Daemon {
         Ok((daemon, receiver))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn socket(&self) -> &Path {
+    pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 
     /// `enforcer status --json`.
-    pub fn status(&self) -> Result<Value> {
+    pub(crate) fn status(&self) -> Result<Value> {
         let output = Command::new(&self.enforcer)
             .args(["status", "--json", "--socket"])
             .arg(&self.socket)
@@ -114,7 +114,7 @@ impl Drop for Daemon {
 }
 
 /// Waits up to `timeout` for `child` to exit, then kills it.
-pub fn wait_or_kill(child: &mut Child, timeout: Duration) {
+pub(crate) fn wait_or_kill(child: &mut Child, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

@@ -26,7 +26,7 @@ use super::{
     cidrs::Prefixes, cidrs::SENTINEL_V4, daemon::Daemon, kernel, net, storm::storm_output,
 };
 
-pub struct EventResult {
+pub(crate) struct EventResult {
     pub target_rate: u64,
     pub seconds: f64,
     pub attempts: u64,
@@ -39,7 +39,7 @@ pub struct EventResult {
     pub daemon_cpu_percent: f64,
 }
 
-pub fn run(
+pub(crate) fn run(
     enforcer: &Path,
     work: &Path,
     cgroup: &Path,
@@ -144,7 +144,7 @@ pub fn run(
     result
 }
 
-pub fn report(result: &EventResult) -> Value {
+pub(crate) fn report(result: &EventResult) -> Value {
     println!(
         "\nEvent storm (blocked UDP connects to {SENTINEL_V4}, paced to {} /s for {:.1} s):\n",
         result.target_rate, result.seconds
@@ -186,7 +186,7 @@ pub fn report(result: &EventResult) -> Value {
 /// `bench --storm events CGROUP RATE MILLIS`: joins the cgroup, connects
 /// to the sentinel `RATE` times a second for `MILLIS` ms (in small bursts,
 /// sleeping between them), and prints attempts, refusals and the ns taken.
-pub fn event_storm_child(args: &[String]) -> Result<ExitCode> {
+pub(crate) fn event_storm_child(args: &[String]) -> Result<ExitCode> {
     let [cgroup, rate, millis] = args else {
         bail!("usage: --storm events CGROUP RATE MILLIS");
     };

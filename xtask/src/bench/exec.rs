@@ -32,7 +32,7 @@ struct Scenario {
 /// The exec storm: enforcers with exec rules and fapolicyd (when it can
 /// run here; otherwise the reason is reported), each between two batches
 /// with no enforcement.
-pub fn exec_scenario(
+pub(crate) fn exec_scenario(
     quick: bool,
     enforcer: &Path,
     work: &Path,
@@ -157,7 +157,7 @@ pub fn exec_scenario(
     Ok((json, exec))
 }
 
-pub fn hash_scenario(
+pub(crate) fn hash_scenario(
     quick: bool,
     enforcer: &Path,
     work: &Path,
@@ -190,7 +190,7 @@ pub fn hash_scenario(
 
 /// A static binary that exits at once: the cheapest exec there is, so the
 /// enforcer's share of it is as large as it can be.
-pub fn static_noop(work: &Path) -> Result<PathBuf> {
+pub(crate) fn static_noop(work: &Path) -> Result<PathBuf> {
     let source = work.join("noop.c");
     let binary = work.join("noop");
     fs::write(&source, "int main(void) { return 0; }\n")?;
@@ -216,7 +216,7 @@ fn exec_storm(cgroup: &Path, target: &Path, execs: usize) -> Result<f64> {
 
 /// The storm itself (`xtask exec-storm CGROUP TARGET COUNT`): prints the
 /// nanoseconds `COUNT` spawn + wait cycles took.
-pub fn exec_storm_child(cgroup: &Path, target: &Path, count: usize) -> Result<ExitCode> {
+pub(crate) fn exec_storm_child(cgroup: &Path, target: &Path, count: usize) -> Result<ExitCode> {
     fs::write(cgroup.join("cgroup.procs"), "0").context("joining the bench cgroup")?;
     let path = CString::new(target.as_os_str().as_encoded_bytes())?;
     let argv = [path.as_ptr(), std::ptr::null()];

@@ -26,7 +26,7 @@ const OLD_RULES: &str = "/etc/fapolicyd/fapolicyd.rules";
 const READY: &str = "Starting to listen for events";
 
 /// The bench's configuration in place of the installed one.
-pub struct Config {
+pub(crate) struct Config {
     saved: Vec<(PathBuf, Option<Vec<u8>>)>,
     /// Why the daemon runs as root, when it does.
     pub note: Option<String>,
@@ -39,7 +39,7 @@ impl Config {
     /// watch only the filesystem type that holds `target`. Then checks
     /// that the daemon starts and denies `banned`. An error says why
     /// fapolicyd cannot run here.
-    pub fn prepare(target: &Path, banned: &Path) -> Result<Self> {
+    pub(crate) fn prepare(target: &Path, banned: &Path) -> Result<Self> {
         ensure_installed()?;
         let running = Command::new("pgrep").args(["-x", "fapolicyd"]).output()?;
         if running.status.success() {
@@ -129,12 +129,12 @@ impl Drop for Config {
 
 /// A running fapolicyd (in the foreground, `--debug-deny`), stopped when
 /// dropped. It also dies with the bench (parent-death signal).
-pub struct Fapolicyd {
+pub(crate) struct Fapolicyd {
     child: Child,
 }
 
 impl Fapolicyd {
-    pub fn start() -> Result<Self> {
+    pub(crate) fn start() -> Result<Self> {
         let mut command = Command::new("fapolicyd");
         command
             .arg("--debug-deny")

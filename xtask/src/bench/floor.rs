@@ -81,13 +81,13 @@ fn bpf<T>(command: libc::c_long, attr: &T) -> io::Result<i64> {
 }
 
 /// The empty programs, attached for as long as this lives.
-pub struct EmptyHooks {
+pub(crate) struct EmptyHooks {
     cgroup: File,
     attached: Vec<(&'static str, OwnedFd, u32)>,
 }
 
 impl EmptyHooks {
-    pub fn attach(cgroup: &Path) -> Result<Self> {
+    pub(crate) fn attach(cgroup: &Path) -> Result<Self> {
         let directory =
             File::open(cgroup).with_context(|| format!("opening {}", cgroup.display()))?;
         let mut hooks = Self {
@@ -116,7 +116,7 @@ impl EmptyHooks {
     }
 
     /// Their run counts and times so far.
-    pub fn programs(&self) -> Result<Vec<Program>> {
+    pub(crate) fn programs(&self) -> Result<Vec<Program>> {
         self.attached
             .iter()
             .map(|(name, program, _)| kernel::own_program(program, name))

@@ -13,12 +13,12 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// `kernel.bpf_stats_enabled` on for as long as this lives, then restored
 /// to what it was, on every path out (errors included).
-pub struct BpfStats {
+pub(crate) struct BpfStats {
     before: String,
 }
 
 impl BpfStats {
-    pub fn enable() -> Result<Self> {
+    pub(crate) fn enable() -> Result<Self> {
         let before =
             fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
         fs::write(BPF_STATS, "1").with_context(|| format!("writing {BPF_STATS}"))?;
@@ -34,7 +34,7 @@ impl Drop for BpfStats {
 
 /// One program a process holds, from its descriptor's fdinfo.
 #[derive(Clone, Debug)]
-pub struct Program {
+pub(crate) struct Program {
     /// From `/proc/kallsyms` (`bpf_prog_<tag>_<name>`), else the type and id.
     pub name: String,
     pub prog_type: u32,
@@ -47,7 +47,7 @@ pub struct Program {
 
 impl Program {
     /// The median over passes where there were passes, else the mean.
-    pub fn ns_per_run(&self) -> Option<f64> {
+    pub(crate) fn ns_per_run(&self) -> Option<f64> {
         if !self.pass_ns.is_empty() {
             return Some(super::stats::median(&self.pass_ns));
         }
@@ -58,7 +58,7 @@ impl Program {
 /// The programs' statistics over passes, each read before and after:
 /// run time and count summed, and each pass's ns per run kept, so that
 /// one pass the host slowed down does not decide the value.
-pub fn over_passes(passes: &[(Vec<Program>, Vec<Program>)]) -> Vec<Program> {
+pub(crate) fn over_passes(passes: &[(Vec<Program>, Vec<Program>)]) -> Vec<Program> {
     let mut totals: BTreeMap<&str, Program> = BTreeMap::new();
     for (before, after) in passes {
         for program in after {
@@ -104,7 +104,7 @@ fn number(info: &str, name: &str) -> Option<u64> {
 
 /// Every BPF program the process `pid` holds a descriptor of, once each,
 /// sorted by name.
-pub fn programs(pid: u32) -> Result<Vec<Program>> {
+pub(crate) fn programs(pid: u32) -> Result<Vec<Program>> {
     let names = jited_names();
     let mut programs = BTreeMap::new();
     for info in fdinfos(pid)? {
@@ -125,7 +125,7 @@ pub fn programs(pid: u32) -> Result<Vec<Program>> {
 }
 
 /// A program this process holds the descriptor `fd` of, under `name`.
-pub fn own_program(fd: &impl AsRawFd, name: &str) -> Result<Program> {
+pub(crate) fn own_program(fd: &impl AsRawFd, name: &str) -> Result<Program> {
     let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
     let info = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let prog_type = number(&info, "prog_type:").unwrap_or(0);
@@ -162,7 +162,7 @@ fn jited_names() -> BTreeMap<String, String> {
 
 /// Maps the process holds descriptors of: their count and the bytes the
 /// kernel charges for them (`memlock:` in fdinfo), each map once.
-pub fn map_memory(pid: u32) -> Result<(usize, u64)> {
+pub(crate) fn map_memory(pid: u32) -> Result<(usize, u64)> {
     let mut maps = BTreeMap::new();
     for info in fdinfos(pid)? {
         if let (Some(id), Some(_)) = (number(&info, "map_id:"), field(&info, "map_type:")) {
@@ -174,7 +174,7 @@ pub fn map_memory(pid: u32) -> Result<(usize, u64)> {
 
 /// A process's resident memory, in KiB.
 #[derive(Debug, Clone, Copy)]
-pub struct Rss {
+pub(crate) struct Rss {
     /// `VmRSS`: everything resident, mappings of kernel maps included.
     pub total_kib: u64,
     /// Resident pages of mapped BPF maps (the event ring buffer): kernel
@@ -184,12 +184,12 @@ pub struct Rss {
 
 impl Rss {
     /// What the process itself holds: heap, stacks, code.
-    pub fn own_kib(&self) -> u64 {
+    pub(crate) fn own_kib(&self) -> u64 {
         self.total_kib.saturating_sub(self.kernel_maps_kib)
     }
 }
 
-pub fn rss(pid: u32) -> Result<Rss> {
+pub(crate) fn rss(pid: u32) -> Result<Rss> {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))?;
     let kib = |line: &str, key: &str| -> Option<u64> {
         line.strip_prefix(key)?
@@ -224,7 +224,7 @@ pub fn rss(pid: u32) -> Result<Rss> {
 }
 
 /// User plus system CPU time of the whole process, in seconds.
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold
     // spaces: state is field 3, utime 14 and stime 15.

@@ -31,29 +31,29 @@ use serde_json::{Value, json};
 
 use crate::build;
 
-pub mod apply;
-pub mod cgroup;
-pub mod cidrs;
-pub mod daemon;
-pub mod events;
-pub mod exec;
-pub mod fapolicyd;
-pub mod floor;
-pub mod kernel;
-pub mod net;
-pub mod nft;
-pub mod packets;
-pub mod stats;
-pub mod storm;
-pub mod switch;
-pub mod targets;
+pub(crate) mod apply;
+pub(crate) mod cgroup;
+pub(crate) mod cidrs;
+pub(crate) mod daemon;
+pub(crate) mod events;
+pub(crate) mod exec;
+pub(crate) mod fapolicyd;
+pub(crate) mod floor;
+pub(crate) mod kernel;
+pub(crate) mod net;
+pub(crate) mod nft;
+pub(crate) mod packets;
+pub(crate) mod stats;
+pub(crate) mod storm;
+pub(crate) mod switch;
+pub(crate) mod targets;
 
 const SCENARIOS: [&str; 7] = [
     "exec", "hash", "packets", "net", "apply", "events", "switch",
 ];
 
 #[derive(Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Fewer rounds, smaller sizes: the whole run in under two minutes.
     #[arg(long)]
     quick: bool,
@@ -76,7 +76,7 @@ pub struct BenchArgs {
     storm: Vec<String>,
 }
 
-pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
+pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some((kind, rest)) = args.storm.split_first() {
         return match kind.as_str() {
             "udp" => net::udp_storm_child(rest),

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::cidrs::Prefixes;
 
-pub struct NftTable {
+pub(crate) struct NftTable {
     name: String,
     /// The cgroup's path as nft resolves it (below `/sys/fs/cgroup`), and
     /// its level in the cgroup v2 hierarchy.
@@ -25,14 +25,14 @@ pub struct NftTable {
 }
 
 /// How loading the sets went.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub seconds: f64,
     /// Peak RSS of the `nft` process that loaded them.
     pub peak_rss_kib: u64,
 }
 
 /// Installs nftables with apt-get when `nft` is missing.
-pub fn ensure_installed() -> Result<()> {
+pub(crate) fn ensure_installed() -> Result<()> {
     if Command::new("nft")
         .arg("--version")
         .stdout(Stdio::null())
@@ -47,7 +47,7 @@ pub fn ensure_installed() -> Result<()> {
 
 /// Removes tables that earlier bench runs left behind (their process is
 /// gone), so a killed run does not leave rules for the next one to trip.
-pub fn remove_stale() {
+pub(crate) fn remove_stale() {
     let Ok(output) = Command::new("nft").args(["list", "tables"]).output() else {
         return;
     };
@@ -66,7 +66,7 @@ pub fn remove_stale() {
 impl NftTable {
     /// Loads the sets for `prefixes` (through an `nft -f` file) and
     /// prepares the rule for `cgroup`. Gives up after `timeout`.
-    pub fn load(
+    pub(crate) fn load(
         work: &Path,
         prefixes: &Prefixes,
         cgroup: &Path,
@@ -144,7 +144,7 @@ impl NftTable {
     }
 
     /// Adds the output chain and its rules: nftables now enforces.
-    pub fn enable(&mut self) -> Result<()> {
+    pub(crate) fn enable(&mut self) -> Result<()> {
         let (table, cgroup, level) = (&self.name, &self.cgroup, self.level);
         self.chain = true;
         nft_script(&format!(
@@ -155,7 +155,7 @@ impl NftTable {
     }
 
     /// Removes the chain (the sets stay): no netfilter hook of ours runs.
-    pub fn disable(&mut self) -> Result<()> {
+    pub(crate) fn disable(&mut self) -> Result<()> {
         if !self.chain {
             return Ok(());
         }

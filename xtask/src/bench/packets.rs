@@ -47,7 +47,7 @@ const SCENARIOS: [Scenario; 3] = [
 ];
 
 /// Runs the rounds and prints the table; returns the JSON records.
-pub fn run(
+pub(crate) fn run(
     enforcer: &Path,
     work: &Path,
     cgroup: &Path,
@@ -153,7 +153,7 @@ fn packet_storm(cgroup: &Path, round_trips: usize) -> Result<f64> {
 /// its own, over one TCP connection, and prints the nanoseconds they took.
 /// Round trips, not a stream: each message is then exactly one segment
 /// each way, where a stream would let the kernel merge writes.
-pub fn packet_storm_child(cgroup: &Path, count: usize) -> Result<ExitCode> {
+pub(crate) fn packet_storm_child(cgroup: &Path, count: usize) -> Result<ExitCode> {
     fs::write(cgroup.join("cgroup.procs"), "0").context("joining the bench cgroup")?;
     let listener = TcpListener::bind("127.0.0.90:0").context("listening on 127.0.0.90")?;
     let address = listener.local_addr()?;

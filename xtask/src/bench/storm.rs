@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 /// Runs the hidden xtask subcommand `name` with `args`, which prints the
 /// nanoseconds its storm took, and returns them.
-pub fn storm(name: &str, args: &[&OsStr]) -> Result<f64> {
+pub(crate) fn storm(name: &str, args: &[&OsStr]) -> Result<f64> {
     let output = Command::new(env::current_exe()?)
         .arg(name)
         .args(args)
@@ -23,7 +23,7 @@ pub fn storm(name: &str, args: &[&OsStr]) -> Result<f64> {
 }
 
 /// Runs `xtask bench --storm ARGS...` and returns what it printed.
-pub fn storm_output(args: &[&OsStr]) -> Result<String> {
+pub(crate) fn storm_output(args: &[&OsStr]) -> Result<String> {
     let output = Command::new(env::current_exe()?)
         .args(["bench", "--storm"])
         .args(args)

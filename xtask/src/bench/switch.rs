@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use super::daemon::Daemon;
 
 /// Runs the scenario and prints its lines; returns the JSON record.
-pub fn run(
+pub(crate) fn run(
     enforcer: &Path,
     work: &Path,
     cgroup: &Path,
@@ -108,7 +108,7 @@ fn parse(output: &str) -> Result<Storm> {
 /// The storm (`xtask connect-storm CGROUP MILLIS`): joins the cgroup, then
 /// connects a fresh UDP socket again and again for MILLIS ms (0: until
 /// SIGTERM), and prints the slowest connect in ns and the count.
-pub fn connect_storm_child(cgroup: &Path, millis: u64) -> Result<ExitCode> {
+pub(crate) fn connect_storm_child(cgroup: &Path, millis: u64) -> Result<ExitCode> {
     fs::write(cgroup.join("cgroup.procs"), "0").context("joining the bench cgroup")?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     stop_on_sigterm(&stop);

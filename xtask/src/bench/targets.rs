@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{apply, events, net, stats::median};
 
 #[derive(Default)]
-pub struct Exec {
+pub(crate) struct Exec {
     /// (exec rules, ratio to the baseline)
     pub enforcer: Vec<(usize, f64)>,
     pub fapolicyd: Option<f64>,
@@ -16,7 +16,7 @@ pub struct Exec {
 }
 
 #[derive(Default)]
-pub struct Measured {
+pub(crate) struct Measured {
     pub exec: Option<Exec>,
     pub net: Vec<net::SizeResult>,
     pub apply: Option<apply::ApplyResult>,
@@ -66,7 +66,7 @@ fn at_label(size: usize, exact: bool) -> String {
     }
 }
 
-pub fn report(measured: &Measured, quick: bool) -> Vec<Value> {
+pub(crate) fn report(measured: &Measured, quick: bool) -> Vec<Value> {
     let mut rows = Vec::new();
     let not_run = |target: &str| Row {
         target: target.to_string(),

@@ -21,7 +21,7 @@ enum Resolved {
 
 /// A file naming an item another file defines.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Edge {
+pub(super) struct Edge {
     pub from: PathBuf,
     pub to: PathBuf,
     pub item: String,
@@ -29,7 +29,7 @@ pub struct Edge {
     pub to_ancestor: bool,
 }
 
-pub fn edges(tree: &Tree) -> BTreeSet<Edge> {
+pub(super) fn edges(tree: &Tree) -> BTreeSet<Edge> {
     let mut edges = BTreeSet::new();
     for (id, module) in tree.modules.iter().enumerate() {
         for path in &module.references {
@@ -108,7 +108,7 @@ fn lookup(
 
 /// Each cycle of the graph once, as a chain of files that ends where it
 /// starts: the shortest cycle through each file that is on one.
-pub fn cycles(edges: &BTreeSet<Edge>) -> Vec<Vec<PathBuf>> {
+pub(super) fn cycles(edges: &BTreeSet<Edge>) -> Vec<Vec<PathBuf>> {
     let mut graph: BTreeMap<&PathBuf, BTreeSet<&PathBuf>> = BTreeMap::new();
     for edge in edges {
         graph.entry(&edge.from).or_default().insert(&edge.to);

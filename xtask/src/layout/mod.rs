@@ -21,16 +21,16 @@ use crate::workspace::workspace_root;
 use graph::Edge;
 use tree::Tree;
 
-pub const MAX_LINES: usize = 600;
+pub(crate) const MAX_LINES: usize = 600;
 
 /// One crate's source files (`src/` and `tests/`), by their path from
 /// the workspace root.
-pub struct Crate {
+pub(crate) struct Crate {
     pub dir: PathBuf,
     pub files: BTreeMap<PathBuf, String>,
 }
 
-pub enum Finding {
+pub(crate) enum Finding {
     TooLong {
         file: PathBuf,
         lines: usize,
@@ -50,7 +50,7 @@ pub enum Finding {
 }
 
 impl Finding {
-    pub fn fails(&self) -> bool {
+    pub(crate) fn fails(&self) -> bool {
         !matches!(self, Finding::ImportsAncestor { .. })
     }
 }
@@ -89,7 +89,7 @@ impl fmt::Display for Finding {
 }
 
 impl Crate {
-    pub fn read(root: &Path, dir: &Path) -> Result<Self> {
+    pub(crate) fn read(root: &Path, dir: &Path) -> Result<Self> {
         let mut files = BTreeMap::new();
         for sub in ["src", "tests"] {
             read_sources(root, &dir.join(sub), &mut files)?;
@@ -146,7 +146,7 @@ fn read_sources(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, String>) 
 }
 
 /// Every finding in `krate`, failing ones first.
-pub fn check(krate: &Crate) -> Result<Vec<Finding>> {
+pub(crate) fn check(krate: &Crate) -> Result<Vec<Finding>> {
     let tree = Tree::read(&krate.files, &krate.roots())?;
     let mut findings = Vec::new();
     for (file, text) in &krate.files {
@@ -204,7 +204,7 @@ fn workspace_crates(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(crates)
 }
 
-pub fn layout() -> Result<ExitCode> {
+pub(crate) fn layout() -> Result<ExitCode> {
     Ok(if report_workspace()? {
         ExitCode::SUCCESS
     } else {
@@ -213,7 +213,7 @@ pub fn layout() -> Result<ExitCode> {
 }
 
 /// Prints every finding in the workspace; true when none fails.
-pub fn report_workspace() -> Result<bool> {
+pub(crate) fn report_workspace() -> Result<bool> {
     let root = workspace_root();
     let mut failing = 0;
     let mut reported = 0;

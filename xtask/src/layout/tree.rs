@@ -15,13 +15,13 @@ use syn::{
     visit::{self, Visit},
 };
 
-pub type ModuleId = usize;
+pub(super) type ModuleId = usize;
 
 /// A path as written, one string per segment.
-pub type Segments = Vec<String>;
+pub(super) type Segments = Vec<String>;
 
 #[derive(Default)]
-pub struct Module {
+pub(super) struct Module {
     pub file: PathBuf,
     pub parent: Option<ModuleId>,
     pub children: BTreeMap<String, ModuleId>,
@@ -36,7 +36,7 @@ pub struct Module {
 }
 
 #[derive(Default)]
-pub struct Tree {
+pub(super) struct Tree {
     pub modules: Vec<Module>,
     /// The files of test modules, reached from a `mod` declaration.
     pub test_files: BTreeSet<PathBuf>,
@@ -45,7 +45,7 @@ pub struct Tree {
 impl Tree {
     /// Reads the module trees below `roots` (crate root files); `files`
     /// holds every source file by path.
-    pub fn read(files: &BTreeMap<PathBuf, String>, roots: &[PathBuf]) -> Result<Self> {
+    pub(super) fn read(files: &BTreeMap<PathBuf, String>, roots: &[PathBuf]) -> Result<Self> {
         let mut tree = Self::default();
         for root in roots {
             let dir = root.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -54,14 +54,14 @@ impl Tree {
         Ok(tree)
     }
 
-    pub fn root(&self, mut module: ModuleId) -> ModuleId {
+    pub(super) fn root(&self, mut module: ModuleId) -> ModuleId {
         while let Some(parent) = self.modules[module].parent {
             module = parent;
         }
         module
     }
 
-    pub fn is_ancestor(&self, ancestor: ModuleId, mut module: ModuleId) -> bool {
+    pub(super) fn is_ancestor(&self, ancestor: ModuleId, mut module: ModuleId) -> bool {
         while let Some(parent) = self.modules[module].parent {
             if parent == ancestor {
                 return true;
@@ -299,7 +299,7 @@ fn item_attrs(item: &Item) -> &[Attribute] {
 }
 
 /// `#[cfg(test)]`, or `#[cfg(all(test, ...))]`: compiled only for tests.
-pub fn is_test(attrs: &[Attribute]) -> bool {
+pub(super) fn is_test(attrs: &[Attribute]) -> bool {
     let names_test = |meta: &Meta| meta.path().is_ident("test");
     attrs
         .iter()

@@ -38,12 +38,12 @@ enum Entry {
 
 /// The guest's root file system, keyed by absolute guest path.
 #[derive(Default)]
-pub struct Tree {
+pub(super) struct Tree {
     entries: BTreeMap<PathBuf, Entry>,
 }
 
 impl Tree {
-    pub fn dir(&mut self, path: impl AsRef<Path>) {
+    pub(super) fn dir(&mut self, path: impl AsRef<Path>) {
         let path = path.as_ref();
         for ancestor in path.ancestors().collect::<Vec<_>>().into_iter().rev() {
             if ancestor != Path::new("/") {
@@ -61,7 +61,7 @@ impl Tree {
     }
 
     /// `source` from the host, at `path` in the guest, with its mode.
-    pub fn file(&mut self, path: impl AsRef<Path>, source: impl AsRef<Path>) -> Result<()> {
+    pub(super) fn file(&mut self, path: impl AsRef<Path>, source: impl AsRef<Path>) -> Result<()> {
         let (path, source) = (path.as_ref(), source.as_ref());
         let meta = fs::metadata(source).with_context(|| format!("reading {}", source.display()))?;
         if !meta.is_file() {
@@ -78,7 +78,7 @@ impl Tree {
         Ok(())
     }
 
-    pub fn bytes(&mut self, path: impl AsRef<Path>, data: impl Into<Vec<u8>>, mode: u32) {
+    pub(super) fn bytes(&mut self, path: impl AsRef<Path>, data: impl Into<Vec<u8>>, mode: u32) {
         let path = path.as_ref();
         self.parent_dirs(path);
         self.entries.insert(
@@ -90,14 +90,14 @@ impl Tree {
         );
     }
 
-    pub fn symlink(&mut self, path: impl AsRef<Path>, target: impl AsRef<Path>) {
+    pub(super) fn symlink(&mut self, path: impl AsRef<Path>, target: impl AsRef<Path>) {
         let path = path.as_ref();
         self.parent_dirs(path);
         self.entries
             .insert(path.to_path_buf(), Entry::Symlink(target.as_ref().into()));
     }
 
-    pub fn char_device(&mut self, path: impl AsRef<Path>, major: u32, minor: u32) {
+    pub(super) fn char_device(&mut self, path: impl AsRef<Path>, major: u32, minor: u32) {
         let path = path.as_ref();
         self.parent_dirs(path);
         self.entries
@@ -108,7 +108,7 @@ impl Tree {
     /// reaches it: every symlink on the way (`/bin -> usr/bin`,
     /// `/lib64/ld-linux-x86-64.so.2 -> ...`) becomes the same symlink in
     /// the guest, and what it points to is copied too.
-    pub fn host_path(&mut self, path: impl AsRef<Path>) -> Result<()> {
+    pub(super) fn host_path(&mut self, path: impl AsRef<Path>) -> Result<()> {
         self.host_path_depth(path.as_ref(), 0)
     }
 
@@ -147,7 +147,7 @@ impl Tree {
     }
 
     /// Writes the archive.
-    pub fn write(&self, out: &Path) -> Result<u64> {
+    pub(super) fn write(&self, out: &Path) -> Result<u64> {
         let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
         let mut writer = Writer {
             out: BufWriter::with_capacity(1 << 20, file),

@@ -61,18 +61,18 @@ const HOST_FILES: &[&str] = &[
     "/usr/lib/ssl/openssl.cnf",
 ];
 
-pub struct TestBinary {
+pub(super) struct TestBinary {
     /// `control`, `enforcer_integration_tests (lib)`, `netprobe (bin)`.
     pub label: String,
 }
 
-pub struct Guest {
+pub(super) struct Guest {
     pub initramfs: PathBuf,
     pub tests: Vec<TestBinary>,
     pub bytes: u64,
 }
 
-pub struct Options<'a> {
+pub(super) struct Options<'a> {
     pub test_threads: Option<usize>,
     pub per_binary_timeout_secs: u64,
     pub args: &'a [String],
@@ -80,7 +80,7 @@ pub struct Options<'a> {
 
 /// Builds everything (as `cargo xtask test` does, so the eBPF object is
 /// embedded) and writes `work/initramfs.cpio`.
-pub fn build(work: &Path, options: &Options) -> Result<Guest> {
+pub(super) fn build(work: &Path, options: &Options) -> Result<Guest> {
     let built = build::build(false)?;
     let artifacts = test_artifacts(&built)?;
     let stripped = work.join("stripped");

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use crate::build;
 
 /// A kernel the matrix can boot.
-pub struct KernelSpec {
+pub(super) struct KernelSpec {
     /// The name `--kernel` takes.
     pub name: &'static str,
     pub about: &'static str,
@@ -31,7 +31,7 @@ pub struct KernelSpec {
     image_prefix: &'static str,
 }
 
-pub const KERNELS: &[KernelSpec] = &[
+pub(super) const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "debian-5.10",
         about: "Debian 11 (bullseye) cloud kernel, the current 5.10 of Debian LTS",
@@ -70,7 +70,7 @@ const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A kernel ready to boot.
-pub struct Kernel {
+pub(super) struct Kernel {
     pub spec: &'static KernelSpec,
     /// `linux-image-6.1.0-56-cloud-amd64 6.1.192-2`.
     pub package: String,
@@ -79,7 +79,7 @@ pub struct Kernel {
     pub config_lsm: Option<String>,
 }
 
-pub fn spec(name: &str) -> Result<&'static KernelSpec> {
+pub(super) fn spec(name: &str) -> Result<&'static KernelSpec> {
     KERNELS
         .iter()
         .find(|kernel| kernel.name == name)
@@ -92,7 +92,7 @@ pub fn spec(name: &str) -> Result<&'static KernelSpec> {
 /// The newest image the kernel's suites offer, downloaded and unpacked
 /// unless the cache has it. When apt cannot answer (offline), the newest
 /// cached image of the same series is used, with a warning.
-pub fn ensure(spec: &'static KernelSpec, vm_cache: &Path, refresh: bool) -> Result<Kernel> {
+pub(super) fn ensure(spec: &'static KernelSpec, vm_cache: &Path, refresh: bool) -> Result<Kernel> {
     let kernels = vm_cache.join("kernels");
     fs::create_dir_all(&kernels)?;
     let dir = match fetch(spec, vm_cache, &kernels, refresh) {
@@ -296,7 +296,7 @@ impl Apt {
 
 /// An apt source line (`URI SUITE COMPONENT`) after `deb `, checked
 /// against Debian's keyring and on `ENFORCER_VM_MIRROR` when that is set.
-pub fn signed_source(line: &str) -> String {
+pub(super) fn signed_source(line: &str) -> String {
     let line = match env::var("ENFORCER_VM_MIRROR") {
         Ok(mirror) => line.replacen("http://deb.debian.org", &mirror, 1),
         Err(_) => line.to_string(),

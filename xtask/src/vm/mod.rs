@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::toolchain;
 
 #[derive(Args)]
-pub struct VmTestArgs {
+pub(crate) struct VmTestArgs {
     /// A kernel to boot; repeat for several (default: every kernel).
     /// `--list` names them.
     #[arg(long = "kernel", value_name = "NAME")]
@@ -75,7 +75,7 @@ pub struct VmTestArgs {
     args: Vec<String>,
 }
 
-pub fn vm_test(args: &VmTestArgs) -> Result<ExitCode> {
+pub(crate) fn vm_test(args: &VmTestArgs) -> Result<ExitCode> {
     if args.list {
         for kernel in kernels::KERNELS {
             println!("{:<12} {}", kernel.name, kernel.about);

@@ -24,7 +24,7 @@ const BACKPORTS: &str = "http://deb.debian.org/debian bookworm-backports main";
 
 /// Makes sure `qemu-system-x86_64` is qemu 10 or newer, installing it when
 /// this runs as root (as in CI) on Debian 12.
-pub fn ensure(vm_cache: &Path) -> Result<()> {
+pub(super) fn ensure(vm_cache: &Path) -> Result<()> {
     let found = installed_major();
     if found.is_some_and(|major| major >= MIN_MAJOR) {
         return Ok(());

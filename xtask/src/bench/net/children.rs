@@ -17,13 +17,13 @@ use anyhow::{Context, Result, bail};
 use crate::bench::cidrs::SENTINEL_V4;
 
 /// Connects per batch on one socket before the next socket's turn.
-pub const UDP_BATCH: usize = 500;
+pub(super) const UDP_BATCH: usize = 500;
 
 /// `bench --storm udp CONNECTS CGROUP...`: makes an IPv4 and an IPv6 UDP
 /// socket in each cgroup (joining each in turn), then connects them to
 /// unlisted loopback addresses, `CONNECTS` times each, in interleaved
 /// batches. Prints ns per connect, IPv4 and IPv6, for each cgroup.
-pub fn udp_storm_child(args: &[String]) -> Result<ExitCode> {
+pub(crate) fn udp_storm_child(args: &[String]) -> Result<ExitCode> {
     let [connects, cgroups @ ..] = args else {
         bail!("usage: --storm udp CONNECTS CGROUP...");
     };
@@ -72,13 +72,13 @@ pub fn udp_storm_child(args: &[String]) -> Result<ExitCode> {
 }
 
 /// Iterations per batch in one cgroup before the next cgroup's turn.
-pub const TCP_BATCH: usize = 50;
+pub(super) const TCP_BATCH: usize = 50;
 
 /// `bench --storm tcp LOOPS CGROUP...`: in each cgroup (joining each in
 /// turn) makes a listener on loopback and `LOOPS` client sockets, then
 /// runs connect + accept + close with them, in interleaved batches.
 /// Prints µs per iteration for each cgroup.
-pub fn tcp_storm_child(args: &[String]) -> Result<ExitCode> {
+pub(crate) fn tcp_storm_child(args: &[String]) -> Result<ExitCode> {
     let [loops, cgroups @ ..] = args else {
         bail!("usage: --storm tcp LOOPS CGROUP...");
     };
@@ -171,7 +171,7 @@ fn tcp_connect(socket: &OwnedFd, peer: SocketAddr) -> Result<()> {
 
 /// `bench --storm probe CGROUP`: joins the cgroup, sends one datagram to
 /// the sentinel, and prints `sent`, `refused` (EPERM) or the error.
-pub fn probe_child(args: &[String]) -> Result<ExitCode> {
+pub(crate) fn probe_child(args: &[String]) -> Result<ExitCode> {
     let [cgroup] = args else {
         bail!("usage: --storm probe CGROUP");
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::bench::{kernel, nft, stats::median};
 
-pub struct Settings {
+pub(crate) struct Settings {
     pub sizes: Vec<usize>,
     pub rounds: usize,
     /// Per socket (so per configuration and family) and round.
@@ -16,19 +16,19 @@ pub struct Settings {
     pub nft_timeout: Duration,
 }
 
-pub const WORKLOADS: [(&str, &str, &str); 3] = [
+pub(crate) const WORKLOADS: [(&str, &str, &str); 3] = [
     ("udp4_connect", "UDP connect, IPv4", "ns"),
     ("udp6_connect", "UDP connect, IPv6", "ns"),
     ("tcp_loop", "TCP connect+accept+close, IPv4", "µs"),
 ];
-pub const BASELINE: usize = 0;
-pub const ENFORCER: usize = 1;
-pub const NFTABLES: usize = 2;
+pub(crate) const BASELINE: usize = 0;
+pub(crate) const ENFORCER: usize = 1;
+pub(crate) const NFTABLES: usize = 2;
 /// Passes with statistics on, after the rounds: a pass the host slowed
 /// down moves the median of five less than the mean of one long pass.
-pub const STATS_PASSES: usize = 5;
+pub(crate) const STATS_PASSES: usize = 5;
 
-pub struct SizeResult {
+pub(crate) struct SizeResult {
     pub size: usize,
     /// `samples[workload][config]`, one per round.
     pub samples: [[Vec<f64>; 3]; 3],
@@ -50,11 +50,11 @@ pub struct SizeResult {
 
 impl SizeResult {
     /// Kernel memory of the maps: those the daemon holds, plus the image.
-    pub fn kernel_bytes(&self) -> u64 {
+    pub(crate) fn kernel_bytes(&self) -> u64 {
         self.maps.1 + self.image_bytes.unwrap_or(0)
     }
 
-    pub fn median(&self, workload: usize, config: usize) -> Option<f64> {
+    pub(crate) fn median(&self, workload: usize, config: usize) -> Option<f64> {
         let samples = &self.samples[workload][config];
         (!samples.is_empty()).then(|| median(samples))
     }
@@ -78,7 +78,7 @@ impl SizeResult {
     }
 
     /// The median over rounds of each round's ratio to its own baseline.
-    pub fn ratio(&self, workload: usize, config: usize) -> Option<f64> {
+    pub(crate) fn ratio(&self, workload: usize, config: usize) -> Option<f64> {
         let ratios: Vec<f64> = self
             .pairs(workload, config)?
             .into_iter()
@@ -88,7 +88,7 @@ impl SizeResult {
     }
 
     /// The median over rounds of each round's difference to its baseline.
-    pub fn added(&self, workload: usize, config: usize) -> Option<f64> {
+    pub(crate) fn added(&self, workload: usize, config: usize) -> Option<f64> {
         let differences: Vec<f64> = self
             .pairs(workload, config)?
             .into_iter()
@@ -97,7 +97,7 @@ impl SizeResult {
         Some(median(&differences))
     }
 
-    pub fn program_ns(&self, name: &str) -> Option<f64> {
+    pub(crate) fn program_ns(&self, name: &str) -> Option<f64> {
         self.programs
             .iter()
             .find(|program| program.name == name)?
@@ -105,7 +105,7 @@ impl SizeResult {
     }
 
     /// What an empty program on the same hook cost per run.
-    pub fn empty_hook_ns(&self, name: &str) -> Option<f64> {
+    pub(crate) fn empty_hook_ns(&self, name: &str) -> Option<f64> {
         self.empty_hooks
             .iter()
             .find(|program| program.name.strip_prefix("empty_") == Some(name))?

@@ -42,9 +42,11 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-pub use children::{probe_child, tcp_storm_child, udp_storm_child};
-pub use measured::{BASELINE, ENFORCER, NFTABLES, STATS_PASSES, Settings, SizeResult, WORKLOADS};
-pub use report::{report, size_label};
+pub(crate) use children::{probe_child, tcp_storm_child, udp_storm_child};
+pub(crate) use measured::{
+    BASELINE, ENFORCER, NFTABLES, STATS_PASSES, Settings, SizeResult, WORKLOADS,
+};
+pub(crate) use report::{report, size_label};
 
 use super::{
     cgroup::BenchCgroup, cidrs::Prefixes, cidrs::SENTINEL_V4, daemon::Daemon, floor, kernel, nft,
@@ -60,14 +62,14 @@ fn image_map_words(status: &Value) -> Option<u64> {
     }
 }
 
-pub struct Cgroups {
+pub(crate) struct Cgroups {
     pub base: BenchCgroup,
     pub enf: BenchCgroup,
     pub nft: BenchCgroup,
 }
 
 impl Cgroups {
-    pub fn create(parent: &BenchCgroup) -> Result<Self> {
+    pub(crate) fn create(parent: &BenchCgroup) -> Result<Self> {
         Ok(Self {
             base: parent.child("base")?,
             enf: parent.child("enf")?,
@@ -76,13 +78,13 @@ impl Cgroups {
     }
 }
 
-pub fn policy_file(work: &Path, prefixes: &Prefixes, tag: &str) -> Result<PathBuf> {
+pub(crate) fn policy_file(work: &Path, prefixes: &Prefixes, tag: &str) -> Result<PathBuf> {
     let file = work.join(format!("policy-net-{tag}.toml"));
     prefixes.write_policy(&file)?;
     Ok(file)
 }
 
-pub fn run(
+pub(crate) fn run(
     enforcer: &Path,
     work: &Path,
     cgroups: &Cgroups,

@@ -10,7 +10,7 @@ use crate::bench::kernel;
 
 const CONFIGS: [&str; 3] = ["baseline", "enforcer", "nftables"];
 
-pub fn size_label(size: usize) -> String {
+pub(crate) fn size_label(size: usize) -> String {
     match size {
         0 => "0".to_string(),
         n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
@@ -29,7 +29,7 @@ fn all_programs(result: &SizeResult) -> impl Iterator<Item = &kernel::Program> {
 }
 
 /// Prints the tables; returns the JSON records.
-pub fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
+pub(crate) fn report(results: &[SizeResult], settings: &Settings) -> Vec<Value> {
     let mut json = Vec::new();
     for (workload, (key, label, unit)) in WORKLOADS.iter().enumerate() {
         let digits = if *unit == "ns" { 0 } else { 1 };
