@@ -383,29 +383,27 @@ fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
-/// Totals of the kernel's per-CPU counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CounterTotals {
-    pub blocked: u64,
-    pub audited: u64,
-    pub allowed: u64,
-    pub events_dropped: u64,
-    pub lookup_faults: u64,
-    pub exec_blocked: u64,
-    pub exec_audited: u64,
-    pub exec_allowed: u64,
-    pub dns_queries_blocked: u64,
-    pub malformed: u64,
-    pub addresses_learned: u64,
-    pub server_names_blocked: u64,
-    /// Absent from the status of a daemon older than self-protection.
-    #[serde(default)]
-    pub tamper_refused: u64,
-    /// Absent from the status of a daemon whose programs shared one buffer
-    /// per CPU.
-    #[serde(default)]
-    pub buffers_busy: u64,
+/// Builds [`CounterTotals`] from [`enforcer_common::counter_table!`].
+macro_rules! counter_totals {
+    ($($(#[doc = $doc:literal])* $variant:ident = $index:literal, $name:ident;)*) => {
+        /// Totals of the kernel's per-CPU counters. A counter absent from
+        /// the status of an older daemon, which did not have it yet, is 0.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct CounterTotals {
+            $($(#[doc = $doc])* #[serde(default)] pub $name: u64,)*
+        }
+
+        impl CounterTotals {
+            fn total_mut(&mut self, counter: Counter) -> &mut u64 {
+                match counter {
+                    $(Counter::$variant => &mut self.$name,)*
+                }
+            }
+        }
+    };
 }
+
+enforcer_common::counter_table!(counter_totals);
 
 pub struct Counters {
     map: PerCpuArray<MapData, u64>,
@@ -433,23 +431,7 @@ impl Counters {
                 })?
                 .iter()
                 .sum();
-            let slot = match counter {
-                Counter::Blocked => &mut totals.blocked,
-                Counter::Audited => &mut totals.audited,
-                Counter::Allowed => &mut totals.allowed,
-                Counter::EventsDropped => &mut totals.events_dropped,
-                Counter::LookupFaults => &mut totals.lookup_faults,
-                Counter::ExecBlocked => &mut totals.exec_blocked,
-                Counter::ExecAudited => &mut totals.exec_audited,
-                Counter::ExecAllowed => &mut totals.exec_allowed,
-                Counter::DnsQueriesBlocked => &mut totals.dns_queries_blocked,
-                Counter::Malformed => &mut totals.malformed,
-                Counter::AddressesLearned => &mut totals.addresses_learned,
-                Counter::ServerNamesBlocked => &mut totals.server_names_blocked,
-                Counter::TamperRefused => &mut totals.tamper_refused,
-                Counter::BuffersBusy => &mut totals.buffers_busy,
-            };
-            *slot = sum;
+            *totals.total_mut(counter) = sum;
         }
         Ok(totals)
     }
@@ -466,5 +448,34 @@ mod tests {
         assert_eq!(sized_capacity(3_000_000), 1 << 22);
         assert_eq!(sized_capacity(3_400_000), 1 << 23);
         assert_eq!(sized_capacity(usize::MAX), MAX_SIZED_WORDS);
+    }
+
+    #[test]
+    fn the_totals_keep_the_names_status_json_has_always_shown() {
+        let mut totals = CounterTotals::default();
+        for counter in Counter::ALL {
+            *totals.total_mut(counter) = u64::from(counter as u32) + 1;
+        }
+        let json = serde_json::to_value(totals).unwrap();
+        let names = [
+            "blocked",
+            "audited",
+            "allowed",
+            "events_dropped",
+            "lookup_faults",
+            "exec_blocked",
+            "exec_audited",
+            "exec_allowed",
+            "dns_queries_blocked",
+            "malformed",
+            "addresses_learned",
+            "server_names_blocked",
+            "tamper_refused",
+            "buffers_busy",
+        ];
+        assert_eq!(json.as_object().unwrap().len(), names.len());
+        for (index, name) in names.into_iter().enumerate() {
+            assert_eq!(json[name], index as u64 + 1, "{name}");
+        }
     }
 }
