@@ -140,10 +140,13 @@ impl FromStr for Family {
     }
 }
 
-/// Where a family stands on this host.
+/// Where a family stands on this host: the one answer status, the `ready`
+/// event and the `degraded` event render. The daemon holds why a family
+/// is unavailable as the loader's refusal; a report carries its text, the
+/// default `R`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum FamilyState {
+pub enum FamilyState<R = String> {
     /// Loaded and attached.
     Enforcing,
     /// Loaded, so the kernel accepts it; attached when a policy needs it.
@@ -152,16 +155,52 @@ pub enum FamilyState {
     /// kernel.
     NotCheckedYet,
     Unavailable {
-        reason: String,
+        reason: R,
     },
 }
 
-impl FamilyState {
-    pub fn from_attached(attached: bool) -> Self {
-        if attached {
-            Self::Enforcing
-        } else {
-            Self::Loaded
+impl<R> FamilyState<R> {
+    /// Loaded (not yet attached), or unavailable for the load's refusal.
+    pub fn loaded(outcome: Result<(), R>) -> Self {
+        match outcome {
+            Ok(()) => Self::Loaded,
+            Err(reason) => Self::Unavailable { reason },
+        }
+    }
+
+    /// Why the kernel will not run it, if it will not.
+    pub fn refusal(&self) -> Option<&R> {
+        match self {
+            Self::Unavailable { reason } => Some(reason),
+            Self::Enforcing | Self::Loaded | Self::NotCheckedYet => None,
+        }
+    }
+}
+
+impl<R: fmt::Display> FamilyState<R> {
+    /// The form a report carries: the reason as its text.
+    pub fn rendered(&self) -> FamilyState {
+        match self {
+            Self::Enforcing => FamilyState::Enforcing,
+            Self::Loaded => FamilyState::Loaded,
+            Self::NotCheckedYet => FamilyState::NotCheckedYet,
+            Self::Unavailable { reason } => FamilyState::Unavailable {
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+/// The line `enforcer status` shows for a family.
+impl<R: fmt::Display> fmt::Display for FamilyState<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Enforcing => f.write_str("enforcing"),
+            Self::Loaded => f.write_str("loaded, attached when a policy needs it"),
+            Self::NotCheckedYet => {
+                f.write_str("not checked yet, loads when a policy first needs it")
+            }
+            Self::Unavailable { reason } => write!(f, "unavailable: {reason}"),
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum GuardError {
         #[source]
         source: io::Error,
     },
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
     #[error("self-protection: cannot tell which maps program {0} uses: {1}")]
     ProgramInfo(String, #[source] aya::programs::ProgramError),
 }

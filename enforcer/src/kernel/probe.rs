@@ -3,7 +3,7 @@
 //! a program that needs half of that here may need all of it on the next
 //! kernel, so the budget is half.
 
-use std::{ffi::CStr, path::PathBuf, thread};
+use std::{ffi::CStr, path::PathBuf, sync::Arc, thread};
 
 use aya::{
     Btf,
@@ -123,7 +123,7 @@ fn probe_one(
     name: &str,
     family: Family,
     program: &mut Program,
-    btf: Result<&Btf, &String>,
+    btf: Result<&Btf, &Arc<aya::BtfError>>,
 ) -> ProgramProbe {
     let outcome = load(name, program, btf);
     let verified_insns = outcome
@@ -142,7 +142,11 @@ fn probe_one(
 }
 
 /// Loads `program` as its type asks, attaching nothing.
-fn load(name: &str, program: &mut Program, btf: Result<&Btf, &String>) -> Result<(), LoadRefused> {
+fn load(
+    name: &str,
+    program: &mut Program,
+    btf: Result<&Btf, &Arc<aya::BtfError>>,
+) -> Result<(), LoadRefused> {
     let needs_btf = || {
         btf.map_err(|error| LoadRefused {
             summary: format!("no kernel BTF: {error}"),

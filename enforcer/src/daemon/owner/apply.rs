@@ -12,7 +12,11 @@ use crate::{
     control::{ApplyReport, Response},
     events::{Event, EventBody},
     exec::resolve::{self, Resolution},
-    kernel::{family::Degradation, maps::MapsError, programs::ProgramsError},
+    kernel::{
+        family::Degradation,
+        maps::MapsError,
+        programs::{Needs, ProgramsError},
+    },
     policy::{self, Policy, diff::PolicyDiff},
     store::saved::StoredPolicy,
 };
@@ -130,27 +134,15 @@ impl Owner {
         self.rules
             .insert(number, rule_names(&policy), compiled.domain_slots);
         self.rules.set_digests(self.content.labels());
-        // The mapping hook goes on before a generation that wants it, and
-        // off only after the last one that did.
-        // So do the packet programs for domains.
-        let loader = policy.options.exec_block_loader;
-        let domains = policy.lists_domains();
-        if loader {
-            self.programs.set_mapping_hook(true)?;
-        }
-        if domains {
-            self.programs.set_packet_programs(true)?;
-        }
+        // The on-demand programs go on before a generation that wants
+        // them, and off only after the last one that did.
+        let needs = Needs::of(&policy);
+        self.programs.attach_needed(needs)?;
         let installed = self
             .slot
             .install(&compiled.image, number, |id| self.programs.guard_image(id))?;
         self.programs.image_live(installed.map_id)?;
-        if !loader {
-            self.programs.set_mapping_hook(false)?;
-        }
-        if !domains {
-            self.programs.set_packet_programs(false)?;
-        }
+        self.programs.detach_unneeded(needs)?;
         // The files stay the live ones' until `apply` says otherwise: a
         // reinstall after a path or content change is the same policy.
         self.live = Live {

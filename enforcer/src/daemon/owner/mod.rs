@@ -22,7 +22,7 @@ use crate::{
     },
     kernel::{
         family::{Degradation, FamilyStatus, VerifiedProgram},
-        programs::ProgramsError,
+        programs::{Needs, ProgramsError},
     },
     policy::{Policy, diff::RuleSummary},
 };
@@ -74,8 +74,7 @@ impl Owner {
         let installed = slot.install(&compiled.image, number, |id| programs.guard_image(id))?;
         programs.image_live(installed.map_id)?;
         programs.attach(&cgroup)?;
-        programs.set_mapping_hook(policy.options.exec_block_loader)?;
-        programs.set_packet_programs(policy.lists_domains())?;
+        programs.attach_needed(Needs::of(&policy))?;
         let live = Live {
             number,
             policy,
@@ -118,11 +117,11 @@ impl Owner {
     }
 
     pub fn exec_enforcement(&self) -> String {
-        self.programs.exec_support().to_string()
+        self.programs.exec_enforcement().to_string()
     }
 
     pub fn self_protection(&self) -> String {
-        self.programs.self_protection()
+        self.programs.self_protection().to_string()
     }
 
     pub fn families(&self) -> Vec<FamilyStatus> {
@@ -228,9 +227,9 @@ impl Owner {
         Response::Status(StatusReport {
             cgroup: self.cgroup.display().to_string(),
             programs: self.programs.names(),
-            exec_enforcement: self.programs.exec_support().to_string(),
-            domain_enforcement: self.programs.domain_support(),
-            self_protection: self.programs.self_protection(),
+            exec_enforcement: self.programs.exec_enforcement().to_string(),
+            domain_enforcement: self.programs.domain_enforcement().to_string(),
+            self_protection: self.programs.self_protection().to_string(),
             families: self.programs.families(),
             programs_verified: self.programs.verified(),
             generation: self.live.number,

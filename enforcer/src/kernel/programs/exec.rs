@@ -1,0 +1,257 @@
+//! The exec hook, which judges each exec in the cgroup, and the mapping
+//! hook of `exec_block_loader`, which judges executable mappings with the
+//! same rules.
+
+use std::{fs::File, os::fd::AsRawFd as _, path::Path, sync::Arc};
+
+use aya::{
+    Btf,
+    maps::CgroupArray,
+    programs::{BtfTracePoint, Lsm, Program, TracePoint, links::FdLink},
+};
+use enforcer_common::{
+    exec::{ExecMethod, ExecOffsets},
+    names::{
+        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_EXEC_SCOPE, MAPPING_TRACEPOINT, PROG_EXEC_LSM,
+        PROG_EXEC_LSM_BY_FILE, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE,
+    },
+};
+
+use crate::{
+    host::mountinfo,
+    kernel::{
+        btf::BtfError,
+        family::{Family, FamilyState},
+        programs::{
+            Programs,
+            by_name::{self, ByName},
+            choice::FamilyChoice,
+            error::ProgramsError,
+            refusal::Refusal,
+        },
+    },
+};
+
+/// Where aya looks for tracepoints when debugfs is not mounted.
+const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
+
+/// The exec hook that loaded: how it stops an exec, and what it judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecHook {
+    pub method: ExecMethod,
+    judges: ExecJudges,
+}
+
+impl ExecHook {
+    /// The object's program of this hook.
+    pub fn program(self) -> &'static str {
+        self.judges.program(self.method)
+    }
+
+    /// How status names its method.
+    pub fn method_name(self) -> &'static str {
+        match self.method {
+            ExecMethod::Lsm => "lsm",
+            ExecMethod::Signal => "signal",
+        }
+    }
+}
+
+/// What an exec hook program judges an executable by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecJudges {
+    /// Its file, its directories and its name.
+    Names,
+    /// Its file and its directories: the `_by_file` variants.
+    FileAlone,
+}
+
+impl ExecJudges {
+    /// The object's exec hook program for `method`.
+    fn program(self, method: ExecMethod) -> &'static str {
+        match (self, method) {
+            (Self::Names, ExecMethod::Lsm) => PROG_EXEC_LSM,
+            (Self::Names, ExecMethod::Signal) => PROG_EXEC_SIGNAL,
+            (Self::FileAlone, ExecMethod::Lsm) => PROG_EXEC_LSM_BY_FILE,
+            (Self::FileAlone, ExecMethod::Signal) => PROG_EXEC_SIGNAL_BY_FILE,
+        }
+    }
+}
+
+/// The exec family (the hook that loaded, or why none did) and the
+/// exec_names family (loaded, or why the hook judges by file alone).
+pub type ExecOutcome = (Result<ExecHook, Refusal>, Result<(), Refusal>);
+
+/// Loads the exec hook, unless `choice` refuses it or this kernel's BTF
+/// cannot place it.
+pub fn load(
+    programs: &mut ByName<'_>,
+    btf: &Result<Btf, Refusal>,
+    offsets: Result<ExecOffsets, Arc<BtfError>>,
+    bpf_lsm_active: bool,
+    choice: &FamilyChoice,
+) -> ExecOutcome {
+    let refused = |reason: Refusal| {
+        let names = Refusal::NeedsExec(Box::new(reason.clone()));
+        (Err(reason), Err(names))
+    };
+    match (choice.refused(Family::Exec), offsets, btf) {
+        (Err(refusal), _, _) => refused(refusal),
+        (Ok(()), Ok(_), Ok(btf)) => load_hook(
+            programs,
+            btf,
+            bpf_lsm_active,
+            choice.refused(Family::ExecNames),
+        )
+        .unwrap_or_else(refused),
+        (Ok(()), Err(error), _) => refused(Refusal::Offsets(error)),
+        (Ok(()), _, Err(error)) => refused(error.clone()),
+    }
+}
+
+/// Loads the exec hook that judges file names too: BPF LSM where it runs,
+/// else the tracepoint. Where the kernel refuses both (or the test hook
+/// refuses `names`), loads the pair that judges by file alone, and says
+/// why names are not judged. Err: why neither pair loads.
+fn load_hook(
+    programs: &mut ByName<'_>,
+    btf: &Btf,
+    bpf_lsm_active: bool,
+    names: Result<(), Refusal>,
+) -> Result<ExecOutcome, Refusal> {
+    let with_names =
+        match names.and_then(|()| load_variant(programs, btf, bpf_lsm_active, ExecJudges::Names)) {
+            Ok(hook) => return Ok((Ok(hook), Ok(()))),
+            Err(refusal) => refusal,
+        };
+    match load_variant(programs, btf, bpf_lsm_active, ExecJudges::FileAlone) {
+        Ok(hook) => Ok((Ok(hook), Err(with_names))),
+        Err(by_file) => Err(Refusal::ExecVariants {
+            with_names: Box::new(with_names),
+            by_file: Box::new(by_file),
+        }),
+    }
+}
+
+/// Loads the BPF LSM program of `judges` where BPF LSM runs, else its
+/// tracepoint program; says which loaded, or why neither.
+fn load_variant(
+    programs: &mut ByName<'_>,
+    btf: &Btf,
+    bpf_lsm_active: bool,
+    judges: ExecJudges,
+) -> Result<ExecHook, Refusal> {
+    let lsm_refused = if bpf_lsm_active {
+        let name = judges.program(ExecMethod::Lsm);
+        match by_name::program::<Lsm>(programs, name).and_then(|program| {
+            program
+                .load(EXEC_LSM_HOOK, btf)
+                .map_err(|error| Refusal::program(name, &error))
+        }) {
+            Ok(()) => {
+                return Ok(ExecHook {
+                    method: ExecMethod::Lsm,
+                    judges,
+                });
+            }
+            Err(refusal) => refusal,
+        }
+    } else {
+        Refusal::NoBpfLsm
+    };
+    let name = judges.program(ExecMethod::Signal);
+    by_name::program::<BtfTracePoint>(programs, name)
+        .and_then(|program| {
+            program
+                .load(EXEC_TRACEPOINT, btf)
+                .map_err(|error| Refusal::program(name, &error))
+        })
+        .map(|()| ExecHook {
+            method: ExecMethod::Signal,
+            judges,
+        })
+        .map_err(|tracepoint| Refusal::ExecHooks {
+            lsm: Box::new(lsm_refused),
+            tracepoint: Box::new(tracepoint),
+        })
+}
+
+/// The mapping hook's state at start: unavailable with the exec hook (or
+/// its name judging), else loaded now if `needed`.
+pub fn mapping_hook_at_start(
+    programs: &mut ByName<'_>,
+    (exec, exec_names): &ExecOutcome,
+    choice: &FamilyChoice,
+    needed: bool,
+) -> FamilyState<Refusal> {
+    let unavailable = |reason| FamilyState::Unavailable { reason };
+    match (exec, exec_names, choice.refused(Family::ExecBlockLoader)) {
+        (Err(reason), _, _) => unavailable(Refusal::NeedsExec(Box::new(reason.clone()))),
+        // It judges names with the same claimed buffers, so a kernel that
+        // refuses them in the exec hook refuses them here too.
+        (_, Err(reason), _) => unavailable(Refusal::NeedsExecNames(Box::new(reason.clone()))),
+        (_, _, Err(refusal)) => unavailable(refusal),
+        _ if needed => FamilyState::loaded(load_mapping_hook(
+            programs.get_mut(PROG_EXEC_MAPPING).map(|p| &mut **p),
+        )),
+        _ => FamilyState::NotCheckedYet,
+    }
+}
+
+pub fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
+    let name = PROG_EXEC_MAPPING;
+    by_name::typed::<TracePoint>(name, program)?
+        .load()
+        .map_err(|error| Refusal::program(name, &error))
+}
+
+impl Programs {
+    /// Scope first: until the cgroup is in place the exec hook judges
+    /// nothing, so it never acts outside the cgroup, even for a moment.
+    pub(super) fn attach_exec(
+        &mut self,
+        hook: ExecHook,
+        cgroup: &File,
+    ) -> Result<(), ProgramsError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_EXEC_SCOPE)
+            .ok_or(ProgramsError::MissingMap(MAP_EXEC_SCOPE))?;
+        let scope_error = |source| ProgramsError::Map {
+            name: MAP_EXEC_SCOPE,
+            source,
+        };
+        let mut scope = CgroupArray::try_from(map).map_err(scope_error)?;
+        scope.set(0, cgroup.as_raw_fd(), 0).map_err(scope_error)?;
+        let name = hook.program();
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProgramsError::MissingProgram(name))?;
+        let link = match hook.method {
+            ExecMethod::Lsm => <&mut Lsm>::try_from(program)
+                .and_then(|p| p.attach().and_then(|id| p.take_link(id)))
+                .map(FdLink::from),
+            ExecMethod::Signal => <&mut BtfTracePoint>::try_from(program)
+                .and_then(|p| p.attach().and_then(|id| p.take_link(id)))
+                .map(FdLink::from),
+        }
+        .map_err(|source| ProgramsError::Program { name, source })?;
+        self.pin_fd_link(name, link)
+    }
+
+    pub(super) fn attach_mapping_hook(&mut self) -> Result<(), ProgramsError> {
+        let name = PROG_EXEC_MAPPING;
+        if !Path::new(TRACEFS_EVENTS).exists() {
+            // aya finds the tracepoint's id through tracefs.
+            mountinfo::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing");
+        }
+        let program: &mut TracePoint = by_name::loaded(&mut self.ebpf, name)?;
+        let (category, tracepoint) = MAPPING_TRACEPOINT;
+        let link = program
+            .attach(category, tracepoint)
+            .and_then(|id| program.take_link(id))
+            .map_err(|source| ProgramsError::Program { name, source })?;
+        self.pin(name, link)
+    }
+}
