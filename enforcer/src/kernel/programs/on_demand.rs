@@ -35,12 +35,19 @@ impl OnDemand {
         }
     }
 
-    /// Its programs: all of them to load and guard, the attached ones to
-    /// detach.
-    fn programs(self) -> (&'static [&'static str], &'static [&'static str]) {
+    /// Its programs, to load and guard.
+    fn programs(self) -> &'static [&'static str] {
         match self {
-            Self::MappingHook => (&[PROG_EXEC_MAPPING], &[PROG_EXEC_MAPPING]),
-            Self::PacketPrograms => (&packet::PROGRAMS, &packet::LINKS),
+            Self::MappingHook => &[PROG_EXEC_MAPPING],
+            Self::PacketPrograms => &packet::PROGRAMS,
+        }
+    }
+
+    /// Those of its programs that attach, to detach.
+    fn links(self) -> &'static [&'static str] {
+        match self {
+            Self::MappingHook => &[PROG_EXEC_MAPPING],
+            Self::PacketPrograms => &packet::LINKS,
         }
     }
 
@@ -124,7 +131,7 @@ impl Programs {
             FamilyState::Loaded => false,
             FamilyState::NotCheckedYet | FamilyState::Unavailable { .. } => return Ok(()),
         };
-        let (_, links) = programs.programs();
+        let links = programs.links();
         match (on, attached) {
             (true, false) => {
                 let attach = match programs {
@@ -147,10 +154,9 @@ impl Programs {
     fn ensure_loaded(&mut self, programs: OnDemand) {
         let family = programs.family();
         if let FamilyState::NotCheckedYet = self.states.get(family) {
-            let (names, _) = programs.programs();
             let loaded = programs
                 .load(&mut self.ebpf)
-                .and_then(|()| self.protect_loaded(names));
+                .and_then(|()| self.protect_loaded(programs.programs()));
             self.states.set(family, FamilyState::loaded(loaded));
         }
     }
