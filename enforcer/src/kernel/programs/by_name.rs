@@ -11,10 +11,10 @@ use crate::kernel::programs::{error::ProgramsError, refusal::Refusal};
 
 /// The object's programs by name, borrowed apart so that several can load
 /// at once.
-pub type ByName<'a> = HashMap<&'a str, &'a mut Program>;
+pub(crate) type ByName<'a> = HashMap<&'a str, &'a mut Program>;
 
 /// Program `name` of `programs` to load, as the type it must be.
-pub fn program<'p, T>(
+pub(crate) fn program<'p, T>(
     programs: &'p mut ByName<'_>,
     name: &'static str,
 ) -> Result<&'p mut T, Refusal>
@@ -25,7 +25,7 @@ where
 }
 
 /// The object's program `name`, to load, as the type it must be.
-pub fn typed<'p, T>(
+pub(crate) fn typed<'p, T>(
     name: &'static str,
     program: Option<&'p mut Program>,
 ) -> Result<&'p mut T, Refusal>
@@ -39,7 +39,10 @@ where
 }
 
 /// The object's loaded program `name`, to attach, as the type it must be.
-pub fn loaded<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProgramsError>
+pub(crate) fn loaded<'a, T>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut T, ProgramsError>
 where
     for<'x> &'x mut Program: TryInto<&'x mut T, Error = ProgramError>,
 {

@@ -37,19 +37,19 @@ const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
 
 /// The exec hook that loaded: how it stops an exec, and what it judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecHook {
+pub(crate) struct ExecHook {
     pub method: ExecMethod,
     judges: ExecJudges,
 }
 
 impl ExecHook {
     /// The object's program of this hook.
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         self.judges.program(self.method)
     }
 
     /// How status names its method.
-    pub fn method_name(self) -> &'static str {
+    pub(crate) fn method_name(self) -> &'static str {
         match self.method {
             ExecMethod::Lsm => "lsm",
             ExecMethod::Signal => "signal",
@@ -80,11 +80,11 @@ impl ExecJudges {
 
 /// The exec family (the hook that loaded, or why none did) and the
 /// exec_names family (loaded, or why the hook judges by file alone).
-pub type ExecOutcome = (Result<ExecHook, Refusal>, Result<(), Refusal>);
+pub(crate) type ExecOutcome = (Result<ExecHook, Refusal>, Result<(), Refusal>);
 
 /// Loads the exec hook, unless `choice` refuses it or this kernel's BTF
 /// cannot place it.
-pub fn load(
+pub(crate) fn load(
     programs: &mut ByName<'_>,
     btf: &Result<Btf, Refusal>,
     offsets: Result<ExecOffsets, Arc<BtfError>>,
@@ -178,7 +178,7 @@ fn load_variant(
 
 /// The mapping hook's state at start: unavailable with the exec hook (or
 /// its name judging), else loaded now if `needed`.
-pub fn mapping_hook_at_start(
+pub(crate) fn mapping_hook_at_start(
     programs: &mut ByName<'_>,
     (exec, exec_names): &ExecOutcome,
     choice: &FamilyChoice,
@@ -198,7 +198,7 @@ pub fn mapping_hook_at_start(
     }
 }
 
-pub fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
+pub(crate) fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
     let name = PROG_EXEC_MAPPING;
     by_name::typed::<TracePoint>(name, program)?
         .load()

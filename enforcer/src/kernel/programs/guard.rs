@@ -25,7 +25,7 @@ use crate::kernel::{
 };
 
 /// Loads the self-protection programs; where they cannot run, says why.
-pub fn load(
+pub(crate) fn load(
     programs: &mut ByName<'_>,
     btf: &Result<Btf, Refusal>,
     bpf_lsm_active: bool,
@@ -49,7 +49,11 @@ pub fn load(
 /// Takes the guard's maps and registers every loaded program, every map
 /// they use, and the pins made so far. Nothing is guarded until
 /// [`Guard::arm`].
-pub fn register(ebpf: &mut Ebpf, pins: &Pins, pinned: &[PathBuf]) -> Result<Guard, GuardError> {
+pub(crate) fn register(
+    ebpf: &mut Ebpf,
+    pins: &Pins,
+    pinned: &[PathBuf],
+) -> Result<Guard, GuardError> {
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(GuardError::MissingMap(name));
     let mut guard = Guard::new(
         take(MAP_GUARDED)?,

@@ -27,14 +27,14 @@ const ATTACHED: [(&str, CgroupSkbAttachType); 2] = [
 ];
 
 /// The names of the packet programs that attach: their links.
-pub const LINKS: [&str; 2] = [ATTACHED[0].0, ATTACHED[1].0];
+pub(crate) const LINKS: [&str; 2] = [ATTACHED[0].0, ATTACHED[1].0];
 
 /// The variants the packet programs tail-call, in the order of
 /// [`ATTACHED`].
 const VARIANTS: [PacketVariants; 2] = [EGRESS_VARIANTS, INGRESS_VARIANTS];
 
 /// Every program of domain rules: the attached ones and their variants.
-pub const PROGRAMS: [&str; 6] = [
+pub(crate) const PROGRAMS: [&str; 6] = [
     PROG_EGRESS,
     EGRESS_VARIANTS.sized,
     EGRESS_VARIANTS.any_size,
@@ -45,7 +45,7 @@ pub const PROGRAMS: [&str; 6] = [
 
 /// Takes the packet programs out of `programs`, in the order of
 /// [`PROGRAMS`], to load them apart from the rest.
-pub fn take<'a>(programs: &mut ByName<'a>) -> [Option<&'a mut Program>; 6] {
+pub(crate) fn take<'a>(programs: &mut ByName<'a>) -> [Option<&'a mut Program>; 6] {
     PROGRAMS.map(|name| programs.remove(name))
 }
 
@@ -54,7 +54,7 @@ pub fn take<'a>(programs: &mut ByName<'a>) -> [Option<&'a mut Program>; 6] {
 /// Domain rules need `bpf_loop` (Linux 5.17); without it, network and
 /// exec enforcement still work, and domain rules are reported as not
 /// enforced.
-pub fn load(programs: [Option<&mut Program>; 6]) -> Result<(), Refusal> {
+pub(crate) fn load(programs: [Option<&mut Program>; 6]) -> Result<(), Refusal> {
     let [
         egress,
         egress_sized,
@@ -86,7 +86,7 @@ fn load_direction(
 
 /// Puts each loaded variant in its program array, before either packet
 /// program can be attached.
-pub fn fill_variants(ebpf: &mut Ebpf) -> Result<(), Refusal> {
+pub(crate) fn fill_variants(ebpf: &mut Ebpf) -> Result<(), Refusal> {
     for variants in VARIANTS {
         for (index, name) in [
             (SIZED_SLOT_INDEX, variants.sized),
@@ -114,7 +114,7 @@ pub fn fill_variants(ebpf: &mut Ebpf) -> Result<(), Refusal> {
 
 /// Loads the packet programs of an object loaded without them, and fills
 /// their program arrays.
-pub fn load_later(ebpf: &mut Ebpf) -> Result<(), Refusal> {
+pub(crate) fn load_later(ebpf: &mut Ebpf) -> Result<(), Refusal> {
     {
         let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
         load(take(&mut by_name))?;

@@ -13,7 +13,7 @@ use crate::kernel::programs::{
 };
 
 /// Loads every socket program; on error, says why.
-pub fn load(programs: &mut ByName<'_>) -> Result<(), Refusal> {
+pub(crate) fn load(programs: &mut ByName<'_>) -> Result<(), Refusal> {
     SOCKET_PROGRAMS.iter().try_for_each(|&name| {
         by_name::program::<CgroupSockAddr>(programs, name).and_then(|program| {
             program

@@ -10,27 +10,27 @@ use crate::kernel::{
 
 /// The state of every family, found by loading its programs.
 #[derive(Debug)]
-pub struct FamilyStates([FamilyState<Refusal>; Family::ALL.len()]);
+pub(crate) struct FamilyStates([FamilyState<Refusal>; Family::ALL.len()]);
 
 impl FamilyStates {
-    pub fn new(state_of: impl FnMut(Family) -> FamilyState<Refusal>) -> Self {
+    pub(crate) fn new(state_of: impl FnMut(Family) -> FamilyState<Refusal>) -> Self {
         Self(Family::ALL.map(state_of))
     }
 
-    pub fn get(&self, family: Family) -> &FamilyState<Refusal> {
+    pub(crate) fn get(&self, family: Family) -> &FamilyState<Refusal> {
         &self.0[family as usize]
     }
 
-    pub fn set(&mut self, family: Family, state: FamilyState<Refusal>) {
+    pub(crate) fn set(&mut self, family: Family, state: FamilyState<Refusal>) {
         self.0[family as usize] = state;
     }
 
-    pub fn is_enforcing(&self, family: Family) -> bool {
+    pub(crate) fn is_enforcing(&self, family: Family) -> bool {
         matches!(self.get(family), FamilyState::Enforcing)
     }
 
     /// Marks `family` attached, or detached, if it is loaded.
-    pub fn set_attached(&mut self, family: Family, attached: bool) {
+    pub(crate) fn set_attached(&mut self, family: Family, attached: bool) {
         if let FamilyState::Loaded | FamilyState::Enforcing = self.get(family) {
             let state = if attached {
                 FamilyState::Enforcing
@@ -42,7 +42,7 @@ impl FamilyStates {
     }
 
     /// Every family's state, as a report carries it.
-    pub fn rendered(&self) -> Vec<FamilyStatus> {
+    pub(crate) fn rendered(&self) -> Vec<FamilyStatus> {
         Family::ALL
             .into_iter()
             .map(|family| FamilyStatus {
@@ -53,7 +53,7 @@ impl FamilyStates {
     }
 
     /// The families this kernel refused, with why.
-    pub fn unavailable(&self) -> Vec<(Family, &Refusal)> {
+    pub(crate) fn unavailable(&self) -> Vec<(Family, &Refusal)> {
         Family::ALL
             .into_iter()
             .filter_map(|family| Some((family, self.get(family).refusal()?)))
@@ -63,7 +63,10 @@ impl FamilyStates {
     /// Fails, before anything is attached, for a `required` family this
     /// kernel refused, or when it refused every family that enforces a
     /// policy.
-    pub fn check_enforceable(&self, required: &BTreeSet<Family>) -> Result<(), ProgramsError> {
+    pub(crate) fn check_enforceable(
+        &self,
+        required: &BTreeSet<Family>,
+    ) -> Result<(), ProgramsError> {
         let refused = self.unavailable();
         if let Some((family, reason)) = refused.iter().find(|(family, _)| required.contains(family))
         {
@@ -89,7 +92,7 @@ impl FamilyStates {
 
     /// How `family` enforces, as status and the `ready` event say it:
     /// `how` it runs while loaded, or why it does not.
-    pub fn enforcement(&self, family: Family, how: &'static str) -> Enforcement<'_> {
+    pub(crate) fn enforcement(&self, family: Family, how: &'static str) -> Enforcement<'_> {
         match self.get(family) {
             FamilyState::Enforcing | FamilyState::Loaded => Enforcement::Runs(how),
             FamilyState::NotCheckedYet => Enforcement::NotCheckedYet(family),
