@@ -12,8 +12,7 @@ use aya::{
 use enforcer_common::{
     exec::{ExecMethod, ExecOffsets},
     names::{
-        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_EXEC_SCOPE, MAPPING_TRACEPOINT, PROG_EXEC_LSM,
-        PROG_EXEC_LSM_BY_FILE, PROG_EXEC_MAPPING, PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE,
+        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_EXEC_SCOPE, MAPPING_TRACEPOINT, PROG_EXEC_MAPPING,
     },
 };
 
@@ -27,6 +26,7 @@ use crate::{
             by_name::{self, ByName},
             choice::FamilyChoice,
             error::ProgramsError,
+            exec_hook::{ExecHook, ExecJudges},
             refusal::Refusal,
         },
     },
@@ -34,49 +34,6 @@ use crate::{
 
 /// Where aya looks for tracepoints when debugfs is not mounted.
 const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
-
-/// The exec hook that loaded: how it stops an exec, and what it judges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ExecHook {
-    pub method: ExecMethod,
-    judges: ExecJudges,
-}
-
-impl ExecHook {
-    /// The object's program of this hook.
-    pub(crate) fn program(self) -> &'static str {
-        self.judges.program(self.method)
-    }
-
-    /// How status names its method.
-    pub(crate) fn method_name(self) -> &'static str {
-        match self.method {
-            ExecMethod::Lsm => "lsm",
-            ExecMethod::Signal => "signal",
-        }
-    }
-}
-
-/// What an exec hook program judges an executable by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExecJudges {
-    /// Its file, its directories and its name.
-    Names,
-    /// Its file and its directories: the `_by_file` variants.
-    FileAlone,
-}
-
-impl ExecJudges {
-    /// The object's exec hook program for `method`.
-    fn program(self, method: ExecMethod) -> &'static str {
-        match (self, method) {
-            (Self::Names, ExecMethod::Lsm) => PROG_EXEC_LSM,
-            (Self::Names, ExecMethod::Signal) => PROG_EXEC_SIGNAL,
-            (Self::FileAlone, ExecMethod::Lsm) => PROG_EXEC_LSM_BY_FILE,
-            (Self::FileAlone, ExecMethod::Signal) => PROG_EXEC_SIGNAL_BY_FILE,
-        }
-    }
-}
 
 /// The exec family (the hook that loaded, or why none did) and the
 /// exec_names family (loaded, or why the hook judges by file alone).

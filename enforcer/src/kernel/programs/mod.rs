@@ -13,6 +13,7 @@ mod by_name;
 mod choice;
 mod error;
 mod exec;
+mod exec_hook;
 mod guard;
 mod links;
 mod load;
@@ -40,7 +41,7 @@ pub use self::{
     refusal::{LoadRefused, Refusal},
     states::Enforcement,
 };
-use self::{exec::ExecHook, states::FamilyStates};
+use self::{exec_hook::ExecHook, states::FamilyStates};
 use crate::kernel::{
     guard::Guard,
     maps::{Counters, GenerationSlot},

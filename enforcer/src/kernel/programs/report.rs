@@ -4,7 +4,7 @@ use enforcer_common::names::{GUARD_PROGRAMS, PROG_EXEC_MAPPING, SOCKET_PROGRAMS}
 
 use crate::kernel::{
     family::{Family, FamilyStatus, VerifiedProgram},
-    programs::{Programs, exec::ExecHook, packet, refusal::Refusal, states::Enforcement},
+    programs::{Programs, exec_hook::ExecHook, packet, refusal::Refusal, states::Enforcement},
 };
 
 impl Programs {
