@@ -51,6 +51,7 @@ macro_rules! counter_table {
 
 macro_rules! counter_enum {
     ($($(#[doc = $doc:literal])* $variant:ident = $index:literal, $name:ident;)*) => {
+        /// A counter, as the kernel programs index the counters map.
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Counter {
@@ -58,6 +59,7 @@ macro_rules! counter_enum {
         }
 
         impl Counter {
+            /// Every counter, in index order.
             pub const ALL: [Counter; [$(stringify!($name)),*].len()] = [$(Counter::$variant),*];
         }
     };

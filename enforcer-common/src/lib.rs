@@ -4,6 +4,7 @@
 //!
 //! Both sides compile this crate; nothing else is shared. Layouts are
 //! `#[repr(C)]` without implicit padding and checked at compile time.
+#![warn(missing_docs)]
 #![no_std]
 
 pub mod bounds;

@@ -12,7 +12,6 @@ use enforcer::{
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::config::{Config, DEFAULT_CONFIG},
     daemon::{self, RunOptions},
-    kernel::family::FamilyState,
     kernel::maps::Slot,
     kernel::pins::DEFAULT_PIN_DIR,
     kernel::probe::ProbeReport,
@@ -425,22 +424,7 @@ fn status_text(report: &StatusReport) -> String {
         let _ = writeln!(text, "program families:");
     }
     for family in &report.families {
-        let _ = match &family.state {
-            FamilyState::Enforcing => writeln!(text, "  {}: enforcing", family.family),
-            FamilyState::Loaded => writeln!(
-                text,
-                "  {}: loaded, attached when a policy needs it",
-                family.family
-            ),
-            FamilyState::NotCheckedYet => writeln!(
-                text,
-                "  {}: not checked yet, loads when a policy first needs it",
-                family.family
-            ),
-            FamilyState::Unavailable { reason } => {
-                writeln!(text, "  {}: unavailable: {reason}", family.family)
-            }
-        };
+        let _ = writeln!(text, "  {}: {}", family.family, family.state);
     }
     if !report.programs_verified.is_empty() {
         let counts: Vec<String> = report

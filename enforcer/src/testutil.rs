@@ -9,10 +9,10 @@ use std::{
 /// A fresh directory under the system's temp dir, removed when dropped,
 /// also when the test fails.
 #[derive(Debug)]
-pub struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("enforcer-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create a scratch directory");

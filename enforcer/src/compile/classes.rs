@@ -20,19 +20,19 @@ use crate::policy::{Mode, Rule, RuleKind};
 /// A class's decision: the same for every protocol and port, or a table of
 /// `(first key, decision)` sorted by key, the first at key 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClassDecision {
+pub(super) enum ClassDecision {
     Uniform(Decision),
     ByPort(Vec<(u32, Decision)>),
 }
 
-pub struct ClassTable<'a> {
+pub(super) struct ClassTable<'a> {
     rules: &'a [Rule],
     by_rules: HashMap<Vec<u32>, u32>,
     decisions: Vec<ClassDecision>,
 }
 
 impl<'a> ClassTable<'a> {
-    pub fn new(rules: &'a [Rule]) -> Self {
+    pub(super) fn new(rules: &'a [Rule]) -> Self {
         let mut table = ClassTable {
             rules,
             by_rules: HashMap::new(),
@@ -44,7 +44,7 @@ impl<'a> ClassTable<'a> {
     }
 
     /// The class of a sorted set of rule indices.
-    pub fn intern(&mut self, rules: &[u32]) -> u32 {
+    pub(super) fn intern(&mut self, rules: &[u32]) -> u32 {
         if let Some(&class) = self.by_rules.get(rules) {
             return class;
         }
@@ -55,7 +55,7 @@ impl<'a> ClassTable<'a> {
     }
 
     /// Decisions indexed by class.
-    pub fn finish(self) -> Vec<ClassDecision> {
+    pub(super) fn finish(self) -> Vec<ClassDecision> {
         self.decisions
     }
 }

@@ -14,10 +14,10 @@ use crate::policy::{Options, Policy};
 
 /// The most domains one policy may list. The table has at least twice as
 /// many slots, and a slot index must fit the kernel's 32-bit arithmetic.
-pub const MAX_DOMAINS: usize = 1 << 22;
+pub(super) const MAX_DOMAINS: usize = 1 << 22;
 
 #[derive(Debug, Default)]
-pub struct DomainTable {
+pub(super) struct DomainTable {
     /// A power of two, or 0 when nothing is listed.
     pub slot_count: usize,
     /// `(slot, hash, domain, decision)`, by slot.
@@ -29,7 +29,7 @@ pub struct DomainTable {
     pub ttl_max: u64,
 }
 
-pub fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileError> {
+pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileError> {
     // The policy's own rules come first among the enforced ones, so their
     // indices are the same in both.
     let rules = &policy.rules;
@@ -115,7 +115,7 @@ fn place(
 
 /// The words of a domain's text: its length, then its bytes eight to a
 /// word, little-endian.
-pub fn text_words(domain: &str) -> impl Iterator<Item = u64> + '_ {
+pub(super) fn text_words(domain: &str) -> impl Iterator<Item = u64> + '_ {
     let bytes = domain.as_bytes();
     std::iter::once(bytes.len() as u64).chain(bytes.chunks(8).map(|chunk| {
         let mut word = [0u8; 8];
@@ -124,7 +124,7 @@ pub fn text_words(domain: &str) -> impl Iterator<Item = u64> + '_ {
     }))
 }
 
-pub fn text_word_count(domain: &str) -> usize {
+pub(super) fn text_word_count(domain: &str) -> usize {
     1 + domain.len().div_ceil(8)
 }
 

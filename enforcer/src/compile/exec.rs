@@ -15,7 +15,7 @@ use crate::{
 };
 
 #[derive(Debug, Default)]
-pub struct ExecTables {
+pub(super) struct ExecTables {
     /// Each sorted by (dev, ino).
     pub files: Vec<(u32, u64, Decision)>,
     pub directories: Vec<(u32, u64, Decision)>,
@@ -25,7 +25,7 @@ pub struct ExecTables {
     pub options: u64,
 }
 
-pub fn tables(policy: &Policy, identities: &[ExecIdentity]) -> ExecTables {
+pub(super) fn tables(policy: &Policy, identities: &[ExecIdentity]) -> ExecTables {
     // The policy's own rules come first among the enforced ones, so their
     // indices are the same in both.
     let rules = &policy.rules;

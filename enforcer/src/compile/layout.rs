@@ -40,7 +40,7 @@ struct FamilyTable {
     ranges: Vec<(u128, u32)>,
 }
 
-pub fn write(
+pub(super) fn write(
     v4: &Segments,
     v6: &Segments,
     classes: &[ClassDecision],

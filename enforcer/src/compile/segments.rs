@@ -8,27 +8,27 @@ use enforcer_common::image::EMPTY_CLASS;
 use super::classes::ClassTable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
+pub(super) enum Family {
     V4,
     V6,
 }
 
 impl Family {
-    pub fn bits(self) -> u32 {
+    pub(super) fn bits(self) -> u32 {
         match self {
             Family::V4 => 32,
             Family::V6 => 128,
         }
     }
 
-    pub fn last_address(self) -> u128 {
+    pub(super) fn last_address(self) -> u128 {
         match self {
             Family::V4 => u32::MAX as u128,
             Family::V6 => u128::MAX,
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Family::V4 => "IPv4",
             Family::V6 => "IPv6",
@@ -40,19 +40,19 @@ impl Family {
 /// by start. The first starts at 0 and each runs up to the next one's
 /// start; neighbours always differ in class.
 #[derive(Debug)]
-pub struct Segments {
+pub(super) struct Segments {
     pub family: Family,
     pub starts: Vec<(u128, u32)>,
 }
 
 impl Segments {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.starts.iter().all(|&(_, class)| class == EMPTY_CLASS)
     }
 }
 
 /// `prefixes` holds (first address, last address, rule index) triples.
-pub fn cover(
+pub(super) fn cover(
     family: Family,
     prefixes: Vec<(u128, u128, u32)>,
     classes: &mut ClassTable,

@@ -41,7 +41,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// `unloaded` is notified once a client has removed enforcement, so that
 /// the daemon stops.
-pub async fn serve(
+pub(super) async fn serve(
     listener: UnixListener,
     commands: mpsc::Sender<Command>,
     hub: Arc<EventHub>,
@@ -210,7 +210,7 @@ async fn refuse(
 /// Who besides root may use the control socket (the members of one group,
 /// if the daemon was given one), and whose signatures policy must carry.
 #[derive(Debug, Clone, Default)]
-pub struct Access {
+pub(super) struct Access {
     pub group: Option<u32>,
     pub trusted: TrustedKeys,
 }

@@ -24,7 +24,7 @@ use super::{
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("a ring buffer record of {0} bytes, too short for a record header")]
     NoHeader(usize),
     #[error("a ring buffer record with unknown tag {0}")]
@@ -50,7 +50,7 @@ pub enum DecodeError {
 }
 
 /// Hands the record to the decoder of the kind its header names.
-pub fn decode(
+pub(crate) fn decode(
     record: &[u8],
     rules: &RuleBook,
     parents: &mut Parents,
@@ -339,7 +339,7 @@ fn wall_time(boot_ns: u64) -> SystemTime {
 /// for [`PARENT_KEPT`]: no read of `/proc` was ever more exact than that,
 /// as the process may be gone or its pid reused by the time it is read.
 #[derive(Default)]
-pub struct Parents {
+pub(crate) struct Parents {
     known: HashMap<u32, (Option<u32>, Instant)>,
 }
 
@@ -348,7 +348,7 @@ const PARENT_KEPT: Duration = Duration::from_secs(1);
 const PARENTS_KEPT: usize = 4096;
 
 impl Parents {
-    pub fn of(&mut self, pid: u32) -> Option<u32> {
+    pub(crate) fn of(&mut self, pid: u32) -> Option<u32> {
         let now = Instant::now();
         if let Some(&(ppid, read_at)) = self.known.get(&pid)
             && now.duration_since(read_at) < PARENT_KEPT

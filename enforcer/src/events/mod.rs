@@ -4,14 +4,11 @@
 //! turns them into [`Event`]s with rule names and process details, and
 //! [`hub`] writes them to stdout, the events file and every subscriber.
 
-pub mod decode;
+pub(crate) mod decode;
 mod event;
-pub mod hub;
+pub(crate) mod hub;
 mod mounts;
-pub mod rules;
-pub mod syslog;
+pub(crate) mod rules;
+pub(crate) mod syslog;
 
-pub use event::{
-    Event, EventBody, ExecVerdict, NameVerdict, NetVerdict, Process, TakeoverReport, TamperAttempt,
-    Verdict,
-};
+pub(crate) use event::{Event, EventBody, TakeoverReport};

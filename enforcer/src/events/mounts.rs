@@ -5,7 +5,7 @@ use crate::host::mountinfo::{self, Mount};
 
 /// `within` prefixed with the mount point of device `dev` (kernel
 /// encoding), or `within` alone when no mount of it shows that file.
-pub fn full_path(dev: u32, within: &str) -> String {
+pub(super) fn full_path(dev: u32, within: &str) -> String {
     match mountinfo::read() {
         Ok(mounts) => join(&mounts, dev, within),
         Err(_) => within.to_string(),

@@ -12,7 +12,7 @@ use std::{
 const KEPT_GENERATIONS: usize = 8;
 
 #[derive(Default)]
-pub struct RuleBook {
+pub(crate) struct RuleBook {
     generations: RwLock<BTreeMap<u64, Arc<Names>>>,
     /// Content digests of the files found by hash, by (dev, ino).
     digests: RwLock<BTreeMap<(u32, u64), String>>,
@@ -25,7 +25,12 @@ struct Names {
 }
 
 impl RuleBook {
-    pub fn insert(&self, generation: u64, rules: Vec<String>, domains: BTreeMap<u32, String>) {
+    pub(crate) fn insert(
+        &self,
+        generation: u64,
+        rules: Vec<String>,
+        domains: BTreeMap<u32, String>,
+    ) {
         let mut generations = self.generations.write().expect("rule book lock");
         generations.insert(generation, Arc::new(Names { rules, domains }));
         while generations.len() > KEPT_GENERATIONS {
@@ -33,11 +38,11 @@ impl RuleBook {
         }
     }
 
-    pub fn set_digests(&self, digests: BTreeMap<(u32, u64), String>) {
+    pub(crate) fn set_digests(&self, digests: BTreeMap<(u32, u64), String>) {
         *self.digests.write().expect("rule book lock") = digests;
     }
 
-    pub fn digest(&self, dev: u32, ino: u64) -> Option<String> {
+    pub(crate) fn digest(&self, dev: u32, ino: u64) -> Option<String> {
         self.digests
             .read()
             .expect("rule book lock")
@@ -45,7 +50,7 @@ impl RuleBook {
             .cloned()
     }
 
-    pub fn name(&self, generation: u64, rule: u32) -> String {
+    pub(crate) fn name(&self, generation: u64, rule: u32) -> String {
         let generations = self.generations.read().expect("rule book lock");
         generations
             .get(&generation)
@@ -55,7 +60,7 @@ impl RuleBook {
     }
 
     /// The listed domain in `slot` of `generation`'s domain table.
-    pub fn domain(&self, generation: u64, slot: u32) -> Option<String> {
+    pub(crate) fn domain(&self, generation: u64, slot: u32) -> Option<String> {
         let generations = self.generations.read().expect("rule book lock");
         generations.get(&generation)?.domains.get(&slot).cloned()
     }

@@ -21,13 +21,13 @@ const SEVERITY_INFO: u8 = 6;
 
 /// A writer that sends what it was given since the last flush as one
 /// message: the event hub writes a line and flushes, once per event.
-pub struct SyslogWriter {
+pub(crate) struct SyslogWriter {
     socket: UnixDatagram,
     line: Vec<u8>,
 }
 
 impl SyslogWriter {
-    pub fn connect(path: &Path) -> io::Result<Self> {
+    pub(crate) fn connect(path: &Path) -> io::Result<Self> {
         let socket = UnixDatagram::unbound()?;
         socket.connect(path)?;
         Ok(Self {

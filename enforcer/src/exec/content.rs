@@ -17,7 +17,7 @@ use crate::{
     policy::{Policy, Sha256},
 };
 
-pub struct ContentBans {
+pub(crate) struct ContentBans {
     /// The cgroup whose execs strict mode holds for a verdict.
     scope: StrictScope,
     watch: Option<HashWatch>,
@@ -38,14 +38,14 @@ struct FoundFile {
 
 /// A watch for a new policy's digests, not yet in use. `watch` is `None`
 /// when the digests are unchanged and the current watch stays.
-pub struct Prepared {
+pub(crate) struct Prepared {
     digests: BTreeSet<[u8; 32]>,
     strict: bool,
     watch: Option<Option<HashWatch>>,
 }
 
 impl ContentBans {
-    pub fn new(scope: StrictScope) -> Self {
+    pub(crate) fn new(scope: StrictScope) -> Self {
         Self {
             scope,
             watch: None,
@@ -56,7 +56,7 @@ impl ContentBans {
     }
 }
 
-pub fn digests_of(policy: &Policy) -> BTreeSet<[u8; 32]> {
+pub(crate) fn digests_of(policy: &Policy) -> BTreeSet<[u8; 32]> {
     policy
         .rules
         .iter()
@@ -68,7 +68,7 @@ impl ContentBans {
     /// Starts watching for `policy`'s digests, unless they are the ones
     /// watched already. Nothing changes until [`ContentBans::commit`], so a
     /// policy that fails later leaves the current watch in place.
-    pub fn prepare(
+    pub(crate) fn prepare(
         &self,
         policy: &Policy,
         roots: &[PathBuf],
@@ -102,7 +102,7 @@ impl ContentBans {
 
     /// Switches to a prepared watch and forgets files whose content is no
     /// longer banned.
-    pub fn commit(&mut self, prepared: Prepared) {
+    pub(crate) fn commit(&mut self, prepared: Prepared) {
         if let Some(watch) = prepared.watch {
             self.watch = watch;
         }
@@ -113,7 +113,7 @@ impl ContentBans {
     }
 
     /// Records a match; true when it is news.
-    pub fn add(&mut self, found: Match) -> bool {
+    pub(crate) fn add(&mut self, found: Match) -> bool {
         if !self.digests.contains(&found.sha256) {
             return false;
         }
@@ -144,7 +144,7 @@ impl ContentBans {
 
     /// The found files that still exist, as identities of the rules that
     /// ban their content.
-    pub fn identities(&mut self, policy: &Policy) -> Vec<ExecIdentity> {
+    pub(crate) fn identities(&mut self, policy: &Policy) -> Vec<ExecIdentity> {
         let mut mounts = MountFds::default();
         self.found.retain(|_, file| {
             file.handle
@@ -173,7 +173,7 @@ impl ContentBans {
     }
 
     /// Hex digests by (dev, ino), for events.
-    pub fn labels(&self) -> BTreeMap<(u32, u64), String> {
+    pub(crate) fn labels(&self) -> BTreeMap<(u32, u64), String> {
         self.found
             .iter()
             .map(|(&key, file)| (key, Sha256(file.sha256).to_string()))

@@ -3,7 +3,7 @@
 //! change ([`pathwatch`]), and content bans found by hashing what runs
 //! ([`hashwatch`], kept by the daemon as [`content`]).
 
-pub mod content;
-pub mod hashwatch;
-pub mod pathwatch;
-pub mod resolve;
+pub(crate) mod content;
+pub(crate) mod hashwatch;
+pub(crate) mod pathwatch;
+pub(crate) mod resolve;

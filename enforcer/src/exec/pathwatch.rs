@@ -39,7 +39,7 @@ const EVENTS: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVE_SELF);
 
 #[derive(Debug, thiserror::Error)]
-pub enum PathWatchError {
+pub(crate) enum PathWatchError {
     #[error("inotify is not available: {0}")]
     Init(#[source] io::Error),
     #[error("cannot start the path watcher thread: {0}")]
@@ -47,7 +47,7 @@ pub enum PathWatchError {
 }
 
 /// Stops its thread when dropped.
-pub struct PathWatch {
+pub(crate) struct PathWatch {
     directories: BTreeSet<PathBuf>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -58,7 +58,7 @@ impl PathWatch {
     /// calls `changed` (from the watcher's thread) after something in them
     /// changed and settled. When `changed` returns false, the change was
     /// not taken and is offered again later.
-    pub fn start(
+    pub(crate) fn start(
         paths: &[PathBuf],
         changed: impl Fn() -> bool + Send + 'static,
     ) -> Result<Self, PathWatchError> {
@@ -86,7 +86,7 @@ impl PathWatch {
     /// Whether the directories that decide `paths` are still the ones
     /// watched. When a missing path's parents appear, the watch must move
     /// down to them.
-    pub fn covers(&self, paths: &[PathBuf]) -> bool {
+    pub(crate) fn covers(&self, paths: &[PathBuf]) -> bool {
         directories_to_watch(paths) == self.directories
     }
 }

@@ -53,7 +53,7 @@ pub struct ExecIdentity {
 
 /// What resolving a policy's exec paths found.
 #[derive(Debug, Clone, Default)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     pub identities: Vec<ExecIdentity>,
     /// Listed paths that do not exist (yet): nothing to ban there now.
     pub missing: Vec<PathBuf>,
@@ -75,7 +75,7 @@ struct Tracked {
 
 /// Resolves `policy`'s exec paths as they are now, keeping the files that
 /// `previous` banned through an entry the policy still has.
-pub fn resolve(policy: &Policy, previous: Option<&Resolution>) -> Resolution {
+pub(crate) fn resolve(policy: &Policy, previous: Option<&Resolution>) -> Resolution {
     let mut resolution = Resolution::default();
     let mut mounts = MountFds::default();
     for (index, rule) in policy.rules.iter().enumerate() {
@@ -202,19 +202,19 @@ fn walk(
 /// `st_dev` in the kernel's own encoding (`MKDEV`: major << 20 | minor),
 /// which is what `super_block.s_dev` holds. glibc splits the bits
 /// differently.
-pub fn kernel_dev(st_dev: u64) -> u32 {
+pub(crate) fn kernel_dev(st_dev: u64) -> u32 {
     let major = ((st_dev >> 32) & 0xffff_f000) | ((st_dev >> 8) & 0xfff);
     let minor = ((st_dev >> 12) & 0xffff_ff00) | (st_dev & 0xff);
     ((major as u32) << 20) | (minor as u32 & 0xf_ffff)
 }
 
 /// (major, minor) of a device in the kernel's encoding.
-pub fn dev_numbers(dev: u32) -> (u32, u32) {
+pub(crate) fn dev_numbers(dev: u32) -> (u32, u32) {
     (dev >> 20, dev & 0xf_ffff)
 }
 
 /// A device in the kernel's encoding as events show it: `major:minor`.
-pub fn dev_label(dev: u32) -> String {
+pub(crate) fn dev_label(dev: u32) -> String {
     let (major, minor) = dev_numbers(dev);
     format!("{major}:{minor}")
 }

@@ -18,7 +18,7 @@ use crate::host::mountinfo;
 /// A `name_to_handle_at` handle: names an inode together with its
 /// generation, so it stops opening once that file is gone.
 #[derive(Debug, Clone)]
-pub struct FileHandle {
+pub(crate) struct FileHandle {
     mount_id: i32,
     handle_type: i32,
     bytes: Vec<u8>,
@@ -35,7 +35,7 @@ struct RawHandle {
 const MAX_HANDLE_SZ: usize = 128;
 
 impl FileHandle {
-    pub fn of(path: &Path) -> Option<Self> {
+    pub(crate) fn of(path: &Path) -> Option<Self> {
         let name = CString::new(path.as_os_str().as_bytes()).ok()?;
         let mut raw = RawHandle {
             handle_bytes: MAX_HANDLE_SZ as u32,
@@ -70,12 +70,12 @@ impl FileHandle {
 /// Descriptors of mount points, opened once per resolution, that
 /// `open_by_handle_at` needs to find a handle's filesystem.
 #[derive(Default)]
-pub struct MountFds {
+pub(crate) struct MountFds {
     by_id: BTreeMap<i32, Option<OwnedFd>>,
 }
 
 impl MountFds {
-    pub fn still_exists(&mut self, handle: &FileHandle) -> bool {
+    pub(crate) fn still_exists(&mut self, handle: &FileHandle) -> bool {
         let Some(mount) = self.fd(handle.mount_id) else {
             return false;
         };

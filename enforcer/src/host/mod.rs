@@ -2,6 +2,6 @@
 //! mounted where, files named by handle, and the kernel's randomness.
 
 pub mod cgroup;
-pub mod filehandle;
-pub mod mountinfo;
-pub mod random;
+pub(crate) mod filehandle;
+pub(crate) mod mountinfo;
+pub(crate) mod random;

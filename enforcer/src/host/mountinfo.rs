@@ -5,7 +5,7 @@ use std::{ffi::CStr, fs, io, path::PathBuf};
 /// One mount. Lines read `id parent major:minor root mount_point options
 /// [optional fields...] - fstype source superoptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub(crate) struct Mount {
     /// The mount's id, as `name_to_handle_at` reports it.
     pub id: i32,
     pub major: u32,
@@ -16,11 +16,11 @@ pub struct Mount {
     pub fstype: String,
 }
 
-pub fn read() -> io::Result<Vec<Mount>> {
+pub(crate) fn read() -> io::Result<Vec<Mount>> {
     Ok(parse(&fs::read_to_string("/proc/self/mountinfo")?))
 }
 
-pub fn parse(table: &str) -> Vec<Mount> {
+pub(crate) fn parse(table: &str) -> Vec<Mount> {
     table.lines().filter_map(parse_line).collect()
 }
 
@@ -44,7 +44,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 /// Mounts a kernel pseudo filesystem (securityfs, tracefs) at its usual
 /// place, for hosts whose init did not. A failure is left for the reader
 /// of the filesystem to report, with its own context.
-pub fn mount_pseudo_fs(fstype: &CStr, target: &CStr) {
+pub(crate) fn mount_pseudo_fs(fstype: &CStr, target: &CStr) {
     // SAFETY: NUL-terminated strings and no mount data.
     unsafe {
         libc::mount(

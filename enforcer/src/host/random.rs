@@ -3,7 +3,7 @@
 
 use std::io;
 
-pub fn bytes<const N: usize>() -> io::Result<[u8; N]> {
+pub(crate) fn bytes<const N: usize>() -> io::Result<[u8; N]> {
     let mut bytes = [0u8; N];
     // SAFETY: the buffer is valid for its length.
     let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), N, 0) };

@@ -48,7 +48,7 @@ pub enum GuardError {
 }
 
 /// The guard's maps, held by the programs' owner.
-pub struct Guard {
+pub(crate) struct Guard {
     guarded: HashMap<MapData, Guarded, u8>,
     trusted: HashMap<MapData, FileId, u8>,
     state: Array<MapData, GuardState>,
@@ -59,7 +59,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(guarded: Map, trusted: Map, state: Map) -> Result<Self, GuardError> {
+    pub(crate) fn new(guarded: Map, trusted: Map, state: Map) -> Result<Self, GuardError> {
         Ok(Self {
             guarded: HashMap::try_from(guarded).map_err(map_error(MAP_GUARDED))?,
             trusted: HashMap::try_from(trusted).map_err(map_error(MAP_TRUSTED))?,
@@ -69,7 +69,7 @@ impl Guard {
         })
     }
 
-    pub fn protect(&mut self, kind: Kind, id: u64) -> Result<(), GuardError> {
+    pub(crate) fn protect(&mut self, kind: Kind, id: u64) -> Result<(), GuardError> {
         self.guarded
             .insert(Guarded::new(kind, id), 1, 0)
             .map_err(map_error(MAP_GUARDED))
@@ -83,13 +83,13 @@ impl Guard {
     }
 
     /// Guards a pin directory or pin file.
-    pub fn protect_pin(&mut self, path: &Path) -> Result<(), GuardError> {
+    pub(crate) fn protect_pin(&mut self, path: &Path) -> Result<(), GuardError> {
         let ino = fs::symlink_metadata(path).map_err(stat_error(path))?.ino();
         self.protect(Kind::Pin, ino)
     }
 
     /// Guards link `name` and its pin; `release_link` undoes both.
-    pub fn protect_link(
+    pub(crate) fn protect_link(
         &mut self,
         name: &'static str,
         id: u32,
@@ -109,7 +109,7 @@ impl Guard {
         Ok(())
     }
 
-    pub fn release_link(&mut self, name: &str) -> Result<(), GuardError> {
+    pub(crate) fn release_link(&mut self, name: &str) -> Result<(), GuardError> {
         if let Some(entries) = self.links.remove(name) {
             for entry in entries {
                 self.release(entry)?;
@@ -119,20 +119,20 @@ impl Guard {
     }
 
     /// Guards the map of a generation image before it goes live.
-    pub fn protect_image(&mut self, id: u32) -> Result<(), GuardError> {
+    pub(crate) fn protect_image(&mut self, id: u32) -> Result<(), GuardError> {
         self.protect(Kind::Map, id.into())
     }
 
     /// Image `id` is live; the kernel frees the one it replaced, whose
     /// entry goes too.
-    pub fn image_live(&mut self, id: u32) -> Result<(), GuardError> {
+    pub(crate) fn image_live(&mut self, id: u32) -> Result<(), GuardError> {
         match self.image.replace(Guarded::new(Kind::Map, id.into())) {
             Some(previous) if previous.id != u64::from(id) => self.release(previous),
             _ => Ok(()),
         }
     }
 
-    pub fn trust(&mut self, executable: &Path) -> Result<(), GuardError> {
+    pub(crate) fn trust(&mut self, executable: &Path) -> Result<(), GuardError> {
         let file = file_id(executable)?;
         self.trusted
             .insert(file, 1, 0)
@@ -140,7 +140,7 @@ impl Guard {
     }
 
     /// Turns the guard on: until now the programs allowed everything.
-    pub fn arm(&mut self, pins: &Path) -> Result<(), GuardError> {
+    pub(crate) fn arm(&mut self, pins: &Path) -> Result<(), GuardError> {
         self.trust(Path::new(OWN_EXECUTABLE))?;
         let pin_fs_dev = kernel_dev(fs::metadata(pins).map_err(stat_error(pins))?.dev());
         let state = GuardState {
@@ -155,7 +155,7 @@ impl Guard {
     /// Trusts the file now at the path this binary was started from, when
     /// an upgrade has put a new one there, so that the next daemon may take
     /// over these objects.
-    pub fn trust_installed(&mut self) -> Result<(), GuardError> {
+    pub(crate) fn trust_installed(&mut self) -> Result<(), GuardError> {
         let link = fs::read_link(OWN_EXECUTABLE).map_err(stat_error(Path::new(OWN_EXECUTABLE)))?;
         let text = link.to_string_lossy();
         let installed = PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));

@@ -5,10 +5,10 @@
 //! ([`pins`]), self-protection ([`guard`]) and the verifier budget
 //! ([`probe`]).
 
-pub mod btf;
-pub mod capabilities;
+pub(crate) mod btf;
+pub(crate) mod capabilities;
 pub mod family;
-pub mod guard;
+pub(crate) mod guard;
 pub mod maps;
 pub mod pins;
 pub mod probe;

@@ -26,7 +26,7 @@ use crate::{
     },
     policy::{Policy, diff::RuleSummary},
 };
-pub use state::{Command, Kernel, Lineage, Owner, Peer, Reach};
+pub(super) use state::{Command, Kernel, Lineage, Owner, Peer, Reach};
 use state::{Live, paths, rule_names};
 use watch::forward_matches;
 
@@ -41,7 +41,7 @@ pub enum StartError {
 impl Owner {
     /// Installs the first generation, then attaches: the programs never run
     /// without a policy. On error nothing stays attached.
-    pub fn start(
+    pub(super) fn start(
         kernel: Kernel,
         (policy, resolution, compiled): (Policy, Resolution, Compiled),
         reach: Reach,
@@ -104,37 +104,37 @@ impl Owner {
         Ok(owner)
     }
 
-    pub fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.live.number
     }
 
-    pub fn rule_count(&self) -> usize {
+    pub(super) fn rule_count(&self) -> usize {
         self.live.policy.rules.len()
     }
 
-    pub fn program_names(&self) -> Vec<String> {
+    pub(super) fn program_names(&self) -> Vec<String> {
         self.programs.names()
     }
 
-    pub fn exec_enforcement(&self) -> String {
+    pub(super) fn exec_enforcement(&self) -> String {
         self.programs.exec_enforcement().to_string()
     }
 
-    pub fn self_protection(&self) -> String {
+    pub(super) fn self_protection(&self) -> String {
         self.programs.self_protection().to_string()
     }
 
-    pub fn families(&self) -> Vec<FamilyStatus> {
+    pub(super) fn families(&self) -> Vec<FamilyStatus> {
         self.programs.families()
     }
 
-    pub fn verified(&self) -> Vec<VerifiedProgram> {
+    pub(super) fn verified(&self) -> Vec<VerifiedProgram> {
         self.programs.verified()
     }
 
     /// Each family this kernel refused, and what of the live policy it
     /// leaves unenforced.
-    pub fn degradations(&self) -> Vec<Degradation> {
+    pub(super) fn degradations(&self) -> Vec<Degradation> {
         self.programs
             .unavailable()
             .into_iter()
@@ -149,7 +149,7 @@ impl Owner {
 
     /// Serves commands until every sender is gone, then drops the programs,
     /// which detaches them.
-    pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         release_freed_memory();
         while let Some(command) = commands.blocking_recv() {
             // Apply and rollback release what they freed before they reply,

@@ -19,14 +19,14 @@ use crate::{
 };
 
 /// What the owner takes over from the loader.
-pub struct Kernel {
+pub(crate) struct Kernel {
     pub programs: Programs,
     pub slot: GenerationSlot,
     pub counters: Counters,
 }
 
 /// Where the owner enforces.
-pub struct Reach {
+pub(crate) struct Reach {
     /// The cgroup the programs attach to.
     pub cgroup: PathBuf,
     /// The same cgroup as `/proc/PID/cgroup` names it.
@@ -42,19 +42,19 @@ pub struct Reach {
 /// Where this daemon's numbering and hashing start: where the daemon it
 /// takes over from left them, so that its events and learned addresses
 /// stay meaningful.
-pub struct Lineage {
+pub(crate) struct Lineage {
     pub domain_seed: u64,
     pub first_generation: u64,
 }
 
 /// Who asked for a change, from the control socket's peer credentials.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub uid: u32,
     pub pid: Option<u32>,
 }
 
-pub enum Command {
+pub(crate) enum Command {
     Apply {
         policy: StoredPolicy,
         peer: Peer,
@@ -79,7 +79,7 @@ pub enum Command {
     ContentFound(Match),
 }
 
-pub struct Owner {
+pub(crate) struct Owner {
     pub(super) programs: Programs,
     pub(super) slot: GenerationSlot,
     pub(super) counters: Counters,

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 /// Files larger than this are never hashed, so they are never reported: a
 /// banned digest of something bigger cannot be enforced by content. The
 /// bound keeps one huge write from occupying the hasher for minutes.
-pub const MAX_FILE_SIZE: u64 = 1 << 30;
+pub(crate) const MAX_FILE_SIZE: u64 = 1 << 30;
 
 /// Read size while hashing; also bounds how long a stop request waits for a
 /// hash in progress.

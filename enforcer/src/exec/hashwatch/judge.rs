@@ -20,7 +20,7 @@ use crate::exec::resolve::kernel_dev;
 
 /// A file whose content matches a banned digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
+pub(crate) struct Match {
     /// The device in the kernel's encoding ([`kernel_dev`]), as the exec
     /// hooks compare it.
     pub dev: u32,
@@ -36,7 +36,7 @@ pub struct Match {
 /// permission events come from the whole filesystem; execs outside the
 /// enforced cgroup are let through at once, as the eBPF hooks would.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StrictScope(pub String);
+pub(crate) struct StrictScope(pub String);
 
 impl StrictScope {
     pub(super) fn covers(&self, pid: i32) -> bool {

@@ -70,11 +70,8 @@ use std::{
     thread::{self, JoinHandle},
 };
 
+pub(crate) use self::judge::{Match, StrictScope};
 use self::{cache::Cache, judge::Shared};
-pub use self::{
-    digest::MAX_FILE_SIZE,
-    judge::{Match, StrictScope},
-};
 
 /// Written files waiting for the hasher. Each holds an open descriptor, so
 /// the queue stays well under the usual 1024-descriptor limit; when it is
@@ -139,7 +136,7 @@ pub enum HashWatchError {
 
 /// Watches for banned content; see the module documentation. Dropping it
 /// stops and joins its threads.
-pub struct HashWatch {
+pub(crate) struct HashWatch {
     shared: Arc<Shared>,
     /// Written on drop so the threads leave `poll` at once.
     wake: Option<Arc<File>>,
@@ -166,7 +163,7 @@ impl HashWatch {
     /// so no write falls between the two. Writes by this process are
     /// ignored, and in strict mode so are its execs. With no digests there
     /// is nothing to find, and nothing is set up.
-    pub fn start(
+    pub(crate) fn start(
         digests: BTreeSet<[u8; 32]>,
         roots: Vec<PathBuf>,
         matches: Sender<Match>,

@@ -23,7 +23,7 @@ mod parse;
 
 use aya_obj::btf::BtfKind;
 use enforcer_common::{exec::ExecOffsets, guard::GuardOffsets};
-pub use model::{BtfError, KernelBtf, VMLINUX_BTF_PATH};
+pub(crate) use model::{BtfError, KernelBtf};
 use model::{Member, Type, TypeData, malformed};
 
 /// Bounds the modifier chains and anonymous-member nesting followed, so a
@@ -171,7 +171,7 @@ impl KernelBtf {
     ///
     /// `member_offset("file", "f_path.dentry")` is the offset of
     /// `file.f_path` plus that of `path.dentry`.
-    pub fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+    pub(crate) fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
         self.lookup(struct_name, path).map(|found| found.offset)
     }
 
@@ -236,8 +236,10 @@ impl KernelBtf {
         })
     }
 
+    // Only the tests read sizes: they check the reader against known layouts.
+    #[cfg(test)]
     /// Size in bytes of the struct (or union) named `struct_name`.
-    pub fn struct_size(&self, struct_name: &str) -> Result<u32, BtfError> {
+    pub(crate) fn struct_size(&self, struct_name: &str) -> Result<u32, BtfError> {
         let id = self.find_composite(struct_name)?;
         Ok(self.ty(id)?.size_or_type)
     }
@@ -257,7 +259,7 @@ fn kind_description(kind: BtfKind) -> &'static str {
 }
 
 /// The offsets the exec programs need, resolved against `btf`.
-pub fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
+pub(crate) fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
     Ok(ExecOffsets {
         binprm_file: btf.member_offset("linux_binprm", "file")?,
         binprm_filename: btf.member_offset("linux_binprm", "filename")?,
@@ -283,7 +285,7 @@ pub fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
 }
 
 /// The offsets the guard programs need, resolved against `btf`.
-pub fn guard_offsets(btf: &KernelBtf) -> Result<GuardOffsets, BtfError> {
+pub(crate) fn guard_offsets(btf: &KernelBtf) -> Result<GuardOffsets, BtfError> {
     Ok(GuardOffsets {
         map_id: btf.member_offset("bpf_map", "id")?,
         prog_aux: btf.member_offset("bpf_prog", "aux")?,

@@ -5,7 +5,7 @@ use std::{fmt, io, path::PathBuf};
 use aya_obj::btf::BtfKind;
 
 /// Where the kernel exposes its own BTF.
-pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -50,7 +50,7 @@ pub(super) fn malformed(message: impl Into<String>) -> BtfError {
 }
 
 /// The running kernel's types, parsed from BTF.
-pub struct KernelBtf {
+pub(crate) struct KernelBtf {
     /// Indexed by type id; id 0 is `void`.
     pub(super) types: Vec<Type>,
     pub(super) members: Vec<Member>,

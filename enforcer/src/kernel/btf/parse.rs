@@ -48,12 +48,12 @@ impl Reader<'_> {
 
 impl KernelBtf {
     /// Reads and parses the running kernel's BTF ([`VMLINUX_BTF_PATH`]).
-    pub fn load() -> Result<Self, BtfError> {
+    pub(crate) fn load() -> Result<Self, BtfError> {
         Self::load_from(Path::new(VMLINUX_BTF_PATH))
     }
 
     /// Reads and parses a raw BTF file (not an ELF object).
-    pub fn load_from(path: &Path) -> Result<Self, BtfError> {
+    pub(crate) fn load_from(path: &Path) -> Result<Self, BtfError> {
         let bytes = std::fs::read(path).map_err(|source| BtfError::Read {
             path: path.to_owned(),
             source,
@@ -62,7 +62,7 @@ impl KernelBtf {
     }
 
     /// Parses raw BTF bytes in either byte order.
-    pub fn parse(bytes: &[u8]) -> Result<Self, BtfError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BtfError> {
         if bytes.len() < HEADER_LEN {
             return Err(malformed(format!(
                 "{} bytes is shorter than the {HEADER_LEN}-byte header",

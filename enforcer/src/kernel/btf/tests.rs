@@ -1,4 +1,4 @@
-use super::*;
+use super::{model::VMLINUX_BTF_PATH, *};
 
 /// Builds small BTF blobs. Types get ids in the order they are added,
 /// starting at 1.
