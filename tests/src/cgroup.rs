@@ -7,7 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{command::enforcer_bin, temp::unique_name};
+use crate::{
+    bpf::{HOOKS, Hook, attached_programs},
+    command::enforcer_bin,
+    temp::unique_name,
+};
 
 /// The mount point of the cgroup v2 hierarchy, found the daemon's way.
 pub fn cgroup2_mount() -> PathBuf {
@@ -29,7 +33,9 @@ impl TestCgroup {
             euid, 0,
             "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
         );
-        let path = cgroup2_mount().join(unique_name());
+        let root = cgroup2_mount();
+        assert_nothing_enforces_on(&root);
+        let path = root.join(unique_name());
         fs::create_dir(&path)
             .unwrap_or_else(|error| panic!("cannot create cgroup {}: {error}", path.display()));
         Self { path }
@@ -47,6 +53,31 @@ impl TestCgroup {
             .filter_map(|line| line.trim().parse().ok())
             .collect()
     }
+}
+
+/// Programs on the root cgroup's socket hooks judge every test cgroup too,
+/// so their verdicts would pass for the test daemon's: an enforcer left
+/// running machine-wide (README's first command stays attached until
+/// `unload --confirm`) fails the domain and resilience tests with `EPERM`
+/// for the names its own policy lists. Say so, instead of failing there.
+fn assert_nothing_enforces_on(root: &Path) {
+    let found: Vec<String> = HOOKS
+        .iter()
+        .chain(&[Hook::Ingress, Hook::Egress])
+        .filter_map(|&hook| match attached_programs(root, hook) {
+            Ok(0) => None,
+            Ok(count) => Some(format!("{count} at {hook:?}")),
+            Err(error) => Some(format!("cannot query {hook:?}: {error}")),
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "BPF programs are attached to the root cgroup {} ({}): they judge the test cgroups as \
+         well. Is an enforcer running on the whole machine? `enforcer unload --confirm` \
+         detaches it",
+        root.display(),
+        found.join(", ")
+    );
 }
 
 impl Default for TestCgroup {
