@@ -34,8 +34,25 @@ pub const MAX_NAME_LEN: usize = 253;
 pub const MAX_LABEL_LEN: usize = 63;
 
 /// Words of one domain table slot: the suffix hash, then
-/// `name offset << 32 | decision`. A hash of 0 marks an empty slot.
+/// `(switches | text offset) << 32 | decision` (see [`entry`]). A hash of
+/// 0 marks an empty slot.
 pub const DOMAIN_SLOT_WORDS: u32 = 2;
+
+/// The high half of a slot's second word: the word offset of the domain's
+/// text in the low [`entry::TEXT_BITS`], and above them the switches of the
+/// rule that decides. A switch's bit is set when the rule turns it off, so
+/// an entry whose rule turns nothing off is stored as it was before
+/// switches existed.
+pub mod entry {
+    /// Bits of the text offset: an image has at most 2^25 words.
+    pub const TEXT_BITS: u32 = 30;
+    /// Masks the text offset out of the high half.
+    pub const TEXT_MASK: u32 = (1 << TEXT_BITS) - 1;
+    /// `learn_addresses = false`: no address is listed for the domain.
+    pub const NO_LEARNING: u32 = 1 << 30;
+    /// `sni = false`: a ClientHello naming the domain is not judged.
+    pub const NO_SNI: u32 = 1 << 31;
+}
 /// Slots a lookup probes at most from a hash's home slot. The compiler
 /// grows the table until every domain sits within this distance.
 pub const MAX_PROBES: u32 = 8;
@@ -99,6 +116,8 @@ pub struct DomainMatch {
     pub slot: u32,
     /// Where in the name that domain starts.
     pub start: u32,
+    /// The deciding rule's switches, as [`entry`] packs them.
+    pub switches: u32,
 }
 
 impl DomainMatch {
@@ -107,7 +126,20 @@ impl DomainMatch {
         decision: crate::decision::Decision::NONE,
         slot: 0,
         start: 0,
+        switches: 0,
     };
+
+    /// Whether the addresses given for the name are listed.
+    #[inline(always)]
+    pub const fn learns_addresses(&self) -> bool {
+        self.switches & entry::NO_LEARNING == 0
+    }
+
+    /// Whether a ClientHello naming the name is judged.
+    #[inline(always)]
+    pub const fn judges_server_name(&self) -> bool {
+        self.switches & entry::NO_SNI == 0
+    }
 }
 
 /// Where the name text of a table entry lives, in bytes packed eight to a

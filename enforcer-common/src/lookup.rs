@@ -10,8 +10,8 @@
 use crate::{
     decision::{Action, Decision},
     domain::{
-        DOMAIN_SLOT_WORDS, DomainMatch, MAX_NAME_LEN, MAX_PROBES, Name, hash_step, packed_byte,
-        slot_hash,
+        self, DOMAIN_SLOT_WORDS, DomainMatch, MAX_NAME_LEN, MAX_PROBES, Name, hash_step,
+        packed_byte, slot_hash,
     },
     image::{
         EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_EXEC_DIRECTORY_SEARCH_STEPS, MAX_SEARCH_STEPS,
@@ -267,7 +267,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         };
         let entry = self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?;
         let listed = Decision(low(entry));
-        let text = high(entry);
+        let text = high(entry) & domain::entry::TEXT_MASK;
         let mut compare = TextCompare {
             generation: self,
             name,
@@ -282,17 +282,19 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         if compare.fault {
             return Err(Fault);
         }
-        let decision = if compare.equal {
-            listed
+        // A hash collision, where the text differs, takes the block with
+        // every switch on. Only someone who knows the seed can make one;
+        // failing closed keeps it from unlisting anything.
+        let (decision, switches) = if compare.equal {
+            (listed, high(entry) & !domain::entry::TEXT_MASK)
         } else {
-            // A hash collision. Only someone who knows the seed can make
-            // one; failing closed keeps it from unlisting anything.
-            Decision::new(Action::Block, listed.rule())
+            (Decision::new(Action::Block, listed.rule()), 0)
         };
         Ok(DomainMatch {
             decision,
             slot,
             start: start as u32,
+            switches,
         })
     }
 
@@ -308,10 +310,12 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         let Some(slot) = self.probe(slots, slot_count, hash, &Plain)? else {
             return Ok(DomainMatch::NONE);
         };
+        let entry = self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?;
         Ok(DomainMatch {
-            decision: Decision(low(self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?)),
+            decision: Decision(low(entry)),
             slot,
             start: 0,
+            switches: high(entry) & !domain::entry::TEXT_MASK,
         })
     }
 

@@ -24,11 +24,23 @@ const MAX_SESSION_ID_LEN: usize = 32;
 /// send fewer than 25.
 pub const MAX_EXTENSIONS: usize = 64;
 
+/// The bytes [`looks_like_client_hello`] reads: a record header and the
+/// handshake type.
+pub const SIGNATURE_LEN: usize = RECORD_HEADER_LEN + 1;
+
 /// Whether the payload starts like a TLS handshake record carrying a
 /// ClientHello: worth parsing at all.
 #[inline(always)]
-pub fn looks_like_client_hello(first: [u8; 6]) -> bool {
+pub fn looks_like_client_hello(first: [u8; SIGNATURE_LEN]) -> bool {
     first[0] == CONTENT_HANDSHAKE && first[1] == 3 && first[5] == HANDSHAKE_CLIENT_HELLO
+}
+
+/// Whether a payload shorter than [`SIGNATURE_LEN`], of which these are
+/// the first byte and the second if it has one, could be the start of a
+/// ClientHello: the bytes it has are what one has there.
+#[inline(always)]
+pub fn could_start_client_hello(first: u8, second: Option<u8>) -> bool {
+    first == CONTENT_HANDSHAKE && second.is_none_or(|second| second == 3)
 }
 
 /// Reads the host name of the ClientHello at the start of `packet` into

@@ -2,7 +2,10 @@
 //! transport protocol, ports and payload for every packet, and its
 //! addresses and socket for one they judge.
 
-use aya_ebpf::{helpers::bpf_skb_cgroup_id, programs::SkBuffContext};
+use aya_ebpf::{
+    helpers::{bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
+    programs::SkBuffContext,
+};
 use enforcer_common::{
     event::{FAMILY_V4, FAMILY_V6},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
@@ -17,12 +20,13 @@ pub(crate) struct Socket {
     pub(crate) uid: u32,
 }
 
-
 /// What is read of every packet: its transport protocol, ports and
 /// payload. Only a packet that may be DNS or a ClientHello gets its
 /// addresses and socket read too, into [`Headers`].
 #[derive(Clone, Copy)]
 pub(crate) struct Transport {
+    /// Where the transport header starts.
+    pub(crate) header: u32,
     pub(crate) payload: u32,
     pub(crate) payload_len: u32,
     pub(crate) sport: u16,
@@ -117,6 +121,7 @@ pub(crate) fn transport(ctx: &SkBuffContext) -> Option<Transport> {
         return None;
     }
     Some(Transport {
+        header,
         payload,
         payload_len: len - payload,
         sport: u16::from_be_bytes([ports[0], ports[1]]),
@@ -165,6 +170,70 @@ const MAX_EXTENSION_HEADERS: usize = 4;
 /// TCP packets with a payload get here.
 #[inline(always)]
 pub(crate) fn starts_client_hello(ctx: &SkBuffContext, payload: u32) -> bool {
-    ctx.load::<[u8; 6]>(payload as usize)
+    ctx.load::<[u8; tls::SIGNATURE_LEN]>(payload as usize)
         .is_ok_and(tls::looks_like_client_hello)
+}
+
+/// Whether a TCP payload too short for [`starts_client_hello`] could be
+/// the first bytes of a ClientHello, sent first on its connection: a
+/// splitter's first segment, which the packet programs hold back (see
+/// `skb::egress`).
+#[inline(always)]
+pub(crate) fn starts_short_client_hello(ctx: &SkBuffContext, transport: &Transport) -> bool {
+    let len = transport.payload_len as usize;
+    if transport.protocol != IPPROTO_TCP || len >= tls::SIGNATURE_LEN {
+        return false;
+    }
+    let payload = transport.payload as usize;
+    let Ok(first) = ctx.load::<u8>(payload) else {
+        return false;
+    };
+    let second = if len >= 2 {
+        ctx.load::<u8>(payload + 1).ok()
+    } else {
+        None
+    };
+    tls::could_start_client_hello(first, second) && at_stream_start(ctx, transport)
+}
+
+/// `SYN` in the TCP header's flags byte.
+const TCP_SYN: u8 = 0x02;
+
+/// Whether a TCP segment carries the first bytes its socket sends: a SYN
+/// with data (TCP Fast Open), or a segment whose sequence number follows
+/// the SYN's. Where the socket cannot be read, it is taken for one, so a
+/// short segment that may start a ClientHello is held back.
+#[inline(always)]
+fn at_stream_start(ctx: &SkBuffContext, transport: &Transport) -> bool {
+    let header = transport.header as usize;
+    let (Some(sequence), Some(flags)) = (read::<u32>(ctx, header + 4), read::<u8>(ctx, header + 13))
+    else {
+        return true;
+    };
+    if flags & TCP_SYN != 0 {
+        return true;
+    }
+    // SAFETY: the context's socket field, which the verifier checks for
+    // null below; reading it is what cgroup_skb programs may do.
+    let sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sock.is_null() {
+        return true;
+    }
+    // SAFETY: helpers that take the context's socket and return null when
+    // it is not a full TCP socket.
+    let tcp = unsafe {
+        let full = bpf_sk_fullsock(sock);
+        if full.is_null() {
+            return true;
+        }
+        bpf_tcp_sock(full)
+    };
+    if tcp.is_null() {
+        return true;
+    }
+    // SAFETY: a TCP socket the helper returned, valid for this run.
+    let (unacknowledged, acknowledged) = unsafe { ((*tcp).snd_una, (*tcp).bytes_acked) };
+    // `bytes_acked` counts the SYN, so this is the initial sequence number.
+    let initial = unacknowledged.wrapping_sub(acknowledged as u32);
+    u32::from_be(sequence) == initial.wrapping_add(1)
 }

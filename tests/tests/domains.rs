@@ -20,7 +20,8 @@ use enforcer_integration_tests::{
     net::{
         Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
     },
-    tls::{tls_hello, tls_listener},
+    privilege::NOBODY,
+    tls::{tls_hello, tls_hello_split_as, tls_listener},
 };
 
 const WHATSAPP_POLICY: &str = r#"
@@ -269,6 +270,153 @@ fn a_client_hello_naming_a_listed_server_is_stopped_and_its_address_refused() {
         probe(&cgroup, Op::TcpConnect, unlisted, port),
         EPERM,
         "the server's address is refused from then on"
+    );
+}
+
+/// `docs.google.com` and `www.google.com` are served from the same front
+/// ends. A rule for the first with `learn_addresses = false` stops its
+/// queries and ClientHellos, and lists no address, so the second keeps
+/// working; an apply that turns learning off releases what was learned.
+#[test]
+fn a_name_on_a_shared_address_is_blocked_without_blocking_the_address() {
+    let shared = Ipv4Addr::new(127, 0, 0, 92);
+    let server_addr = Ipv4Addr::new(127, 0, 0, 93);
+    let (listener, port) = tls_listener(shared);
+    let zone = Zone::new()
+        .a("www.google.com", shared, 60)
+        .cname("docs.example.org", "docs.google.com", 60)
+        .a("docs.google.com", shared, 60);
+    let _server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    let policy = |switch: &str| {
+        format!(
+            "version = 1\n[[block]]\nname = \"google-docs\"\ndomains = [\"docs.google.com\"]\n{switch}"
+        )
+    };
+    let mut daemon = Daemon::start(&cgroup, &policy(""));
+    tls_hello(&cgroup, shared, port, "docs.google.com");
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, shared, port),
+        EPERM,
+        "learning on: the ClientHello lists the shared address"
+    );
+
+    let output = daemon.apply(&policy("learn_addresses = false\n"));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        probe(&cgroup, Op::TcpConnect, shared, port),
+        Outcome::Ok,
+        "turning learning off releases the address learned for the name"
+    );
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(
+        &[Transport::Udp, Transport::Tcp],
+        &[
+            ("docs.google.com", Refused),
+            // The answer leads to the listed name: dropped, and learns nothing.
+            ("docs.example.org", Refused),
+            ("www.google.com", Answered),
+        ],
+    );
+    tls_hello(&cgroup, shared, port, "docs.google.com");
+    assert!(
+        !listener.received_client_hello(Duration::from_secs(1)),
+        "the ClientHello for docs.google.com reached the server"
+    );
+    let event = daemon.expect_event("an sni event without a TTL", |event| {
+        event["kind"] == "sni" && event["ttl"].is_null()
+    });
+    assert_eq!(event["rule"], "google-docs");
+    assert_eq!(
+        tls_hello(&cgroup, shared, port, "www.google.com"),
+        Outcome::Ok
+    );
+    assert!(listener.received_client_hello(Duration::from_secs(2)));
+    assert_eq!(probe(&cgroup, Op::TcpConnect, shared, port), Outcome::Ok);
+    assert!(
+        !daemon
+            .events()
+            .iter()
+            .any(|event| event["kind"] == "learned" && event["daddr"] == shared.to_string()),
+        "an address was learned with learning off: {:?}",
+        daemon.events()
+    );
+}
+
+/// With `sni = false` a rule judges DNS only.
+#[test]
+fn a_rule_with_sni_off_lets_client_hellos_through() {
+    let addr = Ipv4Addr::new(127, 0, 0, 94);
+    let server_addr = Ipv4Addr::new(127, 0, 0, 95);
+    let (listener, port) = tls_listener(addr);
+    let _server = DnsServer::start(server_addr, Zone::new().a("web.telegram.org", addr, 60));
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+[[block]]
+name = "telegram"
+domains = ["telegram.org"]
+sni = false
+"#,
+    );
+    Resolver::new(&cgroup, server_addr)
+        .assert_resolution(&[Transport::Udp], &[("web.telegram.org", Refused)]);
+    assert_eq!(
+        tls_hello(&cgroup, addr, port, "web.telegram.org"),
+        Outcome::Ok
+    );
+    assert!(listener.received_client_hello(Duration::from_secs(2)));
+    assert_eq!(probe(&cgroup, Op::TcpConnect, addr, port), Outcome::Ok);
+    assert!(
+        !daemon.events().iter().any(|event| event["kind"] == "sni"),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// A splitter (byedpi's `--split 1`, say) sends a ClientHello's first
+/// bytes in a segment of their own, too short to show what follows, and
+/// the rest after it. The packet programs hold such a first segment back:
+/// the kernel keeps it unsent, the bytes written next join it, and the
+/// ClientHello leaves whole, to be judged. One split after the record
+/// header cannot be read whole, and is held back the same way.
+#[test]
+fn a_client_hello_split_after_its_first_bytes_is_judged_whole() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    // An address each, as a stopped ClientHello refuses its address.
+    for (addr, first) in [
+        (Ipv4Addr::new(127, 0, 0, 96), 1),
+        (Ipv4Addr::new(127, 0, 0, 97), 5),
+        (Ipv4Addr::new(127, 0, 0, 98), 6),
+    ] {
+        let (listener, port) = tls_listener(addr);
+        assert_eq!(
+            tls_hello_split_as(&cgroup, addr, port, "web.whatsapp.com", first, NOBODY),
+            Outcome::Ok
+        );
+        assert!(
+            !listener.received_client_hello(Duration::from_millis(300)),
+            "split after {first} bytes: the server got {:?}",
+            listener.received()
+        );
+        daemon.expect_event("the split ClientHello, judged", |event| {
+            event["kind"] == "sni" && event["daddr"] == addr.to_string()
+        });
+    }
+    let unlisted = Ipv4Addr::new(127, 0, 0, 99);
+    let (listener, port) = tls_listener(unlisted);
+    assert_eq!(
+        tls_hello_split_as(&cgroup, unlisted, port, "www.example.org", 1, NOBODY),
+        Outcome::Ok
+    );
+    assert!(listener.received_client_hello(Duration::from_secs(2)));
+    let received = listener.received().concat();
+    assert!(
+        received.starts_with(&[22, 3]) && received.windows(15).any(|w| w == b"www.example.org"),
+        "the ClientHello arrives whole: {received:?}"
     );
 }
 

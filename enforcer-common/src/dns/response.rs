@@ -34,6 +34,7 @@ impl Response {
     /// Whether the addresses of the answer are to be learned.
     pub fn learns(&self) -> bool {
         matches!(self.chain.decision.action(), Action::Block | Action::Audit)
+            && self.chain.learns_addresses()
     }
 }
 

@@ -57,6 +57,10 @@ pub(crate) fn learned_decision(
         return Ok(None);
     }
     let found = generation.domain_by_hash(entry.domain_hash)?;
+    // A policy that turned learning off for the domain since releases it.
+    if !found.learns_addresses() {
+        return Ok(None);
+    }
     Ok(match found.decision.action() {
         Action::Block | Action::Audit => Some(found),
         Action::None | Action::Allow => None,

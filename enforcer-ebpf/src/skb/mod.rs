@@ -27,7 +27,10 @@ use self::{
 };
 use crate::{
     counters::count,
-    headers::{Headers, Transport, read_addresses, starts_client_hello, transport},
+    headers::{
+        Headers, Transport, read_addresses, starts_client_hello, starts_short_client_hello,
+        transport,
+    },
     maps::{
         AnySizeSlot, Claimed, EGRESS_VARIANTS, INGRESS_VARIANTS, ImageSlot, LiveImage, Scratch,
         SizedSlot, Workspace,
@@ -39,12 +42,22 @@ use crate::{
 // the three judges would each add their locals to one frame; as functions
 // of their own they share the space.
 
+/// A TCP connection's first segment that is too short to show whether it
+/// starts a ClientHello, but could (a splitter's 1 to 5 bytes), is held
+/// back: dropped, and counted as unreadable. TCP keeps a segment its
+/// egress hook refused unsent, and the bytes the client writes next join
+/// it, so the ClientHello leaves whole and is judged; a client that writes
+/// nothing more never gets its first bytes through.
 #[cgroup_skb(egress)]
 pub(crate) fn egress(ctx: SkBuffContext) -> i32 {
     let Some(transport) = transport(&ctx) else {
         return PASS;
     };
     if outgoing_judged(&ctx, &transport).is_none() {
+        if starts_short_client_hello(&ctx, &transport) {
+            count(Counter::Malformed);
+            return DROP;
+        }
         return PASS;
     }
     // Unjudged, a query or ClientHello may not leave.

@@ -5,7 +5,7 @@ use enforcer_common::{
     counters::Counter,
     decision::Action,
     dns::{self, Learned, Stop},
-    domain::{NAME_BYTES, Name, options},
+    domain::{DomainMatch, NAME_BYTES, Name, options},
     event::{DomainEventKind, FAMILY_V4},
     lookup::{Fault, Generation},
     packet::{PACKET_BYTES, Packet},
@@ -109,7 +109,8 @@ fn judge_message(
 }
 
 /// A TLS ClientHello: dropped when it names a blocked server, whose
-/// address is then blocked as if a DNS answer had named it.
+/// address is then blocked as if a DNS answer had named it, unless the
+/// deciding rule turns `sni` or `learn_addresses` off.
 // A function of its own: see `STACK` in `skb`.
 #[inline(never)]
 pub(crate) fn judge_server_name<S: ImageSlot>(
@@ -137,6 +138,9 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
         len: name_len,
     };
     let found = generation.domain(&name, &BpfLoop)?;
+    if !found.judges_server_name() {
+        return Ok(PASS);
+    }
     let verdict = match found.decision.action() {
         Action::Block => {
             count(Counter::ServerNamesBlocked);
@@ -145,24 +149,11 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
         Action::Audit => PASS,
         Action::None | Action::Allow => return Ok(PASS),
     };
-    let mut address = [0u8; 16];
-    let v4 = packet.transport.family == FAMILY_V4;
-    if v4 {
-        address[10] = 0xff;
-        address[11] = 0xff;
-        address[12..].copy_from_slice(&packet.daddr[..4]);
+    let ttl = if found.learns_addresses() {
+        learn_destination(&generation, &found, packet)?
     } else {
-        address = packet.daddr;
-    }
-    let ttl = learn(
-        &generation,
-        &found,
-        &Learned {
-            address,
-            v4,
-            ttl: u32::MAX,
-        },
-    )?;
+        0
+    };
     report_name(&NameVerdict {
         kind: DomainEventKind::ServerName,
         generation: generation.number()?,
@@ -174,4 +165,32 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
         ttl,
     });
     Ok(verdict)
+}
+
+/// Lists the destination of a refused ClientHello as if a DNS answer had
+/// named it, and returns the seconds it stays listed.
+#[inline(always)]
+fn learn_destination(
+    generation: &Generation<'_, LiveImage<'_>>,
+    found: &DomainMatch,
+    packet: &Headers,
+) -> Result<u32, Fault> {
+    let mut address = [0u8; 16];
+    let v4 = packet.transport.family == FAMILY_V4;
+    if v4 {
+        address[10] = 0xff;
+        address[11] = 0xff;
+        address[12..].copy_from_slice(&packet.daddr[..4]);
+    } else {
+        address = packet.daddr;
+    }
+    learn(
+        generation,
+        found,
+        &Learned {
+            address,
+            v4,
+            ttl: u32::MAX,
+        },
+    )
 }

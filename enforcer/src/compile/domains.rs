@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use enforcer_common::{
     decision::Decision,
-    domain::{MAX_PROBES, options, suffix_hash},
+    domain::{MAX_PROBES, entry, options, suffix_hash},
 };
 
 use super::{classes::precedence, error::CompileError};
-use crate::policy::{Options, Policy};
+use crate::policy::{DomainSwitches, Options, Policy};
 
 /// The most domains one policy may list. The table has at least twice as
 /// many slots, and a slot index must fit the kernel's 32-bit arithmetic.
@@ -20,13 +20,33 @@ pub(super) const MAX_DOMAINS: usize = 1 << 22;
 pub(super) struct DomainTable {
     /// A power of two, or 0 when nothing is listed.
     pub slot_count: usize,
-    /// `(slot, hash, domain, decision)`, by slot.
-    pub entries: Vec<(usize, u64, String, Decision)>,
+    /// `(slot, hash, domain, entry)`, by slot.
+    pub entries: Vec<(usize, u64, String, Entry)>,
     pub seed: u64,
     /// Bits of `enforcer_common::domain::options`.
     pub options: u64,
     pub ttl_min: u64,
     pub ttl_max: u64,
+}
+
+/// What a slot says about its domain: the decision of the rules that name
+/// it, and the switches of the rule that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub decision: Decision,
+    /// Bits of `enforcer_common::domain::entry`.
+    pub switches: u32,
+}
+
+fn switches(rule: &DomainSwitches) -> u32 {
+    let mut switches = 0;
+    if !rule.learn_addresses {
+        switches |= entry::NO_LEARNING;
+    }
+    if !rule.sni {
+        switches |= entry::NO_SNI;
+    }
+    switches
 }
 
 pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileError> {
@@ -45,11 +65,15 @@ pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileEr
             limit: MAX_DOMAINS,
         });
     }
-    let listed: Vec<(u64, &str, Decision)> = named
+    let listed: Vec<(u64, &str, Entry)> = named
         .into_iter()
         .map(|(domain, indices)| {
             let decision = precedence(rules, indices.into_iter());
-            (suffix_hash(seed, domain.as_bytes()), domain, decision)
+            let entry = Entry {
+                decision,
+                switches: switches(&rules[decision.rule() as usize].domain_switches),
+            };
+            (suffix_hash(seed, domain.as_bytes()), domain, entry)
         })
         .collect();
     let Options {
@@ -88,9 +112,9 @@ pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileEr
 /// Linear probing in `slot_count` slots, or `None` when some domain would
 /// sit more than `MAX_PROBES` slots from its home.
 fn place(
-    listed: &[(u64, &str, Decision)],
+    listed: &[(u64, &str, Entry)],
     slot_count: usize,
-) -> Option<Vec<(usize, u64, String, Decision)>> {
+) -> Option<Vec<(usize, u64, String, Entry)>> {
     let mask = slot_count - 1;
     let mut slots: Vec<Option<usize>> = vec![None; slot_count];
     for (index, &(hash, _, _)) in listed.iter().enumerate() {
@@ -106,8 +130,8 @@ fn place(
             .into_iter()
             .enumerate()
             .filter_map(|(slot, entry)| {
-                let (hash, domain, decision) = listed[entry?];
-                Some((slot, hash, domain.to_owned(), decision))
+                let (hash, domain, found) = listed[entry?];
+                Some((slot, hash, domain.to_owned(), found))
             })
             .collect(),
     )
@@ -132,7 +156,7 @@ pub(super) fn text_word_count(domain: &str) -> usize {
 mod tests {
     use enforcer_common::{
         decision::Action,
-        domain::{NAME_BYTES, Name},
+        domain::{DomainMatch, NAME_BYTES, Name},
         lookup::Generation,
         repeat::Plain,
     };
@@ -142,10 +166,10 @@ mod tests {
         policy::{Source, parse},
     };
 
-    fn lookup(generation: &Generation<'_, [u64]>, name: &str) -> (Action, u32) {
+    fn found(generation: &Generation<'_, [u64]>, name: &str) -> DomainMatch {
         let mut bytes = [0u8; NAME_BYTES];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
-        let found = generation
+        generation
             .domain(
                 &Name {
                     bytes: &bytes,
@@ -153,7 +177,11 @@ mod tests {
                 },
                 &Plain,
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    fn lookup(generation: &Generation<'_, [u64]>, name: &str) -> (Action, u32) {
+        let found = found(generation, name);
         (found.decision.action(), found.start)
     }
 
@@ -188,6 +216,54 @@ mod tests {
             assert_eq!(lookup(&generation, "example").0, Action::None);
             assert_eq!(lookup(&generation, "d20000.example").0, Action::None);
         }
+    }
+
+    #[test]
+    fn each_domain_carries_the_switches_of_the_rule_that_decides_it() {
+        let text = r#"version = 1
+[[block]]
+name = "docs"
+domains = ["docs.google.com", "shared.example"]
+learn_addresses = false
+[[block]]
+name = "telegram"
+domains = ["telegram.org"]
+sni = false
+[[block]]
+name = "plain"
+domains = ["shared.example", "t.me"]
+[[allow]]
+name = "mirror"
+domains = ["corp.telegram.org"]
+"#;
+        let policy = parse(&[Source {
+            name: "p.toml".into(),
+            text: text.into(),
+        }])
+        .unwrap();
+        let compiled = compile(&policy, &[], 11).unwrap();
+        let generation = Generation::new(compiled.image.as_slice());
+        let switches = |name: &str| {
+            let found = found(&generation, name);
+            let by_hash = generation
+                .domain_by_hash(generation.domain_hash(found.slot).unwrap())
+                .unwrap();
+            assert_eq!(by_hash.switches, found.switches, "{name}: by hash");
+            (
+                found.decision.action(),
+                found.learns_addresses(),
+                found.judges_server_name(),
+            )
+        };
+        assert_eq!(switches("docs.google.com"), (Action::Block, false, true));
+        assert_eq!(switches("a.docs.google.com"), (Action::Block, false, true));
+        assert_eq!(switches("telegram.org"), (Action::Block, true, false));
+        assert_eq!(switches("t.me"), (Action::Block, true, true));
+        // Two block rules: the first decides, and its switches apply.
+        assert_eq!(switches("shared.example"), (Action::Block, false, true));
+        // An allow decides with its own switches, which are all on.
+        assert_eq!(switches("corp.telegram.org"), (Action::Allow, true, true));
+        assert_eq!(found(&generation, "www.google.com"), DomainMatch::NONE);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `enforcer_common::image`).
 
 use enforcer_common::{
-    domain::DOMAIN_SLOT_WORDS,
+    domain::{DOMAIN_SLOT_WORDS, entry},
     image::{
         BUCKET_BITS, BUCKETS, EMPTY_CLASS, EXEC_ENTRY_WORDS, HEADER_WORDS, MAGIC,
         MAX_EXEC_DIRECTORIES, MAX_SEARCH_ENTRIES, V6_RANGE_WORDS, header, pack,
@@ -95,7 +95,9 @@ pub(super) fn write(
             .sum(),
     );
     let total_words = section(0);
-    if total_words > u32::MAX as usize {
+    // Domain entries address their text in 30 bits, below their switches
+    // (8 GiB of image, far beyond what the kernel gives one map).
+    if total_words > entry::TEXT_MASK as usize {
         return Err(CompileError::ImageTooLarge(total_words));
     }
 
@@ -172,11 +174,11 @@ pub(super) fn write(
     }
     debug_assert_eq!(image.len(), domain_slots_at);
     image.resize(domain_texts_at, 0);
-    for (slot, hash, domain, decision) in &domains.entries {
-        let text = image.len();
+    for (slot, hash, domain, found) in &domains.entries {
+        let text = image.len() as u32;
         let at = domain_slots_at + slot * DOMAIN_SLOT_WORDS as usize;
         image[at] = *hash;
-        image[at + 1] = pack(text as u32, decision.0);
+        image[at + 1] = pack(text | found.switches, found.decision.0);
         image.extend(domains::text_words(domain));
     }
     debug_assert_eq!(image.len(), total_words);

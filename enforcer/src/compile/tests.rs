@@ -11,7 +11,7 @@ use enforcer_common::{
 };
 
 use super::*;
-use crate::policy::{Mode, Origin, PortRange, ProtocolSet, Rule, RuleKind};
+use crate::policy::{DomainSwitches, Mode, Origin, PortRange, ProtocolSet, Rule, RuleKind};
 
 fn rule(name: &str, kind: RuleKind, mode: Mode, cidrs: &[&str]) -> Rule {
     Rule {
@@ -23,6 +23,7 @@ fn rule(name: &str, kind: RuleKind, mode: Mode, cidrs: &[&str]) -> Rule {
             .map(|c| c.parse().expect("test CIDR"))
             .collect(),
         domains: Vec::new(),
+        domain_switches: DomainSwitches::default(),
         exec_paths: Vec::new(),
         exec_names: Vec::new(),
         exec_sha256: Vec::new(),

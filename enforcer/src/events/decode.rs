@@ -146,8 +146,12 @@ fn decode_name(
         },
         qtype: matches!(kind, DomainEventKind::Query | DomainEventKind::Answer)
             .then(|| qtype_name(raw.qtype)),
-        ttl: matches!(kind, DomainEventKind::Learned | DomainEventKind::ServerName)
-            .then_some(raw.ttl),
+        // A server name whose rule learns no addresses lists none: no TTL.
+        ttl: match kind {
+            DomainEventKind::Learned => Some(raw.ttl),
+            DomainEventKind::ServerName => (raw.ttl != 0).then_some(raw.ttl),
+            DomainEventKind::Query | DomainEventKind::Answer => None,
+        },
         generation: raw.generation,
     };
     let body = match kind {

@@ -100,6 +100,9 @@ pub struct Rule {
     /// none.
     #[serde(default)]
     pub domains: Vec<Domain>,
+    /// What a block rule's `domains` act on besides DNS queries.
+    #[serde(default)]
+    pub domain_switches: DomainSwitches,
     /// Executable files and directories (block and allow rules).
     pub exec_paths: Vec<ExecPath>,
     /// Executable file names, in any directory (block rules only).
@@ -112,6 +115,29 @@ pub struct Rule {
     /// `cidrs` is not empty.
     pub protocols: Option<ProtocolSet>,
     pub origin: Origin,
+}
+
+/// A block rule's switches for its `domains` (see `policies/README.md`,
+/// "Names on shared addresses"). Both are on unless the rule turns them
+/// off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DomainSwitches {
+    /// Answers for the rule's names, and ClientHellos naming them, list
+    /// their addresses as refused. Off, a shared front end stays
+    /// reachable for the other names it serves.
+    pub learn_addresses: bool,
+    /// ClientHellos naming the rule's names are judged.
+    pub sni: bool,
+}
+
+impl Default for DomainSwitches {
+    fn default() -> Self {
+        Self {
+            learn_addresses: true,
+            sni: true,
+        }
+    }
 }
 
 #[derive(

@@ -118,7 +118,7 @@ fn check_rule(
         );
     }
     for qualifier in RULE_KEYS {
-        if let Role::Qualifier { of, .. } = qualifier.role
+        if let Some(of) = qualifier.role.needs()
             && !table.contains_key(of)
             && let Some((key, _)) = table.get_key_value(qualifier.key)
         {
@@ -126,7 +126,7 @@ fn check_rule(
             cx.error(
                 key.span(),
                 format!(
-                    "`{qualifier}` only qualify `{of}`, and this rule has none; add `{of}` or \
+                    "`{qualifier}` only qualifies `{of}`, and this rule has none; add `{of}` or \
                      remove `{qualifier}`"
                 ),
             );

@@ -11,7 +11,7 @@ use super::context::{FileCx, Value};
 use super::model::{Rule, RuleKind};
 use super::values::{
     check_cidrs, check_domains, check_exec_names, check_exec_paths, check_exec_sha256, check_mode,
-    check_name, check_ports, check_protocols,
+    check_name, check_ports, check_protocols, check_switch,
 };
 
 /// One rule key: its name, which rules may have it, what it does, and how
@@ -53,6 +53,22 @@ pub(super) enum Role {
         of: &'static str,
         shown: fn(&Rule) -> Option<Vec<String>>,
     },
+    /// Turns something the target `of` does on or off, so a rule that has
+    /// it needs that target. A summary shows it when it is off.
+    Switch {
+        of: &'static str,
+        on: fn(&Rule) -> bool,
+    },
+}
+
+impl Role {
+    /// The target a qualifier or switch needs.
+    pub(super) fn needs(&self) -> Option<&'static str> {
+        match *self {
+            Role::Qualifier { of, .. } | Role::Switch { of, .. } => Some(of),
+            Role::Name | Role::Setting { .. } | Role::Target { .. } => None,
+        }
+    }
 }
 
 /// Target keys whose entries a change lists together; the same `name` is
@@ -79,6 +95,9 @@ const EXECS: ChangeGroup = ChangeGroup {
 
 /// Why an allow rule may not have an exec key other than `exec_paths`.
 const ALLOW_EXEC_PATHS_ONLY: &str = "cannot be allowed; allow specific `exec_paths` instead";
+
+/// Why an allow rule may not have `learn_addresses`.
+const ALLOW_LEARNS_NOTHING: &str = "is not allowed on allow rules: allowed names list no addresses";
 
 /// Every rule key, in the order errors and the README list them.
 pub(super) const RULE_KEYS: &[RuleKey] = &[
@@ -153,6 +172,32 @@ pub(super) const RULE_KEYS: &[RuleKey] = &[
             shown: |rule| rule.protocols.map(|set| set.names()),
         },
         check: |cx, value, rule| rule.protocols = check_protocols(cx, value),
+    },
+    RuleKey {
+        key: "learn_addresses",
+        block_only: Some(ALLOW_LEARNS_NOTHING),
+        role: Role::Switch {
+            of: "domains",
+            on: |rule| rule.domain_switches.learn_addresses,
+        },
+        check: |cx, value, rule| {
+            if let Some(on) = check_switch(cx, "learn_addresses", value) {
+                rule.domain_switches.learn_addresses = on;
+            }
+        },
+    },
+    RuleKey {
+        key: "sni",
+        block_only: Some("is not allowed on allow rules: an allowed name is never refused"),
+        role: Role::Switch {
+            of: "domains",
+            on: |rule| rule.domain_switches.sni,
+        },
+        check: |cx, value, rule| {
+            if let Some(on) = check_switch(cx, "sni", value) {
+                rule.domain_switches.sni = on;
+            }
+        },
     },
     RuleKey {
         key: "exec_paths",

@@ -5,7 +5,7 @@ use super::cidr::Cidr;
 use super::domain::Domain;
 use super::exec::ExecPath;
 use super::load::{load_files, parse};
-use super::model::{Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
+use super::model::{DomainSwitches, Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
 use super::options::{OptionValue, Options};
 use super::rule_keys::RULE_KEYS;
 use super::source::{PolicyError, PolicyErrors, Source};
@@ -103,6 +103,7 @@ fn full_example() {
                     },
                 ],
                 domains: Vec::new(),
+                domain_switches: DomainSwitches::default(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -122,6 +123,7 @@ fn full_example() {
                 mode: Mode::Enforce,
                 cidrs: vec![v4([149, 154, 167, 99], 32)],
                 domains: Vec::new(),
+                domain_switches: DomainSwitches::default(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -144,6 +146,7 @@ fn full_example() {
                     },
                 ],
                 domains: Vec::new(),
+                domain_switches: DomainSwitches::default(),
                 exec_paths: Vec::new(),
                 exec_names: Vec::new(),
                 exec_sha256: Vec::new(),
@@ -403,7 +406,7 @@ fn unknown_rule_key() {
             "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nport = [\"443\"]\n"
         )),
         [
-            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, exec_paths, exec_names, exec_sha256"#
+            r#"p.toml:6:1: unknown key "port" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, learn_addresses, sni, exec_paths, exec_names, exec_sha256"#
         ]
     );
     assert_eq!(
@@ -699,7 +702,7 @@ protocols = ["sctp"]
             r#"p.toml:2:8: unknown mode "strict"; expected "enforce" or "audit""#,
             "p.toml:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
             r#"p.toml:7:10: inverted port range "90-80": 90 is greater than 80"#,
-            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, exec_paths, exec_names, exec_sha256"#,
+            r#"p.toml:8:1: unknown key "colour" in block rule; expected one of: name, mode, cidrs, domains, ports, protocols, learn_addresses, sni, exec_paths, exec_names, exec_sha256"#,
             "p.toml:10:1: allow rule is missing `name`",
             "p.toml:11:1: `mode` is not allowed on allow rules; a matching allow rule always wins",
             "p.toml:12:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out",
@@ -836,6 +839,7 @@ fn exec_only_rule_needs_no_cidrs() {
             mode: Mode::Audit,
             cidrs: Vec::new(),
             domains: Vec::new(),
+            domain_switches: DomainSwitches::default(),
             exec_paths: Vec::new(),
             exec_names: vec!["telegram-desktop".into()],
             exec_sha256: Vec::new(),
@@ -906,8 +910,8 @@ fn ports_and_protocols_only_qualify_cidrs() {
             "name = \"a\"\nexec_names = [\"x\"]\nports = [443]\n  protocols = [\"tcp\"]\n"
         )),
         [
-            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
-            "p.toml:7:3: `protocols` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
+            "p.toml:6:1: `ports` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+            "p.toml:7:3: `protocols` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
         ]
     );
     // Without any target, both problems are reported.
@@ -915,7 +919,7 @@ fn ports_and_protocols_only_qualify_cidrs() {
         errors(&allow_with("name = \"a\"\nports = [443]\n")),
         [
             r#"p.toml:3:1: allow rule "a" needs at least one of `cidrs`, `domains`, `exec_paths`"#,
-            "p.toml:5:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+            "p.toml:5:1: `ports` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
         ]
     );
     // With `cidrs` present but wrong, only `cidrs` is reported.
@@ -924,6 +928,47 @@ fn ports_and_protocols_only_qualify_cidrs() {
             "name = \"a\"\ncidrs = []\nports = [443]\nexec_names = [\"x\"]\n"
         )),
         ["p.toml:5:9: `cidrs` must not be empty; list at least one network, or leave `cidrs` out"]
+    );
+}
+
+#[test]
+fn domain_switches_are_read_and_need_domains_on_a_block_rule() {
+    let policy = ok(&block_with(
+        "name = \"a\"\ndomains = [\"docs.google.com\"]\nlearn_addresses = false\nsni = false\n",
+    ));
+    assert_eq!(
+        policy.rules[0].domain_switches,
+        DomainSwitches {
+            learn_addresses: false,
+            sni: false
+        }
+    );
+    let policy = ok(&block_with(
+        "name = \"a\"\ndomains = [\"t.me\"]\nsni = true\n",
+    ));
+    assert_eq!(policy.rules[0].domain_switches, DomainSwitches::default());
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ncidrs = [\"10.0.0.0/8\"]\nlearn_addresses = false\n"
+        )),
+        [
+            "p.toml:6:1: `learn_addresses` only qualifies `domains`, and this rule has none; add `domains` or remove `learn_addresses`"
+        ]
+    );
+    assert_eq!(
+        errors(&block_with(
+            "name = \"a\"\ndomains = [\"t.me\"]\nsni = \"no\"\n"
+        )),
+        ["p.toml:6:7: `sni` must be a boolean (true or false), found string"]
+    );
+    assert_eq!(
+        errors(&allow_with(
+            "name = \"a\"\ndomains = [\"t.me\"]\nlearn_addresses = false\nsni = false\n"
+        )),
+        [
+            "p.toml:6:1: `learn_addresses` is not allowed on allow rules: allowed names list no addresses",
+            "p.toml:7:1: `sni` is not allowed on allow rules: an allowed name is never refused",
+        ]
     );
 }
 
@@ -1153,6 +1198,7 @@ exec_names = ["telegram-desktop"]
                 domain("t.me"),
                 domain("xn--bcher-kva.example"),
             ],
+            domain_switches: DomainSwitches::default(),
             exec_paths: Vec::new(),
             exec_names: Vec::new(),
             exec_sha256: Vec::new(),
@@ -1273,8 +1319,8 @@ fn ports_and_protocols_do_not_qualify_domains() {
             "name = \"a\"\ndomains = [\"t.me\"]\nports = [443]\nprotocols = [\"tcp\"]\n"
         )),
         [
-            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
-            "p.toml:7:1: `protocols` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
+            "p.toml:6:1: `ports` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `ports`",
+            "p.toml:7:1: `protocols` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `protocols`",
         ]
     );
     assert_eq!(
@@ -1282,7 +1328,7 @@ fn ports_and_protocols_do_not_qualify_domains() {
             "name = \"a\"\ndomains = [\"t.me\"]\nports = [443]\n"
         )),
         [
-            "p.toml:6:1: `ports` only qualify `cidrs`, and this rule has none; add `cidrs` or remove `ports`"
+            "p.toml:6:1: `ports` only qualifies `cidrs`, and this rule has none; add `cidrs` or remove `ports`"
         ]
     );
 }

@@ -35,6 +35,14 @@ pub(super) fn check_mode(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<Mode>
     }
 }
 
+pub(super) fn check_switch(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<bool> {
+    if let DeValue::Boolean(on) = value.get_ref() {
+        return Some(*on);
+    }
+    cx.wrong_type(value, &format!("`{key}` must be a boolean (true or false)"));
+    None
+}
+
 pub(super) fn check_name(cx: &mut FileCx<'_>, value: &Value<'_>) -> Option<String> {
     let DeValue::String(name) = value.get_ref() else {
         cx.wrong_type(value, "`name` must be a string");

@@ -22,11 +22,14 @@
 //!   no DNS message; `errno N` when sending (or connecting) fails,
 //!   `timeout` when no reply comes within 2 seconds, and over TCP `closed`
 //!   when the server closes the connection first.
-//! - `tls-hello ADDR PORT SNI` connects, sends a TLS ClientHello naming SNI
-//!   (see `enforcer_integration_tests::tls`), shuts its side down, waits up
-//!   to 2 seconds for the peer to answer or close, and prints `sent`, or
-//!   `errno N` when connecting or writing fails. The kernel may drop the
-//!   segment silently: the test asks its listener what arrived.
+//! - `tls-hello ADDR PORT SNI [FIRST]` connects, sends a TLS ClientHello
+//!   naming SNI (see `enforcer_integration_tests::tls`), shuts its side
+//!   down, waits up to 2 seconds for the peer to answer or close, and
+//!   prints `sent`, or `errno N` when connecting or writing fails. With
+//!   FIRST, as a splitter such as byedpi does, it sends the first FIRST
+//!   bytes in a segment of their own (`TCP_NODELAY`, then a pause) before
+//!   the rest. The kernel may drop segments silently: the test asks its
+//!   listener what arrived.
 //! - `dns-flood SERVER_ADDR SUFFIX FIRST COUNT` asks, one after another
 //!   over one UDP socket, for the A records of `FIRST.SUFFIX`,
 //!   `FIRST+1.SUFFIX`, ... (COUNT names), and prints `answered N`: how
@@ -55,6 +58,7 @@ use std::{
     },
     path::Path,
     process::{Command, ExitCode},
+    thread,
     time::{Duration, Instant},
 };
 
@@ -68,7 +72,7 @@ const USAGE: &str = "usage: netprobe CGROUP_DIR OP ARGS...
   tcp-connect|udp-connect|udp-sendto|tcp-fastopen ADDR PORT
   dns-query udp|tcp SERVER_ADDR NAME QTYPE
   dns-flood SERVER_ADDR SUFFIX FIRST COUNT
-  tls-hello ADDR PORT SNI
+  tls-hello ADDR PORT SNI [FIRST]
   exec PROGRAM ARGS...";
 
 /// With this variable set, netprobe stays alive after printing its line
@@ -102,6 +106,8 @@ enum Request {
     TlsHello {
         dest: SocketAddr,
         hello: Vec<u8>,
+        /// Bytes sent in a segment of their own first; 0 for none.
+        first: usize,
     },
     Exec {
         program: String,
@@ -142,7 +148,7 @@ fn main() -> ExitCode {
             suffix,
             names,
         } => dns_flood(server, &suffix, names),
-        Request::TlsHello { dest, hello } => tls_hello(dest, &hello),
+        Request::TlsHello { dest, hello, first } => tls_hello(dest, &hello, first),
         Request::Exec { program, args } => {
             let error = Command::new(&program).args(args).exec();
             Err(format!("cannot exec {program}: {error}"))
@@ -201,9 +207,13 @@ fn parse(args: &[String]) -> Option<Request> {
                 names: first..first.checked_add(count.parse().ok()?)?,
             }
         }
-        ("tls-hello", [addr, port, sni]) => Request::TlsHello {
+        ("tls-hello", [addr, port, sni, first @ ..]) if first.len() <= 1 => Request::TlsHello {
             dest: socket_addr(addr, port)?,
             hello: client_hello(sni),
+            first: match first {
+                [first] => first.parse().ok()?,
+                _ => 0,
+            },
         },
         ("exec", [program, args @ ..]) => Request::Exec {
             program: program.clone(),
@@ -363,13 +373,24 @@ fn reply_line(reply: &[u8]) -> String {
     line
 }
 
-fn tls_hello(dest: SocketAddr, hello: &[u8]) -> Result<String, String> {
+fn tls_hello(dest: SocketAddr, hello: &[u8], first: usize) -> Result<String, String> {
     let fd = new_socket(dest, libc::SOCK_STREAM)?;
     if let Err(error) = connect(&fd, dest) {
         return errno_line(&error, "connect");
     }
     let mut stream = TcpStream::from(fd);
-    if let Err(error) = stream.write_all(hello) {
+    let (head, rest) = hello.split_at(first.min(hello.len()));
+    if !head.is_empty() {
+        stream
+            .set_nodelay(true)
+            .map_err(|error| format!("TCP_NODELAY: {error}"))?;
+        if let Err(error) = stream.write_all(head) {
+            return errno_line(&error, "write");
+        }
+        // Long enough for the head to leave alone.
+        thread::sleep(Duration::from_millis(50));
+    }
+    if let Err(error) = stream.write_all(rest) {
         return errno_line(&error, "write");
     }
     // Closing our side tells the listener the hello is complete; waiting

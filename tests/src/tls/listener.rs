@@ -23,13 +23,45 @@ use crate::{
 /// [`Outcome::Ok`] says only that the write succeeded: the kernel may still
 /// drop the segment, so ask the [`TlsListener`] what arrived.
 pub fn tls_hello(cgroup: &TestCgroup, addr: impl Into<IpAddr>, port: u16, sni: &str) -> Outcome {
-    let args = [
+    send_hello(cgroup, addr.into(), port, sni, &[], None)
+}
+
+/// [`tls_hello`] as a splitter sends it, by `uid`: the first `first` bytes
+/// in a TCP segment of their own, then the rest.
+pub fn tls_hello_split_as(
+    cgroup: &TestCgroup,
+    addr: impl Into<IpAddr>,
+    port: u16,
+    sni: &str,
+    first: usize,
+    uid: u32,
+) -> Outcome {
+    send_hello(
+        cgroup,
+        addr.into(),
+        port,
+        sni,
+        &[first.to_string()],
+        Some(uid),
+    )
+}
+
+fn send_hello(
+    cgroup: &TestCgroup,
+    addr: IpAddr,
+    port: u16,
+    sni: &str,
+    split: &[String],
+    uid: Option<u32>,
+) -> Outcome {
+    let mut args = vec![
         "tls-hello".to_owned(),
-        addr.into().to_string(),
+        addr.to_string(),
         port.to_string(),
         sni.to_owned(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args, None);
+    args.extend_from_slice(split);
+    let (_, line) = run_netprobe(cgroup, &args, uid);
     outcome(&line, "sent").unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 

@@ -42,6 +42,8 @@ pub enum KeySummary {
     Values(Option<Vec<String>>),
     /// A setting's value.
     Setting(String),
+    /// A switch the rule turns off (`false`); one that is on is left out.
+    Switch(bool),
 }
 
 impl RuleSummary {
@@ -52,6 +54,10 @@ impl RuleSummary {
                 Role::Setting { shown } => KeySummary::Setting(shown(rule)),
                 Role::Target { count, .. } => KeySummary::Count(count(rule)),
                 Role::Qualifier { shown, .. } => KeySummary::Values(shown(rule)),
+                // Shown only when off, so summaries of rules that turn
+                // nothing off keep their fields.
+                Role::Switch { on, .. } if on(rule) => return None,
+                Role::Switch { .. } => KeySummary::Switch(false),
             };
             Some((key.key.to_owned(), summary))
         });
@@ -105,17 +111,26 @@ impl fmt::Display for RuleSummary {
                     // Qualifiers only narrow their target, so they show
                     // beside it.
                     for qualifier in RULE_KEYS {
-                        if let Role::Qualifier { of, .. } = qualifier.role
-                            && of == key.key
-                        {
-                            let values = self
-                                .values(qualifier.key)
-                                .map_or("all".to_owned(), |values| values.join(","));
-                            parts.push(format!("{} {values}", qualifier.key));
+                        match qualifier.role {
+                            Role::Qualifier { of, .. } if of == key.key => {
+                                let values = self
+                                    .values(qualifier.key)
+                                    .map_or("all".to_owned(), |values| values.join(","));
+                                parts.push(format!("{} {values}", qualifier.key));
+                            }
+                            // A switch that a daemon predates reads as on.
+                            Role::Switch { of, .. }
+                                if of == key.key
+                                    && self.keys.get(qualifier.key)
+                                        == Some(&KeySummary::Switch(false)) =>
+                            {
+                                parts.push(format!("{} off", qualifier.key));
+                            }
+                            _ => {}
                         }
                     }
                 }
-                Role::Name | Role::Qualifier { .. } => {}
+                Role::Name | Role::Qualifier { .. } | Role::Switch { .. } => {}
             }
         }
         write!(
@@ -249,6 +264,7 @@ fn change(before: &Rule, after: &Rule) -> RuleChange {
                 format!("{:?}", shown(before)),
                 format!("{:?}", shown(after)),
             ),
+            Role::Switch { on, .. } => note(key.key, on(before).to_string(), on(after).to_string()),
             Role::Name | Role::Target { .. } => {}
         }
     }

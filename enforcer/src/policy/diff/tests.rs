@@ -259,6 +259,30 @@ domains = ["telegram.org", "t.me"]
 }
 
 #[test]
+fn a_switch_turned_off_shows_in_the_summary_and_the_change() {
+    let rule = |switch: &str| {
+        policy(&format!(
+            "version = 1\n[[block]]\nname = \"docs\"\ndomains = [\"docs.google.com\"]\n{switch}"
+        ))
+    };
+    let (old, new) = (rule(""), rule("learn_addresses = false\n"));
+    assert_eq!(
+        RuleSummary::of(&old.rules[0]).to_string(),
+        "docs (block enforce, 1 domain)"
+    );
+    assert_eq!(
+        RuleSummary::of(&new.rules[0]).to_string(),
+        "docs (block enforce, 1 domain, learn_addresses off)"
+    );
+    let diff = PolicyDiff::between(&old, &new);
+    assert_eq!(diff.changed.len(), 1, "{diff:?}");
+    assert_eq!(diff.changed[0].settings, ["learn_addresses: true -> false"]);
+    // Written out as on, a switch is the same rule as without it.
+    let diff = PolicyDiff::between(&old, &rule("sni = true\n"));
+    assert!(diff.changed.is_empty(), "{diff:?}");
+}
+
+#[test]
 fn reports_option_changes() {
     let rule = "[[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n";
     let old = policy(&format!(
