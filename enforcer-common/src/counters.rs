@@ -45,6 +45,9 @@ macro_rules! counter_table {
             /// without their file name, because every buffer of that kind on their
             /// CPU was in use (see `enforcer_common::claim`).
             BuffersBusy = 13, buffers_busy;
+            /// DNS answers for listed names that no query on their socket asked
+            /// for, forged or unsolicited: dropped, and nothing learned.
+            AnswersUnsolicited = 14, answers_unsolicited;
         }
     };
 }

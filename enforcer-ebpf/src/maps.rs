@@ -1,7 +1,7 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray},
+    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray, SkStorage},
     macros::btf_map,
 };
 use core::{
@@ -11,7 +11,7 @@ use core::{
 
 use enforcer_common::{
     claim::{self, ClaimWord},
-    dns::{Cnames, Learned, MAX_ANSWERS, Response},
+    dns::{Cnames, Learned, MAX_ANSWERS, PendingQueries, Response},
     domain::NAME_BYTES,
     event::LearnedAddress,
     exec::MAX_NAME_LEN,
@@ -46,6 +46,12 @@ pub(crate) static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
 #[btf_map]
 pub(crate) static LEARNED: LruHashMap<[u8; 16], LearnedAddress, 65536> = LruHashMap::new();
 
+/// The DNS queries each socket of the enforced cgroup sent, on the socket
+/// itself: only an answer to one of them teaches an address (see
+/// `skb::pending`). It dies with the socket, and with the programs.
+#[btf_map]
+pub(crate) static PENDING_QUERIES: SkStorage<PendingQueries> = SkStorage::new();
+
 /// Room to copy a payload and a name into: far more than the 512-byte
 /// stack holds.
 pub(crate) struct Scratch {
@@ -61,6 +67,9 @@ pub(crate) struct Scratch {
     /// and how many there are.
     pub(crate) learned: [Learned; MAX_ANSWERS as usize],
     pub(crate) collected: usize,
+    /// The digest of that response's question name, taken before the
+    /// name buffer moves on to its CNAME targets.
+    pub(crate) question_digest: u64,
 }
 
 /// The copied payload and the name buffer of a [`Scratch`], borrowed

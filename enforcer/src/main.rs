@@ -487,11 +487,12 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(
         text,
         "domain verdicts: {} DNS queries blocked, {} server names blocked, {} addresses \
-         learned, {} unreadable messages",
+         learned, {} unreadable messages, {} answers nobody asked for",
         counters.dns_queries_blocked,
         counters.server_names_blocked,
         counters.addresses_learned,
-        counters.malformed
+        counters.malformed,
+        counters.answers_unsolicited
     );
     let _ = writeln!(
         text,

@@ -16,7 +16,7 @@ use enforcer_integration_tests::{
     cgroup::TestCgroup,
     command::run,
     daemon::Daemon,
-    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query},
+    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query, forged_answers},
     net::{
         Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
     },
@@ -209,6 +209,57 @@ domains = ["whatsapp.net"]
         Outcome::Ok,
         "the block ends with the TTL"
     );
+}
+
+/// Only an answer to a query its socket sent teaches an address: the same
+/// resolver, transaction id and question. One with another id (what an
+/// off-path attacker guesses) or another question (a resolver answering
+/// what nobody asked) is dropped, counted, and refuses nothing.
+#[test]
+fn an_answer_nobody_asked_for_refuses_nothing() {
+    let listed = Ipv4Addr::new(127, 0, 1, 60);
+    let (_listener, port) = tcp_listener(listed);
+    let another_id = Ipv4Addr::new(127, 0, 1, 61);
+    let _another_id = DnsServer::forging(
+        another_id,
+        forged_answers("media.whatsapp.net", listed, 0x5a5a),
+    );
+    let another_question = Ipv4Addr::new(127, 0, 1, 62);
+    let _another_question = DnsServer::forging(
+        another_question,
+        forged_answers("media.whatsapp.net", listed, 0),
+    );
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+[options]
+dns_block_queries = false
+[[block]]
+name = "whatsapp"
+domains = ["whatsapp.net"]
+"#,
+    );
+    for (server, asked) in [
+        (another_id, "media.whatsapp.net"),
+        (another_question, "chat.example.org"),
+    ] {
+        let outcome = dns_query(&cgroup, Transport::Udp, server, asked, "A");
+        assert_eq!(
+            outcome,
+            DnsOutcome::Timeout,
+            "the forged answer from {server} reached the client"
+        );
+        assert_eq!(
+            probe(&cgroup, Op::TcpConnect, listed, port),
+            Outcome::Ok,
+            "a forged answer from {server} refused {listed}"
+        );
+    }
+    let counters = &daemon.status_json()["counters"];
+    assert_eq!(counters["answers_unsolicited"], 2, "{counters}");
+    assert_eq!(counters["addresses_learned"], 0, "{counters}");
 }
 
 #[test]

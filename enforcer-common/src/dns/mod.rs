@@ -11,6 +11,7 @@
 
 mod message;
 mod name;
+mod pending;
 mod response;
 
 pub use self::{
@@ -19,6 +20,7 @@ pub use self::{
         TYPE_AAAA, TYPE_CNAME, question, record, tcp_messages,
     },
     name::{MAX_POINTERS, NameRead, read_name, skip_name},
+    pending::{ANSWER_WINDOW_SECONDS, PENDING_QUERIES, PendingQueries, PendingQuery, name_digest},
     response::{
         Cnames, MAX_CNAMES, Response, find_cnames, judge_cnames, judge_question, judge_response,
         learn_addresses, walk_response,

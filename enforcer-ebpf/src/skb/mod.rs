@@ -14,6 +14,7 @@
 mod judge;
 mod learn;
 mod outgoing;
+mod pending;
 mod response;
 
 use aya_ebpf::{btf_maps::ProgramArray, macros::cgroup_skb, programs::SkBuffContext};

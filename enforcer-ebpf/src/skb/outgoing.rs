@@ -17,6 +17,7 @@ use enforcer_common::{
 use super::{
     judge::{DROP, PASS, generation_and_payload},
     learn::learn,
+    pending::remember_query,
 };
 use crate::{
     counters::count,
@@ -26,7 +27,8 @@ use crate::{
     report::{NameVerdict, report_name},
 };
 
-/// A DNS query over UDP or TCP: dropped when it asks for a blocked name.
+/// A DNS query over UDP or TCP: dropped when it asks for a blocked name
+/// and queries are blocked, else remembered on its socket.
 // A function of its own: see `STACK` in `skb`.
 #[inline(never)]
 pub(crate) fn judge_query<S: ImageSlot>(
@@ -38,14 +40,14 @@ pub(crate) fn judge_query<S: ImageSlot>(
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
-    if generation.dns_options()? & options::BLOCK_QUERIES == 0 {
-        return Ok(PASS);
-    }
+    // Read even when queries are not blocked: each one that leaves is
+    // remembered, so that its answer may teach addresses.
+    let blocks = generation.dns_options()? & options::BLOCK_QUERIES != 0;
     let Some(Parts { payload, name, .. }) = scratch.parts() else {
         return Ok(PASS);
     };
     let verdict = if packet.transport.protocol == IPPROTO_UDP {
-        judge_message(&generation, &payload, 0, name, packet)
+        judge_message(ctx, &generation, blocks, &payload, 0, name, packet)
             .map(|pass| if pass { PASS } else { DROP })
     } else if packet.transport.payload_len as usize > PACKET_BYTES {
         Err(Stop::Malformed)
@@ -54,7 +56,7 @@ pub(crate) fn judge_query<S: ImageSlot>(
         // Unrolled: judging a message runs `bpf_loop` callbacks, and a
         // callback within a callback would not fit the stack.
         dns::tcp_messages(&payload, &Plain, |message| {
-            let pass = judge_message(&generation, &payload, message, name, packet)?;
+            let pass = judge_message(ctx, &generation, blocks, &payload, message, name, packet)?;
             if !pass {
                 verdict = DROP;
             }
@@ -65,22 +67,29 @@ pub(crate) fn judge_query<S: ImageSlot>(
     match verdict {
         Ok(verdict) => Ok(verdict),
         Err(Stop::Fault) => Err(Fault),
+        // Without query blocking an unreadable query goes out, unremembered:
+        // an answer to it teaches nothing.
         Err(Stop::Malformed) => {
             count(Counter::Malformed);
-            Ok(DROP)
+            Ok(if blocks { DROP } else { PASS })
         }
     }
 }
 
-/// One query message; `Ok(true)` lets it through.
+/// One query message; `Ok(true)` lets it through, remembered on its
+/// socket so that its answer may teach addresses. With `blocks`, a query
+/// for a blocked name is refused, and one for an audited name reported.
 #[inline(always)]
 fn judge_message(
+    ctx: &SkBuffContext,
     generation: &Generation<'_, LiveImage<'_>>,
+    blocks: bool,
     payload: &Packet<'_>,
     message: usize,
     name: &mut [u8; NAME_BYTES],
     packet: &Headers,
 ) -> Result<bool, Stop> {
+    let id = payload.u16(message)?;
     let question = dns::question(payload, message, false, name, &BpfLoop)?;
     let name = Name {
         bytes: name,
@@ -88,13 +97,19 @@ fn judge_message(
     };
     let found = generation.domain(&name, &BpfLoop)?;
     let pass = match found.decision.action() {
-        Action::Block => {
+        Action::Block if blocks => {
             count(Counter::DnsQueriesBlocked);
             false
         }
-        Action::Audit => true,
-        Action::None | Action::Allow => return Ok(true),
+        Action::Audit if blocks => true,
+        Action::Block | Action::Audit | Action::None | Action::Allow => {
+            remember_query(ctx, packet, id, &question, &name);
+            return Ok(true);
+        }
     };
+    if pass {
+        remember_query(ctx, packet, id, &question, &name);
+    }
     report_name(&NameVerdict {
         kind: DomainEventKind::Query,
         generation: generation.number()?,

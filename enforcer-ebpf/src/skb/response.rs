@@ -17,6 +17,7 @@ use enforcer_common::{
 use super::{
     judge::{DROP, PASS, generation_and_payload},
     learn::learn,
+    pending::was_asked,
 };
 use crate::{
     counters::count,
@@ -45,6 +46,16 @@ pub(crate) fn judge_response<S: ImageSlot>(
     let Some(learns) = read_response(&generation, scratch, message)? else {
         return Ok(PASS);
     };
+    if learns && !answers_a_query(ctx, packet, scratch, message) {
+        count(Counter::AnswersUnsolicited);
+        // SAFETY: `read_response` wrote it.
+        let chain = unsafe { scratch.response.assume_init_ref() }.chain;
+        // An audit rule refuses nothing, forged answers included.
+        return Ok(match chain.decision.action() {
+            Action::Block => DROP,
+            Action::Audit | Action::Allow | Action::None => PASS,
+        });
+    }
     if learns {
         // Collecting and learning are separate calls: together they would
         // not fit the stack (see `STACK` in `skb`).
@@ -92,6 +103,26 @@ fn read_response(
     Ok(Some(unsafe { scratch.response.assume_init_ref() }.learns()))
 }
 
+/// Whether the response `read_response` read answers a query its socket
+/// sent: the same resolver, transaction id and question.
+#[inline(always)]
+fn answers_a_query(
+    ctx: &SkBuffContext,
+    packet: &Headers,
+    scratch: &Scratch,
+    message: usize,
+) -> bool {
+    let Some(payload) = Packet::new(&scratch.packet, scratch.copied) else {
+        return false;
+    };
+    let Ok(id) = payload.u16(message) else {
+        return false;
+    };
+    // SAFETY: `read_response` wrote it.
+    let qtype = unsafe { scratch.response.assume_init_ref() }.question.qtype;
+    was_asked(ctx, packet, id, qtype, scratch.question_digest)
+}
+
 /// Whether a pass read its part of the response: a fault stops the judge,
 /// and an unreadable response is counted.
 #[inline(always)]
@@ -120,6 +151,13 @@ fn read_question(
     let response =
         dns::judge_question(generation, &payload, message, &mut scratch.name, &BpfLoop, &BpfLoop)?;
     scratch.response.write(response);
+    scratch.question_digest = dns::name_digest(
+        &Name {
+            bytes: &scratch.name,
+            len: response.name_len,
+        },
+        &BpfLoop,
+    );
     Ok(())
 }
 

@@ -472,6 +472,7 @@ mod tests {
             "server_names_blocked",
             "tamper_refused",
             "buffers_busy",
+            "answers_unsolicited",
         ];
         assert_eq!(json.as_object().unwrap().len(), names.len());
         for (index, name) in names.into_iter().enumerate() {

@@ -6,7 +6,7 @@ mod server;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-pub use self::server::{DnsServer, ReceivedQuery, Zone, numbered_answers};
+pub use self::server::{DnsServer, ReceivedQuery, Zone, forged_answers, numbered_answers};
 use crate::{cgroup::TestCgroup, net::run_netprobe};
 
 /// The port the server listens on, UDP and TCP.

@@ -23,7 +23,7 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Message, ResponseCode},
+    op::{Message, Query, ResponseCode},
     rr::{
         Name, RData, Record, RecordType,
         rdata::{A, AAAA, CNAME},
@@ -169,6 +169,29 @@ pub fn numbered_answers(per_name: u32) -> impl Fn(&[u8]) -> Vec<u8> + Send + Syn
     }
 }
 
+/// A reply function for [`DnsServer::forging`]: to every query, a
+/// response whose question and answer say that `name` has the address
+/// `addr`, with the query's id XORed with `id_change` (0 keeps it). With
+/// another id it is what an off-path attacker guesses; with another name,
+/// an answer to a question nobody asked.
+pub fn forged_answers(
+    name: &str,
+    addr: Ipv4Addr,
+    id_change: u16,
+) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+    let name = fqdn(name);
+    move |query| {
+        let Ok(query) = Message::from_vec(query) else {
+            return Vec::new();
+        };
+        let mut reply = Message::response(query.metadata.id ^ id_change, query.metadata.op_code);
+        reply.metadata.recursion_available = true;
+        reply.add_query(Query::query(name.clone(), RecordType::A));
+        reply.add_answer(Record::from_rdata(name.clone(), 3600, RData::A(A(addr))));
+        reply.to_vec().expect("encoding a DNS reply")
+    }
+}
+
 /// `name` as a fully qualified DNS name; panics on one that is not valid.
 fn fqdn(name: &str) -> Name {
     let mut parsed =
@@ -182,6 +205,8 @@ enum Reply {
     Zone(Zone),
     /// The caller's bytes, whatever the query.
     Raw(Box<RawReply>),
+    /// The caller's bytes exactly, id and all.
+    Forged(Box<RawReply>),
 }
 
 /// The reply function of [`DnsServer::raw`]: query bytes in, reply out.
@@ -211,6 +236,7 @@ impl Shared {
                 }
                 Some(bytes)
             }
+            Reply::Forged(reply) => Some(reply(query)),
         }
     }
 }
@@ -250,6 +276,15 @@ impl DnsServer {
     /// both are at least that long: for tests of malformed replies.
     pub fn raw(addr: Ipv4Addr, reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> Self {
         Self::serve(addr, Reply::Raw(Box::new(reply)))
+    }
+
+    /// Answers every query on `addr`:53 with `reply(query bytes)` as it
+    /// is, its id included: for tests of answers that no query asked for.
+    pub fn forging(
+        addr: Ipv4Addr,
+        reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(addr, Reply::Forged(Box::new(reply)))
     }
 
     fn serve(addr: Ipv4Addr, reply: Reply) -> Self {
