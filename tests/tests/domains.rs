@@ -16,7 +16,7 @@ use enforcer_integration_tests::{
     cgroup::TestCgroup,
     command::run,
     daemon::Daemon,
-    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query, forged_answers},
+    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query, dns_segmented, forged_answers},
     net::{
         Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
     },
@@ -260,6 +260,38 @@ domains = ["whatsapp.net"]
     let counters = &daemon.status_json()["counters"];
     assert_eq!(counters["answers_unsolicited"], 2, "{counters}");
     assert_eq!(counters["addresses_learned"], 0, "{counters}");
+}
+
+/// With `UDP_SEGMENT` one send carries several queries, which the hooks
+/// see as one packet: a harmless query first, a listed one after it. Such
+/// a send to port 53 is refused whole.
+#[test]
+fn queries_sent_together_with_udp_segmentation_are_refused() {
+    let server_addr = Ipv4Addr::new(127, 0, 1, 63);
+    let server = DnsServer::start(server_addr, Zone::new());
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    // Names of one length, so that each query is one segment.
+    let (harmless, listed) = ("aaaa.example.org", "web.whatsapp.com");
+    assert_eq!(harmless.len(), listed.len());
+    assert_eq!(
+        dns_segmented(&cgroup, server_addr, &[harmless, listed]),
+        EPERM
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        server.queries(),
+        [],
+        "a query of the segmented send arrived"
+    );
+    assert!(
+        daemon.status_json()["counters"]["malformed"]
+            .as_u64()
+            .is_some_and(|count| count > 0)
+    );
+    // One at a time, the harmless one goes.
+    let outcome = dns_query(&cgroup, Transport::Udp, server_addr, harmless, "A");
+    assert!(!outcome.is_refused(), "{outcome:?}");
 }
 
 #[test]

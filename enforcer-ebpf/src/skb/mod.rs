@@ -18,7 +18,12 @@ mod pending;
 mod response;
 
 use aya_ebpf::{btf_maps::ProgramArray, macros::cgroup_skb, programs::SkBuffContext};
-use enforcer_common::{counters::Counter, dns, lookup::Fault, proto::IPPROTO_TCP};
+use enforcer_common::{
+    counters::Counter,
+    dns,
+    lookup::Fault,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+};
 
 pub(crate) use self::learn::learned_decision;
 use self::{
@@ -54,12 +59,17 @@ pub(crate) fn egress(ctx: SkBuffContext) -> i32 {
     let Some(transport) = transport(&ctx) else {
         return PASS;
     };
-    if outgoing_judged(&ctx, &transport).is_none() {
-        if starts_short_client_hello(&ctx, &transport) {
+    match outgoing_judged(&ctx, &transport) {
+        None if starts_short_client_hello(&ctx, &transport) => {
             count(Counter::Malformed);
             return DROP;
         }
-        return PASS;
+        None => return PASS,
+        Some(Outgoing::DnsQuery) if several_datagrams(&ctx, &transport) => {
+            count(Counter::Malformed);
+            return DROP;
+        }
+        Some(_) => {}
     }
     // Unjudged, a query or ClientHello may not leave.
     tail_call_variant(&ctx, &EGRESS_VARIANTS, DROP)
@@ -114,9 +124,24 @@ pub(crate) fn ingress(ctx: SkBuffContext) -> i32 {
     if transport.sport != dns::PORT {
         return PASS;
     }
+    if several_datagrams(&ctx, &transport) {
+        count(Counter::Malformed);
+        return DROP;
+    }
     // An unjudged response goes through, as one the judges cannot read
     // does (see the top of this file).
     tail_call_variant(&ctx, &INGRESS_VARIANTS, PASS)
+}
+
+/// Whether a UDP packet is several datagrams at once: a send with
+/// `UDP_SEGMENT`, or datagrams merged on receive for a socket with
+/// `UDP_GRO`. The judges read one DNS message per datagram, so a packet
+/// to or from port 53 that holds more is dropped, counted as unreadable:
+/// a harmless query first would carry a listed one past them.
+#[inline(always)]
+fn several_datagrams(ctx: &SkBuffContext, transport: &Transport) -> bool {
+    // SAFETY: a field of the context, which cgroup_skb programs may read.
+    transport.protocol == IPPROTO_UDP && unsafe { (*ctx.skb.skb).gso_segs } > 1
 }
 
 /// Tail-calls the variant in `variants` for the slot the live image is

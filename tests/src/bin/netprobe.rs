@@ -30,6 +30,10 @@
 //!   bytes in a segment of their own (`TCP_NODELAY`, then a pause) before
 //!   the rest. The kernel may drop segments silently: the test asks its
 //!   listener what arrived.
+//! - `dns-gso SERVER_ADDR NAME...` sends an A query for each NAME (all of
+//!   one length) in one `sendto()` of a socket with `UDP_SEGMENT` set to a
+//!   query's size, so the kernel sends them as that many datagrams, and
+//!   prints `sent` or `errno N`; the test asks its server what arrived.
 //! - `dns-flood SERVER_ADDR SUFFIX FIRST COUNT` asks, one after another
 //!   over one UDP socket, for the A records of `FIRST.SUFFIX`,
 //!   `FIRST+1.SUFFIX`, ... (COUNT names), and prints `answered N`: how
@@ -71,6 +75,7 @@ use hickory_proto::{
 const USAGE: &str = "usage: netprobe CGROUP_DIR OP ARGS...
   tcp-connect|udp-connect|udp-sendto|tcp-fastopen ADDR PORT
   dns-query udp|tcp SERVER_ADDR NAME QTYPE
+  dns-gso SERVER_ADDR NAME...
   dns-flood SERVER_ADDR SUFFIX FIRST COUNT
   tls-hello ADDR PORT SNI [FIRST]
   exec PROGRAM ARGS...";
@@ -97,6 +102,10 @@ enum Request {
         tcp: bool,
         server: SocketAddr,
         query: Vec<u8>,
+    },
+    DnsSegmented {
+        server: SocketAddr,
+        queries: Vec<Vec<u8>>,
     },
     DnsFlood {
         server: SocketAddr,
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
             server,
             query,
         } => dns_tcp(server, &query),
+        Request::DnsSegmented { server, queries } => dns_segmented(server, &queries),
         Request::DnsFlood {
             server,
             suffix,
@@ -189,6 +199,13 @@ fn parse(args: &[String]) -> Option<Request> {
             kind: libc::SOCK_STREAM,
             dest: socket_addr(addr, port)?,
             flags: libc::MSG_FASTOPEN,
+        },
+        ("dns-gso", [server, names @ ..]) if !names.is_empty() => Request::DnsSegmented {
+            server: SocketAddr::new(server.parse().ok()?, DNS_PORT),
+            queries: names
+                .iter()
+                .map(|name| dns_message(name, "A"))
+                .collect::<Option<_>>()?,
         },
         ("dns-query", [transport, server, name, qtype]) => Request::DnsQuery {
             tcp: match transport.as_str() {
@@ -290,6 +307,32 @@ fn dns_udp(server: SocketAddr, query: &[u8]) -> Result<String, String> {
         Ok(len) => Ok(reply_line(&reply[..len])),
         Err(error) if is_timeout(&error) => Ok("timeout".to_owned()),
         Err(error) => errno_line(&error, "recv"),
+    }
+}
+
+fn dns_segmented(server: SocketAddr, queries: &[Vec<u8>]) -> Result<String, String> {
+    let size = queries[0].len();
+    if queries.iter().any(|query| query.len() != size) {
+        return Err("dns-gso needs names of one length".to_owned());
+    }
+    let fd = new_socket(server, libc::SOCK_DGRAM)?;
+    let segment = size as libc::c_int;
+    // SAFETY: an int option of the size given, on a socket this owns.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&raw const segment).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(format!("UDP_SEGMENT: {}", io::Error::last_os_error()));
+    }
+    match sendto(&fd, server, &queries.concat(), 0) {
+        Ok(()) => Ok("sent".to_owned()),
+        Err(error) => errno_line(&error, "sendto"),
     }
 }
 

@@ -7,7 +7,10 @@ mod server;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use self::server::{DnsServer, ReceivedQuery, Zone, forged_answers, numbered_answers};
-use crate::{cgroup::TestCgroup, net::run_netprobe};
+use crate::{
+    cgroup::TestCgroup,
+    net::{Outcome, outcome, run_netprobe},
+};
 
 /// The port the server listens on, UDP and TCP.
 pub const DNS_PORT: u16 = 53;
@@ -86,6 +89,17 @@ pub fn dns_query(
     ];
     let (_, line) = run_netprobe(cgroup, &args, None);
     dns_outcome(&line).unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
+}
+
+/// Sends A queries for `names`, all of one length, from a fresh
+/// `netprobe` in `cgroup` to `server`:53 in one send of a socket with
+/// `UDP_SEGMENT`: as many datagrams, which the kernel's hooks see as one
+/// packet. Ask the server what arrived.
+pub fn dns_segmented(cgroup: &TestCgroup, server: Ipv4Addr, names: &[&str]) -> Outcome {
+    let mut args = vec!["dns-gso".to_owned(), server.to_string()];
+    args.extend(names.iter().map(|name| (*name).to_owned()));
+    let (_, line) = run_netprobe(cgroup, &args, None);
+    outcome(&line, "sent").unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 
 /// Asks `server` for the A records of `N.SUFFIX` for each N in `names`,
