@@ -114,31 +114,50 @@ pub struct DomainMatch {
     pub decision: crate::decision::Decision,
     /// The domain table slot holding that domain.
     pub slot: u32,
-    /// Where in the name that domain starts.
-    pub start: u32,
-    /// The deciding rule's switches, as [`entry`] packs them.
-    pub switches: u32,
+    /// Where in the name that domain starts, below [`entry::TEXT_BITS`],
+    /// and the deciding rule's switches, as [`entry`] packs them above:
+    /// one word, because the deepest chain of calls of the packet programs
+    /// has no room for a fourth on Linux 6.1.
+    start_and_switches: u32,
 }
 
 impl DomainMatch {
     /// Nothing listed.
-    pub const NONE: DomainMatch = DomainMatch {
-        decision: crate::decision::Decision::NONE,
-        slot: 0,
-        start: 0,
-        switches: 0,
-    };
+    pub const NONE: DomainMatch = DomainMatch::new(crate::decision::Decision::NONE, 0, 0, 0);
+
+    /// The word on a name: `decision` from the entry in `slot`, whose
+    /// domain starts at `start` in the name, with the switches of the
+    /// entry's high half `switches` (its text offset is ignored).
+    #[inline(always)]
+    pub const fn new(
+        decision: crate::decision::Decision,
+        slot: u32,
+        start: u32,
+        switches: u32,
+    ) -> Self {
+        DomainMatch {
+            decision,
+            slot,
+            start_and_switches: (start & entry::TEXT_MASK) | (switches & !entry::TEXT_MASK),
+        }
+    }
+
+    /// Where in the name the listed domain starts.
+    #[inline(always)]
+    pub const fn start(&self) -> u32 {
+        self.start_and_switches & entry::TEXT_MASK
+    }
 
     /// Whether the addresses given for the name are listed.
     #[inline(always)]
     pub const fn learns_addresses(&self) -> bool {
-        self.switches & entry::NO_LEARNING == 0
+        self.start_and_switches & entry::NO_LEARNING == 0
     }
 
     /// Whether a ClientHello naming the name is judged.
     #[inline(always)]
     pub const fn judges_server_name(&self) -> bool {
-        self.switches & entry::NO_SNI == 0
+        self.start_and_switches & entry::NO_SNI == 0
     }
 }
 

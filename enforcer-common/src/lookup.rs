@@ -286,16 +286,11 @@ impl<W: Words + ?Sized> Generation<'_, W> {
         // every switch on. Only someone who knows the seed can make one;
         // failing closed keeps it from unlisting anything.
         let (decision, switches) = if compare.equal {
-            (listed, high(entry) & !domain::entry::TEXT_MASK)
+            (listed, high(entry))
         } else {
             (Decision::new(Action::Block, listed.rule()), 0)
         };
-        Ok(DomainMatch {
-            decision,
-            slot,
-            start: start as u32,
-            switches,
-        })
+        Ok(DomainMatch::new(decision, slot, start as u32, switches))
     }
 
     /// The decision and slot of the listed domain whose whole-name hash is
@@ -311,12 +306,7 @@ impl<W: Words + ?Sized> Generation<'_, W> {
             return Ok(DomainMatch::NONE);
         };
         let entry = self.word(slots + slot * DOMAIN_SLOT_WORDS + 1)?;
-        Ok(DomainMatch {
-            decision: Decision(low(entry)),
-            slot,
-            start: 0,
-            switches: high(entry) & !domain::entry::TEXT_MASK,
-        })
+        Ok(DomainMatch::new(Decision(low(entry)), slot, 0, high(entry)))
     }
 
     /// The whole-name hash stored in `slot`.

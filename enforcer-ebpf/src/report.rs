@@ -130,7 +130,7 @@ pub(crate) fn report_name(verdict: &NameVerdict<'_>) {
         (*event).qtype = verdict.qtype;
         (*event).ttl = verdict.ttl;
         (*event).name_len = verdict.name.len as u16;
-        (*event).domain_start = verdict.found.start as u16;
+        (*event).domain_start = verdict.found.start() as u16;
         (*event).comm = comm;
         core::ptr::copy_nonoverlapping(
             verdict.name.bytes.as_ptr(),

@@ -204,7 +204,7 @@ proptest! {
             let (action, start) = reference(&rules, &name);
             prop_assert_eq!(found.decision.action(), action, "{}", name);
             if action != Action::None {
-                prop_assert_eq!(found.start as usize, start, "{}", name);
+                prop_assert_eq!(found.start() as usize, start, "{}", name);
             }
         }
     }

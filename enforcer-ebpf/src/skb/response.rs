@@ -93,8 +93,11 @@ fn read_response(
     scratch: &mut Scratch,
     message: usize,
 ) -> Result<Option<bool>, Fault> {
-    if !readable(read_question(generation, scratch, message))?
-        || !readable(read_cnames(scratch))?
+    if !readable(read_question(generation, scratch, message))? {
+        return Ok(None);
+    }
+    digest_question(scratch);
+    if !readable(read_cnames(scratch))?
         || !readable(read_cname_targets(generation, scratch, message))?
     {
         return Ok(None);
@@ -105,7 +108,9 @@ fn read_response(
 
 /// Whether the response `read_response` read answers a query its socket
 /// sent: the same resolver, transaction id and question.
-#[inline(always)]
+// A function of its own: inlined, its locals would sit in the judge's
+// frame, on the deepest chain of calls (see `STACK` in `skb`).
+#[inline(never)]
 fn answers_a_query(
     ctx: &SkBuffContext,
     packet: &Headers,
@@ -151,14 +156,24 @@ fn read_question(
     let response =
         dns::judge_question(generation, &payload, message, &mut scratch.name, &BpfLoop, &BpfLoop)?;
     scratch.response.write(response);
+    Ok(())
+}
+
+/// The digest of the question's name, into the scratch buffer, while the
+/// name buffer still holds it (`read_cname_targets` moves it on).
+// A function of its own, called after `read_question` returns: inside it,
+// its loop would lengthen the deepest chain of calls.
+#[inline(never)]
+fn digest_question(scratch: &mut Scratch) {
+    // SAFETY: `read_question` wrote it.
+    let len = unsafe { scratch.response.assume_init_ref() }.name_len;
     scratch.question_digest = dns::name_digest(
         &Name {
             bytes: &scratch.name,
-            len: response.name_len,
+            len,
         },
         &BpfLoop,
     );
-    Ok(())
 }
 
 /// Where the CNAME targets are, into the scratch buffer.
