@@ -3,6 +3,7 @@
 //! addresses and socket for one they judge.
 
 use aya_ebpf::{
+    bindings::bpf_sock,
     helpers::{bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     programs::SkBuffContext,
 };
@@ -213,21 +214,12 @@ fn at_stream_start(ctx: &SkBuffContext, transport: &Transport) -> bool {
     if flags & TCP_SYN != 0 {
         return true;
     }
-    // SAFETY: the context's socket field, which the verifier checks for
-    // null below; reading it is what cgroup_skb programs may do.
-    let sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
-    if sock.is_null() {
+    let Some(full) = full_socket(ctx) else {
         return true;
-    }
-    // SAFETY: helpers that take the context's socket and return null when
-    // it is not a full TCP socket.
-    let tcp = unsafe {
-        let full = bpf_sk_fullsock(sock);
-        if full.is_null() {
-            return true;
-        }
-        bpf_tcp_sock(full)
     };
+    // SAFETY: a helper that takes a full socket and returns null when it
+    // is not a TCP one.
+    let tcp = unsafe { bpf_tcp_sock(full) };
     if tcp.is_null() {
         return true;
     }
@@ -236,4 +228,19 @@ fn at_stream_start(ctx: &SkBuffContext, transport: &Transport) -> bool {
     // `bytes_acked` counts the SYN, so this is the initial sequence number.
     let initial = unacknowledged.wrapping_sub(acknowledged as u32);
     u32::from_be(sequence) == initial.wrapping_add(1)
+}
+
+/// The packet's socket, when it is a full socket (not a request or
+/// time-wait one): what the socket helpers take.
+#[inline(always)]
+pub(crate) fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+    // SAFETY: the context's socket field, checked for null below, as
+    // cgroup_skb programs may read it.
+    let sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sock.is_null() {
+        return None;
+    }
+    // SAFETY: a helper that returns null for anything but a full socket.
+    let full = unsafe { bpf_sk_fullsock(sock) };
+    (!full.is_null()).then_some(full)
 }

@@ -16,7 +16,7 @@ use crate::{
     maps::{LEARNED, LiveImage},
 };
 
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
+pub(super) const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
 /// Lists `learned` for the domain `found`, for its TTL bounded by the
 /// policy, and returns the seconds it stays listed.

@@ -96,19 +96,16 @@ fn judge_message(
         len: question.name_len,
     };
     let found = generation.domain(&name, &BpfLoop)?;
-    let pass = match found.decision.action() {
-        Action::Block if blocks => {
-            count(Counter::DnsQueriesBlocked);
-            false
-        }
-        Action::Audit if blocks => true,
-        Action::Block | Action::Audit | Action::None | Action::Allow => {
-            remember_query(ctx, packet, id, &question, &name);
-            return Ok(true);
-        }
-    };
+    let action = found.decision.action();
+    let pass = !(blocks && action == Action::Block);
     if pass {
         remember_query(ctx, packet, id, &question, &name);
+    }
+    if !(blocks && matches!(action, Action::Block | Action::Audit)) {
+        return Ok(pass);
+    }
+    if !pass {
+        count(Counter::DnsQueriesBlocked);
     }
     report_name(&NameVerdict {
         kind: DomainEventKind::Query,

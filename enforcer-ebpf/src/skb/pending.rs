@@ -3,8 +3,8 @@
 //! that leaves, looked up for every answer that would teach an address.
 
 use aya_ebpf::{
-    bindings::{BPF_SK_STORAGE_GET_F_CREATE, bpf_sock},
-    helpers::{bpf_ktime_get_boot_ns, bpf_sk_fullsock, bpf_sk_storage_get},
+    bindings::BPF_SK_STORAGE_GET_F_CREATE,
+    helpers::{bpf_ktime_get_boot_ns, bpf_sk_storage_get},
     programs::SkBuffContext,
 };
 use enforcer_common::{
@@ -12,9 +12,12 @@ use enforcer_common::{
     domain::Name,
 };
 
-use crate::{headers::Headers, maps::PENDING_QUERIES, repeat::BpfLoop};
-
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
+use super::learn::NANOS_PER_SECOND;
+use crate::{
+    headers::{Headers, full_socket},
+    maps::PENDING_QUERIES,
+    repeat::BpfLoop,
+};
 
 /// Remembers the query `id` with `question`, whose name is `name`, on
 /// the socket that sends it. A socket the kernel gives no storage to
@@ -74,17 +77,7 @@ pub(crate) fn was_asked(
 /// none yet.
 #[inline(always)]
 fn pending_queries(ctx: &SkBuffContext, create: bool) -> Option<*mut PendingQueries> {
-    // SAFETY: the context's socket field, checked for null below, as
-    // cgroup_skb programs may read it.
-    let sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
-    if sock.is_null() {
-        return None;
-    }
-    // SAFETY: a helper that returns null for anything but a full socket.
-    let full: *mut bpf_sock = unsafe { bpf_sk_fullsock(sock) };
-    if full.is_null() {
-        return None;
-    }
+    let full = full_socket(ctx)?;
     let flags = if create {
         u64::from(BPF_SK_STORAGE_GET_F_CREATE)
     } else {
