@@ -48,6 +48,10 @@ macro_rules! counter_table {
             /// DNS answers for listed names that no query on their socket asked
             /// for, forged or unsolicited: dropped, and nothing learned.
             AnswersUnsolicited = 14, answers_unsolicited;
+            /// Addresses that could not be learned because their owner's quota
+            /// or the learned map was full: the DNS answer or ClientHello that
+            /// gave them was dropped (see `enforcer_common::learned`).
+            LearnedUnstored = 15, learned_unstored;
         }
     };
 }

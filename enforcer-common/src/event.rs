@@ -185,21 +185,6 @@ const _: () = {
     assert!(offset_of!(DomainEvent, name) == 96);
 };
 
-/// A destination learned from a name, keyed by its address as IPv6 in
-/// network order (IPv4 as `::ffff:a.b.c.d`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct LearnedAddress {
-    /// `CLOCK_BOOTTIME` when the address stops being listed.
-    pub expires_boot_ns: u64,
-    /// Whole-name hash of the listed domain (see `crate::domain`): the
-    /// hooks look it up in the live generation, so a policy that drops the
-    /// domain stops the block at once.
-    pub domain_hash: u64,
-}
-
-const _: () = assert!(size_of::<LearnedAddress>() == 16);
-
 const _: () = {
     assert!(size_of::<NetEvent>() == 96);
     assert!(offset_of!(NetEvent, boot_ns) == 0);
@@ -227,6 +212,3 @@ unsafe impl aya::Pod for NetEvent {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for DomainEvent {}
-#[cfg(feature = "user")]
-// SAFETY: as above.
-unsafe impl aya::Pod for LearnedAddress {}

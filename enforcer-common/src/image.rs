@@ -83,6 +83,14 @@ pub mod header {
     pub const DNS_TTL_MIN: u32 = 19;
     /// See [`DNS_TTL_MIN`].
     pub const DNS_TTL_MAX: u32 = 20;
+    /// Seconds the destination of a refused ClientHello stays refused to
+    /// the uid that sent it.
+    pub const SNI_LEARNED_SECONDS: u32 = 21;
+    /// Answers received by sockets of uids below this bind everyone (see
+    /// `crate::learned`).
+    pub const LEARNED_SHARED_BELOW_UID: u32 = 22;
+    /// Learned addresses each uid may hold.
+    pub const LEARNED_PER_USER: u32 = 23;
 }
 
 /// Room for fields to come without moving the sections.
@@ -90,7 +98,7 @@ pub const HEADER_WORDS: u32 = 24;
 /// The value of the header's first word.
 pub const MAGIC: u64 = (0x454e_4652 << 32) | LAYOUT_VERSION as u64; // "ENFR"
 /// Raised whenever the layout changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Buckets per family: one per value of the top 16 address bits.
 pub const BUCKET_BITS: u32 = 16;

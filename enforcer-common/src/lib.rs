@@ -17,6 +17,7 @@ pub mod event;
 pub mod exec;
 pub mod guard;
 pub mod image;
+pub mod learned;
 pub mod lookup;
 pub mod names;
 pub mod packet;

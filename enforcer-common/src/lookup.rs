@@ -17,6 +17,7 @@ use crate::{
         EMPTY_CLASS, EXEC_ENTRY_WORDS, MAX_EXEC_DIRECTORY_SEARCH_STEPS, MAX_SEARCH_STEPS,
         V6_RANGE_WORDS, header, high, low, v4_bucket, v6_bucket,
     },
+    learned,
     proto::port_key,
     repeat::{Plain, Repeat, Step},
 };
@@ -238,6 +239,27 @@ impl<W: Words + ?Sized> Generation<'_, W> {
             self.word(header::DNS_TTL_MAX)?,
         );
         Ok((ttl as u64).clamp(min, max.max(min)))
+    }
+
+    /// How long, in seconds, a refused ClientHello's destination stays
+    /// refused to the uid that sent it.
+    pub fn sni_learned_seconds(&self) -> Result<u64, Fault> {
+        self.word(header::SNI_LEARNED_SECONDS)
+    }
+
+    /// The owner of an address learned from an answer that a socket of
+    /// `uid` received (see `crate::learned`).
+    pub fn answer_owner(&self, uid: u32) -> Result<u32, Fault> {
+        let shared_below = self.word(header::LEARNED_SHARED_BELOW_UID)?;
+        Ok(learned::answer_owner(uid, shared_below as u32))
+    }
+
+    /// How many learned addresses `owner` may hold.
+    pub fn learned_quota(&self, owner: u32) -> Result<u64, Fault> {
+        if owner == learned::SHARED_OWNER {
+            return Ok(learned::SHARED_QUOTA);
+        }
+        self.word(header::LEARNED_PER_USER)
     }
 
     /// The policy's word on `name`: the most specific listed domain that

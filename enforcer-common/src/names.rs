@@ -99,6 +99,8 @@ pub const INGRESS_VARIANTS: PacketVariants = PacketVariants {
 
 /// Addresses learned from DNS answers and TLS server names.
 pub const MAP_LEARNED: &str = "LEARNED";
+/// How many learned addresses each owner holds.
+pub const MAP_LEARNED_OWNERS: &str = "LEARNED_OWNERS";
 /// Per-CPU room for a copied payload and a name.
 pub const MAP_SCRATCH: &str = "SCRATCH";
 

@@ -1,7 +1,8 @@
 //! The maps the programs share. Names must match `enforcer_common::names`.
 
 use aya_ebpf::{
-    btf_maps::{Array, ArrayOfMaps, LruHashMap, PerCpuArray, ProgramArray, SkStorage},
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, ProgramArray, SkStorage},
     macros::btf_map,
 };
 use core::{
@@ -13,9 +14,9 @@ use enforcer_common::{
     claim::{self, ClaimWord},
     dns::{Cnames, Learned, MAX_ANSWERS, PendingQueries, Response},
     domain::NAME_BYTES,
-    event::LearnedAddress,
     exec::MAX_NAME_LEN,
     image::{ANY_SIZE_IMAGE_MAP_FLAGS, SIZED_IMAGE_MAP_FLAGS},
+    learned::{LEARNED_CAPACITY, LearnedAddress, LearnedKey, MAX_OWNERS},
     names::{ANY_SIZE_SLOT_INDEX, SIZED_SLOT_INDEX},
     packet::{PACKET_BYTES, Packet},
 };
@@ -40,11 +41,22 @@ pub(crate) static GENERATION_SIZED: ArrayOfMaps<SizedImage, 1> = ArrayOfMaps::ne
 #[btf_map]
 pub(crate) static GENERATION: ArrayOfMaps<AnySizeImage, 1> = ArrayOfMaps::new();
 
-/// Addresses learned from DNS answers and TLS server names, keyed by the
-/// address as IPv6 in network order. Least recently used entries make
-/// room for new ones, so a flood of answers cannot fill it for good.
+/// Addresses learned from DNS answers and TLS server names, by owner (see
+/// `enforcer_common::learned`). Nothing is ever evicted to make room: the
+/// daemon deletes what has expired. Entries are allocated as they are
+/// learned, not all at load.
 #[btf_map]
-pub(crate) static LEARNED: LruHashMap<[u8; 16], LearnedAddress, 65536> = LruHashMap::new();
+pub(crate) static LEARNED: HashMap<
+    LearnedKey,
+    LearnedAddress,
+    { LEARNED_CAPACITY as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+/// How many entries of `LEARNED` each owner holds, against its quota. The
+/// kernel counts what it adds; the daemon recounts when it deletes.
+#[btf_map]
+pub(crate) static LEARNED_OWNERS: HashMap<u32, u64, { MAX_OWNERS as usize }> = HashMap::new();
 
 /// The DNS queries each socket of the enforced cgroup sent, on the socket
 /// itself: only an answer to one of them teaches an address (see

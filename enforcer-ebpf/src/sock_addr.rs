@@ -2,7 +2,9 @@
 //! IPv4 and IPv6. Each hook reads the destination and hands it to the
 //! shared lookup; an IPv4-mapped IPv6 destination is judged as IPv4.
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_uid_gid, macros::cgroup_sock_addr, programs::SockAddrContext,
+};
 use enforcer_common::{
     counters::Counter,
     decision::Action,
@@ -135,6 +137,14 @@ fn judge(destination: Destination, hook: Hook) -> i32 {
     }
 }
 
+/// The uid of the process that connects or sends: learned addresses that
+/// bind it alone are checked for it.
+#[inline(always)]
+fn current_uid() -> u32 {
+    // The low half is the uid.
+    bpf_get_current_uid_gid() as u32
+}
+
 /// `Ok(true)` lets the traffic through.
 #[inline(always)]
 fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
@@ -157,7 +167,8 @@ fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
     let mut domain_slot = 0;
     if decision.action() != Action::Allow
         && generation.has_domains()?
-        && let Some(learned) = learned_decision(&generation, &destination.learned_key())?
+        && let Some(learned) =
+            learned_decision(&generation, &destination.learned_key(), current_uid())?
         && learned.decision.outranks(decision)
     {
         decision = learned.decision;

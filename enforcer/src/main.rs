@@ -487,10 +487,11 @@ fn status_text(report: &StatusReport) -> String {
     let _ = writeln!(
         text,
         "domain verdicts: {} DNS queries blocked, {} server names blocked, {} addresses \
-         learned, {} unreadable messages, {} answers nobody asked for",
+         learned, {} not stored (quota full), {} unreadable messages, {} answers nobody asked for",
         counters.dns_queries_blocked,
         counters.server_names_blocked,
         counters.addresses_learned,
+        counters.learned_unstored,
         counters.malformed,
         counters.answers_unsolicited
     );

@@ -12,6 +12,10 @@ pub(crate) const RUN_AS_UID: &str = "ENFORCER_PROBE_UID";
 /// an unprivileged user.
 pub const NOBODY: u32 = 65534;
 
+/// A second unprivileged uid, with no account, for tests of what one
+/// user's traffic may do to another's.
+pub const ANOTHER_USER: u32 = 65533;
+
 /// What `netprobe` and `execprobe` do first: move themselves into
 /// `cgroup` ("0" moves the writing process), then drop to the uid in
 /// `ENFORCER_PROBE_UID` if it is set.

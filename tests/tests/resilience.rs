@@ -13,8 +13,12 @@ use std::{
 use enforcer_integration_tests::{
     cgroup::TestCgroup,
     daemon::Daemon,
-    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_flood, dns_query, numbered_answers},
-    net::{EPERM, Op, Outcome, probe, tcp_listener},
+    dns::{
+        DnsOutcome, DnsServer, Transport, Zone, dns_flood, dns_query, dns_query_as,
+        numbered_answers,
+    },
+    net::{EPERM, Op, Outcome, probe, probe_as, tcp_listener},
+    privilege::NOBODY,
 };
 
 const LISTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 81);
@@ -111,13 +115,14 @@ fn a_restart_takes_over_without_a_window_and_delivers_what_was_raised_meanwhile(
 
 /// The one map that fills as traffic flows is the learned-address map;
 /// the policy's own maps are sized by the compiler for each generation.
-/// Learning far more addresses than it holds must leave the policy whole
-/// and keep learning.
+/// Answers that system uids receive (root here) bind everyone, up to a
+/// quota of their own: a flood past it has its last answers dropped, and
+/// leaves the policy whole and the users' quotas free.
 #[test]
-fn a_flood_past_the_learned_map_size_leaves_the_policy_whole() {
+fn a_flood_past_the_shared_quota_leaves_the_policy_whole() {
     const ANSWERS_PER_NAME: u32 = 16;
-    const LEARNED_CAPACITY: u32 = 65_536;
-    const NAMES: u32 = LEARNED_CAPACITY / ANSWERS_PER_NAME + 304;
+    const SHARED_QUOTA: u32 = enforcer_common::learned::SHARED_QUOTA as u32;
+    const NAMES: u32 = SHARED_QUOTA / ANSWERS_PER_NAME + 2;
     let flood_server = Ipv4Addr::new(127, 0, 0, 86);
     let zone_server = Ipv4Addr::new(127, 0, 0, 88);
     let fresh = Ipv4Addr::new(127, 0, 0, 89);
@@ -139,23 +144,28 @@ fn a_flood_past_the_learned_map_size_leaves_the_policy_whole() {
     // In parts, so that each netprobe ends well within its time limit even
     // on an emulated CPU.
     let mut answered = 0;
-    for part in 0..4 {
-        let names = NAMES / 4;
+    let part = NAMES.div_ceil(4);
+    for first in (0..NAMES).step_by(part as usize) {
         answered += dns_flood(
             &cgroup,
+            None,
             flood_server,
             "flood.example",
-            part * names..(part + 1) * names,
+            first..(first + part).min(NAMES),
         );
     }
-    assert_eq!(answered, NAMES / 4 * 4, "every flood query was answered");
+    assert_eq!(
+        answered,
+        SHARED_QUOTA / ANSWERS_PER_NAME,
+        "the answers past the shared quota were dropped, the others not"
+    );
 
     let status = daemon.status_json();
-    let learned = status["counters"]["addresses_learned"].as_u64().unwrap();
-    assert!(
-        learned > u64::from(LEARNED_CAPACITY),
-        "more addresses were learned ({learned}) than the map holds"
+    assert_eq!(
+        status["counters"]["addresses_learned"],
+        u64::from(SHARED_QUOTA)
     );
+    assert!(status["counters"]["learned_unstored"].as_u64() > Some(0));
     assert_eq!(status["counters"]["lookup_faults"], 0);
     assert_eq!(status["generation"], 1, "the flood changed no generation");
     assert_eq!(
@@ -164,23 +174,13 @@ fn a_flood_past_the_learned_map_size_leaves_the_policy_whole() {
         "the policy's CIDR rule still holds"
     );
     assert_eq!(
-        probe(&cgroup, Op::TcpConnect, fresh, fresh_port),
-        Outcome::Ok
-    );
-    assert_eq!(
-        dns_query(
-            &cgroup,
-            Transport::Udp,
-            zone_server,
-            "fresh.flood.example",
-            "A"
-        ),
+        dns_query_as(&cgroup, NOBODY, zone_server, "fresh.flood.example"),
         DnsOutcome::Answer(vec![format!("A={fresh}")])
     );
     assert_eq!(
-        probe(&cgroup, Op::TcpConnect, fresh, fresh_port),
+        probe_as(&cgroup, NOBODY, Op::TcpConnect, fresh, fresh_port),
         EPERM,
-        "a full map still learns: the oldest entries make room"
+        "a user still learns beside a full shared quota"
     );
 }
 

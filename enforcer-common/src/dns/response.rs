@@ -31,10 +31,11 @@ pub struct Response {
 }
 
 impl Response {
-    /// Whether the addresses of the answer are to be learned.
+    /// Whether the addresses of the answer are to be learned: blocked or
+    /// audited, or allowed, so that an allow by name can open an address
+    /// that a block by network closes.
     pub fn learns(&self) -> bool {
-        matches!(self.chain.decision.action(), Action::Block | Action::Audit)
-            && self.chain.learns_addresses()
+        self.chain.decision.action() != Action::None && self.chain.learns_addresses()
     }
 }
 
@@ -43,8 +44,8 @@ impl Response {
 /// A response's answer section holds the chain from the question to the
 /// addresses it ends at, so its addresses belong to every name on the
 /// chain: the question, then the first [`MAX_CNAMES`] CNAME targets in
-/// order. The first listed name decides; an allowed one, the
-/// administrator's exception, makes the response learn nothing.
+/// order. The first listed name decides, an allowed one included: its
+/// addresses are learned as allowed.
 ///
 /// Names are read with `repeat`, records with `records`. The three passes
 /// (the question, where the CNAME targets are, the targets) are functions

@@ -1,68 +1,180 @@
-//! Addresses learned from DNS answers and TLS server names: listing them,
-//! and the word on one for the socket hooks.
+//! Addresses learned from DNS answers and TLS server names: listing them
+//! for their owner within its quota, and the word on one for the socket
+//! hooks (see `enforcer_common::learned`).
 
-use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
+use aya_ebpf::{
+    bindings::{BPF_EXIST, BPF_NOEXIST},
+    helpers::bpf_ktime_get_boot_ns,
+};
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 use enforcer_common::{
     counters::Counter,
     decision::Action,
     dns::Learned,
     domain::DomainMatch,
-    event::LearnedAddress,
+    learned::{LearnedAddress, LearnedKey, SHARED_OWNER},
     lookup::{Fault, Generation},
 };
 
 use crate::{
     counters::count,
-    maps::{LEARNED, LiveImage},
+    maps::{LEARNED, LEARNED_OWNERS, LiveImage},
 };
 
 pub(super) const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
-/// Lists `learned` for the domain `found`, for its TTL bounded by the
-/// policy, and returns the seconds it stays listed.
+/// What became of an address to learn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Learning {
+    /// Listed for this many seconds.
+    Listed(u32),
+    /// The owner holds the address for a name whose action outranks this
+    /// one's (see `LearnedAddress::yields_to`), and keeps it.
+    Kept,
+    /// The owner's quota or the map is full, and nothing was listed: what
+    /// carried the address is to be dropped.
+    Unstored,
+}
+
+/// Lists `learned` for `owner` and the domain `found`, for `seconds`.
 #[inline(always)]
 pub(crate) fn learn(
     generation: &Generation<'_, LiveImage<'_>>,
     found: &DomainMatch,
     learned: &Learned,
-) -> Result<u32, Fault> {
-    let seconds = generation.learned_seconds(learned.ttl)?;
-    let entry = LearnedAddress {
-        // SAFETY: a helper without arguments.
-        expires_boot_ns: unsafe { bpf_ktime_get_boot_ns() } + seconds * NANOS_PER_SECOND,
-        domain_hash: generation.domain_hash(found.slot)?,
+    owner: u32,
+    seconds: u64,
+) -> Result<Learning, Fault> {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let action = found.decision.action();
+    let key = LearnedKey {
+        owner,
+        address: learned.address,
     };
-    // A full LRU map evicts; an insert fails only without memory, and then
-    // the event still reports the address.
-    if LEARNED.insert(learned.address, entry, 0).is_ok() {
-        count(Counter::AddressesLearned);
+    let entry = LearnedAddress {
+        expires_boot_ns: now + seconds * NANOS_PER_SECOND,
+        domain_hash: generation.domain_hash(found.slot)?,
+        action: action as u32,
+        reserved: 0,
+    };
+    if let Some(held) = LEARNED.get_ptr(&key) {
+        // SAFETY: the map value stays valid for this program run (RCU).
+        if !unsafe { *held }.yields_to(action, now) {
+            return Ok(Learning::Kept);
+        }
+        // A replacement, whole for every reader. It fails only when the
+        // daemon deleted the entry since, as expired; it is added anew.
+        if LEARNED
+            .insert(&key, &entry, u64::from(BPF_EXIST))
+            .is_ok()
+        {
+            count(Counter::AddressesLearned);
+            return Ok(Learning::Listed(seconds as u32));
+        }
     }
-    Ok(seconds as u32)
+    let Some(held) = reserve(owner, generation.learned_quota(owner)?) else {
+        count(Counter::LearnedUnstored);
+        return Ok(Learning::Unstored);
+    };
+    if LEARNED
+        .insert(&key, &entry, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        count(Counter::AddressesLearned);
+        return Ok(Learning::Listed(seconds as u32));
+    }
+    release(held);
+    // Another CPU listed the same address for the same owner in between,
+    // or the map is full.
+    if LEARNED.get_ptr(&key).is_some() {
+        return Ok(Learning::Listed(seconds as u32));
+    }
+    count(Counter::LearnedUnstored);
+    Ok(Learning::Unstored)
 }
 
-/// The live word on a learned address, if it is listed and not expired:
+/// Takes one entry of `owner`'s quota: its count, raised by one, or `None`
+/// when the quota is used up or the owners map is full.
+#[inline(always)]
+fn reserve(owner: u32, quota: u64) -> Option<*mut u64> {
+    let held = match LEARNED_OWNERS.get_ptr_mut(owner) {
+        Some(held) => held,
+        None => {
+            // Another CPU may add it first; either way it is there after.
+            let _ = LEARNED_OWNERS.insert(owner, 0, u64::from(BPF_NOEXIST));
+            LEARNED_OWNERS.get_ptr_mut(owner)?
+        }
+    };
+    // Added, then read: the BPF target has no 64-bit fetch-and-add. Two
+    // CPUs that both read past the quota both give their entry back.
+    // SAFETY: an aligned u64 of a map value that outlives the program run,
+    // only ever changed atomically by the programs.
+    let after = unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::AcqRel }>(held, 1);
+        core::ptr::read_volatile(held)
+    };
+    if after > quota {
+        release(held);
+        return None;
+    }
+    Some(held)
+}
+
+/// Gives back an entry [`reserve`] took.
+#[inline(always)]
+fn release(held: *mut u64) {
+    // SAFETY: as in `reserve`.
+    unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::AcqRel }>(held, 1) };
+}
+
+/// The live word on `address` for a socket of `uid`, if an entry that
+/// binds everyone or one that binds `uid` lists it and has not expired:
 /// the socket hooks check destinations here after the policy's CIDRs.
+/// The stronger of the two decides.
 #[inline(always)]
 pub(crate) fn learned_decision(
     generation: &Generation<'_, LiveImage<'_>>,
     address: &[u8; 16],
+    uid: u32,
 ) -> Result<Option<DomainMatch>, Fault> {
-    let Some(entry) = LEARNED.get_ptr(address) else {
-        return Ok(None);
+    let shared = held_decision(generation, SHARED_OWNER, address)?;
+    let own = held_decision(generation, uid, address)?;
+    // Matches rather than options: an `Option` here left a register unset
+    // on one path, which the verifier refuses to read.
+    let stronger = if own.decision.outranks(shared.decision) {
+        own
+    } else {
+        shared
+    };
+    Ok((stronger.decision.action() != Action::None).then_some(stronger))
+}
+
+/// The live word on `owner`'s entry for `address`: nothing listed when it
+/// has none, or it has expired.
+#[inline(always)]
+fn held_decision(
+    generation: &Generation<'_, LiveImage<'_>>,
+    owner: u32,
+    address: &[u8; 16],
+) -> Result<DomainMatch, Fault> {
+    let key = LearnedKey {
+        owner,
+        address: *address,
+    };
+    let Some(entry) = LEARNED.get_ptr(&key) else {
+        return Ok(DomainMatch::NONE);
     };
     // SAFETY: the map value stays valid for this program run (RCU).
     let entry = unsafe { *entry };
     // SAFETY: a helper without arguments.
     if entry.expires_boot_ns <= unsafe { bpf_ktime_get_boot_ns() } {
-        return Ok(None);
+        return Ok(DomainMatch::NONE);
     }
     let found = generation.domain_by_hash(entry.domain_hash)?;
     // A policy that turned learning off for the domain since releases it.
     if !found.learns_addresses() {
-        return Ok(None);
+        return Ok(DomainMatch::NONE);
     }
-    Ok(match found.decision.action() {
-        Action::Block | Action::Audit => Some(found),
-        Action::None | Action::Allow => None,
-    })
+    Ok(found)
 }

@@ -16,7 +16,7 @@ use enforcer_common::{
 
 use super::{
     judge::{DROP, PASS, generation_and_payload},
-    learn::learn,
+    learn::{Learning, learn},
     pending::remember_query,
 };
 use crate::{
@@ -162,7 +162,10 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
         Action::None | Action::Allow => return Ok(PASS),
     };
     let ttl = if found.learns_addresses() {
-        learn_destination(&generation, &found, packet)?
+        match learn_destination(&generation, &found, packet)? {
+            Learning::Listed(seconds) => seconds,
+            Learning::Kept | Learning::Unstored => 0,
+        }
     } else {
         0
     };
@@ -179,14 +182,15 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
     Ok(verdict)
 }
 
-/// Lists the destination of a refused ClientHello as if a DNS answer had
-/// named it, and returns the seconds it stays listed.
+/// Lists the destination of a refused ClientHello for the uid that sent
+/// it alone, and for the policy's short `sni_learned_seconds`: the
+/// destination may be a proxy that carries everyone's traffic.
 #[inline(always)]
 fn learn_destination(
     generation: &Generation<'_, LiveImage<'_>>,
     found: &DomainMatch,
     packet: &Headers,
-) -> Result<u32, Fault> {
+) -> Result<Learning, Fault> {
     let mut address = [0u8; 16];
     let v4 = packet.transport.family == FAMILY_V4;
     if v4 {
@@ -196,13 +200,16 @@ fn learn_destination(
     } else {
         address = packet.daddr;
     }
+    let seconds = generation.sni_learned_seconds()?;
     learn(
         generation,
         found,
         &Learned {
             address,
             v4,
-            ttl: u32::MAX,
+            ttl: seconds as u32,
         },
+        packet.socket.uid,
+        seconds,
     )
 }

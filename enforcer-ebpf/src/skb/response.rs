@@ -6,7 +6,7 @@ use enforcer_common::{
     counters::Counter,
     decision::Action,
     dns::{self, Learned, Stop},
-    domain::{DomainMatch, Name, options},
+    domain::{Name, options},
     event::DomainEventKind,
     lookup::{Fault, Generation},
     packet::Packet,
@@ -16,7 +16,7 @@ use enforcer_common::{
 
 use super::{
     judge::{DROP, PASS, generation_and_payload},
-    learn::learn,
+    learn::{Learning, learn},
     pending::was_asked,
 };
 use crate::{
@@ -60,8 +60,18 @@ pub(crate) fn judge_response<S: ImageSlot>(
         // Collecting and learning are separate calls: together they would
         // not fit the stack (see `STACK` in `skb`).
         let collected = collect_answers(scratch);
-        if !learn_collected(&generation, scratch, packet) {
-            return Err(Fault);
+        let stored = match learn_collected(&generation, scratch, packet) {
+            Stored::All => true,
+            Stored::NotAll => false,
+            Stored::Fault => return Err(Fault),
+        };
+        // SAFETY: `read_response` wrote it.
+        let chain = unsafe { scratch.response.assume_init_ref() }.chain;
+        // An address that could not be stored leaves a blocked name
+        // reachable, or an allowed one unreachable: the answer is dropped
+        // rather than half-learned. An audit rule refuses nothing.
+        if !stored && chain.decision.action() != Action::Audit {
+            return Ok(DROP);
         }
         match collected {
             Ok(()) => {}
@@ -270,54 +280,85 @@ fn collect_answers(scratch: &mut Scratch) -> Result<(), Stop> {
     scanned
 }
 
-/// Learns and reports the addresses `collect_answers` collected; `false`
-/// on a fault.
+/// Whether `learn_collected` stored every address.
+enum Stored {
+    All,
+    NotAll,
+    Fault,
+}
+
+/// Learns and reports the addresses `collect_answers` collected, for the
+/// owner that the receiving socket's uid makes (see
+/// `enforcer_common::learned`).
 // A function of its own: see `STACK` in `skb`.
 #[inline(never)]
 fn learn_collected(
     generation: &Generation<'_, LiveImage<'_>>,
     scratch: &Scratch,
     packet: &Headers,
-) -> bool {
-    // SAFETY: only called after `read_response` wrote it.
-    let response = unsafe { scratch.response.assume_init_ref() };
-    let name = Name {
-        bytes: &scratch.name,
-        len: response.name_len,
+) -> Stored {
+    let Ok(owner) = generation.answer_owner(packet.socket.uid) else {
+        return Stored::Fault;
     };
+    let mut stored = Stored::All;
     for (index, learned) in scratch.learned.iter().enumerate() {
         if index >= scratch.collected {
             break;
         }
-        if !learn_answer(generation, &response.chain, &name, learned, packet) {
-            return false;
+        match learn_answer(generation, scratch, learned, owner, packet) {
+            Stored::All => {}
+            Stored::NotAll => stored = Stored::NotAll,
+            Stored::Fault => return Stored::Fault,
         }
     }
-    true
+    stored
 }
 
-/// Learns one address of an answer and reports it; `false` on a fault.
+/// Learns one address of an answer for `owner` and reports it.
 // A function of its own: see `STACK` in `skb`.
 #[inline(never)]
 fn learn_answer(
     generation: &Generation<'_, LiveImage<'_>>,
-    found: &DomainMatch,
-    name: &Name<'_>,
+    scratch: &Scratch,
     learned: &Learned,
+    owner: u32,
     packet: &Headers,
-) -> bool {
-    let (Ok(ttl), Ok(number)) = (learn(generation, found, learned), generation.number()) else {
-        return false;
+) -> Stored {
+    // SAFETY: only called after `read_response` wrote it.
+    let response = unsafe { scratch.response.assume_init_ref() };
+    let found = &response.chain;
+    let Ok(seconds) = generation.learned_seconds(learned.ttl) else {
+        return Stored::Fault;
     };
+    let (Ok(learning), Ok(number)) = (
+        learn(generation, found, learned, owner, seconds),
+        generation.number(),
+    ) else {
+        return Stored::Fault;
+    };
+    let ttl = match learning {
+        Learning::Listed(seconds) => seconds,
+        // Nothing new to report.
+        Learning::Kept => return Stored::All,
+        Learning::Unstored => return Stored::NotAll,
+    };
+    // What an allow opens is the traffic the policy wants: not reported,
+    // as allowed connects are not.
+    if found.decision.action() == Action::Allow {
+        return Stored::All;
+    }
     report_name(&NameVerdict {
         kind: DomainEventKind::Learned,
         generation: number,
         found,
         packet,
-        name,
+        name: &Name {
+            bytes: &scratch.name,
+            len: response.name_len,
+        },
         qtype: 0,
         learned: Some(learned),
         ttl,
     });
-    true
+    Stored::All
 }

@@ -27,6 +27,10 @@ pub(super) struct DomainTable {
     pub options: u64,
     pub ttl_min: u64,
     pub ttl_max: u64,
+    pub sni_learned_seconds: u64,
+    /// See `enforcer_common::learned`.
+    pub learned_shared_below_uid: u64,
+    pub learned_per_user: u64,
 }
 
 /// What a slot says about its domain: the decision of the rules that name
@@ -80,6 +84,9 @@ pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileEr
         dns_block_queries,
         dns_ttl_min_seconds,
         dns_ttl_max_seconds,
+        sni_learned_seconds,
+        learned_shared_below_uid,
+        learned_per_user,
         ..
     } = policy.options;
     let mut table = DomainTable {
@@ -91,6 +98,9 @@ pub(super) fn table(policy: &Policy, seed: u64) -> Result<DomainTable, CompileEr
         },
         ttl_min: dns_ttl_min_seconds.into(),
         ttl_max: dns_ttl_max_seconds.into(),
+        sni_learned_seconds: sni_learned_seconds.into(),
+        learned_shared_below_uid: learned_shared_below_uid.into(),
+        learned_per_user: learned_per_user.into(),
         ..DomainTable::default()
     };
     if listed.is_empty() {

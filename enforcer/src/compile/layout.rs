@@ -123,6 +123,9 @@ pub(super) fn write(
     image[header::DNS_OPTIONS as usize] = domains.options;
     image[header::DNS_TTL_MIN as usize] = domains.ttl_min;
     image[header::DNS_TTL_MAX as usize] = domains.ttl_max;
+    image[header::SNI_LEARNED_SECONDS as usize] = domains.sni_learned_seconds;
+    image[header::LEARNED_SHARED_BELOW_UID as usize] = domains.learned_shared_below_uid;
+    image[header::LEARNED_PER_USER as usize] = domains.learned_per_user;
 
     if let Some(table) = &v4 {
         image.extend(

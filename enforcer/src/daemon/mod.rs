@@ -81,7 +81,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
     let LoadedKernel {
         kernel,
         events,
-        learned,
+        instance,
     } = start::load_kernel(&capabilities, pins, &policy, &compiled, &options)?;
     let (commands, receiver) = mpsc::channel(16);
     let cgroup = target.display().to_string();
@@ -108,7 +108,7 @@ pub async fn run(options: RunOptions) -> Result<(), DaemonError> {
         .map_err(DaemonError::Runtime)?;
     // This daemon's programs are attached; the earlier ones can go.
     if !earlier.is_empty() {
-        let report = takeover::finish(&earlier, learned, &hub);
+        let report = takeover::finish(&earlier, &instance, &hub);
         hub.publish(&Event::now(EventBody::Takeover(report)));
     }
     let reader = tokio::spawn(kernel_events::read_kernel_events(

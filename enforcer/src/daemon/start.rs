@@ -11,7 +11,6 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use enforcer_common::names::MAP_LEARNED;
 use tokio::net::UnixListener;
 
 use super::{
@@ -303,11 +302,11 @@ async fn bind_control_socket(
 }
 
 /// The loaded programs and maps, not yet attached, with the ring their
-/// events arrive on and the pinned path of the learned addresses.
+/// events arrive on and the instance's pin directory.
 pub(super) struct LoadedKernel {
     pub kernel: Kernel,
     pub events: RingBuf<MapData>,
-    pub learned: PathBuf,
+    pub instance: PathBuf,
 }
 
 /// Loads every program family the host and the first policy call for,
@@ -337,7 +336,7 @@ pub(super) fn load_kernel(
     } = loaded.inspect_err(|_| {
         let _ = pins::remove_instance(&instance);
     })?;
-    let learned = programs.pins().path().join("maps").join(MAP_LEARNED);
+    let instance = programs.pins().path().to_path_buf();
     Ok(LoadedKernel {
         kernel: Kernel {
             programs,
@@ -345,6 +344,6 @@ pub(super) fn load_kernel(
             counters,
         },
         events,
-        learned,
+        instance,
     })
 }

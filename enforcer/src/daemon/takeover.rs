@@ -9,18 +9,20 @@
 //! addresses, and removes their pins, which detaches them. At no point is
 //! the cgroup without programs.
 
-use std::path::PathBuf;
+use std::path::Path;
 
-use aya::maps::{ArrayOfMaps, HashMap, Map, MapData, RingBuf};
+use aya::maps::{ArrayOfMaps, Map, MapData, RingBuf};
 use enforcer_common::{
-    event::LearnedAddress,
     image::{MAGIC, header},
-    names::{MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED, MAP_LEARNED},
+    names::{MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED},
 };
 
 use crate::{
     events::{TakeoverReport, decode, hub::EventHub, rules::RuleBook},
-    kernel::pins::{self, Earlier},
+    kernel::{
+        learned::LearnedMaps,
+        pins::{self, Earlier},
+    },
 };
 
 /// What the earlier instances' generations had reached.
@@ -70,9 +72,9 @@ fn slot_image_header(instance: &Earlier, slot: &str) -> Option<(u64, u64)> {
         .flatten()
 }
 
-/// Drains, copies and detaches the earlier instances. `learned` is this
-/// daemon's own learned-address map.
-pub fn finish(earlier: &[Earlier], learned: PathBuf, hub: &EventHub) -> TakeoverReport {
+/// Drains, copies and detaches the earlier instances. `own_instance` is
+/// this daemon's own pin directory.
+pub fn finish(earlier: &[Earlier], own_instance: &Path, hub: &EventHub) -> TakeoverReport {
     let mut report = TakeoverReport::default();
     // Recovered events name their rules by index: the names of the
     // earlier generations went with the daemon that had them.
@@ -81,7 +83,7 @@ pub fn finish(earlier: &[Earlier], learned: PathBuf, hub: &EventHub) -> Takeover
         if instance.is_current_layout() {
             report.instances += 1;
             report.events_recovered += drain_events(instance, &names, hub, &mut report.problems);
-            report.addresses_kept += copy_learned(instance, &learned, &mut report.problems);
+            report.addresses_kept += copy_learned(instance, own_instance, &mut report.problems);
         } else {
             report
                 .other_layouts
@@ -125,35 +127,14 @@ fn drain_events(
     drained
 }
 
-fn copy_learned(instance: &Earlier, learned: &PathBuf, problems: &mut Vec<String>) -> usize {
-    let maps = MapData::from_pin(instance.map_path(MAP_LEARNED))
-        .and_then(|old| Ok((old, MapData::from_pin(learned)?)));
-    let (old, new) = match maps {
-        Ok(maps) => maps,
+fn copy_learned(instance: &Earlier, learned: &Path, problems: &mut Vec<String>) -> usize {
+    let maps =
+        LearnedMaps::open(&instance.path).and_then(|old| Ok((old, LearnedMaps::open(learned)?)));
+    match maps {
+        Ok((old, mut new)) => new.copy_from(&old),
         Err(error) => {
-            problems.push(format!(
-                "{}: learned addresses: {error}",
-                instance.path.display()
-            ));
-            return 0;
-        }
-    };
-    let old: Result<HashMap<MapData, [u8; 16], LearnedAddress>, _> =
-        HashMap::try_from(Map::LruHashMap(old));
-    let new: Result<HashMap<MapData, [u8; 16], LearnedAddress>, _> =
-        HashMap::try_from(Map::LruHashMap(new));
-    let (Ok(old), Ok(mut new)) = (old, new) else {
-        problems.push(format!(
-            "{}: learned addresses: not a hash map",
-            instance.path.display()
-        ));
-        return 0;
-    };
-    let mut kept = 0;
-    for (address, entry) in old.iter().flatten() {
-        if new.insert(address, entry, 0).is_ok() {
-            kept += 1;
+            problems.push(format!("{}: {error}", instance.path.display()));
+            0
         }
     }
-    kept
 }

@@ -84,6 +84,15 @@ pub enum EventBody {
         uid: u32,
         pid: Option<u32>,
     },
+    /// Addresses from DNS answers or ClientHellos for listed names could
+    /// not be learned, because their owner's quota or the map was full:
+    /// what carried them was dropped. Reported at most once a minute.
+    LearnedFull {
+        /// Addresses not stored since the last report.
+        unstored: u64,
+        /// The owners at their quota now.
+        full: Vec<LearnedOwner>,
+    },
     /// This daemon took over from the ones that ran before it.
     Takeover(TakeoverReport),
     /// A new policy generation is in force.
@@ -118,6 +127,15 @@ pub enum EventBody {
     Shutdown {
         reason: String,
     },
+}
+
+/// An owner of learned addresses (see `enforcer_common::learned`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedOwner {
+    /// `None` for the entries that bind everyone.
+    pub uid: Option<u32>,
+    pub entries: u64,
+    pub quota: u64,
 }
 
 /// What taking over found and did, for the `takeover` event.

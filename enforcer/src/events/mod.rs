@@ -11,4 +11,4 @@ mod mounts;
 pub(crate) mod rules;
 pub(crate) mod syslog;
 
-pub(crate) use event::{Event, EventBody, TakeoverReport};
+pub(crate) use event::{Event, EventBody, LearnedOwner, TakeoverReport};

@@ -473,6 +473,7 @@ mod tests {
             "tamper_refused",
             "buffers_busy",
             "answers_unsolicited",
+            "learned_unstored",
         ];
         assert_eq!(json.as_object().unwrap().len(), names.len());
         for (index, name) in names.into_iter().enumerate() {

@@ -82,6 +82,7 @@ fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
         let parsed = match default {
             OptionValue::Bool(_) => check_bool_option(cx, known, value),
             OptionValue::Seconds(_) => check_seconds_option(cx, known, value),
+            OptionValue::Number(_) => check_number_option(cx, known, value),
         };
         if let Some(parsed) = parsed {
             settings.push(OptionSetting {
@@ -115,6 +116,22 @@ fn check_seconds_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Op
         }
         _ => {
             cx.error(value.span(), format!("{expected}, found {seconds}"));
+            None
+        }
+    }
+}
+
+fn check_number_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    let (low, high) = Options::number_range(key)?;
+    let expected = format!("`{key}` must be an integer ({low}-{high})");
+    let DeValue::Integer(number) = value.get_ref() else {
+        cx.wrong_type(value, &expected);
+        return None;
+    };
+    match integer(number).map(u32::try_from) {
+        Some(Ok(number)) if (low..=high).contains(&number) => Some(OptionValue::Number(number)),
+        _ => {
+            cx.error(value.span(), format!("{expected}, found {number}"));
             None
         }
     }

@@ -35,11 +35,23 @@ pub struct Options {
     /// ...and at most this long, so that an address the name moved away
     /// from is released. Never less than `dns_ttl_min_seconds`.
     pub dns_ttl_max_seconds: u32,
+    /// How long the destination of a refused ClientHello stays refused to
+    /// the uid that sent it: short, as it may be a proxy.
+    pub sni_learned_seconds: u32,
+    /// Addresses learned from answers that sockets of uids below this
+    /// received bind everyone; above, only the receiving uid.
+    pub learned_shared_below_uid: u32,
+    /// How many learned addresses each uid may hold.
+    pub learned_per_user: u32,
 }
 
 /// The largest `dns_ttl_*_seconds`: a week, which is what resolvers keep
 /// an answer at most (BIND's `max-cache-ttl`).
 pub const MAX_DNS_TTL_SECONDS: u32 = 604_800;
+
+/// The most addresses `learned_per_user` lets one uid hold: a quarter of
+/// the learned map, so that a few users at their quota cannot fill it.
+const MAX_LEARNED_PER_USER: u32 = enforcer_common::learned::LEARNED_CAPACITY / 4;
 
 /// The value of one `[options]` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +59,8 @@ pub enum OptionValue {
     Bool(bool),
     /// A duration, 1 to [`MAX_DNS_TTL_SECONDS`] seconds.
     Seconds(u32),
+    /// A uid or a count, within the key's [`Options::number_range`].
+    Number(u32),
 }
 
 /// Where the value of one `[options]` key lives, by its type.
@@ -54,13 +68,15 @@ pub enum OptionValue {
 enum OptionField {
     Bool(fn(&mut Options) -> &mut bool),
     Seconds(fn(&mut Options) -> &mut u32),
+    Number(fn(&mut Options) -> &mut u32, (u32, u32)),
 }
 
 impl Default for Options {
     /// The switches that cost something or can break programs are off;
     /// dropping queries for blocked names is on, since a rule that lists
     /// domains asks for it. The TTL bounds keep a blocked address at least
-    /// five minutes and at most a day after its last answer.
+    /// five minutes and at most a day after its last answer; a ClientHello
+    /// blocks its destination for two minutes.
     fn default() -> Self {
         Self {
             exec_block_anonymous: false,
@@ -71,6 +87,10 @@ impl Default for Options {
             dns_block_queries: true,
             dns_ttl_min_seconds: 300,
             dns_ttl_max_seconds: 86_400,
+            sni_learned_seconds: 120,
+            // `UID_MIN` of login.defs on Debian, Astra and RPM systems.
+            learned_shared_below_uid: 1000,
+            learned_per_user: 4096,
         }
     }
 }
@@ -105,7 +125,28 @@ impl Options {
             "dns_ttl_max_seconds",
             OptionField::Seconds(|o| &mut o.dns_ttl_max_seconds),
         ),
+        (
+            "sni_learned_seconds",
+            OptionField::Seconds(|o| &mut o.sni_learned_seconds),
+        ),
+        (
+            "learned_shared_below_uid",
+            OptionField::Number(|o| &mut o.learned_shared_below_uid, (0, u32::MAX - 1)),
+        ),
+        (
+            "learned_per_user",
+            OptionField::Number(|o| &mut o.learned_per_user, (1, MAX_LEARNED_PER_USER)),
+        ),
     ];
+
+    /// The values a number option takes, inclusive; `None` for any other
+    /// key.
+    pub fn number_range(key: &str) -> Option<(u32, u32)> {
+        Self::FIELDS.iter().find_map(|&(name, field)| match field {
+            OptionField::Number(_, range) if name == key => Some(range),
+            _ => None,
+        })
+    }
 
     /// The names of all keys `[options]` accepts.
     pub fn keys() -> impl Iterator<Item = &'static str> {
@@ -119,6 +160,7 @@ impl Options {
             let value = match field {
                 OptionField::Bool(field) => OptionValue::Bool(*field(&mut copy)),
                 OptionField::Seconds(field) => OptionValue::Seconds(*field(&mut copy)),
+                OptionField::Number(field, _) => OptionValue::Number(*field(&mut copy)),
             };
             (key, value)
         })
@@ -140,6 +182,7 @@ impl Options {
         match (field, value) {
             (OptionField::Bool(field), OptionValue::Bool(value)) => *field(self) = value,
             (OptionField::Seconds(field), OptionValue::Seconds(value)) => *field(self) = value,
+            (OptionField::Number(field, _), OptionValue::Number(value)) => *field(self) = value,
             _ => return false,
         }
         true
@@ -151,6 +194,7 @@ impl fmt::Display for OptionValue {
         match self {
             OptionValue::Bool(on) => write!(f, "{on}"),
             OptionValue::Seconds(seconds) => write!(f, "{seconds}"),
+            OptionValue::Number(number) => write!(f, "{number}"),
         }
     }
 }

@@ -1371,13 +1371,17 @@ const ALL_OPTIONS: Options = Options {
     dns_block_queries: true,
     dns_ttl_min_seconds: 300,
     dns_ttl_max_seconds: 86_400,
+    sni_learned_seconds: 30,
+    learned_shared_below_uid: 500,
+    learned_per_user: 100,
 };
 
 #[test]
 fn options_are_parsed() {
     let policy = ok("version = 1\n\n[options]\nexec_block_anonymous = true\n\
          exec_block_loader = true\nexec_hash_strict = true\nblock_dot = true\nblock_quic = true\n\
-         dns_block_queries = true\ndns_ttl_min_seconds = 300\ndns_ttl_max_seconds = 86400\n\n\
+         dns_block_queries = true\ndns_ttl_min_seconds = 300\ndns_ttl_max_seconds = 86400\n\
+         sni_learned_seconds = 30\nlearned_shared_below_uid = 500\nlearned_per_user = 100\n\n\
          [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
     assert_eq!(policy.options, ALL_OPTIONS);
     assert_eq!(policy.rules.len(), 1);
@@ -1434,6 +1438,9 @@ fn option_defaults() {
         dns_block_queries: true,
         dns_ttl_min_seconds: 300,
         dns_ttl_max_seconds: 86_400,
+        sni_learned_seconds: 120,
+        learned_shared_below_uid: 1000,
+        learned_per_user: 4096,
     };
     assert_eq!(Options::default(), defaults);
     assert_eq!(ok(FULL).options, defaults);
@@ -1454,6 +1461,9 @@ fn options_table_helpers() {
             "dns_block_queries",
             "dns_ttl_min_seconds",
             "dns_ttl_max_seconds",
+            "sni_learned_seconds",
+            "learned_shared_below_uid",
+            "learned_per_user",
         ]
     );
     let mut options = Options::default();
@@ -1487,10 +1497,19 @@ fn options_table_helpers() {
             ("dns_block_queries", OptionValue::Bool(true)),
             ("dns_ttl_min_seconds", OptionValue::Seconds(300)),
             ("dns_ttl_max_seconds", OptionValue::Seconds(600)),
+            ("sni_learned_seconds", OptionValue::Seconds(120)),
+            ("learned_shared_below_uid", OptionValue::Number(1000)),
+            ("learned_per_user", OptionValue::Number(4096)),
         ]
     );
+    assert!(options.set("learned_per_user", OptionValue::Number(8)));
+    assert!(!options.set("learned_per_user", OptionValue::Seconds(8)));
+    assert_eq!(options.learned_per_user, 8);
+    assert_eq!(Options::number_range("learned_per_user"), Some((1, 32_768)));
+    assert_eq!(Options::number_range("sni_learned_seconds"), None);
     assert_eq!(OptionValue::Bool(true).to_string(), "true");
     assert_eq!(OptionValue::Seconds(600).to_string(), "600");
+    assert_eq!(OptionValue::Number(8).to_string(), "8");
 }
 
 #[test]
@@ -1536,6 +1555,26 @@ fn option_seconds_out_of_range() {
         [format!(
             "p.toml:3:23: `dns_ttl_max_seconds` {expected} 4294967296"
         )]
+    );
+}
+
+#[test]
+fn option_numbers_out_of_range_or_of_the_wrong_type() {
+    assert_eq!(
+        errors("version = 1\n[options]\nlearned_per_user = 0\nlearned_shared_below_uid = -1\n"),
+        [
+            "p.toml:3:20: `learned_per_user` must be an integer (1-32768), found 0",
+            "p.toml:4:28: `learned_shared_below_uid` must be an integer (0-4294967294), found -1",
+        ]
+    );
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\nlearned_per_user = 32769\nlearned_shared_below_uid = \"1000\"\n"
+        ),
+        [
+            "p.toml:3:20: `learned_per_user` must be an integer (1-32768), found 32769",
+            "p.toml:4:28: `learned_shared_below_uid` must be an integer (0-4294967294), found string",
+        ]
     );
 }
 
@@ -1629,7 +1668,7 @@ fn unknown_option() {
     assert_eq!(
         errors("version = 1\n[options]\nexec_hash_strict = true\n  dns_block = true\n"),
         [
-            r#"p.toml:4:3: unknown key "dns_block" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic, dns_block_queries, dns_ttl_min_seconds, dns_ttl_max_seconds"#
+            r#"p.toml:4:3: unknown key "dns_block" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic, dns_block_queries, dns_ttl_min_seconds, dns_ttl_max_seconds, sni_learned_seconds, learned_shared_below_uid, learned_per_user"#
         ]
     );
 }
@@ -1785,6 +1824,7 @@ fn options_serde_round_trip() {
             dns_block_queries: true,
             dns_ttl_min_seconds: 300,
             dns_ttl_max_seconds: 86_400,
+            ..Options::default()
         }
     );
 }

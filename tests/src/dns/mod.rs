@@ -80,14 +80,35 @@ pub fn dns_query(
     name: &str,
     qtype: &str,
 ) -> DnsOutcome {
+    dns_query_by(cgroup, None, transport, server.into(), name, qtype)
+}
+
+/// [`dns_query`] of an A record by a process that has dropped to `uid`.
+pub fn dns_query_as(
+    cgroup: &TestCgroup,
+    uid: u32,
+    server: impl Into<IpAddr>,
+    name: &str,
+) -> DnsOutcome {
+    dns_query_by(cgroup, Some(uid), Transport::Udp, server.into(), name, "A")
+}
+
+fn dns_query_by(
+    cgroup: &TestCgroup,
+    uid: Option<u32>,
+    transport: Transport,
+    server: IpAddr,
+    name: &str,
+    qtype: &str,
+) -> DnsOutcome {
     let args = [
         "dns-query".to_owned(),
         transport.arg().to_owned(),
-        server.into().to_string(),
+        server.to_string(),
         name.to_owned(),
         qtype.to_owned(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args, None);
+    let (_, line) = run_netprobe(cgroup, &args, uid);
     dns_outcome(&line).unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))
 }
 
@@ -103,9 +124,11 @@ pub fn dns_segmented(cgroup: &TestCgroup, server: Ipv4Addr, names: &[&str]) -> O
 }
 
 /// Asks `server` for the A records of `N.SUFFIX` for each N in `names`,
-/// from one `netprobe` in `cgroup`, and returns how many were answered.
+/// from one `netprobe` in `cgroup` (dropped to `uid`, if given), and
+/// returns how many were answered.
 pub fn dns_flood(
     cgroup: &TestCgroup,
+    uid: Option<u32>,
     server: Ipv4Addr,
     suffix: &str,
     names: std::ops::Range<u32>,
@@ -117,7 +140,7 @@ pub fn dns_flood(
         names.start.to_string(),
         names.len().to_string(),
     ];
-    let (_, line) = run_netprobe(cgroup, &args, None);
+    let (_, line) = run_netprobe(cgroup, &args, uid);
     line.strip_prefix("answered ")
         .and_then(|answered| answered.parse().ok())
         .unwrap_or_else(|| panic!("netprobe {} printed {line:?}", args.join(" ")))

@@ -26,6 +26,17 @@ pub fn tls_hello(cgroup: &TestCgroup, addr: impl Into<IpAddr>, port: u16, sni: &
     send_hello(cgroup, addr.into(), port, sni, &[], None)
 }
 
+/// [`tls_hello`] by a process that has dropped to `uid`.
+pub fn tls_hello_as(
+    cgroup: &TestCgroup,
+    addr: impl Into<IpAddr>,
+    port: u16,
+    sni: &str,
+    uid: u32,
+) -> Outcome {
+    send_hello(cgroup, addr.into(), port, sni, &[], Some(uid))
+}
+
 /// [`tls_hello`] as a splitter sends it, by `uid`: the first `first` bytes
 /// in a TCP segment of their own, then the rest.
 pub fn tls_hello_split_as(

@@ -7,5 +7,5 @@ mod listener;
 
 pub use self::{
     hello::client_hello,
-    listener::{TLS_QUIET, TlsListener, tls_hello, tls_hello_split_as, tls_listener},
+    listener::{TLS_QUIET, TlsListener, tls_hello, tls_hello_as, tls_hello_split_as, tls_listener},
 };

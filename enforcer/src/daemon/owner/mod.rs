@@ -3,6 +3,7 @@
 //! are long blocking work; everything else reaches it through [`Command`]s.
 
 mod apply;
+mod learned;
 mod state;
 mod watch;
 
@@ -22,12 +23,13 @@ use crate::{
     },
     kernel::{
         family::{Degradation, FamilyStatus, VerifiedProgram},
+        learned::LearnedMaps,
         programs::{Needs, ProgramsError},
     },
     policy::{Policy, diff::RuleSummary},
 };
 pub(super) use state::{Command, Kernel, Lineage, Owner, Peer, Reach};
-use state::{Live, paths, rule_names};
+use state::{LearnedUpkeep, Live, paths, rule_names};
 use watch::forward_matches;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +101,17 @@ impl Owner {
             domain_seed,
             store,
             live,
+            learned: None,
         };
         owner.watch_paths();
+        match LearnedMaps::open(owner.programs.pins().path()) {
+            Ok(maps) => {
+                owner.learned = Some(LearnedUpkeep::new(maps));
+                owner.sweep_learned();
+                learned::sweep_periodically(owner.commands.clone());
+            }
+            Err(error) => log::error!("learned addresses will not expire: {error}"),
+        }
         Ok(owner)
     }
 
@@ -186,6 +197,7 @@ impl Owner {
                 }
                 Command::ResolvePaths => self.resolve_paths_again(),
                 Command::ContentFound(found) => self.content_found(found),
+                Command::SweepLearned => self.sweep_learned(),
             }
             if internal {
                 release_freed_memory();

@@ -1,7 +1,11 @@
 //! What the owner holds: the loaded kernel side, the generation in force,
 //! and the commands it takes.
 
-use std::{path::PathBuf, sync::Arc, time::SystemTime};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -11,6 +15,7 @@ use crate::{
     events::{hub::EventHub, rules::RuleBook},
     exec::{content::ContentBans, hashwatch::Match, pathwatch::PathWatch, resolve::Resolution},
     kernel::{
+        learned::LearnedMaps,
         maps::{Counters, GenerationSlot, Slot},
         programs::Programs,
     },
@@ -77,6 +82,8 @@ pub(crate) enum Command {
     ResolvePaths,
     /// A file with banned content was found.
     ContentFound(Match),
+    /// Time to delete expired learned addresses.
+    SweepLearned,
 }
 
 pub(crate) struct Owner {
@@ -97,6 +104,18 @@ pub(crate) struct Owner {
     pub(super) domain_seed: u64,
     pub(super) store: PolicyStore,
     pub(super) live: Live,
+    /// `None` when the learned maps could not be opened: nothing expires,
+    /// and owners at their quota stay there until a restart.
+    pub(super) learned: Option<LearnedUpkeep>,
+}
+
+/// The learned maps, and what was last reported of them (see
+/// `super::learned`).
+pub(crate) struct LearnedUpkeep {
+    pub(super) maps: LearnedMaps,
+    /// The `learned_unstored` counter when it was last reported.
+    pub(super) unstored_reported: u64,
+    pub(super) reported_at: Option<Instant>,
 }
 
 /// The generation in force.

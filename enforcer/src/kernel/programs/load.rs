@@ -10,7 +10,7 @@ use enforcer_common::{
     guard::GuardOffsets,
     names::{
         EGRESS_VARIANTS, INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION,
-        MAP_GENERATION_SIZED, MAP_LEARNED,
+        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_OWNERS,
     },
 };
 
@@ -40,10 +40,11 @@ use crate::kernel::{
 /// `daemon::takeover`), and the program arrays of the packet programs,
 /// which the kernel empties when no file holds them: pinned as soon as
 /// they exist. The rest live as long as the programs that use them.
-const PINNED_MAPS: [&str; 5] = [
+const PINNED_MAPS: [&str; 6] = [
     MAP_GENERATION,
     MAP_EVENTS,
     MAP_LEARNED,
+    MAP_LEARNED_OWNERS,
     EGRESS_VARIANTS.map,
     INGRESS_VARIANTS.map,
 ];
