@@ -52,6 +52,9 @@ macro_rules! counter_table {
             /// or the learned map was full: the DNS answer or ClientHello that
             /// gave them was dropped (see `enforcer_common::learned`).
             LearnedUnstored = 15, learned_unstored;
+            /// DNS responses let through unjudged because their answer has more
+            /// CNAMEs than the first three, none of which is listed.
+            ChainsCut = 16, chains_cut;
         }
     };
 }

@@ -16,7 +16,10 @@ use enforcer_integration_tests::{
     cgroup::TestCgroup,
     command::run,
     daemon::Daemon,
-    dns::{DnsOutcome, DnsServer, Transport, Zone, dns_query, dns_segmented, forged_answers},
+    dns::{
+        DnsOutcome, DnsServer, Transport, Zone, dns_query, dns_segmented, forged_answers,
+        framed_answer,
+    },
     net::{
         Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
     },
@@ -294,6 +297,30 @@ fn queries_sent_together_with_udp_segmentation_are_refused() {
     assert!(!outcome.is_refused(), "{outcome:?}");
 }
 
+/// A DNS server may answer pipelined TCP queries in one segment. The
+/// judge reads a segment's first message, so a segment that carries a
+/// second one, which could answer for a listed name, is dropped whole.
+#[test]
+fn a_tcp_segment_with_a_second_response_is_dropped() {
+    let server_addr = Ipv4Addr::new(127, 0, 1, 78);
+    let (harmless, listed) = (Ipv4Addr::new(127, 0, 1, 79), Ipv4Addr::new(127, 0, 1, 80));
+    let _server = DnsServer::with_tcp_trailer(
+        server_addr,
+        Zone::new().a("example.org", harmless, 60),
+        framed_answer("web.whatsapp.com", listed),
+    );
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(&[Transport::Tcp], &[("example.org", Refused)]);
+    resolver.assert_resolution(&[Transport::Udp], &[("example.org", Answered)]);
+    assert!(
+        daemon.status_json()["counters"]["malformed"]
+            .as_u64()
+            .is_some_and(|count| count > 0)
+    );
+}
+
 #[test]
 fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
     let server_addr = Ipv4Addr::new(127, 0, 0, 70);
@@ -322,6 +349,34 @@ fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
     daemon.expect_event("the dropped response", |event| {
         event["kind"] == "dns" && event["direction"] == "response"
     });
+}
+
+/// What stays open: the first three CNAME targets are judged, and a listed
+/// name fourth in the chain is not. Such a response is let through and
+/// counted, as dropping every long chain would break sign-in at Microsoft,
+/// whose chains have four CNAMEs.
+#[test]
+fn a_listed_name_past_the_third_cname_is_counted_not_judged() {
+    let server_addr = Ipv4Addr::new(127, 0, 1, 76);
+    let listed = Ipv4Addr::new(127, 0, 1, 77);
+    let (_listener, port) = tcp_listener(listed);
+    let zone = Zone::new()
+        .cname("login.example.com", "a.example.net", 60)
+        .cname("a.example.net", "b.example.net", 60)
+        .cname("b.example.net", "c.example.net", 60)
+        .cname("c.example.net", "edge.whatsapp.net", 60)
+        .a("edge.whatsapp.net", listed, 60);
+    let _server = DnsServer::start(server_addr, zone);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, WHATSAPP_POLICY);
+    let resolver = Resolver::new(&cgroup, server_addr);
+    assert!(
+        resolver
+            .query(Transport::Udp, "login.example.com")
+            .is_answered()
+    );
+    assert_eq!(probe(&cgroup, Op::TcpConnect, listed, port), Outcome::Ok);
+    assert_eq!(daemon.status_json()["counters"]["chains_cut"], 1);
 }
 
 #[test]

@@ -25,6 +25,10 @@ pub struct Response {
     pub chain: DomainMatch,
     /// Bytes of the name the name buffer holds, in text form.
     pub name_len: usize,
+    /// The answer has more CNAMEs than [`MAX_CNAMES`], and none of those
+    /// read is listed: its addresses may belong to a listed name further
+    /// down the chain, so the response cannot be judged.
+    pub chain_cut: bool,
     /// Answer records to read, and where the first one starts.
     answers: u32,
     first_answer: usize,
@@ -106,6 +110,7 @@ where
         question,
         chain,
         name_len: question.name_len,
+        chain_cut: false,
         answers,
         first_answer: records.opaque(question.end),
     })
@@ -117,6 +122,8 @@ where
 pub struct Cnames {
     targets: [usize; MAX_CNAMES],
     found: usize,
+    /// The answer has CNAMEs past the first [`MAX_CNAMES`].
+    more: bool,
 }
 
 /// The second pass of [`judge_response`]: where the answer's first
@@ -135,6 +142,7 @@ pub fn find_cnames<R: Repeat>(
         position: response.first_answer,
         targets: [0; MAX_CNAMES],
         found: 0,
+        more: false,
         stop: None,
     };
     if response.chain.decision.action() == Action::None {
@@ -148,12 +156,14 @@ pub fn find_cnames<R: Repeat>(
     Ok(Cnames {
         targets: cnames.targets,
         found: records.opaque(cnames.found),
+        more: cnames.more,
     })
 }
 
 /// The third pass of [`judge_response`]: the word on the first listed
 /// CNAME target in `cnames`, with its name read into `name`, in place of
-/// the question's in `response`.
+/// the question's in `response`; or, when none is listed and the chain
+/// goes on past them, `response.chain_cut`.
 pub fn judge_cnames<W, R>(
     generation: &Generation<'_, W>,
     packet: &Packet<'_>,
@@ -180,6 +190,7 @@ where
             repeat,
         )?;
     }
+    response.chain_cut = cnames.more && response.chain.decision.action() == Action::None;
     Ok(())
 }
 
@@ -247,6 +258,7 @@ struct CnameScan<'a, 'p, R> {
     position: usize,
     targets: [usize; MAX_CNAMES],
     found: usize,
+    more: bool,
     stop: Option<Stop>,
 }
 
@@ -266,6 +278,7 @@ impl<R: Repeat> Step for CnameScan<'_, '_, R> {
         self.position = record.end();
         if record.rtype == TYPE_CNAME {
             if self.found >= MAX_CNAMES {
+                self.more = true;
                 return false;
             }
             self.targets[self.found % MAX_CNAMES] = record.data;

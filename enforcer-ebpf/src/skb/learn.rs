@@ -26,25 +26,32 @@ pub(super) const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// What became of an address to learn.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Learning {
-    /// Listed for this many seconds.
-    Listed(u32),
+    /// Listed for the seconds asked.
+    Listed,
     /// The owner holds the address for a name whose action outranks this
     /// one's (see `LearnedAddress::yields_to`), and keeps it.
     Kept,
     /// The owner's quota or the map is full, and nothing was listed: what
     /// carried the address is to be dropped.
     Unstored,
+    /// A lookup left the image. A variant, and no variant carries data,
+    /// so that the word comes back in a register: a BPF call has five
+    /// argument registers and no room for a pointer to a result.
+    Fault,
 }
 
 /// Lists `learned` for `owner` and the domain `found`, for `seconds`.
-#[inline(always)]
+// A function of its own: inlined, the key and entry it builds would sit in
+// its caller's frame, on the deepest chain of calls (see `STACK` in `skb`;
+// Linux 6.1 refused ingress at 544 bytes).
+#[inline(never)]
 pub(crate) fn learn(
     generation: &Generation<'_, LiveImage<'_>>,
     found: &DomainMatch,
     learned: &Learned,
     owner: u32,
     seconds: u64,
-) -> Result<Learning, Fault> {
+) -> Learning {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let action = found.decision.action();
@@ -52,16 +59,19 @@ pub(crate) fn learn(
         owner,
         address: learned.address,
     };
+    let Ok(domain_hash) = generation.domain_hash(found.slot) else {
+        return Learning::Fault;
+    };
     let entry = LearnedAddress {
         expires_boot_ns: now + seconds * NANOS_PER_SECOND,
-        domain_hash: generation.domain_hash(found.slot)?,
+        domain_hash,
         action: action as u32,
         reserved: 0,
     };
     if let Some(held) = LEARNED.get_ptr(&key) {
         // SAFETY: the map value stays valid for this program run (RCU).
         if !unsafe { *held }.yields_to(action, now) {
-            return Ok(Learning::Kept);
+            return Learning::Kept;
         }
         // A replacement, whole for every reader. It fails only when the
         // daemon deleted the entry since, as expired; it is added anew.
@@ -70,28 +80,31 @@ pub(crate) fn learn(
             .is_ok()
         {
             count(Counter::AddressesLearned);
-            return Ok(Learning::Listed(seconds as u32));
+            return Learning::Listed;
         }
     }
-    let Some(held) = reserve(owner, generation.learned_quota(owner)?) else {
+    let Ok(quota) = generation.learned_quota(owner) else {
+        return Learning::Fault;
+    };
+    let Some(held) = reserve(owner, quota) else {
         count(Counter::LearnedUnstored);
-        return Ok(Learning::Unstored);
+        return Learning::Unstored;
     };
     if LEARNED
         .insert(&key, &entry, u64::from(BPF_NOEXIST))
         .is_ok()
     {
         count(Counter::AddressesLearned);
-        return Ok(Learning::Listed(seconds as u32));
+        return Learning::Listed;
     }
     release(held);
     // Another CPU listed the same address for the same owner in between,
     // or the map is full.
     if LEARNED.get_ptr(&key).is_some() {
-        return Ok(Learning::Listed(seconds as u32));
+        return Learning::Listed;
     }
     count(Counter::LearnedUnstored);
-    Ok(Learning::Unstored)
+    Learning::Unstored
 }
 
 /// Takes one entry of `owner`'s quota: its count, raised by one, or `None`

@@ -40,12 +40,28 @@ pub(crate) fn judge_response<S: ImageSlot>(
         return Ok(PASS);
     };
     let generation = Generation::new(&image);
-    // Over TCP, only a segment's first message is read: a response that
-    // spans segments is read as far as this one goes.
-    let message = if packet.transport.protocol == IPPROTO_TCP { 2 } else { 0 };
+    // Over TCP, a segment's first message is read: a response that spans
+    // segments is read as far as this one goes. A segment that carries
+    // another message after it is dropped, as that one would go unread.
+    let message = if packet.transport.protocol == IPPROTO_TCP {
+        if carries_more_than_one_message(packet, scratch) {
+            count(Counter::Malformed);
+            return Ok(DROP);
+        }
+        2
+    } else {
+        0
+    };
     let Some(learns) = read_response(&generation, scratch, message)? else {
         return Ok(PASS);
     };
+    // Let through, as dropping them would break the long chains of some
+    // CDNs (Microsoft's sign-in has four CNAMEs); counted, so that an
+    // administrator can see how often a chain went unjudged.
+    // SAFETY: `read_response` wrote it.
+    if unsafe { scratch.response.assume_init_ref() }.chain_cut {
+        count(Counter::ChainsCut);
+    }
     if learns && !answers_a_query(ctx, packet, scratch, message) {
         count(Counter::AnswersUnsolicited);
         // SAFETY: `read_response` wrote it.
@@ -88,6 +104,20 @@ pub(crate) fn judge_response<S: ImageSlot>(
         return Ok(PASS);
     }
     Ok(DROP)
+}
+
+/// Whether the copied TCP segment holds bytes past its first DNS message,
+/// by the message's length prefix. A segment too short to hold the prefix
+/// holds no second message.
+// A function of its own: see `answers_a_query`.
+#[inline(never)]
+fn carries_more_than_one_message(packet: &Headers, scratch: &Scratch) -> bool {
+    let Some(payload) = Packet::new(&scratch.packet, scratch.copied) else {
+        return false;
+    };
+    payload
+        .u16(0)
+        .is_ok_and(|length| 2 + u32::from(length) < packet.transport.payload_len)
 }
 
 /// Puts the policy's word on the copied response in the scratch buffer,
@@ -330,17 +360,15 @@ fn learn_answer(
     let Ok(seconds) = generation.learned_seconds(learned.ttl) else {
         return Stored::Fault;
     };
-    let (Ok(learning), Ok(number)) = (
-        learn(generation, found, learned, owner, seconds),
-        generation.number(),
-    ) else {
-        return Stored::Fault;
-    };
-    let ttl = match learning {
-        Learning::Listed(seconds) => seconds,
+    let ttl = match learn(generation, found, learned, owner, seconds) {
+        Learning::Listed => seconds as u32,
         // Nothing new to report.
         Learning::Kept => return Stored::All,
         Learning::Unstored => return Stored::NotAll,
+        Learning::Fault => return Stored::Fault,
+    };
+    let Ok(number) = generation.number() else {
+        return Stored::Fault;
     };
     // What an allow opens is the traffic the policy wants: not reported,
     // as allowed connects are not.

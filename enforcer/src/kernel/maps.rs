@@ -474,6 +474,7 @@ mod tests {
             "buffers_busy",
             "answers_unsolicited",
             "learned_unstored",
+            "chains_cut",
         ];
         assert_eq!(json.as_object().unwrap().len(), names.len());
         for (index, name) in names.into_iter().enumerate() {

@@ -6,7 +6,9 @@ mod server;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-pub use self::server::{DnsServer, ReceivedQuery, Zone, forged_answers, numbered_answers};
+pub use self::server::{
+    DnsServer, ReceivedQuery, Zone, forged_answers, framed_answer, numbered_answers,
+};
 use crate::{
     cgroup::TestCgroup,
     net::{Outcome, outcome, run_netprobe},

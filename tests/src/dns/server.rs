@@ -23,7 +23,7 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Message, Query, ResponseCode},
+    op::{Message, OpCode, Query, ResponseCode},
     rr::{
         Name, RData, Record, RecordType,
         rdata::{A, AAAA, CNAME},
@@ -192,6 +192,18 @@ pub fn forged_answers(
     }
 }
 
+/// A response saying that `name` has the address `addr`, framed with its
+/// TCP length prefix: a second message for [`DnsServer::with_tcp_trailer`].
+pub fn framed_answer(name: &str, addr: Ipv4Addr) -> Vec<u8> {
+    let name = fqdn(name);
+    let mut reply = Message::response(0x1234, OpCode::Query);
+    reply.add_query(Query::query(name.clone(), RecordType::A));
+    reply.add_answer(Record::from_rdata(name, 3600, RData::A(A(addr))));
+    let bytes = reply.to_vec().expect("encoding a DNS reply");
+    let length = u16::try_from(bytes.len()).expect("a short reply");
+    [length.to_be_bytes().as_slice(), &bytes].concat()
+}
+
 /// `name` as a fully qualified DNS name; panics on one that is not valid.
 fn fqdn(name: &str) -> Name {
     let mut parsed =
@@ -219,6 +231,8 @@ pub type ReceivedQuery = (String, u16, Transport);
 /// What the UDP and TCP threads share.
 struct Shared {
     reply: Reply,
+    /// Bytes written right after every TCP reply, in the same write.
+    tcp_trailer: Vec<u8>,
     queries: Mutex<Vec<ReceivedQuery>>,
 }
 
@@ -268,14 +282,22 @@ impl DnsServer {
     /// Serves `zone` on `addr`:53 (a 127.0.0.x address: tests never leave
     /// the machine).
     pub fn start(addr: Ipv4Addr, zone: Zone) -> Self {
-        Self::serve(addr, Reply::Zone(zone))
+        Self::serve(addr, Reply::Zone(zone), Vec::new())
+    }
+
+    /// Serves `zone` as [`DnsServer::start`] does, but writes `trailer`
+    /// after every TCP reply in the same write, so that the reply and
+    /// whatever the trailer holds (a second framed message, say) travel in
+    /// one segment.
+    pub fn with_tcp_trailer(addr: Ipv4Addr, zone: Zone, trailer: Vec<u8>) -> Self {
+        Self::serve(addr, Reply::Zone(zone), trailer)
     }
 
     /// Answers every query on `addr`:53 with `reply(query bytes)`, over UDP
     /// and TCP, with the query's id written over its first two bytes when
     /// both are at least that long: for tests of malformed replies.
     pub fn raw(addr: Ipv4Addr, reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        Self::serve(addr, Reply::Raw(Box::new(reply)))
+        Self::serve(addr, Reply::Raw(Box::new(reply)), Vec::new())
     }
 
     /// Answers every query on `addr`:53 with `reply(query bytes)` as it
@@ -284,10 +306,10 @@ impl DnsServer {
         addr: Ipv4Addr,
         reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
     ) -> Self {
-        Self::serve(addr, Reply::Forged(Box::new(reply)))
+        Self::serve(addr, Reply::Forged(Box::new(reply)), Vec::new())
     }
 
-    fn serve(addr: Ipv4Addr, reply: Reply) -> Self {
+    fn serve(addr: Ipv4Addr, reply: Reply, tcp_trailer: Vec<u8>) -> Self {
         let udp = UdpSocket::bind((addr, DNS_PORT)).unwrap_or_else(|error| {
             panic!("cannot bind a DNS server on UDP {addr}:{DNS_PORT} (needs root): {error}")
         });
@@ -298,6 +320,7 @@ impl DnsServer {
         });
         let shared = Arc::new(Shared {
             reply,
+            tcp_trailer,
             queries: Mutex::new(Vec::new()),
         });
         let mut threads = Threads::new();
@@ -354,6 +377,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
         });
         let mut framed = length.to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
+        framed.extend_from_slice(&shared.tcp_trailer);
         if stream.write_all(&framed).is_err() {
             return;
         }
@@ -362,8 +386,6 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
 
 #[cfg(test)]
 mod tests {
-    use hickory_proto::op::Query;
-
     use super::*;
 
     fn zone() -> Zone {
@@ -521,12 +543,14 @@ mod tests {
     fn raw_replies_carry_the_query_id() {
         let shared = Shared {
             reply: Reply::Raw(Box::new(|_| vec![0, 0, 0xff])),
+            tcp_trailer: Vec::new(),
             queries: Mutex::new(Vec::new()),
         };
         let reply = shared.handle(&[0xab, 0xcd, 1, 2], Transport::Tcp);
         assert_eq!(reply, Some(vec![0xab, 0xcd, 0xff]));
         let short = Shared {
             reply: Reply::Raw(Box::new(|_| vec![7])),
+            tcp_trailer: Vec::new(),
             queries: Mutex::new(Vec::new()),
         };
         assert_eq!(short.handle(&[0xab, 0xcd], Transport::Udp), Some(vec![7]));
