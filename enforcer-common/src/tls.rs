@@ -133,6 +133,7 @@ fn host_name(
         from: name,
         len,
         out,
+        previous: b'.',
         failed: false,
     };
     repeat.repeat(MAX_NAME_LEN as u32, &mut copy);
@@ -142,12 +143,17 @@ fn host_name(
     Ok(len)
 }
 
-/// Copies the host name one byte per step, case folded.
+/// Copies the host name one byte per step, case folded. A name that is
+/// not a host name (a byte other than a letter, a digit, `-` and `_`
+/// between dots, or an empty label) fails: a server may read
+/// `t.me\0` or `.t.me.` as `t.me`, and the matcher would not.
 struct Copy<'r, 'p> {
     packet: &'r Packet<'p>,
     from: usize,
     len: usize,
     out: &'r mut [u8; NAME_BYTES],
+    /// The byte before, `.` before the first.
+    previous: u8,
     failed: bool,
 }
 
@@ -158,15 +164,21 @@ impl Step for Copy<'_, '_> {
         if index >= self.len {
             return false;
         }
-        match self.packet.u8(self.from + index) {
-            Ok(byte) => {
-                self.out[index & NAME_MASK] = fold_case(byte);
-                true
-            }
-            Err(Malformed) => {
-                self.failed = true;
-                false
-            }
+        let Ok(byte) = self.packet.u8(self.from + index) else {
+            self.failed = true;
+            return false;
+        };
+        let host_name_byte = match byte {
+            b'.' => self.previous != b'.' && index + 1 != self.len,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => true,
+            _ => false,
+        };
+        if !host_name_byte {
+            self.failed = true;
+            return false;
         }
+        self.previous = byte;
+        self.out[index & NAME_MASK] = fold_case(byte);
+        true
     }
 }

@@ -13,7 +13,7 @@ use enforcer::{
 };
 use enforcer_common::{
     decision::Action,
-    dns::{self, MAX_ANSWERS, MAX_CNAMES},
+    dns::{self, MAX_ANSWERS, MAX_CNAMES, PendingQueries, PendingQuery},
     domain::{NAME_BYTES, Name},
     lookup::Generation,
     packet::{PACKET_BYTES, Packet},
@@ -224,11 +224,79 @@ proptest! {
         prop_assert_eq!(question.end, bytes.len());
     }
 
+    /// A TCP segment to a resolver is read message by message: every query
+    /// of a segment of at most two whole messages is seen, and anything
+    /// else (a third message, one cut short, a stray byte) is malformed,
+    /// so no query rides past the judge behind another.
+    #[test]
+    fn a_tcp_segment_shows_every_query_or_is_malformed(
+        names in prop::collection::vec(name(), 1..5),
+        cut in 0usize..3,
+    ) {
+        let mut segment = Vec::new();
+        for labels in &names {
+            let mut message = Message::query();
+            message.add_query(Query::query(dns_name(labels), RecordType::A));
+            let bytes = message.to_vec().expect("encoding a query");
+            segment.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
+            segment.extend_from_slice(&bytes);
+        }
+        segment.truncate(segment.len() - cut);
+        prop_assume!(segment.len() <= PACKET_BYTES);
+        let buffer = packet_bytes(&segment);
+        let packet = Packet::new(&buffer, segment.len()).expect("fits");
+        let mut seen = Vec::new();
+        let mut name = [0u8; NAME_BYTES];
+        let read = dns::tcp_messages(&packet, &Plain, |message| {
+            let question = dns::question(&packet, message, false, &mut name, &Plain)?;
+            seen.push(String::from_utf8(name[..question.name_len].to_vec()).unwrap());
+            Ok(true)
+        });
+        if names.len() <= dns::MAX_TCP_MESSAGES && cut == 0 {
+            prop_assert!(read.is_ok());
+            let expected: Vec<String> = names
+                .iter()
+                .map(|labels| labels.join(".").to_ascii_lowercase())
+                .collect();
+            prop_assert_eq!(seen, expected);
+        } else {
+            prop_assert_eq!(read, Err(dns::Stop::Malformed));
+        }
+    }
+
+    /// An answer teaches addresses only when it repeats a query its socket
+    /// sent within the window: resolver, id, type and name all. A forger
+    /// who gets any one of them wrong is not asked.
+    #[test]
+    fn only_an_answer_that_repeats_a_remembered_query_was_asked(
+        resolver in any::<[u8; 16]>(),
+        id in any::<u16>(),
+        qtype in any::<u16>(),
+        digest in any::<u64>(),
+        wrong in 0usize..5,
+        sent in 0u32..1_000_000,
+        waited in 0u32..60,
+    ) {
+        let query = PendingQuery { resolver, name_digest: digest, sent: 0, id, qtype };
+        let mut pending = PendingQueries::default();
+        pending.remember(query, sent);
+        let mut answer = query;
+        match wrong {
+            0 => answer.resolver[15] ^= 1,
+            1 => answer.id ^= 1,
+            2 => answer.qtype ^= 1,
+            3 => answer.name_digest ^= 1,
+            _ => {}
+        }
+        let in_window = waited <= dns::ANSWER_WINDOW_SECONDS;
+        prop_assert_eq!(pending.asked(&answer, sent + waited), wrong == 4 && in_window);
+    }
+
     #[test]
     fn a_response_learns_what_the_reference_says(
         rules in rules(),
         question in name(),
-        chain in prop::collection::vec(name(), 0..5),
+        chain in prop::collection::vec(name(), 0..MAX_CNAMES + 3),
         addresses in prop::collection::vec((any::<bool>(), any::<u32>()), 0..20),
         seed in any::<u64>(),
     ) {
@@ -254,6 +322,11 @@ proptest! {
             .find(|&action| action != Action::None)
             .unwrap_or(Action::None);
         prop_assert_eq!(response.chain.decision.action(), decided);
+        prop_assert_eq!(
+            response.chain_cut,
+            decided == Action::None && chain.len() > MAX_CNAMES,
+            "a chain of {} CNAMEs", chain.len()
+        );
         let records = chain.len() + addresses.len();
         // An allowed chain learns too: its addresses are opened.
         let expected: Vec<(bool, u32)> = if decided != Action::None {
@@ -268,6 +341,27 @@ proptest! {
         };
         let got: Vec<(bool, u32)> = learned.iter().map(|l| (l.v4, l.ttl)).collect();
         prop_assert_eq!(got, expected, "{} records", records);
+    }
+
+    /// A server may read `t.me\0` or `.t.me` as `t.me`; the matcher would
+    /// not, so such a name is malformed (found by the fuzz target).
+    #[test]
+    fn a_client_hello_naming_no_host_name_is_malformed(
+        labels in name(),
+        junk in prop::sample::select(vec!["\0", " ", "..", "/", "\u{7f}", "é", "*"]),
+        at_start in any::<bool>(),
+    ) {
+        let host = labels.join(".");
+        let sni = if at_start { format!("{junk}{host}") } else { format!("{host}{junk}") };
+        let hello = client_hello(&sni);
+        let buffer = packet_bytes(&hello);
+        let packet = Packet::new(&buffer, hello.len()).expect("fits");
+        let mut name = [0u8; NAME_BYTES];
+        prop_assert!(tls::server_name(&packet, &mut name, &Plain).is_err(), "{:?}", sni);
+        let dotted = client_hello(&format!(".{host}"));
+        let buffer = packet_bytes(&dotted);
+        let packet = Packet::new(&buffer, dotted.len()).expect("fits");
+        prop_assert!(tls::server_name(&packet, &mut name, &Plain).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod bench;
 mod bpffs;
 mod build;
 mod fresh;
+mod fuzz;
 mod layout;
 mod mounts;
 mod test;
@@ -48,6 +49,9 @@ enum Command {
     /// Run every test: the layout check, unit tests, then the kernel
     /// integration suite (as root).
     Test {
+        /// Then fuzz the packet parsers for this many seconds (`fuzz/`).
+        #[arg(long, value_name = "SECONDS")]
+        fuzz: Option<u64>,
         /// Extra arguments for the test binaries, after `--` (a name filter, say).
         #[arg(last = true)]
         args: Vec<String>,
@@ -80,7 +84,7 @@ fn main() -> ExitCode {
         Command::Run { release, args } => build::run(release, &args),
         Command::Fresh => fresh::fresh(),
         Command::Layout => layout::layout(),
-        Command::Test { args } => test::test(&args),
+        Command::Test { fuzz, args } => test::test(&args, fuzz),
         Command::Bench(args) => bench::bench(&args),
         Command::VmTest(args) => vm::vm_test(&args),
         Command::ExecStorm {

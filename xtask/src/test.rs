@@ -7,16 +7,22 @@ use std::{env, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::{bpffs, build, layout};
+use crate::{bpffs, build, fuzz, layout};
 
 /// The layout check goes first but does not stop the suite: its findings
-/// and the tests' results are both worth seeing in one run.
-pub(crate) fn test(args: &[String]) -> Result<ExitCode> {
+/// and the tests' results are both worth seeing in one run. Fuzzing, when
+/// asked for, comes last.
+pub(crate) fn test(args: &[String], fuzz_seconds: Option<u64>) -> Result<ExitCode> {
     let layout_clean = layout::report_workspace()?;
     let suite = suite(args)?;
     if !layout_clean {
         eprintln!("xtask: the layout check failed; its findings are above");
         return Ok(ExitCode::FAILURE);
+    }
+    if suite == ExitCode::SUCCESS
+        && let Some(seconds) = fuzz_seconds
+    {
+        fuzz::fuzz(seconds)?;
     }
     Ok(suite)
 }
