@@ -20,7 +20,12 @@
 //! (a quota the policy sets); an address that cannot be stored is not
 //! learned, and the kernel drops what carried it instead, so a flood can
 //! push out nobody's entries, its sender's own included. The daemon
-//! deletes expired entries and recounts each owner's.
+//! deletes expired entries.
+//!
+//! An owner's count is kept in two maps with one writer each, so that no
+//! update is lost: the programs add to `LEARNED_ADDED` atomically, and the
+//! daemon alone writes `LEARNED_ADJUSTED`, the entries it deleted less
+//! those it copied in from an earlier instance ([`held`]).
 
 use crate::decision::Action;
 
@@ -37,6 +42,17 @@ pub const SHARED_QUOTA: u64 = LEARNED_CAPACITY as u64 / 2;
 /// Owners the quota map counts at once. An owner whose entries have all
 /// expired is forgotten at the next sweep.
 pub const MAX_OWNERS: u32 = 1_024;
+
+/// How many entries an owner holds, from what the programs `added` and
+/// what the daemon `adjusted`; never below zero.
+#[inline(always)]
+pub const fn held(added: u64, adjusted: i64) -> u64 {
+    if adjusted < 0 {
+        added.saturating_add(adjusted.unsigned_abs())
+    } else {
+        added.saturating_sub(adjusted as u64)
+    }
+}
 
 /// The owner of an address learned from a DNS answer that a socket of
 /// `uid` received (see the module doc).
@@ -131,6 +147,15 @@ mod tests {
             action: action as u32,
             reserved: 0,
         }
+    }
+
+    #[test]
+    fn an_owner_holds_what_was_added_less_what_the_daemon_took_back() {
+        assert_eq!(held(10, 3), 7);
+        assert_eq!(held(10, -2), 12, "entries copied in at a takeover");
+        assert_eq!(held(3, 5), 0, "a lost add never wraps into a full quota");
+        assert_eq!(held(u64::MAX, i64::MIN), u64::MAX);
+        assert_eq!(held(0, i64::MAX), 0);
     }
 
     #[test]

@@ -99,8 +99,10 @@ pub const INGRESS_VARIANTS: PacketVariants = PacketVariants {
 
 /// Addresses learned from DNS answers and TLS server names.
 pub const MAP_LEARNED: &str = "LEARNED";
-/// How many learned addresses each owner holds.
-pub const MAP_LEARNED_OWNERS: &str = "LEARNED_OWNERS";
+/// How many learned addresses the programs added for each owner.
+pub const MAP_LEARNED_ADDED: &str = "LEARNED_ADDED";
+/// How many of those the daemon deleted, less those it copied in.
+pub const MAP_LEARNED_ADJUSTED: &str = "LEARNED_ADJUSTED";
 /// Per-CPU room for a copied payload and a name.
 pub const MAP_SCRATCH: &str = "SCRATCH";
 

@@ -53,10 +53,15 @@ pub(crate) static LEARNED: HashMap<
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
 
-/// How many entries of `LEARNED` each owner holds, against its quota. The
-/// kernel counts what it adds; the daemon recounts when it deletes.
+/// How many entries of `LEARNED` the programs added for each owner. Only
+/// the programs write it (see `enforcer_common::learned::held`).
 #[btf_map]
-pub(crate) static LEARNED_OWNERS: HashMap<u32, u64, { MAX_OWNERS as usize }> = HashMap::new();
+pub(crate) static LEARNED_ADDED: HashMap<u32, u64, { MAX_OWNERS as usize }> = HashMap::new();
+
+/// How many of each owner's entries the daemon deleted, less those it
+/// copied in. Only the daemon writes it.
+#[btf_map]
+pub(crate) static LEARNED_ADJUSTED: HashMap<u32, i64, { MAX_OWNERS as usize }> = HashMap::new();
 
 /// The DNS queries each socket of the enforced cgroup sent, on the socket
 /// itself: only an answer to one of them teaches an address (see

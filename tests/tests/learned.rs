@@ -5,7 +5,11 @@
 //! Each test has its own loopback addresses and cgroup, and its users are
 //! unprivileged uids that have dropped root inside it.
 
-use std::{net::Ipv4Addr, thread, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    thread,
+    time::{Duration, Instant},
+};
 
 use enforcer_integration_tests::{
     cgroup::TestCgroup,
@@ -195,8 +199,9 @@ fn a_flood_of_learned_addresses_unblocks_nothing() {
 }
 
 /// "Block everything, except the corporate resolver and these services by
-/// name": the addresses an answer gives for an allowed name are opened to
-/// the uid that asked, and nothing else is.
+/// name": the addresses that a resolver daemon's answer (root's, here: a
+/// system uid) gives for an allowed name are opened to every uid, and
+/// nothing else is.
 #[test]
 fn an_allow_by_name_opens_what_a_block_by_network_closes() {
     let resolver = Ipv4Addr::new(127, 0, 1, 71);
@@ -232,29 +237,60 @@ domains = ["approved.example"]
         "nothing is open before the name is resolved"
     );
     assert_eq!(
-        dns_query_as(&cgroup, NOBODY, resolver, "calls.approved.example"),
+        dns_query(
+            &cgroup,
+            Transport::Udp,
+            resolver,
+            "calls.approved.example",
+            "A"
+        ),
         DnsOutcome::Answer(vec![format!("A={approved}")])
     );
-    assert_eq!(
-        probe_as(&cgroup, NOBODY, Op::TcpConnect, approved, approved_port),
-        Outcome::Ok
-    );
-    assert!(dns_query_as(&cgroup, NOBODY, resolver, "other.example").is_answered());
+    for uid in [NOBODY, ANOTHER_USER] {
+        assert_eq!(
+            probe_as(&cgroup, uid, Op::TcpConnect, approved, approved_port),
+            Outcome::Ok,
+            "uid {uid}"
+        );
+    }
+    assert!(dns_query(&cgroup, Transport::Udp, resolver, "other.example", "A").is_answered());
     assert_eq!(
         probe_as(&cgroup, NOBODY, Op::TcpConnect, other, other_port),
         EPERM,
         "an unlisted name opens nothing"
     );
+}
+
+/// A user who runs a resolver of their own can make it give a blocked
+/// network's address for an allowed name. What a user's socket receives
+/// never opens an address.
+#[test]
+fn a_users_own_resolver_cannot_open_a_blocked_network_by_an_allowed_name() {
+    let own_resolver = Ipv4Addr::new(127, 0, 1, 81);
+    let blocked = Ipv4Addr::new(127, 0, 1, 82);
+    let (_listener, port) = tcp_listener(blocked);
+    let _server = DnsServer::start(
+        own_resolver,
+        Zone::new().a("calls.approved.example", blocked, 600),
+    );
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(
+        &cgroup,
+        r#"
+version = 1
+[[block]]
+name = "telegram-network"
+cidrs = ["127.0.1.82/32"]
+[[allow]]
+name = "approved"
+domains = ["approved.example"]
+"#,
+    );
+    assert!(dns_query_as(&cgroup, NOBODY, own_resolver, "calls.approved.example").is_answered());
     assert_eq!(
-        probe_as(
-            &cgroup,
-            ANOTHER_USER,
-            Op::TcpConnect,
-            approved,
-            approved_port
-        ),
+        probe_as(&cgroup, NOBODY, Op::TcpConnect, blocked, port),
         EPERM,
-        "what one user resolved opens nothing for another"
+        "a user's own answer opened a blocked network"
     );
 }
 
@@ -287,21 +323,51 @@ name = "approved"
 domains = ["approved.example"]
 "#,
     );
-    assert!(dns_query_as(&cgroup, NOBODY, resolver, "web.whatsapp.com").is_answered());
+    let resolve = |name| dns_query(&cgroup, Transport::Udp, resolver, name, "A").is_answered();
+    assert!(resolve("web.whatsapp.com"));
     assert_eq!(
         probe_as(&cgroup, NOBODY, Op::TcpConnect, shared, port),
         EPERM
     );
-    assert!(dns_query_as(&cgroup, NOBODY, resolver, "calls.approved.example").is_answered());
+    assert!(resolve("calls.approved.example"));
     assert_eq!(
         probe_as(&cgroup, NOBODY, Op::TcpConnect, shared, port),
         Outcome::Ok,
         "the allowed name's answer opened the address"
     );
-    assert!(dns_query_as(&cgroup, NOBODY, resolver, "web.whatsapp.com").is_answered());
+    assert!(resolve("web.whatsapp.com"));
     assert_eq!(
         probe_as(&cgroup, NOBODY, Op::TcpConnect, shared, port),
         Outcome::Ok,
         "a later answer for the blocked name closed it again"
     );
+}
+
+/// The daemon deletes expired entries, and their owner gets the room
+/// back: a quota filled by answers that have expired stops nothing.
+#[test]
+fn an_owner_at_its_quota_gets_room_back_when_its_entries_expire() {
+    const QUOTA: u32 = 4;
+    let server = Ipv4Addr::new(127, 0, 1, 83);
+    let _server = DnsServer::raw(server, numbered_answers(QUOTA));
+    let cgroup = TestCgroup::new();
+    let _daemon = Daemon::start(
+        &cgroup,
+        &format!(
+            "version = 1\n[options]\ndns_block_queries = false\nlearned_per_user = {QUOTA}\n\
+             dns_ttl_min_seconds = 1\ndns_ttl_max_seconds = 1\n\
+             [[block]]\nname = \"flood\"\ndomains = [\"flood.example\"]\n"
+        ),
+    );
+    assert!(dns_query_as(&cgroup, NOBODY, server, "1.flood.example").is_answered());
+    assert!(
+        !dns_query_as(&cgroup, NOBODY, server, "2.flood.example").is_answered(),
+        "the quota is full"
+    );
+    // The entries expire after 1 s, and a sweep runs every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while !dns_query_as(&cgroup, NOBODY, server, "2.flood.example").is_answered() {
+        assert!(Instant::now() < deadline, "the owner never got room back");
+        thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -12,13 +12,13 @@ use enforcer_common::{
     decision::Action,
     dns::Learned,
     domain::DomainMatch,
-    learned::{LearnedAddress, LearnedKey, SHARED_OWNER},
+    learned::{LearnedAddress, LearnedKey, SHARED_OWNER, held},
     lookup::{Fault, Generation},
 };
 
 use crate::{
     counters::count,
-    maps::{LEARNED, LEARNED_OWNERS, LiveImage},
+    maps::{LEARNED, LEARNED_ADDED, LEARNED_ADJUSTED, LiveImage},
 };
 
 pub(super) const NANOS_PER_SECOND: u64 = 1_000_000_000;
@@ -107,31 +107,36 @@ pub(crate) fn learn(
     Learning::Unstored
 }
 
-/// Takes one entry of `owner`'s quota: its count, raised by one, or `None`
-/// when the quota is used up or the owners map is full.
+/// Takes one entry of `owner`'s quota: its count of added entries, raised
+/// by one, or `None` when the quota is used up or the owners map is full.
 #[inline(always)]
 fn reserve(owner: u32, quota: u64) -> Option<*mut u64> {
-    let held = match LEARNED_OWNERS.get_ptr_mut(owner) {
-        Some(held) => held,
+    let added = match LEARNED_ADDED.get_ptr_mut(owner) {
+        Some(added) => added,
         None => {
             // Another CPU may add it first; either way it is there after.
-            let _ = LEARNED_OWNERS.insert(owner, 0, u64::from(BPF_NOEXIST));
-            LEARNED_OWNERS.get_ptr_mut(owner)?
+            let _ = LEARNED_ADDED.insert(owner, 0, u64::from(BPF_NOEXIST));
+            LEARNED_ADDED.get_ptr_mut(owner)?
         }
+    };
+    let adjusted = match LEARNED_ADJUSTED.get_ptr(owner) {
+        // SAFETY: the map value stays valid for this program run (RCU).
+        Some(adjusted) => unsafe { core::ptr::read_volatile(adjusted) },
+        None => 0,
     };
     // Added, then read: the BPF target has no 64-bit fetch-and-add. Two
     // CPUs that both read past the quota both give their entry back.
     // SAFETY: an aligned u64 of a map value that outlives the program run,
     // only ever changed atomically by the programs.
     let after = unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::AcqRel }>(held, 1);
-        core::ptr::read_volatile(held)
+        atomic_xadd::<u64, u64, { AtomicOrdering::AcqRel }>(added, 1);
+        core::ptr::read_volatile(added)
     };
-    if after > quota {
-        release(held);
+    if held(after, adjusted) > quota {
+        release(added);
         return None;
     }
-    Some(held)
+    Some(added)
 }
 
 /// Gives back an entry [`reserve`] took.

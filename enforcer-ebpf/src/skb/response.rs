@@ -8,6 +8,7 @@ use enforcer_common::{
     dns::{self, Learned, Stop},
     domain::{Name, options},
     event::DomainEventKind,
+    learned::SHARED_OWNER,
     lookup::{Fault, Generation},
     packet::Packet,
     proto::IPPROTO_TCP,
@@ -330,6 +331,14 @@ fn learn_collected(
     let Ok(owner) = generation.answer_owner(packet.socket.uid) else {
         return Stored::Fault;
     };
+    // SAFETY: only called after `read_response` wrote it.
+    let action = unsafe { scratch.response.assume_init_ref() }.chain.decision.action();
+    // A user can run a resolver that gives any address for an allowed
+    // name: only an answer that binds everyone, which a resolver daemon
+    // received from its upstream, opens an address.
+    if action == Action::Allow && owner != SHARED_OWNER {
+        return Stored::All;
+    }
     let mut stored = Stored::All;
     for (index, learned) in scratch.learned.iter().enumerate() {
         if index >= scratch.collected {

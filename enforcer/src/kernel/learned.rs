@@ -1,6 +1,8 @@
-//! The learned-address map from userspace: deleting what has expired and
-//! recounting each owner's entries (the kernel never evicts; see
-//! `enforcer_common::learned`), and carrying entries over at a takeover.
+//! The learned-address map from userspace: deleting what has expired (the
+//! kernel never evicts; see `enforcer_common::learned`) and carrying
+//! entries over at a takeover. Either one changes owners' counts only
+//! through `LEARNED_ADJUSTED`, which the programs never write, so no count
+//! the programs keep is ever overwritten.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -9,8 +11,8 @@ use aya::{
     maps::{HashMap, Map, MapData, MapError},
 };
 use enforcer_common::{
-    learned::{LearnedAddress, LearnedKey, SHARED_OWNER},
-    names::{MAP_LEARNED, MAP_LEARNED_OWNERS},
+    learned::{LearnedAddress, LearnedKey, SHARED_OWNER, held},
+    names::{MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,8 @@ pub enum LearnedError {
 /// pins.
 pub struct LearnedMaps {
     entries: HashMap<MapData, LearnedKey, LearnedAddress>,
-    owners: HashMap<MapData, u32, u64>,
+    added: HashMap<MapData, u32, u64>,
+    adjusted: HashMap<MapData, u32, i64>,
 }
 
 /// What a sweep found.
@@ -45,20 +48,23 @@ impl LearnedMaps {
     pub fn open(instance: &Path) -> Result<Self, LearnedError> {
         Ok(Self {
             entries: open_hash(instance, MAP_LEARNED)?,
-            owners: open_hash(instance, MAP_LEARNED_OWNERS)?,
+            added: open_hash(instance, MAP_LEARNED_ADDED)?,
+            adjusted: open_hash(instance, MAP_LEARNED_ADJUSTED)?,
         })
     }
 
-    /// Deletes the entries that expired by `now_boot_ns` and sets each
-    /// owner's count to what is left. The shared owner is always counted,
-    /// so that its count exists even when the owners map is full.
+    /// Deletes the entries that expired by `now_boot_ns`, and gives their
+    /// owners the room back. An owner left with nothing is forgotten, so
+    /// that the owners map makes room for others; the shared owner is
+    /// always kept, so that it can learn even when that map is full.
     ///
-    /// A sweep races the kernel: an entry an answer refreshes between its
-    /// read here and its deletion is deleted all the same, and an address
-    /// the kernel adds during the sweep is counted at the next one.
+    /// A sweep races the kernel in two places, each a few microseconds
+    /// long: an entry an answer refreshes between its read here and its
+    /// deletion is deleted all the same, and an entry learned for an owner
+    /// as it is forgotten is not counted against its quota.
     pub fn sweep(&mut self, now_boot_ns: u64) -> Sweep {
         let mut sweep = Sweep::default();
-        sweep.live.insert(SHARED_OWNER, 0);
+        let mut deleted: BTreeMap<u32, i64> = BTreeMap::new();
         let keys: Vec<LearnedKey> = self.entries.keys().flatten().collect();
         for key in keys {
             let Ok(entry) = self.entries.get(&key, 0) else {
@@ -67,32 +73,53 @@ impl LearnedMaps {
             if entry.expires_boot_ns <= now_boot_ns {
                 if self.entries.remove(&key).is_ok() {
                     sweep.expired += 1;
+                    *deleted.entry(key.owner).or_default() += 1;
                 }
             } else {
                 *sweep.live.entry(key.owner).or_default() += 1;
             }
         }
-        let counted: Vec<u32> = self.owners.keys().flatten().collect();
-        for owner in counted {
-            if !sweep.live.contains_key(&owner) {
-                let _ = self.owners.remove(&owner);
-            }
+        for (owner, count) in deleted {
+            self.adjust(owner, count);
         }
-        for (&owner, &entries) in &sweep.live {
-            let _ = self.owners.insert(owner, entries, 0);
+        let _ = self
+            .added
+            .insert(SHARED_OWNER, 0, u64::from(aya_obj::generated::BPF_NOEXIST));
+        let owners: Vec<u32> = self.added.keys().flatten().collect();
+        for owner in owners {
+            if owner == SHARED_OWNER || sweep.live.contains_key(&owner) {
+                continue;
+            }
+            let added = self.added.get(&owner, 0).unwrap_or_default();
+            if held(added, self.adjusted.get(&owner, 0).unwrap_or_default()) == 0 {
+                let _ = self.added.remove(&owner);
+                let _ = self.adjusted.remove(&owner);
+            }
         }
         sweep
     }
 
-    /// Copies `earlier`'s entries into these maps, and returns how many
-    /// were copied; the next sweep counts them.
+    /// Copies `earlier`'s entries into these maps, counts them against
+    /// their owners' quotas, and returns how many were copied.
     pub fn copy_from(&mut self, earlier: &Self) -> usize {
-        earlier
-            .entries
-            .iter()
-            .flatten()
-            .filter(|(key, entry)| self.entries.insert(key, entry, 0).is_ok())
-            .count()
+        let mut copied: BTreeMap<u32, i64> = BTreeMap::new();
+        for (key, entry) in earlier.entries.iter().flatten() {
+            if self.entries.insert(key, entry, 0).is_ok() {
+                *copied.entry(key.owner).or_default() += 1;
+            }
+        }
+        let total = copied.values().sum::<i64>();
+        for (owner, count) in copied {
+            self.adjust(owner, -count);
+        }
+        usize::try_from(total).unwrap_or_default()
+    }
+
+    /// Adds `count` to `owner`'s adjustment: what the daemon took back
+    /// (positive) or brought in (negative).
+    fn adjust(&mut self, owner: u32, count: i64) {
+        let now = self.adjusted.get(&owner, 0).unwrap_or_default();
+        let _ = self.adjusted.insert(owner, now.saturating_add(count), 0);
     }
 }
 

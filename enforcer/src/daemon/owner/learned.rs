@@ -1,6 +1,6 @@
 //! Keeping the learned-address map within its bounds: the kernel never
 //! evicts (see `enforcer_common::learned`), so the owner deletes what has
-//! expired, recounts each owner's entries against its quota, and reports
+//! expired, which gives each owner the room back, and reports
 //! when addresses could not be stored.
 
 use std::{

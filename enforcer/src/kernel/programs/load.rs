@@ -10,7 +10,7 @@ use enforcer_common::{
     guard::GuardOffsets,
     names::{
         EGRESS_VARIANTS, INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION,
-        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_OWNERS,
+        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED,
     },
 };
 
@@ -37,14 +37,16 @@ use crate::kernel::{
 };
 
 /// The maps a later daemon reads when it takes over (see
-/// `daemon::takeover`), and the program arrays of the packet programs,
+/// `daemon::takeover`), the learned-address counts the daemon keeps
+/// (`kernel::learned`), and the program arrays of the packet programs,
 /// which the kernel empties when no file holds them: pinned as soon as
 /// they exist. The rest live as long as the programs that use them.
-const PINNED_MAPS: [&str; 6] = [
+const PINNED_MAPS: [&str; 7] = [
     MAP_GENERATION,
     MAP_EVENTS,
     MAP_LEARNED,
-    MAP_LEARNED_OWNERS,
+    MAP_LEARNED_ADDED,
+    MAP_LEARNED_ADJUSTED,
     EGRESS_VARIANTS.map,
     INGRESS_VARIANTS.map,
 ];
