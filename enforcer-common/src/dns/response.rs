@@ -141,7 +141,10 @@ pub fn find_cnames<R: Repeat>(
         answers: response.answers,
         position: response.first_answer,
         targets: [0; MAX_CNAMES],
-        found: 0,
+        // Opaque: Linux 6.1 checks a `bpf_loop` callback once, from the
+        // state it starts with. From a known 0 the branch that finds a
+        // CNAME past the last one is never taken, and is removed.
+        found: records.opaque(0),
         more: false,
         stop: None,
     };
@@ -156,7 +159,7 @@ pub fn find_cnames<R: Repeat>(
     Ok(Cnames {
         targets: cnames.targets,
         found: records.opaque(cnames.found),
-        more: cnames.more,
+        more: records.opaque(usize::from(cnames.more)) != 0,
     })
 }
 
