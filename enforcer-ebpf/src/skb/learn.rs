@@ -68,9 +68,9 @@ pub(crate) fn learn(
         action: action as u32,
         reserved: 0,
     };
-    if let Some(held) = LEARNED.get_ptr(&key) {
+    if let Some(existing) = LEARNED.get_ptr(&key) {
         // SAFETY: the map value stays valid for this program run (RCU).
-        if !unsafe { *held }.yields_to(action, now) {
+        if !unsafe { *existing }.yields_to(action, now) {
             return Learning::Kept;
         }
         // A replacement, whole for every reader. It fails only when the
@@ -86,7 +86,7 @@ pub(crate) fn learn(
     let Ok(quota) = generation.learned_quota(owner) else {
         return Learning::Fault;
     };
-    let Some(held) = reserve(owner, quota) else {
+    let Some(added) = reserve(owner, quota) else {
         count(Counter::LearnedUnstored);
         return Learning::Unstored;
     };
@@ -97,7 +97,7 @@ pub(crate) fn learn(
         count(Counter::AddressesLearned);
         return Learning::Listed;
     }
-    release(held);
+    release(added);
     // Another CPU listed the same address for the same owner in between,
     // or the map is full.
     if LEARNED.get_ptr(&key).is_some() {
@@ -141,9 +141,9 @@ fn reserve(owner: u32, quota: u64) -> Option<*mut u64> {
 
 /// Gives back an entry [`reserve`] took.
 #[inline(always)]
-fn release(held: *mut u64) {
+fn release(added: *mut u64) {
     // SAFETY: as in `reserve`.
-    unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::AcqRel }>(held, 1) };
+    unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::AcqRel }>(added, 1) };
 }
 
 /// The live word on `address` for a socket of `uid`, if an entry that

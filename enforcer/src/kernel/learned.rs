@@ -34,12 +34,9 @@ pub struct LearnedMaps {
     adjusted: HashMap<MapData, u32, i64>,
 }
 
-/// What a sweep found.
+/// What a sweep left: the entries still listed, by owner.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sweep {
-    /// Expired entries deleted.
-    pub expired: usize,
-    /// Entries still listed, by owner.
     pub live: BTreeMap<u32, u64>,
 }
 
@@ -72,7 +69,6 @@ impl LearnedMaps {
             };
             if entry.expires_boot_ns <= now_boot_ns {
                 if self.entries.remove(&key).is_ok() {
-                    sweep.expired += 1;
                     *deleted.entry(key.owner).or_default() += 1;
                 }
             } else {
