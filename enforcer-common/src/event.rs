@@ -165,12 +165,23 @@ pub struct DomainEvent {
     pub domain_start: u16,
     /// The sender's thread name, NUL-padded, or zeros.
     pub comm: [u8; 16],
+    /// The kernel's cookie for the packet's socket (`bpf_get_socket_cookie`):
+    /// with the addresses, it names the one connection to reset.
+    pub socket_cookie: u64,
+    /// The packet's source, in the packet's family: for a sent one
+    /// (`Query`, `ServerName`) the socket's own side. IPv4 in the first
+    /// four bytes.
+    pub saddr: [u8; 16],
+    /// The port of `saddr`'s side, host order.
+    pub sport: u16,
+    /// Zero.
+    pub _reserved2: [u8; 6],
     /// The name as seen, in text form (see `crate::domain`).
     pub name: [u8; crate::domain::NAME_BYTES],
 }
 
 const _: () = {
-    assert!(size_of::<DomainEvent>() == 96 + crate::domain::NAME_BYTES);
+    assert!(size_of::<DomainEvent>() == 128 + crate::domain::NAME_BYTES);
     assert!(offset_of!(DomainEvent, verdict) == 44);
     assert!(offset_of!(DomainEvent, daddr) == 48);
     assert!(offset_of!(DomainEvent, dport) == 64);
@@ -182,7 +193,10 @@ const _: () = {
     assert!(offset_of!(DomainEvent, name_len) == 76);
     assert!(offset_of!(DomainEvent, domain_start) == 78);
     assert!(offset_of!(DomainEvent, comm) == 80);
-    assert!(offset_of!(DomainEvent, name) == 96);
+    assert!(offset_of!(DomainEvent, socket_cookie) == 96);
+    assert!(offset_of!(DomainEvent, saddr) == 104);
+    assert!(offset_of!(DomainEvent, sport) == 120);
+    assert!(offset_of!(DomainEvent, name) == 128);
 };
 
 const _: () = {

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::bpf_sock,
-    helpers::{bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
+    helpers::{bpf_get_socket_cookie, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     programs::SkBuffContext,
 };
 use enforcer_common::{
@@ -19,6 +19,8 @@ use enforcer_common::{
 pub(crate) struct Socket {
     pub(crate) cgroup_id: u64,
     pub(crate) uid: u32,
+    /// What the daemon needs, with the addresses, to reset the connection.
+    pub(crate) cookie: u64,
 }
 
 /// What is read of every packet: its transport protocol, ports and
@@ -159,6 +161,8 @@ pub(crate) fn read_addresses(ctx: &SkBuffContext, transport: &Transport, packet:
         // SAFETY: the context's skb, as the helper expects.
         cgroup_id: unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) },
         uid: ctx.get_socket_uid(),
+        // SAFETY: as above.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
     };
     true
 }

@@ -132,6 +132,10 @@ pub(crate) fn report_name(verdict: &NameVerdict<'_>) {
         (*event).name_len = verdict.name.len as u16;
         (*event).domain_start = verdict.found.start() as u16;
         (*event).comm = comm;
+        (*event).socket_cookie = packet.socket.cookie;
+        (*event).saddr = packet.saddr;
+        (*event).sport = packet.transport.sport;
+        (*event)._reserved2 = [0; 6];
         core::ptr::copy_nonoverlapping(
             verdict.name.bytes.as_ptr(),
             (*event).name.as_mut_ptr(),

@@ -5,12 +5,15 @@
 //! clients in its own cgroup.
 
 use std::{
-    net::Ipv4Addr,
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, Ipv6Addr, TcpStream},
+    os::fd::AsRawFd,
     thread,
     time::{Duration, Instant},
 };
 
 use Expect::{Answered, Refused};
+use enforcer::host::sock_diag::{Ending, SockDiag, TcpConnection};
 use enforcer_integration_tests::{
     bpf::{self, Hook},
     cgroup::TestCgroup,
@@ -21,10 +24,11 @@ use enforcer_integration_tests::{
         framed_answer,
     },
     net::{
-        Check, EPERM, Op, Outcome, assert_checks, command_in, probe, tcp_listener, udp_receiver,
+        Check, EPERM, Op, Outcome, assert_checks, command_in, probe, probe_as, tcp_listener,
+        udp_receiver,
     },
     privilege::NOBODY,
-    tls::{tls_hello, tls_hello_split_as, tls_listener},
+    tls::{tls_hello, tls_hello_as, tls_hello_split_as, tls_listener},
 };
 
 const WHATSAPP_POLICY: &str = r#"
@@ -321,6 +325,47 @@ fn a_tcp_segment_with_a_second_response_is_dropped() {
     );
 }
 
+/// A TCP response that spans segments cannot be read whole: the first
+/// segment would teach the addresses in it, and the client would reach
+/// the others, in the next. For a blocked name, with its queries let
+/// through, it is dropped; the same response in one datagram is learned.
+#[test]
+fn a_tcp_response_for_a_blocked_name_that_spans_segments_is_dropped() {
+    let server_addr = Ipv4Addr::new(127, 0, 1, 85);
+    let (first, second) = (Ipv4Addr::new(127, 0, 1, 86), Ipv4Addr::new(127, 0, 1, 87));
+    let (_listener, port) = tcp_listener(second);
+    let zone = Zone::new()
+        .a("web.whatsapp.com", first, 60)
+        .a("web.whatsapp.com", second, 60);
+    // The length prefix, the header, the question (18 bytes of name and 4)
+    // and the first answer (a 2-byte pointer, 10, and 4 of address): the
+    // second answer goes in a segment of its own.
+    let _server = DnsServer::with_tcp_split(server_addr, zone, 2 + 12 + 22 + 16);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(
+        &cgroup,
+        "version = 1\n[options]\ndns_block_queries = false\n\
+         [[block]]\nname = \"whatsapp\"\ndomains = [\"whatsapp.com\"]\n",
+    );
+    let resolver = Resolver::new(&cgroup, server_addr);
+    resolver.assert_resolution(&[Transport::Tcp], &[("web.whatsapp.com", Refused)]);
+    assert_eq!(
+        probe_as(&cgroup, NOBODY, Op::TcpConnect, second, port),
+        Outcome::Ok,
+        "nothing was learned from the part"
+    );
+    resolver.assert_resolution(&[Transport::Udp], &[("web.whatsapp.com", Answered)]);
+    assert_eq!(
+        probe_as(&cgroup, NOBODY, Op::TcpConnect, second, port),
+        EPERM
+    );
+    assert!(
+        daemon.status_json()["counters"]["malformed"]
+            .as_u64()
+            .is_some_and(|count| count > 0)
+    );
+}
+
 #[test]
 fn a_cname_chain_into_a_listed_domain_blocks_the_address() {
     let server_addr = Ipv4Addr::new(127, 0, 0, 70);
@@ -394,7 +439,11 @@ fn a_client_hello_naming_a_listed_server_is_stopped_and_its_address_refused() {
     );
     assert!(allowed_listener.received_client_hello(Duration::from_secs(2)));
 
-    tls_hello(&cgroup, unlisted, port, "Web.WhatsApp.com");
+    assert_eq!(
+        tls_hello_as(&cgroup, unlisted, port, "Web.WhatsApp.com", NOBODY),
+        Outcome::Errno(libc::ECONNABORTED),
+        "the connection is reset rather than left waiting"
+    );
     assert!(
         !listener.received_client_hello(Duration::from_secs(1)),
         "the ClientHello reached the server"
@@ -404,10 +453,81 @@ fn a_client_hello_naming_a_listed_server_is_stopped_and_its_address_refused() {
     assert_eq!(event["domain"], "whatsapp.com");
     assert_eq!(event["daddr"], unlisted.to_string());
     assert_eq!(event["dport"], port);
+    assert_eq!(event["uid"], NOBODY);
+    assert_eq!(event["saddr"], "127.0.0.1");
+    assert!(event["sport"].as_u64().is_some_and(|sport| sport != 0));
+    assert_eq!(event["connection"], "reset");
     assert_eq!(
-        probe(&cgroup, Op::TcpConnect, unlisted, port),
+        probe_as(&cgroup, NOBODY, Op::TcpConnect, unlisted, port),
         EPERM,
-        "the server's address is refused from then on"
+        "the server's address is refused from then on, for the sender"
+    );
+
+    let (v6_listener, v6_port) = tls_listener(Ipv6Addr::LOCALHOST);
+    assert_eq!(
+        tls_hello_as(
+            &cgroup,
+            Ipv6Addr::LOCALHOST,
+            v6_port,
+            "web.whatsapp.com",
+            NOBODY
+        ),
+        Outcome::Errno(libc::ECONNABORTED),
+        "over IPv6 too"
+    );
+    assert!(!v6_listener.received_client_hello(Duration::from_secs(1)));
+}
+
+/// The daemon names the connection to reset by its addresses and by its
+/// socket's cookie, so a later socket with the same addresses, after the
+/// one meant has closed, is never touched.
+#[test]
+fn a_reset_ends_only_the_socket_its_cookie_names() {
+    let addr = Ipv4Addr::new(127, 0, 1, 84);
+    let (listener, port) = tcp_listener(addr);
+    let mut client = TcpStream::connect((addr, port)).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt into a u64 of the length given.
+    let got = unsafe {
+        libc::getsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(got, 0, "SO_COOKIE: {}", std::io::Error::last_os_error());
+    let connection = TcpConnection {
+        local: client.local_addr().unwrap(),
+        remote: client.peer_addr().unwrap(),
+        cookie,
+    };
+    let mut sock_diag = SockDiag::open().unwrap();
+
+    let other = TcpConnection {
+        cookie: cookie.wrapping_add(1),
+        ..connection
+    };
+    assert_eq!(
+        sock_diag.destroy(&other).map_err(|error| error.ending()),
+        Err(Ending::Gone)
+    );
+    client.write_all(b"x").unwrap();
+    let mut byte = [0; 1];
+    server.read_exact(&mut byte).unwrap();
+
+    sock_diag.destroy(&connection).unwrap();
+    let error = client.read(&mut byte).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ECONNABORTED), "{error}");
+    let closed = server.read(&mut byte);
+    assert!(
+        closed
+            .as_ref()
+            .is_err_and(|error| error.kind() == ErrorKind::ConnectionReset),
+        "the server is told: {closed:?}"
     );
 }
 
@@ -533,7 +653,8 @@ fn a_client_hello_split_after_its_first_bytes_is_judged_whole() {
         let (listener, port) = tls_listener(addr);
         assert_eq!(
             tls_hello_split_as(&cgroup, addr, port, "web.whatsapp.com", first, NOBODY),
-            Outcome::Ok
+            Outcome::Errno(libc::ECONNABORTED),
+            "split after {first} bytes: judged whole, and the connection reset"
         );
         assert!(
             !listener.received_client_hello(Duration::from_millis(300)),

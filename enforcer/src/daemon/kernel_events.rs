@@ -5,7 +5,10 @@ use std::sync::Arc;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::events::{decode, hub::EventHub, rules::RuleBook};
+use crate::{
+    events::{Event, EventBody, decode, hub::EventHub, rules::RuleBook},
+    host::sock_diag::{Ending, SockDiag},
+};
 
 /// Events published together: enough to write a storm in few syscalls,
 /// few enough that none waits long for its batch.
@@ -27,6 +30,9 @@ pub(super) async fn read_kernel_events(
         }
     };
     let mut parents = decode::Parents::default();
+    let mut sock_diag = SockDiag::open()
+        .inspect_err(|error| log::warn!("connections of refused ClientHellos stay open: {error}"))
+        .ok();
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         let mut ready = match ring.readable_mut().await {
@@ -39,7 +45,10 @@ pub(super) async fn read_kernel_events(
         let records = ready.get_inner_mut();
         while let Some(record) = records.next() {
             match decode::decode(&record, &rules, &mut parents) {
-                Ok(event) => batch.push(event),
+                Ok(mut event) => {
+                    end_refused_connection(&mut event, sock_diag.as_mut());
+                    batch.push(event);
+                }
                 Err(error) => log::warn!("skipped an event: {error}"),
             }
             if batch.len() == EVENT_BATCH {
@@ -51,4 +60,32 @@ pub(super) async fn read_kernel_events(
         batch.clear();
         ready.clear_ready();
     }
+}
+
+/// Resets the connection whose ClientHello was dropped, so that the client
+/// fails at once rather than when its own timeout runs out, and says so in
+/// the event. A packet program cannot end a connection itself.
+fn end_refused_connection(event: &mut Event, sock_diag: Option<&mut SockDiag>) {
+    let EventBody::Sni(verdict) = &mut event.body else {
+        return;
+    };
+    let Some(connection) = verdict.to_end.take() else {
+        return;
+    };
+    let ending = match sock_diag.map(|sock_diag| sock_diag.destroy(&connection)) {
+        None => Ending::Failed,
+        Some(Ok(())) => Ending::Reset,
+        Some(Err(error)) => {
+            let ending = error.ending();
+            if ending == Ending::Failed {
+                log::warn!(
+                    "cannot reset {} -> {}: {error}",
+                    connection.local,
+                    connection.remote
+                );
+            }
+            ending
+        }
+    };
+    verdict.connection = Some(ending);
 }

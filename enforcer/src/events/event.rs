@@ -5,6 +5,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::sock_diag::{Ending, TcpConnection};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// RFC 3339, UTC.
@@ -156,7 +158,7 @@ pub struct TakeoverReport {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Blocked,
@@ -229,6 +231,19 @@ pub struct NameVerdict {
     /// learned and sni: seconds the address stays listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    /// sni: the client's side of the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saddr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    /// sni, blocked: what became of the connection whose ClientHello was
+    /// dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Ending>,
+    /// sni, blocked: the connection to end, which the daemon does before it
+    /// sends the event on.
+    #[serde(skip)]
+    pub to_end: Option<TcpConnection>,
     pub generation: u64,
 }
 

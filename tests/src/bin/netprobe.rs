@@ -25,7 +25,8 @@
 //! - `tls-hello ADDR PORT SNI [FIRST]` connects, sends a TLS ClientHello
 //!   naming SNI (see `enforcer_integration_tests::tls`), shuts its side
 //!   down, waits up to 2 seconds for the peer to answer or close, and
-//!   prints `sent`, or `errno N` when connecting or writing fails. With
+//!   prints `sent`, or `errno N` when connecting or writing fails or the
+//!   wait ends with the connection aborted (`ECONNABORTED`). With
 //!   FIRST, as a splitter such as byedpi does, it sends the first FIRST
 //!   bytes in a segment of their own (`TCP_NODELAY`, then a pause) before
 //!   the rest. The kernel may drop segments silently: the test asks its
@@ -441,8 +442,14 @@ fn tls_hello(dest: SocketAddr, hello: &[u8], first: usize) -> Result<String, Str
     // (or dropped), whatever the peer does.
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
-    let _ = stream.read(&mut [0; 1]);
-    Ok("sent".to_owned())
+    match stream.read(&mut [0; 1]) {
+        // Ended from outside: the enforcer resets a refused ClientHello's
+        // connection.
+        Err(error) if error.raw_os_error() == Some(libc::ECONNABORTED) => {
+            errno_line(&error, "read")
+        }
+        _ => Ok("sent".to_owned()),
+    }
 }
 
 /// Whether `error` is a read timeout (Linux reports EAGAIN for it).

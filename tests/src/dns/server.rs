@@ -20,6 +20,8 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    thread,
+    time::Duration,
 };
 
 use hickory_proto::{
@@ -228,11 +230,21 @@ type RawReply = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
 /// without its trailing dot, the query type, and how it came.
 pub type ReceivedQuery = (String, u16, Transport);
 
+/// How a TCP reply is written.
+enum TcpWrites {
+    /// In one write.
+    Whole,
+    /// Followed by these bytes, in the same write.
+    WithTrailer(Vec<u8>),
+    /// Its first bytes in a segment of their own (`TCP_NODELAY`, then a
+    /// pause), then the rest: a reply that spans segments.
+    SplitAt(usize),
+}
+
 /// What the UDP and TCP threads share.
 struct Shared {
     reply: Reply,
-    /// Bytes written right after every TCP reply, in the same write.
-    tcp_trailer: Vec<u8>,
+    tcp_writes: TcpWrites,
     queries: Mutex<Vec<ReceivedQuery>>,
 }
 
@@ -282,7 +294,7 @@ impl DnsServer {
     /// Serves `zone` on `addr`:53 (a 127.0.0.x address: tests never leave
     /// the machine).
     pub fn start(addr: Ipv4Addr, zone: Zone) -> Self {
-        Self::serve(addr, Reply::Zone(zone), Vec::new())
+        Self::serve(addr, Reply::Zone(zone), TcpWrites::Whole)
     }
 
     /// Serves `zone` as [`DnsServer::start`] does, but writes `trailer`
@@ -290,14 +302,21 @@ impl DnsServer {
     /// whatever the trailer holds (a second framed message, say) travel in
     /// one segment.
     pub fn with_tcp_trailer(addr: Ipv4Addr, zone: Zone, trailer: Vec<u8>) -> Self {
-        Self::serve(addr, Reply::Zone(zone), trailer)
+        Self::serve(addr, Reply::Zone(zone), TcpWrites::WithTrailer(trailer))
+    }
+
+    /// Serves `zone` as [`DnsServer::start`] does, but sends the first
+    /// `at` bytes of every TCP reply (its length prefix included) in a
+    /// segment of their own, and the rest after a pause.
+    pub fn with_tcp_split(addr: Ipv4Addr, zone: Zone, at: usize) -> Self {
+        Self::serve(addr, Reply::Zone(zone), TcpWrites::SplitAt(at))
     }
 
     /// Answers every query on `addr`:53 with `reply(query bytes)`, over UDP
     /// and TCP, with the query's id written over its first two bytes when
     /// both are at least that long: for tests of malformed replies.
     pub fn raw(addr: Ipv4Addr, reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        Self::serve(addr, Reply::Raw(Box::new(reply)), Vec::new())
+        Self::serve(addr, Reply::Raw(Box::new(reply)), TcpWrites::Whole)
     }
 
     /// Answers every query on `addr`:53 with `reply(query bytes)` as it
@@ -306,10 +325,10 @@ impl DnsServer {
         addr: Ipv4Addr,
         reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
     ) -> Self {
-        Self::serve(addr, Reply::Forged(Box::new(reply)), Vec::new())
+        Self::serve(addr, Reply::Forged(Box::new(reply)), TcpWrites::Whole)
     }
 
-    fn serve(addr: Ipv4Addr, reply: Reply, tcp_trailer: Vec<u8>) -> Self {
+    fn serve(addr: Ipv4Addr, reply: Reply, tcp_writes: TcpWrites) -> Self {
         let udp = UdpSocket::bind((addr, DNS_PORT)).unwrap_or_else(|error| {
             panic!("cannot bind a DNS server on UDP {addr}:{DNS_PORT} (needs root): {error}")
         });
@@ -320,7 +339,7 @@ impl DnsServer {
         });
         let shared = Arc::new(Shared {
             reply,
-            tcp_trailer,
+            tcp_writes,
             queries: Mutex::new(Vec::new()),
         });
         let mut threads = Threads::new();
@@ -377,8 +396,22 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
         });
         let mut framed = length.to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
-        framed.extend_from_slice(&shared.tcp_trailer);
-        if stream.write_all(&framed).is_err() {
+        let written = match &shared.tcp_writes {
+            TcpWrites::Whole => stream.write_all(&framed),
+            TcpWrites::WithTrailer(trailer) => {
+                framed.extend_from_slice(trailer);
+                stream.write_all(&framed)
+            }
+            TcpWrites::SplitAt(at) => {
+                let (first, rest) = framed.split_at((*at).min(framed.len()));
+                stream.set_nodelay(true).and_then(|()| {
+                    stream.write_all(first)?;
+                    thread::sleep(Duration::from_millis(50));
+                    stream.write_all(rest)
+                })
+            }
+        };
+        if written.is_err() {
             return;
         }
     }
@@ -543,14 +576,14 @@ mod tests {
     fn raw_replies_carry_the_query_id() {
         let shared = Shared {
             reply: Reply::Raw(Box::new(|_| vec![0, 0, 0xff])),
-            tcp_trailer: Vec::new(),
+            tcp_writes: TcpWrites::Whole,
             queries: Mutex::new(Vec::new()),
         };
         let reply = shared.handle(&[0xab, 0xcd, 1, 2], Transport::Tcp);
         assert_eq!(reply, Some(vec![0xab, 0xcd, 0xff]));
         let short = Shared {
             reply: Reply::Raw(Box::new(|_| vec![7])),
-            tcp_trailer: Vec::new(),
+            tcp_writes: TcpWrites::Whole,
             queries: Mutex::new(Vec::new()),
         };
         assert_eq!(short.handle(&[0xab, 0xcd], Transport::Udp), Some(vec![7]));

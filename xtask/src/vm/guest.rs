@@ -39,6 +39,7 @@ const HOST_PROGRAMS: &[(&str, &str)] = &[
     ("sleep", "coreutils"),
     ("sync", "coreutils"),
     ("uname", "coreutils"),
+    ("insmod", "kmod"),
     // the tests: exec.rs copies and runs these three by path, and runs
     // sha256sum; control.rs runs setpriv; domains.rs runs
     // `timeout 3 openssl s_client`.

@@ -42,6 +42,11 @@ must_mount securityfs /sys/kernel/security
 must_mount tracefs /sys/kernel/tracing
 must_mount debugfs /sys/kernel/debug
 ip link set lo up || mark "lo-failed"
+# Modules xtask put in the archive for this kernel, in order.
+for module in /vm/modules/*; do
+	[ -f "$module" ] || continue
+	insmod "$module" || mark "module-failed $module"
+done
 
 mark "init $(uptime)"
 mark "kernel $(uname -r)"

@@ -2,8 +2,8 @@
 //! fetched with `apt-get download` (never installed) through a private apt
 //! configuration under the cache directory, so the host's apt sources,
 //! lists and caches are neither read for the suites nor written. Each
-//! kernel's `boot/` (vmlinuz, config) is kept under
-//! `~/.cache/enforcer/vm/kernels/`.
+//! kernel's `boot/` (vmlinuz, config) and the few modules the tests need
+//! ([`GUEST_MODULES`]) are kept under `~/.cache/enforcer/vm/kernels/`.
 
 use std::{
     env, fs,
@@ -65,6 +65,12 @@ pub(super) const KERNELS: &[KernelSpec] = &[
     },
 ];
 
+/// Modules the guest loads, in this order (each needs the ones before):
+/// socket diagnostics, with which the daemon resets the connection of a
+/// refused ClientHello. Debian builds them as modules, which an installed
+/// system loads on demand; the guest has no module tree to load them from.
+pub(super) const GUEST_MODULES: &[&str] = &["inet_diag", "tcp_diag"];
+
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Package lists older than this are refreshed before a kernel is chosen.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -77,6 +83,8 @@ pub(super) struct Kernel {
     pub vmlinuz: PathBuf,
     /// `CONFIG_LSM` of its build config, when the package has one.
     pub config_lsm: Option<String>,
+    /// [`GUEST_MODULES`] that the package has, in their order.
+    pub modules: Vec<PathBuf>,
 }
 
 pub(super) fn spec(name: &str) -> Result<&'static KernelSpec> {
@@ -128,11 +136,16 @@ pub(super) fn ensure(spec: &'static KernelSpec, vm_cache: &Path, refresh: bool) 
         .and_then(|name| name.to_str())
         .unwrap_or_default()
         .replacen('_', " ", 1);
+    let modules = GUEST_MODULES
+        .iter()
+        .filter_map(|module| find_in(&dir.join(MODULES), &format!("{module}.ko")).ok())
+        .collect();
     Ok(Kernel {
         spec,
         package,
         vmlinuz,
         config_lsm,
+        modules,
     })
 }
 
@@ -161,7 +174,7 @@ fn fetch(spec: &KernelSpec, vm_cache: &Path, kernels: &Path, refresh: bool) -> R
     let version = field(&apt.show(&image)?, "Version")
         .with_context(|| format!("apt shows no version of {image}"))?;
     let dir = kernels.join(format!("{image}_{}", version.replace(':', "%3a")));
-    if dir.join("boot").is_dir() {
+    if dir.join("boot").is_dir() && dir.join(MODULES).is_dir() {
         return Ok(dir);
     }
 
@@ -189,13 +202,21 @@ fn fetch(spec: &KernelSpec, vm_cache: &Path, kernels: &Path, refresh: bool) -> R
     if !status.success() {
         bail!("dpkg-deb -x {} failed ({status})", deb.display());
     }
-    // Only boot/ is needed: the cloud kernels have virtio, the serial
-    // console and everything the tests use built in.
+    // Only boot/ and a few modules are needed: the cloud kernels have
+    // virtio, the serial console and the rest of what the tests use built in.
     let partial = kernels.join(format!(".partial-{image}"));
     let _ = fs::remove_dir_all(&partial);
-    fs::create_dir_all(&partial)?;
+    fs::create_dir_all(partial.join(MODULES))?;
     fs::rename(unpacked.join("boot"), partial.join("boot"))
         .context("the kernel package has no boot/")?;
+    for module in GUEST_MODULES {
+        let found = find_module(&unpacked, module)?
+            .with_context(|| format!("the kernel package has no {module}.ko"))?;
+        let name = found.file_name().context("a module path has no name")?;
+        fs::rename(&found, partial.join(MODULES).join(name))?;
+    }
+    // A kernel cached before modules were kept.
+    let _ = fs::remove_dir_all(&dir);
     fs::rename(&partial, &dir)?;
     fs::remove_dir_all(&download)?;
     Ok(dir)
@@ -320,6 +341,30 @@ fn newest_cached(kernels: &Path, prefix: &str) -> Option<PathBuf> {
         .filter(|entry| entry.path().join("boot").is_dir())
         .max_by_key(|entry| entry.metadata().and_then(|meta| meta.modified()).ok())
         .map(|entry| entry.path())
+}
+
+/// Where a cached kernel keeps its [`GUEST_MODULES`].
+const MODULES: &str = "modules";
+
+/// `NAME.ko`, compressed or not, anywhere under `dir`.
+fn find_module(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            if let Some(found) = find_module(&path, name)? {
+                return Ok(Some(found));
+            }
+        } else if entry
+            .file_name()
+            .to_str()
+            .and_then(|file| file.strip_prefix(name))
+            .is_some_and(|rest| rest == ".ko" || rest.starts_with(".ko."))
+        {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 fn find_in(dir: &Path, prefix: &str) -> Result<PathBuf> {

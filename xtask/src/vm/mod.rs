@@ -15,7 +15,7 @@ mod qemu;
 
 use std::{
     fs::{self, File},
-    io::{BufRead, BufReader, Read, Write},
+    io::{self, BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
     sync::mpsc,
@@ -294,6 +294,27 @@ impl Run {
     }
 }
 
+/// The guest's initramfs with `kernel`'s modules under `/vm/modules/`,
+/// numbered in the order init loads them: a second archive after the
+/// first, which the kernel unpacks over it.
+fn with_modules(kernel: &kernels::Kernel, guest: &guest::Guest, work: &Path) -> Result<PathBuf> {
+    let mut modules = cpio::Tree::default();
+    modules.dir("/vm/modules");
+    for (index, module) in kernel.modules.iter().enumerate() {
+        let name = module.file_name().context("a module path has no name")?;
+        let guest_path =
+            Path::new("/vm/modules").join(format!("{index}-{}", name.to_string_lossy()));
+        modules.file(guest_path, module)?;
+    }
+    let appended = work.join(format!("{}-modules.cpio", kernel.spec.name));
+    modules.write(&appended)?;
+    let initramfs = work.join(format!("{}-initramfs.cpio", kernel.spec.name));
+    let mut out = File::create(&initramfs)?;
+    io::copy(&mut File::open(&guest.initramfs)?, &mut out)?;
+    io::copy(&mut File::open(&appended)?, &mut out)?;
+    Ok(initramfs)
+}
+
 /// Boots `kernel` with the guest, streams its console to the log (and,
 /// from init on, to stdout), and reads the markers.
 fn boot(
@@ -315,6 +336,7 @@ fn boot(
     {
         append.push_str(&format!(" lsm={lsm},bpf"));
     }
+    let initramfs = with_modules(kernel, guest, work)?;
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-accel", "tcg", "-cpu", &args.cpu])
         .args(["-smp", &args.smp.to_string(), "-m", &args.memory])
@@ -323,7 +345,7 @@ fn boot(
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
-        .arg(&guest.initramfs)
+        .arg(&initramfs)
         .args(["-append", &append])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

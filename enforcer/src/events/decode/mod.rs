@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -14,6 +14,8 @@ use enforcer_common::{
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     record::{Record, RecordBody, RecordHeader, RecordKind},
 };
+
+use crate::host::sock_diag::TcpConnection;
 
 use super::{
     event::{
@@ -122,8 +124,10 @@ fn decode_name(
     let name = String::from_utf8_lossy(&raw.name[..len]).into_owned();
     let domain =
         String::from_utf8_lossy(&raw.name[(raw.domain_start as usize).min(len)..len]).into_owned();
+    let decided = verdict(raw.verdict)?;
+    let client = (kind == DomainEventKind::ServerName).then(|| ip(raw.family, raw.saddr));
     let verdict = NameVerdict {
-        verdict: verdict(raw.verdict)?,
+        verdict: decided,
         rule: rules.name(raw.generation, raw.rule),
         domain,
         name,
@@ -152,6 +156,16 @@ fn decode_name(
             DomainEventKind::ServerName => (raw.ttl != 0).then_some(raw.ttl),
             DomainEventKind::Query | DomainEventKind::Answer => None,
         },
+        saddr: client.map(|address| address.to_string()),
+        sport: client.map(|_| raw.sport),
+        connection: None,
+        to_end: client
+            .filter(|_| decided == Verdict::Blocked && raw.protocol == IPPROTO_TCP)
+            .map(|address| TcpConnection {
+                local: SocketAddr::new(address, raw.sport),
+                remote: SocketAddr::new(ip(raw.family, raw.daddr), raw.dport),
+                cookie: raw.socket_cookie,
+            }),
         generation: raw.generation,
     };
     let body = match kind {
@@ -182,10 +196,14 @@ fn qtype_name(qtype: u16) -> String {
 }
 
 fn address(family: u8, bytes: [u8; 16]) -> String {
+    ip(family, bytes).to_string()
+}
+
+fn ip(family: u8, bytes: [u8; 16]) -> IpAddr {
     if family == FAMILY_V4 {
-        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
+        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()
     } else {
-        Ipv6Addr::from(bytes).to_string()
+        Ipv6Addr::from(bytes).into()
     }
 }
 
@@ -385,180 +403,4 @@ fn parse_stat_ppid(stat: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use enforcer_common::event::FAMILY_V6;
-
-    use super::*;
-
-    fn record<B: RecordBody>(body: B) -> Vec<u8> {
-        let record = Record {
-            header: B::HEADER,
-            body,
-        };
-        // SAFETY: records are plain data without padding.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&record as *const Record<B>).cast::<u8>(),
-                size_of::<Record<B>>(),
-            )
-        }
-        .to_vec()
-    }
-
-    fn sample() -> NetEvent {
-        let mut comm = [0u8; 16];
-        comm[..7].copy_from_slice(b"curl  x");
-        let mut daddr = [0u8; 16];
-        daddr[..4].copy_from_slice(&[149, 154, 167, 99]);
-        NetEvent {
-            boot_ns: 0,
-            cgroup_id: 7,
-            generation: 3,
-            rule: 1,
-            pid: u32::MAX,
-            tid: 11,
-            uid: 1000,
-            gid: 1000,
-            verdict: Action::Block as u32,
-            daddr,
-            dport: 443,
-            hook: Hook::Connect4 as u8,
-            family: FAMILY_V4,
-            protocol: IPPROTO_TCP,
-            source: Source::Cidr as u8,
-            _reserved: [0; 2],
-            comm,
-            domain_slot: 0,
-            _reserved2: 0,
-        }
-    }
-
-    #[test]
-    fn decodes_a_blocked_connect_with_the_rule_name() {
-        let rules = RuleBook::default();
-        rules.insert(
-            3,
-            vec!["zoom".into(), "telegram".into()],
-            Default::default(),
-        );
-        let event = decode(&record(sample()), &rules, &mut Parents::default()).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
-        assert_eq!(json["kind"], "connect");
-        assert_eq!(json["verdict"], "blocked");
-        let EventBody::Connect(net) = event.body else {
-            panic!("not a connect: {event:?}")
-        };
-        assert_eq!(net.verdict, Verdict::Blocked);
-        assert_eq!(net.rule, "telegram");
-        assert_eq!(net.daddr, "149.154.167.99");
-        assert_eq!(net.dport, 443);
-        assert_eq!(net.proto, "tcp");
-        assert_eq!(net.process.comm, "curl  x");
-        assert_eq!(net.hook, "connect4");
-        assert_eq!(net.process.ppid, None, "no process has pid u32::MAX");
-    }
-
-    #[test]
-    fn decodes_an_audited_ipv6_datagram() {
-        let mut raw = sample();
-        raw.hook = Hook::Sendmsg6 as u8;
-        raw.family = FAMILY_V6;
-        raw.daddr = "2001:b28:f23d::1".parse::<Ipv6Addr>().unwrap().octets();
-        raw.protocol = IPPROTO_UDP;
-        raw.verdict = Action::Audit as u32;
-        let event = decode(&record(raw), &RuleBook::default(), &mut Parents::default()).unwrap();
-        let EventBody::Sendmsg(net) = event.body else {
-            panic!("not a sendmsg: {event:?}")
-        };
-        assert_eq!(net.verdict, Verdict::Audit);
-        assert_eq!(net.daddr, "2001:b28:f23d::1");
-        assert_eq!(net.proto, "udp");
-        assert_eq!(net.rule, "#1 (generation 3)");
-    }
-
-    #[test]
-    fn the_tag_picks_the_decoder() {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"kill");
-        let tamper = TamperEvent {
-            boot_ns: 0,
-            cgroup_id: 7,
-            target: 42,
-            pid: u32::MAX,
-            tid: 11,
-            uid: 0,
-            gid: 0,
-            attempt: Attempt::Signal as u32,
-            detail: 9,
-            comm,
-        };
-        let event = decode(
-            &record(tamper),
-            &RuleBook::default(),
-            &mut Parents::default(),
-        )
-        .unwrap();
-        let EventBody::Tamper(attempt) = event.body else {
-            panic!("not a tamper attempt: {event:?}")
-        };
-        assert_eq!(attempt.attempt, "signal");
-        assert_eq!(attempt.target, 42);
-        assert_eq!(attempt.detail, 9);
-        assert_eq!(attempt.process.comm, "kill");
-    }
-
-    #[test]
-    fn rejects_malformed_records() {
-        let rules = RuleBook::default();
-        assert_eq!(
-            decode(&[0; 4], &rules, &mut Parents::default()),
-            Err(DecodeError::NoHeader(4))
-        );
-        assert_eq!(
-            decode(&[0; 96], &rules, &mut Parents::default()),
-            Err(DecodeError::Tag(0))
-        );
-        let short = record(sample());
-        assert_eq!(
-            decode(&short[..short.len() - 8], &rules, &mut Parents::default()),
-            Err(DecodeError::Length {
-                kind: RecordKind::Net,
-                len: short.len() - 8,
-                expected: short.len(),
-            })
-        );
-        let mut raw = sample();
-        raw.hook = 99;
-        assert_eq!(
-            decode(&record(raw), &rules, &mut Parents::default()),
-            Err(DecodeError::Hook(99))
-        );
-        let mut raw = sample();
-        raw.verdict = Action::Allow as u32;
-        assert_eq!(
-            decode(&record(raw), &rules, &mut Parents::default()),
-            Err(DecodeError::Verdict(1))
-        );
-    }
-
-    #[test]
-    fn remembered_parents_are_bounded_and_correct() {
-        let mut parents = Parents::default();
-        let me = std::process::id();
-        // SAFETY: getppid has no preconditions.
-        let parent = u32::try_from(unsafe { libc::getppid() }).ok();
-        assert_eq!(parents.of(me), parent);
-        // Pids above the kernel's limit never exist: each is a miss.
-        for pid in (1u32 << 23)..(1u32 << 23) + PARENTS_KEPT as u32 * 2 {
-            assert_eq!(parents.of(pid), None);
-            assert!(parents.known.len() <= PARENTS_KEPT);
-        }
-        assert_eq!(parents.of(me), parent);
-    }
-
-    #[test]
-    fn reads_the_parent_from_a_stat_line_with_a_tricky_name() {
-        assert_eq!(parse_stat_ppid("42 (a) b) c) S 17 42 42 0 -1"), Some(17));
-        assert_eq!(parse_stat_ppid("garbage"), None);
-    }
-}
+mod tests;
