@@ -47,11 +47,19 @@ pub struct ExecOffsets {
     pub task_pid: u32,
     /// `task_struct.comm`
     pub task_comm: u32,
-    /// Zero.
-    pub _reserved: u32,
+    /// `inode.i_uid`
+    pub inode_uid: u32,
+    /// `inode.i_mode`
+    pub inode_mode: u32,
+    /// `super_block.s_magic`
+    pub sb_magic: u32,
+    /// `super_block.s_user_ns`: the user namespace it was mounted in.
+    pub sb_user_ns: u32,
+    /// `user_namespace.level`: 0 for the initial namespace.
+    pub user_ns_level: u32,
 }
 
-const _: () = assert!(size_of::<ExecOffsets>() == 80);
+const _: () = assert!(size_of::<ExecOffsets>() == 96);
 
 #[cfg(feature = "user")]
 // SAFETY: plain u32 fields, no padding.
@@ -95,7 +103,107 @@ pub mod options {
     /// Stop a process that maps a banned file executable (a banned program
     /// started through the dynamic loader, or a banned library).
     pub const BLOCK_LOADER: u64 = 1 << 1;
+    /// Only trusted files may start a process (see [`super::Untrusted`]);
+    /// an `[[allow]]` of the file or a directory above it trusts it.
+    pub const TRUSTED_ONLY: u64 = 1 << 2;
+    /// With [`TRUSTED_ONLY`]: an untrusted exec is reported, not stopped.
+    pub const TRUST_AUDIT: u64 = 1 << 3;
+    /// Where the filesystems in [`super::UNTRUSTED_FILESYSTEMS`] that
+    /// [`TRUSTED_ONLY`] distrusts start: bit `i` of the word shifted by
+    /// this many distrusts the `i`-th.
+    pub const UNTRUSTED_FILESYSTEM_SHIFT: u32 = 32;
 }
+
+/// Filesystems `exec_trusted_only` may distrust, by name, with their
+/// `s_magic`: what a user can fill with files that look root-owned (FUSE),
+/// that anyone may write (tmpfs, ramfs), or that come from outside
+/// (removable media).
+pub const UNTRUSTED_FILESYSTEMS: [(&str, u64); 9] = [
+    ("tmpfs", 0x0102_1994),
+    ("ramfs", 0x8584_58f6),
+    ("fuse", 0x6573_5546),
+    ("vfat", 0x4d44),
+    ("exfat", 0x2011_bab0),
+    ("ntfs", 0x7366_746e),
+    ("iso9660", 0x9660),
+    ("udf", 0x1501_3346),
+    ("squashfs", 0x7371_7368),
+];
+
+/// Whether `magic` is a filesystem whose bit `mask` sets (see
+/// [`options::UNTRUSTED_FILESYSTEM_SHIFT`]).
+#[inline(always)]
+pub fn distrusts_filesystem(mask: u64, magic: u64) -> bool {
+    let mut index = 0;
+    while index < UNTRUSTED_FILESYSTEMS.len() {
+        if UNTRUSTED_FILESYSTEMS[index].1 == magic {
+            return mask & (1 << index) != 0;
+        }
+        index += 1;
+    }
+    false
+}
+
+/// Why `exec_trusted_only` refuses a file: the first check it failed. A
+/// file is trusted when it and every directory above it, up to its
+/// filesystem's root, are owned by root and writable by nobody else, and
+/// that filesystem was mounted in the initial user namespace and is not
+/// one the policy distrusts.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Untrusted {
+    /// The file has no name in any directory (memfd, deleted).
+    Anonymous = 1,
+    /// It is on a filesystem the policy distrusts.
+    Filesystem = 2,
+    /// Its filesystem was mounted inside a user namespace.
+    UserNamespace = 3,
+    /// The file is not owned by root.
+    Owner = 4,
+    /// The file is writable by its group or by others.
+    Mode = 5,
+    /// A directory above it is not owned by root.
+    DirectoryOwner = 6,
+    /// A directory above it is writable by its group or by others.
+    DirectoryMode = 7,
+    /// It lies deeper than the programs walk ([`MAX_DIRECTORY_DEPTH`]).
+    TooDeep = 8,
+}
+
+impl Untrusted {
+    /// The check a record's `untrusted` byte names; `None` for 0 and
+    /// unknown values.
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Anonymous),
+            2 => Some(Self::Filesystem),
+            3 => Some(Self::UserNamespace),
+            4 => Some(Self::Owner),
+            5 => Some(Self::Mode),
+            6 => Some(Self::DirectoryOwner),
+            7 => Some(Self::DirectoryMode),
+            8 => Some(Self::TooDeep),
+            _ => None,
+        }
+    }
+
+    /// Its name in events.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Filesystem => "filesystem",
+            Self::UserNamespace => "user_namespace",
+            Self::Owner => "owner",
+            Self::Mode => "mode",
+            Self::DirectoryOwner => "directory_owner",
+            Self::DirectoryMode => "directory_mode",
+            Self::TooDeep => "too_deep",
+        }
+    }
+}
+
+/// Bits of `i_mode` that let the group or others write.
+pub const WRITABLE_BY_OTHERS: u16 = 0o022;
 
 /// The rule index in decisions the options make rather than a rule.
 pub const OPTIONS_RULE: u32 = crate::decision::MAX_RULES;
@@ -196,8 +304,10 @@ pub struct ExecEvent {
     pub path_truncated: u8,
     /// [`Trigger`]
     pub trigger: u8,
+    /// An [`Untrusted`] when `exec_trusted_only` decided, else 0.
+    pub untrusted: u8,
     /// Zero.
-    pub _reserved: [u8; 4],
+    pub _reserved: [u8; 3],
     /// The thread's name, NUL-padded.
     pub comm: [u8; 16],
     /// The executable's path within its filesystem (see [`EVENT_PATH_LEN`]).
@@ -223,7 +333,8 @@ const _: () = {
     assert!(offset_of!(ExecEvent, path_components) == 65);
     assert!(offset_of!(ExecEvent, path_truncated) == 66);
     assert!(offset_of!(ExecEvent, trigger) == 67);
-    assert!(offset_of!(ExecEvent, _reserved) == 68);
+    assert!(offset_of!(ExecEvent, untrusted) == 68);
+    assert!(offset_of!(ExecEvent, _reserved) == 69);
     assert!(offset_of!(ExecEvent, comm) == 72);
     assert!(offset_of!(ExecEvent, path) == 88);
     assert!(offset_of!(ExecEvent, filename) == 88 + EVENT_PATH_LEN);

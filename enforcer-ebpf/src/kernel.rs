@@ -26,7 +26,11 @@ static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
     fdtable_max_fds: 0,
     task_pid: 0,
     task_comm: 0,
-    _reserved: 0,
+    inode_uid: 0,
+    inode_mode: 0,
+    sb_magic: 0,
+    sb_user_ns: 0,
+    user_ns_level: 0,
 };
 
 /// The current task's process and thread ids (as `bpf_get_current_pid_tgid`

@@ -7,8 +7,10 @@ use std::{
 };
 
 use crate::{
+    bpf::bpf_lsm_expected,
     cgroup::TestCgroup,
     command::{finish, helper_bin},
+    daemon::Daemon,
     privilege::RUN_AS_UID,
     timeouts::command_timeout,
 };
@@ -65,6 +67,27 @@ pub const KILLED: ExecOutcome = ExecOutcome::Signal(libc::SIGKILL);
 pub const EXEC_EPERM: ExecOutcome = ExecOutcome::Errno(libc::EPERM);
 /// What the parent sees of a program that ran and exited 0.
 pub const RAN: ExecOutcome = ExecOutcome::Exit(0);
+
+/// The dynamic loader this machine's programs name as their interpreter.
+pub const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// What the parent of a blocked exec sees, for the method `daemon` says it
+/// enforces exec rules with; on a kernel that runs BPF LSM, that method
+/// must be "lsm".
+pub fn blocked_outcome(daemon: &Daemon) -> ExecOutcome {
+    let status = daemon.status_json();
+    if bpf_lsm_expected() {
+        assert_eq!(
+            status["exec_enforcement"], "lsm",
+            "this kernel runs BPF LSM"
+        );
+    }
+    match status["exec_enforcement"].as_str() {
+        Some("signal") => KILLED,
+        Some("lsm") => EXEC_EPERM,
+        _ => panic!("the daemon cannot enforce exec rules here: {status}"),
+    }
+}
 
 /// A finished `execprobe`.
 #[derive(Clone, Debug)]

@@ -20,10 +20,12 @@ use std::{
 };
 
 use enforcer_integration_tests::{
-    bpf::bpf_lsm_expected,
     cgroup::TestCgroup,
     daemon::Daemon,
-    exec::{EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, RAN, exec_probe},
+    exec::{
+        EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, LOADER, RAN, blocked_outcome,
+        exec_probe,
+    },
     temp::TempDir,
 };
 use serde_json::Value;
@@ -73,23 +75,6 @@ exec_paths = {}
     )
 }
 
-/// What the parent of a blocked exec sees, for the method the daemon says
-/// it enforces exec rules with.
-fn blocked(daemon: &Daemon) -> ExecOutcome {
-    let status = daemon.status_json();
-    if bpf_lsm_expected() {
-        assert_eq!(
-            status["exec_enforcement"], "lsm",
-            "this kernel runs BPF LSM"
-        );
-    }
-    match status["exec_enforcement"].as_str() {
-        Some("signal") => KILLED,
-        Some("lsm") => EXEC_EPERM,
-        _ => panic!("the daemon cannot enforce exec rules here: {status}"),
-    }
-}
-
 #[track_caller]
 fn assert_ran(probe: &ExecProbe, what: &str) {
     assert_eq!(probe.outcome, RAN, "{what} must run: {probe:?}");
@@ -128,7 +113,7 @@ fn exec_events_of(daemon: &Daemon, pid: Option<u32>) -> Vec<Value> {
 /// earlier execs has been printed once this returns.
 fn barrier(daemon: &Daemon, cgroup: &TestCgroup, banned: &Path) {
     let probe = start(cgroup, ExecMethod::Execve, banned);
-    assert_blocked(&probe, blocked(daemon), "the barrier exec");
+    assert_blocked(&probe, blocked_outcome(daemon), "the barrier exec");
     daemon.expect_event("for the barrier exec", |event| {
         exec_event_of(event, probe.pid)
     });
@@ -147,7 +132,7 @@ fn exec_of_banned_path_is_blocked_only_inside_the_enforced_cgroup() {
     );
 
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     assert_blocked(
         &start(&cgroup, ExecMethod::Execve, &banned),
@@ -170,7 +155,7 @@ fn exec_through_symlink_or_hard_link_to_banned_file_is_blocked() {
     let banned = marker_program(&dir, "banned");
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     let soft = dir.path().join("symlink-to-banned");
     symlink(&banned, &soft).expect("cannot make the symlink");
@@ -195,7 +180,7 @@ fn banned_file_renamed_after_apply_stays_banned() {
     let banned = marker_program(&dir, "banned");
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     let renamed = dir.path().join("renamed");
     fs::rename(&banned, &renamed).expect("cannot rename the banned file");
@@ -212,7 +197,7 @@ fn a_file_replacing_the_banned_path_is_banned_and_the_old_one_stays_banned() {
     let banned = marker_program(&dir, "app");
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     // What a package upgrade does: keep nothing, write the new version
     // aside and rename it over the listed path. Here the old one is kept
@@ -249,7 +234,7 @@ fn a_banned_path_that_appears_after_apply_is_banned() {
             later.display().to_string()
         ),
     );
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     let installed = marker_program(&dir, "later/app");
     daemon.expect_event("for the installed file", |event| {
@@ -268,7 +253,7 @@ fn assert_method_is_blocked(method: ExecMethod) {
     let banned = marker_program(&dir, "banned");
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
-    let expected = match (blocked(&daemon), method) {
+    let expected = match (blocked_outcome(&daemon), method) {
         // The shell is the one whose exec fails, and it reports that the
         // way POSIX shells do: exit status 126.
         (EXEC_EPERM, ExecMethod::ShellExec) => ExecOutcome::Exit(126),
@@ -318,7 +303,7 @@ fn script_whose_interpreter_is_banned_is_blocked() {
     let allowed_script = script(&dir, "other-interpreter.sh", &other_shell);
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned_shell]));
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     let probe = exec_probe(&cgroup, ExecMethod::Script, &banned_script, &[]);
     assert_blocked(&probe, expected, "a script run by the banned interpreter");
@@ -345,7 +330,7 @@ name = "by-name"
 exec_names = ["forbidden-name"]
 "#,
     );
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     assert_blocked(
         &start(&cgroup, ExecMethod::Execve, &top),
@@ -390,7 +375,7 @@ exec_paths = {}
             paths(&[(&allowed, "")]),
         ),
     );
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     assert_blocked(
         &start(&cgroup, ExecMethod::Execve, &file),
@@ -477,7 +462,7 @@ fn blocked_exec_through_symlink_is_reported_once_with_all_fields() {
     let cgroup = TestCgroup::new();
     let daemon = Daemon::start(&cgroup, &ban_paths(&[&banned]));
     let method = daemon.status_json()["exec_enforcement"].clone();
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     let probe = start(&cgroup, ExecMethod::Execve, &link);
     assert_blocked(&probe, expected, "the banned file through a symlink");
@@ -565,7 +550,7 @@ fn live_policy_apply_bans_and_unbans_an_executable() {
     let program = marker_program(&dir, "program");
     let cgroup = TestCgroup::new();
     let mut daemon = Daemon::start(&cgroup, "version = 1\n");
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
 
     assert_ran(
         &start(&cgroup, ExecMethod::Execve, &program),
@@ -644,7 +629,7 @@ fn content_ban_stops_copies_made_before_and_after_the_policy() {
         &format!("version = 1\n[[block]]\nname = \"by-content\"\nexec_sha256 = [\"{digest}\"]\n"),
         &[std::ffi::OsStr::new("--hash-root"), dir.path().as_os_str()],
     );
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
     let found = |path: &Path| {
         let path = canonical(path).display().to_string();
         move |event: &Value| event["kind"] == "exec_content_found" && event["path"] == path.as_str()
@@ -688,7 +673,7 @@ fn anonymous_executables_are_stopped_only_with_the_option() {
 
     let output = daemon.apply("version = 1\n[options]\nexec_block_anonymous = true\n");
     assert!(output.status.success(), "{output:?}");
-    let expected = blocked(&daemon);
+    let expected = blocked_outcome(&daemon);
     let probe = start(&cgroup, ExecMethod::Memfd, &program);
     assert_blocked(
         &probe,
@@ -705,9 +690,6 @@ fn anonymous_executables_are_stopped_only_with_the_option() {
         "the same program from its file",
     );
 }
-
-/// The dynamic loader this machine's programs name as their interpreter.
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 
 #[test]
 fn a_banned_program_started_through_the_loader_is_stopped_with_the_option() {

@@ -11,7 +11,7 @@ use enforcer_common::{
 use super::classes::precedence;
 use crate::{
     exec::resolve::{ExecIdentity, IdentityKind},
-    policy::{Options, Policy},
+    policy::{Options, Policy, Trust},
 };
 
 #[derive(Debug, Default)]
@@ -76,7 +76,12 @@ fn option_bits(policy_options: Options) -> u64 {
     if policy_options.exec_block_loader {
         bits |= options::BLOCK_LOADER;
     }
-    bits
+    match policy_options.exec_trusted_only {
+        Trust::Off => {}
+        Trust::Audit => bits |= options::TRUSTED_ONLY | options::TRUST_AUDIT,
+        Trust::Enforce => bits |= options::TRUSTED_ONLY,
+    }
+    bits | policy_options.exec_untrusted_filesystems.bits() << options::UNTRUSTED_FILESYSTEM_SHIFT
 }
 
 #[cfg(test)]

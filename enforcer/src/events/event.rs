@@ -286,5 +286,13 @@ pub struct ExecVerdict {
     /// killed with SIGKILL before it ran.
     pub method: String,
     pub sha256: Option<String>,
+    /// "untrusted" when `exec_trusted_only` decided rather than a rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// With `reason`: the check the file failed, "owner", "mode",
+    /// "directory_owner", "directory_mode", "filesystem", "user_namespace",
+    /// "anonymous" or "too_deep".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
     pub generation: u64,
 }

@@ -12,7 +12,7 @@ use enforcer_common::names::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::policy::{Policy, Trust};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +90,7 @@ impl Family {
             Family::ExecBlockLoader | Family::SelfProtection => false,
         });
         let options = &policy.options;
+        let trusted_only = options.exec_trusted_only != Trust::Off;
         let switches: &[(&str, bool)] = match self {
             Family::Network => &[
                 ("block_dot", options.block_dot),
@@ -100,9 +101,13 @@ impl Family {
             Family::Exec => &[
                 ("exec_block_anonymous", options.exec_block_anonymous),
                 ("exec_block_loader", options.exec_block_loader),
+                ("exec_trusted_only", trusted_only),
             ],
             Family::ExecBlockLoader => &[("exec_block_loader", options.exec_block_loader)],
-            Family::ExecNames | Family::Domains | Family::SelfProtection => &[],
+            // Trust is judged by the hooks that judge names: the by-file
+            // variants hold no `bpf_loop`.
+            Family::ExecNames => &[("exec_trusted_only", trusted_only)],
+            Family::Domains | Family::SelfProtection => &[],
         };
         Coverage {
             rules: rules.map(|rule| rule.name.clone()).collect(),

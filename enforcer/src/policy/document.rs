@@ -6,7 +6,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::context::{FileCx, Value, integer};
 use super::model::RuleKind;
-use super::options::{MAX_DNS_TTL_SECONDS, OptionValue, Options};
+use enforcer_common::exec::UNTRUSTED_FILESYSTEMS;
+
+use super::options::{FilesystemSet, MAX_DNS_TTL_SECONDS, OptionValue, Options, Trust};
 use super::rule_check::{Draft, check_rules};
 use super::values::check_mode;
 
@@ -81,6 +83,8 @@ fn check_options(cx: &mut FileCx<'_>, value: &Value<'_>) -> Vec<OptionSetting> {
         };
         let parsed = match default {
             OptionValue::Bool(_) => check_bool_option(cx, known, value),
+            OptionValue::Trust(_) => check_trust_option(cx, known, value),
+            OptionValue::Filesystems(_) => check_filesystems_option(cx, known, value),
             OptionValue::Seconds(_) => check_seconds_option(cx, known, value),
             OptionValue::Number(_) => check_number_option(cx, known, value),
         };
@@ -101,6 +105,61 @@ fn check_bool_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Optio
     }
     cx.wrong_type(value, &format!("`{key}` must be a boolean (true or false)"));
     None
+}
+
+fn check_trust_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {
+    match value.get_ref() {
+        DeValue::Boolean(true) => return Some(OptionValue::Trust(Trust::Enforce)),
+        DeValue::Boolean(false) => return Some(OptionValue::Trust(Trust::Off)),
+        DeValue::String(text) if text.as_ref() == "audit" => {
+            return Some(OptionValue::Trust(Trust::Audit));
+        }
+        DeValue::String(text) => cx.error(
+            value.span(),
+            format!(r#"`{key}` must be true, false or "audit", found {text:?}"#),
+        ),
+        _ => cx.wrong_type(value, &format!(r#"`{key}` must be true, false or "audit""#)),
+    }
+    None
+}
+
+fn check_filesystems_option(
+    cx: &mut FileCx<'_>,
+    key: &str,
+    value: &Value<'_>,
+) -> Option<OptionValue> {
+    let known = || {
+        UNTRUSTED_FILESYSTEMS
+            .iter()
+            .map(|&(name, _)| name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.wrong_type(
+            value,
+            &format!("`{key}` must be an array of filesystem names ({})", known()),
+        );
+        return None;
+    };
+    let (names, clean) = cx.clean(|cx| {
+        let mut names = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(name) if FilesystemSet::from_names([name.as_ref()]).is_ok() => {
+                    names.push(name.to_string());
+                }
+                DeValue::String(name) => cx.error(
+                    item.span(),
+                    format!("unknown filesystem {name:?}; expected one of: {}", known()),
+                ),
+                _ => cx.wrong_type(item, "each filesystem must be a string"),
+            }
+        }
+        names
+    });
+    let set = FilesystemSet::from_names(names.iter().map(String::as_str)).ok()?;
+    clean.then_some(OptionValue::Filesystems(set))
 }
 
 fn check_seconds_option(cx: &mut FileCx<'_>, key: &str, value: &Value<'_>) -> Option<OptionValue> {

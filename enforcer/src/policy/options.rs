@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use enforcer_common::exec::UNTRUSTED_FILESYSTEMS;
 use serde::{Deserialize, Serialize};
 
 /// Policy-wide settings, from the `[options]` tables of the policy's files.
@@ -19,6 +20,12 @@ pub struct Options {
     /// Make every exec of a not-yet-hashed file wait for its hash, so
     /// `exec_sha256` rules have no window.
     pub exec_hash_strict: bool,
+    /// Let only trusted files start a process: owned by root and writable
+    /// by nobody else, with every directory above them, on a filesystem
+    /// that is neither distrusted nor mounted in a user namespace.
+    pub exec_trusted_only: Trust,
+    /// The filesystems `exec_trusted_only` distrusts.
+    pub exec_untrusted_filesystems: FilesystemSet,
     /// Refuse DNS over TLS and over QUIC (port 853) to every address.
     pub block_dot: bool,
     /// Refuse QUIC (UDP 443) to every address, so that browsers fall back
@@ -53,10 +60,76 @@ pub const MAX_DNS_TTL_SECONDS: u32 = 604_800;
 /// the learned map, so that a few users at their quota cannot fill it.
 const MAX_LEARNED_PER_USER: u32 = enforcer_common::learned::LEARNED_CAPACITY / 4;
 
+/// What `exec_trusted_only` does with an exec of an untrusted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Nothing: trust is not checked.
+    Off,
+    /// Reports it, and lets it run: to pilot trust on a group first.
+    Audit,
+    /// Stops it.
+    Enforce,
+}
+
+/// Filesystems of [`UNTRUSTED_FILESYSTEMS`], a bit each, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FilesystemSet(u16);
+
+impl FilesystemSet {
+    /// Every known filesystem but squashfs, which snaps are mounted from,
+    /// root-owned: what a user can fill (tmpfs, ramfs), what can claim any
+    /// owner (FUSE), and removable media.
+    pub fn recommended() -> Self {
+        [
+            "tmpfs", "ramfs", "fuse", "vfat", "exfat", "ntfs", "iso9660", "udf",
+        ]
+        .into_iter()
+        .filter_map(Self::index)
+        .fold(Self(0), |set, index| Self(set.0 | 1 << index))
+    }
+
+    /// The set of `names`, or the first name that is no known filesystem.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, &'a str> {
+        names.into_iter().try_fold(Self(0), |set, name| {
+            Self::index(name)
+                .map(|index| Self(set.0 | 1 << index))
+                .ok_or(name)
+        })
+    }
+
+    /// The names in the set, in [`UNTRUSTED_FILESYSTEMS`] order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        UNTRUSTED_FILESYSTEMS
+            .iter()
+            .enumerate()
+            .filter(move |&(index, _)| self.0 & 1 << index != 0)
+            .map(|(_, &(name, _))| name)
+    }
+
+    /// The set of these bits of [`FilesystemSet::bits`].
+    pub const fn from_bits(bits: u16) -> Self {
+        Self(bits)
+    }
+
+    /// The bits the kernel reads (see `exec::distrusts_filesystem`).
+    pub fn bits(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    fn index(name: &str) -> Option<usize> {
+        UNTRUSTED_FILESYSTEMS
+            .iter()
+            .position(|&(known, _)| known == name)
+    }
+}
+
 /// The value of one `[options]` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OptionValue {
     Bool(bool),
+    Trust(Trust),
+    Filesystems(FilesystemSet),
     /// A duration, 1 to [`MAX_DNS_TTL_SECONDS`] seconds.
     Seconds(u32),
     /// A uid or a count, within the key's [`Options::number_range`].
@@ -67,6 +140,8 @@ pub enum OptionValue {
 #[derive(Clone, Copy)]
 enum OptionField {
     Bool(fn(&mut Options) -> &mut bool),
+    Trust(fn(&mut Options) -> &mut Trust),
+    Filesystems(fn(&mut Options) -> &mut FilesystemSet),
     Seconds(fn(&mut Options) -> &mut u32),
     Number(fn(&mut Options) -> &mut u32, (u32, u32)),
 }
@@ -82,6 +157,8 @@ impl Default for Options {
             exec_block_anonymous: false,
             exec_block_loader: false,
             exec_hash_strict: false,
+            exec_trusted_only: Trust::Off,
+            exec_untrusted_filesystems: FilesystemSet::recommended(),
             block_dot: false,
             block_quic: false,
             dns_block_queries: true,
@@ -110,6 +187,14 @@ impl Options {
         (
             "exec_hash_strict",
             OptionField::Bool(|o| &mut o.exec_hash_strict),
+        ),
+        (
+            "exec_trusted_only",
+            OptionField::Trust(|o| &mut o.exec_trusted_only),
+        ),
+        (
+            "exec_untrusted_filesystems",
+            OptionField::Filesystems(|o| &mut o.exec_untrusted_filesystems),
         ),
         ("block_dot", OptionField::Bool(|o| &mut o.block_dot)),
         ("block_quic", OptionField::Bool(|o| &mut o.block_quic)),
@@ -159,6 +244,8 @@ impl Options {
             let mut copy = *self;
             let value = match field {
                 OptionField::Bool(field) => OptionValue::Bool(*field(&mut copy)),
+                OptionField::Trust(field) => OptionValue::Trust(*field(&mut copy)),
+                OptionField::Filesystems(field) => OptionValue::Filesystems(*field(&mut copy)),
                 OptionField::Seconds(field) => OptionValue::Seconds(*field(&mut copy)),
                 OptionField::Number(field, _) => OptionValue::Number(*field(&mut copy)),
             };
@@ -181,6 +268,10 @@ impl Options {
         };
         match (field, value) {
             (OptionField::Bool(field), OptionValue::Bool(value)) => *field(self) = value,
+            (OptionField::Trust(field), OptionValue::Trust(value)) => *field(self) = value,
+            (OptionField::Filesystems(field), OptionValue::Filesystems(value)) => {
+                *field(self) = value
+            }
             (OptionField::Seconds(field), OptionValue::Seconds(value)) => *field(self) = value,
             (OptionField::Number(field, _), OptionValue::Number(value)) => *field(self) = value,
             _ => return false,
@@ -193,6 +284,13 @@ impl fmt::Display for OptionValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OptionValue::Bool(on) => write!(f, "{on}"),
+            OptionValue::Trust(Trust::Off) => write!(f, "false"),
+            OptionValue::Trust(Trust::Audit) => write!(f, "\"audit\""),
+            OptionValue::Trust(Trust::Enforce) => write!(f, "true"),
+            OptionValue::Filesystems(set) => {
+                let names: Vec<String> = set.names().map(|name| format!("{name:?}")).collect();
+                write!(f, "[{}]", names.join(", "))
+            }
             OptionValue::Seconds(seconds) => write!(f, "{seconds}"),
             OptionValue::Number(number) => write!(f, "{number}"),
         }

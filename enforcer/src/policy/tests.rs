@@ -6,7 +6,7 @@ use super::domain::Domain;
 use super::exec::ExecPath;
 use super::load::{load_files, parse};
 use super::model::{DomainSwitches, Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
-use super::options::{OptionValue, Options};
+use super::options::{FilesystemSet, OptionValue, Options, Trust};
 use super::rule_keys::RULE_KEYS;
 use super::source::{PolicyError, PolicyErrors, Source};
 
@@ -1360,12 +1360,17 @@ fn domains_serde_round_trip() {
 
 // ---- options ----
 
+/// tmpfs and fuse: bits 0 and 2 of `UNTRUSTED_FILESYSTEMS`.
+const FILESYSTEMS_EXAMPLE: FilesystemSet = FilesystemSet::from_bits(0b101);
+
 /// Every switch on and the TTL bounds at their defaults: what the README's
 /// example sets.
 const ALL_OPTIONS: Options = Options {
     exec_block_anonymous: true,
     exec_block_loader: true,
     exec_hash_strict: true,
+    exec_trusted_only: Trust::Enforce,
+    exec_untrusted_filesystems: FILESYSTEMS_EXAMPLE,
     block_dot: true,
     block_quic: true,
     dns_block_queries: true,
@@ -1379,7 +1384,8 @@ const ALL_OPTIONS: Options = Options {
 #[test]
 fn options_are_parsed() {
     let policy = ok("version = 1\n\n[options]\nexec_block_anonymous = true\n\
-         exec_block_loader = true\nexec_hash_strict = true\nblock_dot = true\nblock_quic = true\n\
+         exec_block_loader = true\nexec_hash_strict = true\nexec_trusted_only = true\n\
+         exec_untrusted_filesystems = [\"tmpfs\", \"fuse\"]\nblock_dot = true\nblock_quic = true\n\
          dns_block_queries = true\ndns_ttl_min_seconds = 300\ndns_ttl_max_seconds = 86400\n\
          sni_learned_seconds = 30\nlearned_shared_below_uid = 500\nlearned_per_user = 100\n\n\
          [[block]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n");
@@ -1433,6 +1439,11 @@ fn option_defaults() {
         exec_block_anonymous: false,
         exec_block_loader: false,
         exec_hash_strict: false,
+        exec_trusted_only: Trust::Off,
+        exec_untrusted_filesystems: FilesystemSet::from_names([
+            "tmpfs", "ramfs", "fuse", "vfat", "exfat", "ntfs", "iso9660", "udf",
+        ])
+        .unwrap(),
         block_dot: false,
         block_quic: false,
         dns_block_queries: true,
@@ -1456,6 +1467,8 @@ fn options_table_helpers() {
             "exec_block_anonymous",
             "exec_block_loader",
             "exec_hash_strict",
+            "exec_trusted_only",
+            "exec_untrusted_filesystems",
             "block_dot",
             "block_quic",
             "dns_block_queries",
@@ -1492,6 +1505,11 @@ fn options_table_helpers() {
             ("exec_block_anonymous", OptionValue::Bool(false)),
             ("exec_block_loader", OptionValue::Bool(false)),
             ("exec_hash_strict", OptionValue::Bool(true)),
+            ("exec_trusted_only", OptionValue::Trust(Trust::Off)),
+            (
+                "exec_untrusted_filesystems",
+                OptionValue::Filesystems(FilesystemSet::recommended())
+            ),
             ("block_dot", OptionValue::Bool(false)),
             ("block_quic", OptionValue::Bool(false)),
             ("dns_block_queries", OptionValue::Bool(true)),
@@ -1510,6 +1528,47 @@ fn options_table_helpers() {
     assert_eq!(OptionValue::Bool(true).to_string(), "true");
     assert_eq!(OptionValue::Seconds(600).to_string(), "600");
     assert_eq!(OptionValue::Number(8).to_string(), "8");
+    assert_eq!(OptionValue::Trust(Trust::Audit).to_string(), "\"audit\"");
+    assert_eq!(
+        OptionValue::Filesystems(FILESYSTEMS_EXAMPLE).to_string(),
+        "[\"tmpfs\", \"fuse\"]"
+    );
+}
+
+#[test]
+fn trust_options_take_their_forms_and_name_what_is_wrong() {
+    let audit = ok("version = 1\n[options]\nexec_trusted_only = \"audit\"\n\
+         exec_untrusted_filesystems = []\n");
+    assert_eq!(audit.options.exec_trusted_only, Trust::Audit);
+    assert_eq!(audit.options.exec_untrusted_filesystems.names().count(), 0);
+    assert_eq!(
+        ok("version = 1\n[options]\nexec_trusted_only = false\n")
+            .options
+            .exec_trusted_only,
+        Trust::Off
+    );
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\nexec_trusted_only = \"yes\"\n\
+             exec_untrusted_filesystems = [\"tmpfs\", \"zfs\", 3]\n"
+        ),
+        [
+            r#"p.toml:3:21: `exec_trusted_only` must be true, false or "audit", found "yes""#,
+            "p.toml:4:40: unknown filesystem \"zfs\"; expected one of: tmpfs, ramfs, fuse, vfat, \
+             exfat, ntfs, iso9660, udf, squashfs",
+            "p.toml:4:47: each filesystem must be a string, found integer",
+        ]
+    );
+    assert_eq!(
+        errors(
+            "version = 1\n[options]\nexec_trusted_only = 1\nexec_untrusted_filesystems = \"tmpfs\"\n"
+        ),
+        [
+            r#"p.toml:3:21: `exec_trusted_only` must be true, false or "audit", found integer"#,
+            "p.toml:4:30: `exec_untrusted_filesystems` must be an array of filesystem names \
+             (tmpfs, ramfs, fuse, vfat, exfat, ntfs, iso9660, udf, squashfs), found string",
+        ]
+    );
 }
 
 #[test]
@@ -1668,7 +1727,7 @@ fn unknown_option() {
     assert_eq!(
         errors("version = 1\n[options]\nexec_hash_strict = true\n  dns_block = true\n"),
         [
-            r#"p.toml:4:3: unknown key "dns_block" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, block_dot, block_quic, dns_block_queries, dns_ttl_min_seconds, dns_ttl_max_seconds, sni_learned_seconds, learned_shared_below_uid, learned_per_user"#
+            r#"p.toml:4:3: unknown key "dns_block" in [options]; expected one of: exec_block_anonymous, exec_block_loader, exec_hash_strict, exec_trusted_only, exec_untrusted_filesystems, block_dot, block_quic, dns_block_queries, dns_ttl_min_seconds, dns_ttl_max_seconds, sni_learned_seconds, learned_shared_below_uid, learned_per_user"#
         ]
     );
 }

@@ -31,6 +31,7 @@ const HOST_PROGRAMS: &[(&str, &str)] = &[
     ("mount", "mount"),
     ("ip", "iproute2"),
     ("mkdir", "coreutils"),
+    ("chmod", "coreutils"),
     ("rmdir", "coreutils"),
     ("rm", "coreutils"),
     ("cat", "coreutils"),

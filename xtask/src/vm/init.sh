@@ -32,6 +32,10 @@ must_mount proc /proc
 must_mount sysfs /sys
 must_mount devtmpfs /dev
 must_mount tmpfs /tmp mode=1777
+must_mount tmpfs /dev/shm mode=1777
+# As on an installed system. The initramfs's root is tmpfs's 1777 (or
+# ramfs's 775), under which `exec_trusted_only` would trust nothing.
+chmod 755 / || mark "chmod-root-failed"
 must_mount tmpfs /run mode=755
 mkdir -p /root
 # Where a distribution mounts it; the tests and the daemon find it from

@@ -9,7 +9,7 @@ use std::{
 use enforcer_common::{
     decision::Action,
     event::{DomainEvent, DomainEventKind, FAMILY_V4, Hook, NetEvent, Source},
-    exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger},
+    exec::{ExecEvent, ExecMethod, OPTIONS_RULE, Trigger, Untrusted},
     guard::{Attempt, TamperEvent},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     record::{Record, RecordBody, RecordHeader, RecordKind},
@@ -233,10 +233,11 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         Trigger::Anonymous => "anonymous",
         Trigger::Mapping => "mapping",
     };
-    let rule = if raw.rule == OPTIONS_RULE {
-        "options.exec_block_anonymous".to_string()
-    } else {
-        rules.name(raw.generation, raw.rule)
+    let untrusted = Untrusted::from_u8(raw.untrusted);
+    let rule = match (raw.rule == OPTIONS_RULE, untrusted) {
+        (true, Some(_)) => "options.exec_trusted_only".to_string(),
+        (true, None) => "options.exec_block_anonymous".to_string(),
+        (false, _) => rules.name(raw.generation, raw.rule),
     };
     let within_filesystem = path_from_leaf(&raw.path, raw.path_components, raw.path_truncated != 0);
     let exec = ExecVerdict {
@@ -258,6 +259,8 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         ino: raw.ino,
         method: method.to_string(),
         sha256: rules.digest(raw.dev, raw.ino),
+        reason: untrusted.map(|_| "untrusted".to_string()),
+        check: untrusted.map(|untrusted| untrusted.name().to_string()),
         generation: raw.generation,
     };
     Ok(Event::at(wall_time(raw.boot_ns), EventBody::Exec(exec)))

@@ -280,7 +280,11 @@ pub(crate) fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         fdtable_max_fds: btf.member_offset("fdtable", "max_fds")?,
         task_pid: btf.member_offset("task_struct", "pid")?,
         task_comm: btf.member_offset("task_struct", "comm")?,
-        _reserved: 0,
+        inode_uid: btf.member_offset("inode", "i_uid")?,
+        inode_mode: btf.member_offset("inode", "i_mode")?,
+        sb_magic: btf.member_offset("super_block", "s_magic")?,
+        sb_user_ns: btf.member_offset("super_block", "s_user_ns")?,
+        user_ns_level: btf.member_offset("user_namespace", "level")?,
     })
 }
 

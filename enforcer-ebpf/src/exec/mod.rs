@@ -36,17 +36,20 @@ use enforcer_common::{
     exec::{
         EVENT_PATH_START_LIMIT, ExecEvent, ExecMethod, ExecOffsets, MAX_DIRECTORY_DEPTH,
         MAX_NAME_LEN, MAX_PATH_COMPONENTS, NAME_HASH_SEED, OPTIONS_RULE, PATH_COMPONENT_MAX,
-        Trigger, name_hash_step, options,
+        Trigger, Untrusted, name_hash_step, options,
     },
     lookup::{Fault, Generation},
 };
 
+use self::trust::distrust;
 use crate::{
     counters::count,
     kernel::{exec_offsets, read, read_ptr},
     maps::{Claimed, LiveImage},
     ring,
 };
+
+mod trust;
 
 /// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
 /// the programs check the scope themselves, as cgroup attachment does for
@@ -140,10 +143,14 @@ fn judge_exec<const NAMES: bool>(bprm: *const u8, method: ExecMethod) -> Option<
     let generation = Generation::new(&image);
     let offsets = exec_offsets();
     let found = read_ptr(bprm, offsets.binprm_file)
-        .and_then(|file| decide::<NAMES>(&generation, &offsets, file, true));
+        .and_then(|file| decide::<NAMES>(&generation, &offsets, file, JudgedAs::Exec));
     act(&generation, &offsets, found, method, bprm)
 }
 
+/// An executable mapping of a banned file, with `exec_block_loader`: the
+/// dynamic loader maps the program it runs. Trust is not judged here: on
+/// Linux 6.1 it took this hook past the verifier budget (see README,
+/// Limits).
 #[inline(always)]
 fn judge_mapping(fd: u32) -> Option<Action> {
     let image = LiveImage::get()?;
@@ -155,14 +162,15 @@ fn judge_mapping(fd: u32) -> Option<Action> {
         return None;
     }
     let offsets = exec_offsets();
-    let found =
-        file_of(&offsets, fd).and_then(|file| match decide::<true>(&generation, &offsets, file, false)? {
+    let found = file_of(&offsets, fd).and_then(|file| {
+        match decide::<true>(&generation, &offsets, file, JudgedAs::Mapping)? {
             Some(found) if found.decision.action() == Action::Block => Ok(Some(Found {
                 trigger: Trigger::Mapping,
                 ..found
             })),
             _ => Ok(None),
-        });
+        }
+    });
     act(
         &generation,
         &offsets,
@@ -226,6 +234,8 @@ struct Found {
     ino: u64,
     dentry: *const u8,
     trigger: Trigger,
+    /// Set when `exec_trusted_only` decided: the check the file failed.
+    untrusted: Option<Untrusted>,
 }
 
 /// `NAMES`: whether the file's name is judged too. Without it the program
@@ -235,13 +245,20 @@ fn decide<const NAMES: bool>(
     generation: &Generation<'_, LiveImage<'_>>,
     offsets: &ExecOffsets,
     file: *const u8,
-    exec: bool,
+    judged_as: JudgedAs,
 ) -> Result<Option<Found>, Fault> {
     let has_files = generation.has_exec_files()?;
     let has_directories = generation.has_exec_directories()?;
     let has_names = NAMES && generation.has_exec_names()?;
-    let block_anonymous = exec && generation.exec_options()? & options::BLOCK_ANONYMOUS != 0;
-    if !has_files && !has_directories && !has_names && !block_anonymous {
+    let exec_options = match judged_as {
+        JudgedAs::Exec => generation.exec_options()?,
+        JudgedAs::Mapping => 0,
+    };
+    let block_anonymous = exec_options & options::BLOCK_ANONYMOUS != 0;
+    // Only with names: the walk runs with `bpf_loop`, which the by-file
+    // variants, for kernels older than 5.12, may not hold.
+    let trusted_only = NAMES && exec_options & options::TRUSTED_ONLY != 0;
+    if !has_files && !has_directories && !has_names && !block_anonymous && !trusted_only {
         return Ok(None);
     }
     let inode = read_ptr(file, offsets.file_inode)?;
@@ -249,7 +266,6 @@ fn decide<const NAMES: bool>(
     let super_block = read_ptr(inode, offsets.inode_sb)?;
     let dev: u32 = read(super_block, offsets.sb_dev)?;
     let dentry = read_ptr(file, offsets.file_dentry)?;
-
     // Every entry that covers the file counts, as for networks: an allow
     // wins wherever it is, then a block, then an audit; between equals the
     // nearest (the file, then the directories upward, then the name) names
@@ -270,6 +286,27 @@ fn decide<const NAMES: bool>(
             }
         }
     }
+    // A ban or an allow decides before trust: bans hold inside what is
+    // trusted, and an allow is how an administrator trusts a file.
+    let decided = matches!(decision.action(), Action::Block | Action::Allow);
+    if trusted_only
+        && !decided
+        && let Some(untrusted) = distrust(offsets, exec_options, inode, super_block, dentry)?
+    {
+        let action = if exec_options & options::TRUST_AUDIT != 0 {
+            Action::Audit
+        } else {
+            Action::Block
+        };
+        return Ok(Some(Found {
+            decision: Decision::new(action, OPTIONS_RULE),
+            dev,
+            ino,
+            dentry,
+            trigger: Trigger::Exec,
+            untrusted: Some(untrusted),
+        }));
+    }
     if decision != Decision::NONE {
         return Ok(Some(Found {
             decision,
@@ -277,6 +314,7 @@ fn decide<const NAMES: bool>(
             ino,
             dentry,
             trigger: Trigger::Exec,
+            untrusted: None,
         }));
     }
     // A file with no name anywhere cannot be listed by path and its
@@ -289,9 +327,18 @@ fn decide<const NAMES: bool>(
             ino,
             dentry,
             trigger: Trigger::Anonymous,
+            untrusted: None,
         }));
     }
     Ok(None)
+}
+
+/// What a file is opened for.
+#[derive(Clone, Copy)]
+enum JudgedAs {
+    Exec,
+    /// An executable mapping: only bans apply (`exec_block_loader`).
+    Mapping,
 }
 
 /// Walks up the file's directories, within its filesystem, keeping the
@@ -376,7 +423,8 @@ fn report(
         (*event).verdict = found.decision.action() as u32;
         (*event).method = method as u8;
         (*event).trigger = found.trigger as u8;
-        (*event)._reserved = [0; 4];
+        (*event).untrusted = found.untrusted.map_or(0, |untrusted| untrusted as u8);
+        (*event)._reserved = [0; 3];
         (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*event).filename[0] = 0;
         if !bprm.is_null()

@@ -1,0 +1,284 @@
+//! `exec_trusted_only`: in the enforced cgroup, only files that root owns
+//! and nobody else may write, below directories of the same kind, on a
+//! filesystem the policy trusts, may start a process. Tried as an
+//! unprivileged user would: every program runs as `nobody`, from places a
+//! user can write or could have been given.
+//!
+//! The places live under cargo's temporary directory for tests, on the
+//! filesystem of the build, and in `/dev/shm`. Where the build's own
+//! filesystem is one the policy would distrust (the VM's guest runs from
+//! its initramfs), the policy leaves that one out, and the checks below it
+//! are what stops a program.
+
+use std::{
+    ffi::CString,
+    fs,
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{PermissionsExt, chown},
+    },
+    path::{Path, PathBuf},
+};
+
+use enforcer_integration_tests::{
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    exec::{ExecMethod, ExecProbe, RAN, blocked_outcome, exec_probe_as},
+    privilege::NOBODY,
+};
+use serde_json::Value;
+
+/// What a program prints when it runs.
+const MARKER: &str = "ran";
+
+/// Filesystems a policy may distrust, with their `statfs` magic: those the
+/// build could live on.
+const SELF_HOSTED: [(&str, i64); 2] = [("tmpfs", 0x0102_1994), ("ramfs", 0x8584_58f6)];
+
+/// A directory of its own under cargo's temporary directory, removed on
+/// drop.
+struct Place(PathBuf);
+
+impl Place {
+    fn new(name: &str) -> Self {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("trust-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        Self(path)
+    }
+
+    /// `/bin/echo` copied to `name` with `mode`, owned by `owner`.
+    fn program(&self, name: &str, owner: u32, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        fs::copy("/bin/echo", &path).unwrap();
+        chown(&path, Some(owner), Some(owner)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A subdirectory owned by `owner` with `mode`.
+    fn directory(&self, name: &str, owner: u32, mode: u32) -> Place {
+        let path = self.0.join(name);
+        fs::create_dir(&path).unwrap();
+        chown(&path, Some(owner), Some(owner)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        Place(path)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `statfs` magic of the filesystem `path` is on.
+fn filesystem_magic(path: &Path) -> i64 {
+    let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain old data, valid zeroed.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a struct of the right type.
+    let status = unsafe { libc::statfs(path.as_ptr(), &mut stats) };
+    assert_eq!(status, 0, "statfs: {}", std::io::Error::last_os_error());
+    stats.f_type as i64
+}
+
+/// The default list of distrusted filesystems, less the one the build
+/// lives on, as a TOML array; and whether tmpfs stays on it.
+fn untrusted_filesystems() -> (String, bool) {
+    let build = filesystem_magic(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let names: Vec<&str> = [
+        "tmpfs", "ramfs", "fuse", "vfat", "exfat", "ntfs", "iso9660", "udf",
+    ]
+    .into_iter()
+    .filter(|name| !SELF_HOSTED.contains(&(name, build)))
+    .collect();
+    let tmpfs = names.contains(&"tmpfs");
+    (serde_json::to_string(&names).unwrap(), tmpfs)
+}
+
+fn trust_policy(trust: &str, allowed: &[&Path]) -> String {
+    let (filesystems, _) = untrusted_filesystems();
+    let allowed: Vec<String> = allowed
+        .iter()
+        .map(|path| format!("{}/", path.display()))
+        .collect();
+    let mut policy = format!(
+        "version = 1\n[options]\nexec_trusted_only = {trust}\n\
+         exec_untrusted_filesystems = {filesystems}\n"
+    );
+    if !allowed.is_empty() {
+        policy.push_str(&format!(
+            "[[allow]]\nname = \"corporate\"\nexec_paths = {}\n",
+            serde_json::to_string(&allowed).unwrap()
+        ));
+    }
+    policy
+}
+
+fn start(cgroup: &TestCgroup, method: ExecMethod, path: &Path) -> ExecProbe {
+    exec_probe_as(cgroup, NOBODY, method, path, &[MARKER])
+}
+
+#[track_caller]
+fn assert_ran(probe: &ExecProbe, what: &str) {
+    assert_eq!(probe.outcome, RAN, "{what} must run: {probe:?}");
+    assert_eq!(probe.stdout.trim_end(), MARKER, "{what}: {probe:?}");
+}
+
+/// Asserts that `path`, started by `method`, was stopped before it ran,
+/// and that its event names the failed `check`.
+#[track_caller]
+fn assert_untrusted(
+    daemon: &Daemon,
+    cgroup: &TestCgroup,
+    method: ExecMethod,
+    path: &Path,
+    check: &str,
+) {
+    let probe = start(cgroup, method, path);
+    assert_eq!(
+        probe.outcome,
+        blocked_outcome(daemon),
+        "{} ({check}) must be stopped: {probe:?}",
+        path.display()
+    );
+    assert_eq!(probe.stdout, "", "it ran its own code: {probe:?}");
+    let event = untrusted_event(daemon, &probe, path);
+    assert_eq!(event["check"], check, "{event}");
+    assert_eq!(event["verdict"], "blocked", "{event}");
+    assert_eq!(event["rule"], "options.exec_trusted_only", "{event}");
+    assert_eq!(event["uid"], NOBODY, "{event}");
+}
+
+/// The event of `probe`'s untrusted exec of `path`: by the child's pid, or
+/// by the path where the child is unknown (a `posix_spawn` that the LSM
+/// method failed reports no child).
+fn untrusted_event(daemon: &Daemon, probe: &ExecProbe, path: &Path) -> Value {
+    daemon.expect_event("an untrusted exec", |event| {
+        event["kind"] == "exec"
+            && event["reason"] == "untrusted"
+            && match probe.pid {
+                Some(pid) => event["pid"] == pid,
+                None => event["path"] == path.display().to_string(),
+            }
+    })
+}
+
+#[test]
+fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
+    let place = Place::new("checks");
+    let home = place.directory("home", NOBODY, 0o755);
+    let own = home.program("own-build", NOBODY, 0o755);
+    let writable = place.program("writable", 0, 0o777);
+    let open_directory = place.directory("open", 0, 0o777);
+    let in_open_directory = open_directory.program("program", 0, 0o755);
+    let users_directory = place.directory("users", NOBODY, 0o755);
+    let in_users_directory = users_directory.program("program", 0, 0o755);
+    let shm = Path::new("/dev/shm").join(format!("enforcer-trust-{}", std::process::id()));
+    fs::copy("/bin/echo", &shm).unwrap();
+    chown(&shm, Some(NOBODY), Some(NOBODY)).unwrap();
+    let (_, tmpfs_distrusted) = untrusted_filesystems();
+
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, &trust_policy("true", &[]));
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, Path::new("/bin/echo")),
+        "the system's own echo",
+    );
+    assert_ran(
+        &start(&cgroup, ExecMethod::ShellExec, Path::new("/bin/echo")),
+        "echo through the system's shell",
+    );
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &own, "owner");
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &writable, "mode");
+    assert_untrusted(
+        &daemon,
+        &cgroup,
+        ExecMethod::Execve,
+        &in_open_directory,
+        "directory_mode",
+    );
+    assert_untrusted(
+        &daemon,
+        &cgroup,
+        ExecMethod::Execve,
+        &in_users_directory,
+        "directory_owner",
+    );
+    let shm_check = if tmpfs_distrusted {
+        "filesystem"
+    } else {
+        "owner"
+    };
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &shm, shm_check);
+    assert_untrusted(
+        &daemon,
+        &cgroup,
+        ExecMethod::Memfd,
+        Path::new("/bin/echo"),
+        "anonymous",
+    );
+    assert_untrusted(&daemon, &cgroup, ExecMethod::PosixSpawn, &own, "owner");
+    assert_untrusted(&daemon, &cgroup, ExecMethod::ExecveatFd, &own, "owner");
+    let _ = fs::remove_file(&shm);
+}
+
+/// A user's own build is refused until the administrator allows its
+/// directory; a ban still holds inside what is trusted or allowed.
+#[test]
+fn an_allowed_directory_is_trusted_and_bans_still_hold() {
+    let place = Place::new("allowed");
+    let home = place.directory("home", NOBODY, 0o755);
+    let own = home.program("own-build", NOBODY, 0o755);
+    let system_copy = place.program("echo-copy", 0, 0o755);
+
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, &trust_policy("true", &[]));
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &own, "owner");
+
+    let output = daemon.apply(&trust_policy("true", &[&home.0]));
+    assert!(output.status.success(), "{output:?}");
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, &own),
+        "a build in the allowed directory",
+    );
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, &system_copy),
+        "a root-owned copy in a trusted place",
+    );
+
+    let banned = format!(
+        "{}[[block]]\nname = \"banned\"\nexec_paths = [{:?}]\n",
+        trust_policy("true", &[]),
+        system_copy.display().to_string()
+    );
+    let output = daemon.apply(&banned);
+    assert!(output.status.success(), "{output:?}");
+    let probe = start(&cgroup, ExecMethod::Execve, &system_copy);
+    assert_eq!(probe.outcome, blocked_outcome(&daemon), "{probe:?}");
+    let event = daemon.expect_event("the ban", |event| {
+        event["kind"] == "exec" && probe.pid.is_some_and(|pid| event["pid"] == pid)
+    });
+    assert_eq!(event["rule"], "banned", "{event}");
+    assert!(event.get("reason").is_none(), "{event}");
+}
+
+/// `exec_trusted_only = "audit"` lets an untrusted program run and reports
+/// what would have been stopped: how trust is piloted on a group first.
+#[test]
+fn audit_trust_reports_without_stopping() {
+    let place = Place::new("audit");
+    let home = place.directory("home", NOBODY, 0o755);
+    let own = home.program("own-build", NOBODY, 0o755);
+
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, &trust_policy("\"audit\"", &[]));
+    let probe = start(&cgroup, ExecMethod::Execve, &own);
+    assert_ran(&probe, "an untrusted build under audit");
+    let event = untrusted_event(&daemon, &probe, &own);
+    assert_eq!(event["verdict"], "audit", "{event}");
+    assert_eq!(event["check"], "owner", "{event}");
+}
