@@ -144,14 +144,14 @@ fn response_extent(packet: &Headers, scratch: &Scratch) -> Extent {
 /// past the bytes copied). That part would teach part of the addresses and
 /// let the client reach the others, so the packet is dropped; the query
 /// was let through, and the client asks again.
-// A function of its own: its locals would sit in the judge's frame, on the
-// deepest chain of calls (see `STACK` in `skb`; Linux 6.1 refused ingress
-// at 544 bytes).
 ///
 /// Counts a response whose chain was cut, too: let through, as dropping
 /// them would break the long chains of some CDNs (Microsoft's sign-in has
 /// four CNAMEs), but counted, so that an administrator can see how often a
 /// chain went unjudged.
+// A function of its own, and one for both: their locals would sit in the
+// judge's frame, on the deepest chain of calls (see `STACK` in `skb`;
+// Linux 6.1 refused ingress at 544 bytes).
 #[inline(never)]
 fn holds_part_of_a_blocked_response(packet: &Headers, scratch: &Scratch) -> bool {
     // SAFETY: only called after `read_response` wrote it.

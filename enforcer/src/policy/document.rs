@@ -142,23 +142,24 @@ fn check_filesystems_option(
         );
         return None;
     };
-    let (names, clean) = cx.clean(|cx| {
-        let mut names = Vec::with_capacity(items.len());
+    let (set, clean) = cx.clean(|cx| {
+        let mut set = FilesystemSet::NONE;
         for item in items.iter() {
-            match item.get_ref() {
-                DeValue::String(name) if FilesystemSet::from_names([name.as_ref()]).is_ok() => {
-                    names.push(name.to_string());
-                }
-                DeValue::String(name) => cx.error(
+            let DeValue::String(name) = item.get_ref() else {
+                cx.wrong_type(item, "each filesystem must be a string");
+                continue;
+            };
+            match set.insert(name) {
+                Some(true) => {}
+                Some(false) => cx.error(item.span(), format!("duplicate filesystem {name:?}")),
+                None => cx.error(
                     item.span(),
                     format!("unknown filesystem {name:?}; expected one of: {}", known()),
                 ),
-                _ => cx.wrong_type(item, "each filesystem must be a string"),
             }
         }
-        names
+        set
     });
-    let set = FilesystemSet::from_names(names.iter().map(String::as_str)).ok()?;
     clean.then_some(OptionValue::Filesystems(set))
 }
 

@@ -77,25 +77,35 @@ pub enum Trust {
 pub struct FilesystemSet(u16);
 
 impl FilesystemSet {
+    /// No filesystem.
+    pub const NONE: Self = Self(0);
+
     /// Every known filesystem but squashfs, which snaps are mounted from,
     /// root-owned: what a user can fill (tmpfs, ramfs), what can claim any
     /// owner (FUSE), and removable media.
     pub fn recommended() -> Self {
-        [
+        Self::from_names([
             "tmpfs", "ramfs", "fuse", "vfat", "exfat", "ntfs", "iso9660", "udf",
-        ]
-        .into_iter()
-        .filter_map(Self::index)
-        .fold(Self(0), |set, index| Self(set.0 | 1 << index))
+        ])
+        .expect("the recommended filesystems are known")
     }
 
     /// The set of `names`, or the first name that is no known filesystem.
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, &'a str> {
-        names.into_iter().try_fold(Self(0), |set, name| {
-            Self::index(name)
-                .map(|index| Self(set.0 | 1 << index))
-                .ok_or(name)
-        })
+        let mut set = Self::NONE;
+        for name in names {
+            set.insert(name).ok_or(name)?;
+        }
+        Ok(set)
+    }
+
+    /// Adds the filesystem `name`: `Some(false)` when the set had it
+    /// already, `None` when no known filesystem has that name.
+    pub fn insert(&mut self, name: &str) -> Option<bool> {
+        let bit = 1 << Self::index(name)?;
+        let added = self.0 & bit == 0;
+        self.0 |= bit;
+        Some(added)
     }
 
     /// The names in the set, in [`UNTRUSTED_FILESYSTEMS`] order.
@@ -108,6 +118,7 @@ impl FilesystemSet {
     }
 
     /// The set of these bits of [`FilesystemSet::bits`].
+    #[cfg(test)]
     pub const fn from_bits(bits: u16) -> Self {
         Self(bits)
     }

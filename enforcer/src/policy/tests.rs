@@ -1550,13 +1550,14 @@ fn trust_options_take_their_forms_and_name_what_is_wrong() {
     assert_eq!(
         errors(
             "version = 1\n[options]\nexec_trusted_only = \"yes\"\n\
-             exec_untrusted_filesystems = [\"tmpfs\", \"zfs\", 3]\n"
+             exec_untrusted_filesystems = [\"tmpfs\", \"zfs\", 3, \"tmpfs\"]\n"
         ),
         [
             r#"p.toml:3:21: `exec_trusted_only` must be true, false or "audit", found "yes""#,
             "p.toml:4:40: unknown filesystem \"zfs\"; expected one of: tmpfs, ramfs, fuse, vfat, \
              exfat, ntfs, iso9660, udf, squashfs",
             "p.toml:4:47: each filesystem must be a string, found integer",
+            "p.toml:4:50: duplicate filesystem \"tmpfs\"",
         ]
     );
     assert_eq!(
