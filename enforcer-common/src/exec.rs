@@ -57,12 +57,31 @@ pub struct ExecOffsets {
     pub sb_user_ns: u32,
     /// `user_namespace.level`: 0 for the initial namespace.
     pub user_ns_level: u32,
+    /// `task_struct.task_works`: the works a task runs on its way back to
+    /// user space.
+    pub task_works: u32,
+    /// `callback_head.next`
+    pub callback_next: u32,
+    /// `callback_head.func`
+    pub callback_func: u32,
+    /// Where in `struct file` the work that drops its last reference sits
+    /// (`f_task_work`, `f_rcuhead` or `f_u`, by kernel).
+    pub file_put_work: u32,
+    /// `file.f_flags`
+    pub file_flags: u32,
+    /// `linux_binprm.interp`
+    pub binprm_interp: u32,
+    /// The address of `____fput`, that work's function, from
+    /// `/proc/kallsyms`; 0 where it cannot be read, and then the signal
+    /// method judges no script (see `enforcer-ebpf`'s `exec::script`).
+    pub put_work_function: u64,
 }
 
-const _: () = assert!(size_of::<ExecOffsets>() == 96);
+const _: () = assert!(size_of::<ExecOffsets>() == 128);
+const _: () = assert!(core::mem::offset_of!(ExecOffsets, put_work_function) == 120);
 
 #[cfg(feature = "user")]
-// SAFETY: plain u32 fields, no padding.
+// SAFETY: plain integer fields, no padding.
 unsafe impl aya::Pod for ExecOffsets {}
 
 /// The name of the global the daemon sets.
@@ -103,8 +122,10 @@ pub mod options {
     /// Stop a process that maps a banned file executable (a banned program
     /// started through the dynamic loader, or a banned library).
     pub const BLOCK_LOADER: u64 = 1 << 1;
-    /// Only trusted files may start a process (see [`super::Untrusted`]);
-    /// an `[[allow]]` of the file or a directory above it trusts it.
+    /// Only trusted files may start a process or be mapped executable (see
+    /// [`super::Untrusted`]), and bans hold for mappings as with
+    /// [`BLOCK_LOADER`]; an `[[allow]]` of the file or a directory above
+    /// it trusts it.
     pub const TRUSTED_ONLY: u64 = 1 << 2;
     /// With [`TRUSTED_ONLY`]: an untrusted exec is reported, not stopped.
     pub const TRUST_AUDIT: u64 = 1 << 3;
@@ -216,8 +237,12 @@ pub enum Trigger {
     Exec = 1,
     /// An exec of a file with no name (`options::BLOCK_ANONYMOUS`).
     Anonymous = 2,
-    /// An executable mapping of the file (`options::BLOCK_LOADER`).
+    /// An executable mapping of the file (`options::BLOCK_LOADER`,
+    /// `options::TRUSTED_ONLY`).
     Mapping = 3,
+    /// An exec of a `#!` script, seen by the signal method once its
+    /// interpreter is the new image.
+    Script = 4,
 }
 
 impl Trigger {
@@ -227,6 +252,7 @@ impl Trigger {
             1 => Some(Self::Exec),
             2 => Some(Self::Anonymous),
             3 => Some(Self::Mapping),
+            4 => Some(Self::Script),
             _ => None,
         }
     }

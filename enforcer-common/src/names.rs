@@ -25,22 +25,63 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
 /// Exec hooks: the BPF LSM one where the kernel allows it, else the
-/// tracepoint that kills the new image.
+/// tracepoint that kills the new image. Each is a dispatcher that
+/// tail-calls its variant for the live image's slot (see [`SlotVariants`]).
 pub const PROG_EXEC_LSM: &str = "bprm_check_security";
-/// The tracepoint program.
+/// The tracepoint dispatcher.
 pub const PROG_EXEC_SIGNAL: &str = "sched_process_exec";
-/// The same hooks judging by the file and its directories alone, not by
-/// its name: for kernels that refuse the name hashing's atomics (before
-/// Linux 5.12). The loader falls back to them.
-pub const PROG_EXEC_LSM_BY_FILE: &str = "bprm_check_security_by_file";
-/// The tracepoint program that judges by file.
-pub const PROG_EXEC_SIGNAL_BY_FILE: &str = "sched_process_exec_by_file";
-/// Every exec hook program.
-pub const EXEC_PROGRAMS: [&str; 4] = [
+/// The BPF LSM variants, which judge executables by file, directories and
+/// name.
+pub const EXEC_LSM_VARIANTS: SlotVariants = SlotVariants {
+    dispatcher: PROG_EXEC_LSM,
+    map: "EXEC_LSM_VARIANTS",
+    sized: "bprm_check_sized",
+    any_size: "bprm_check_any_size",
+};
+/// The same, judging by the file and its directories alone, not by its
+/// name: for kernels that refuse the name hashing's atomics (before Linux
+/// 5.12). The loader falls back to them.
+pub const EXEC_LSM_BY_FILE_VARIANTS: SlotVariants = SlotVariants {
+    sized: "bprm_check_sized_by_file",
+    any_size: "bprm_check_any_size_by_file",
+    ..EXEC_LSM_VARIANTS
+};
+/// The tracepoint's variants.
+pub const EXEC_SIGNAL_VARIANTS: SlotVariants = SlotVariants {
+    dispatcher: PROG_EXEC_SIGNAL,
+    map: "EXEC_SIGNAL_VARIANTS",
+    sized: "sched_exec_sized",
+    any_size: "sched_exec_any_size",
+};
+/// The tracepoint's variants that judge by file.
+pub const EXEC_SIGNAL_BY_FILE_VARIANTS: SlotVariants = SlotVariants {
+    sized: "sched_exec_sized_by_file",
+    any_size: "sched_exec_any_size_by_file",
+    ..EXEC_SIGNAL_VARIANTS
+};
+/// The script judges the tracepoint's variants that judge names
+/// tail-call, by slot: the script an exec ran is judged apart from its
+/// interpreter, by a program of its own.
+pub const EXEC_SCRIPT_VARIANTS: SlotVariants = SlotVariants {
+    map: "SCRIPT_VARIANTS",
+    sized: "sched_script_sized",
+    any_size: "sched_script_any_size",
+    ..EXEC_SIGNAL_VARIANTS
+};
+/// Every exec hook program: dispatchers and variants.
+pub const EXEC_PROGRAMS: [&str; 12] = [
     PROG_EXEC_LSM,
+    EXEC_LSM_VARIANTS.sized,
+    EXEC_LSM_VARIANTS.any_size,
+    EXEC_LSM_BY_FILE_VARIANTS.sized,
+    EXEC_LSM_BY_FILE_VARIANTS.any_size,
     PROG_EXEC_SIGNAL,
-    PROG_EXEC_LSM_BY_FILE,
-    PROG_EXEC_SIGNAL_BY_FILE,
+    EXEC_SIGNAL_VARIANTS.sized,
+    EXEC_SIGNAL_VARIANTS.any_size,
+    EXEC_SIGNAL_BY_FILE_VARIANTS.sized,
+    EXEC_SIGNAL_BY_FILE_VARIANTS.any_size,
+    EXEC_SCRIPT_VARIANTS.sized,
+    EXEC_SCRIPT_VARIANTS.any_size,
 ];
 /// The kernel functions those programs attach to.
 pub const EXEC_LSM_HOOK: &str = "bprm_check_security";
@@ -50,8 +91,14 @@ pub const EXEC_TRACEPOINT: &str = "sched_process_exec";
 /// Cgroup array whose slot 0 scopes the exec hooks.
 pub const MAP_EXEC_SCOPE: &str = "EXEC_SCOPE";
 
-/// The mapping hook of the `exec_block_loader` option, and its tracepoint.
-pub const PROG_EXEC_MAPPING: &str = "sys_enter_mmap";
+/// The mapping hook of `exec_block_loader` and `exec_trusted_only`, and
+/// its variants.
+pub const MAPPING_VARIANTS: SlotVariants = SlotVariants {
+    dispatcher: "sys_enter_mmap",
+    map: "MAPPING_VARIANTS",
+    sized: "mmap_sized",
+    any_size: "mmap_any_size",
+};
 /// The category and name of its tracepoint.
 pub const MAPPING_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");
 
@@ -62,10 +109,11 @@ pub const PROG_EGRESS: &str = "egress";
 /// The ingress dispatcher.
 pub const PROG_INGRESS: &str = "ingress";
 
-/// A packet program's variants, by the slot they read: the verifier
-/// follows a program once for each slot an image may be in, so one
-/// variant per slot halves what it checks in each program.
-pub struct PacketVariants {
+/// A program's variants, by the slot they read: the verifier follows a
+/// program once for each slot an image may be in, so one variant per slot
+/// halves what it checks in each program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotVariants {
     /// The program that tail-calls them.
     pub dispatcher: &'static str,
     /// The program array that holds them, at [`SIZED_SLOT_INDEX`] and
@@ -77,20 +125,27 @@ pub struct PacketVariants {
     pub any_size: &'static str,
 }
 
+impl SlotVariants {
+    /// The dispatcher, then the variants.
+    pub const fn programs(&self) -> [&'static str; 3] {
+        [self.dispatcher, self.sized, self.any_size]
+    }
+}
+
 /// Where the sized slot's variant sits in a variants array.
 pub const SIZED_SLOT_INDEX: u32 = 0;
 /// Where the any-size slot's variant sits in a variants array.
 pub const ANY_SIZE_SLOT_INDEX: u32 = 1;
 
 /// The egress program's variants.
-pub const EGRESS_VARIANTS: PacketVariants = PacketVariants {
+pub const EGRESS_VARIANTS: SlotVariants = SlotVariants {
     dispatcher: PROG_EGRESS,
     map: "EGRESS_VARIANTS",
     sized: "egress_sized",
     any_size: "egress_any_size",
 };
 /// The ingress program's variants.
-pub const INGRESS_VARIANTS: PacketVariants = PacketVariants {
+pub const INGRESS_VARIANTS: SlotVariants = SlotVariants {
     dispatcher: PROG_INGRESS,
     map: "INGRESS_VARIANTS",
     sized: "ingress_sized",

@@ -31,6 +31,13 @@ static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
     sb_magic: 0,
     sb_user_ns: 0,
     user_ns_level: 0,
+    task_works: 0,
+    callback_next: 0,
+    callback_func: 0,
+    file_put_work: 0,
+    file_flags: 0,
+    binprm_interp: 0,
+    put_work_function: 0,
 };
 
 /// The current task's process and thread ids (as `bpf_get_current_pid_tgid`

@@ -163,12 +163,22 @@ fn with_domains_refused_cidr_and_exec_rules_are_still_enforced_and_the_gap_repor
     assert!(unloaded.status.success(), "{unloaded:?}");
 }
 
-/// The exec hook's programs that judge by file and directory alone, by
-/// method: what a kernel without the name hashing's atomics (5.10) runs.
-fn by_file_program(method: &str) -> &'static str {
+/// The exec hook's programs that run where names cannot be judged, by
+/// method, as status sorts them: the dispatcher, and its variants that
+/// judge by file and directory alone, which is what a kernel without the
+/// name hashing's atomics (5.10) runs.
+fn by_file_programs(method: &str) -> [&'static str; 3] {
     match method {
-        "lsm" => "bprm_check_security_by_file",
-        "signal" => "sched_process_exec_by_file",
+        "lsm" => [
+            "bprm_check_any_size_by_file",
+            "bprm_check_security",
+            "bprm_check_sized_by_file",
+        ],
+        "signal" => [
+            "sched_exec_any_size_by_file",
+            "sched_exec_sized_by_file",
+            "sched_process_exec",
+        ],
         other => panic!("the daemon cannot enforce exec rules here: {other}"),
     }
 }
@@ -216,18 +226,20 @@ exec_names = ["by-file-banned-name"]
             }),
         "{status}"
     );
-    // The kernel verified the by-file variant and it runs; the program
-    // that hashes names was never offered to the kernel.
+    // The kernel verified the by-file variants and they run; the
+    // variants that hash names were never offered to the kernel.
     let method = status["exec_enforcement"].as_str().expect("a method");
     if bpf_lsm_expected() {
         assert_eq!(method, "lsm", "this kernel runs BPF LSM: {status}");
     }
-    let program = by_file_program(method);
+    let programs = by_file_programs(method);
     assert!(
         status["programs"]
             .as_array()
-            .is_some_and(|attached| attached.iter().any(|name| name == program)),
-        "{program} is attached: {status}"
+            .is_some_and(|attached| programs
+                .iter()
+                .all(|program| attached.iter().any(|name| name == program))),
+        "{programs:?} are attached: {status}"
     );
     let verified: Vec<&str> = status["programs_verified"]
         .as_array()
@@ -236,7 +248,7 @@ exec_names = ["by-file-banned-name"]
         .filter(|loaded| loaded["family"] == "exec")
         .filter_map(|loaded| loaded["name"].as_str())
         .collect();
-    assert_eq!(verified, [program], "{status}");
+    assert_eq!(verified, programs, "{status}");
 
     let degraded = daemon.expect_event("degraded, for exec_names", |event| {
         event["kind"] == "degraded" && event["family"] == "exec_names"

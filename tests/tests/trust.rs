@@ -23,7 +23,7 @@ use std::{
 use enforcer_integration_tests::{
     cgroup::TestCgroup,
     daemon::Daemon,
-    exec::{ExecMethod, ExecProbe, RAN, blocked_outcome, exec_probe_as},
+    exec::{ExecMethod, ExecProbe, KILLED, LOADER, RAN, blocked_outcome, exec_probe_as},
     privilege::NOBODY,
 };
 use serde_json::Value;
@@ -53,6 +53,16 @@ impl Place {
     fn program(&self, name: &str, owner: u32, mode: u32) -> PathBuf {
         let path = self.0.join(name);
         fs::copy("/bin/echo", &path).unwrap();
+        chown(&path, Some(owner), Some(owner)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A `#!/bin/sh` script at `name` that prints [`MARKER`], with `mode`,
+    /// owned by `owner`.
+    fn script(&self, name: &str, owner: u32, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, format!("#!/bin/sh\necho {MARKER}\n")).unwrap();
         chown(&path, Some(owner), Some(owner)).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         path
@@ -224,6 +234,93 @@ fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
     assert_untrusted(&daemon, &cgroup, ExecMethod::PosixSpawn, &own, "owner");
     assert_untrusted(&daemon, &cgroup, ExecMethod::ExecveatFd, &own, "owner");
     let _ = fs::remove_file(&shm);
+}
+
+/// The dynamic loader is a trusted file, and runs whatever file it is
+/// given: it maps that file executable, which is judged as its exec would
+/// be. The mapping hook stops the loader there, with SIGKILL on either
+/// kind of kernel, before any of the file's code runs.
+#[test]
+fn the_loader_runs_only_trusted_files() {
+    let place = Place::new("loader");
+    let home = place.directory("home", NOBODY, 0o755);
+    let own = home.program("own-build", NOBODY, 0o755);
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, &trust_policy("true", &[]));
+    let through_loader = |program: &Path| {
+        exec_probe_as(
+            &cgroup,
+            NOBODY,
+            ExecMethod::Execve,
+            Path::new(LOADER),
+            &[program.to_str().unwrap(), MARKER],
+        )
+    };
+    assert_ran(
+        &through_loader(Path::new("/bin/echo")),
+        "the system's echo through the loader",
+    );
+    let probe = through_loader(&own);
+    assert_eq!(
+        probe.outcome, KILLED,
+        "the loader with a user's build: {probe:?}"
+    );
+    assert_eq!(probe.stdout, "", "it ran its own code: {probe:?}");
+    let event = daemon.expect_event("the untrusted mapping", |event| {
+        event["kind"] == "exec" && probe.pid.is_some_and(|pid| event["pid"] == pid)
+    });
+    assert_eq!(event["reason"], "untrusted", "{event}");
+    assert_eq!(event["check"], "owner", "{event}");
+    assert_eq!(event["trigger"], "mapping", "{event}");
+    assert_eq!(event["rule"], "options.exec_trusted_only", "{event}");
+}
+
+/// A `#!` script run directly is judged as the file exec ran, not only
+/// its interpreter: a banned script is stopped, and under trust so is a
+/// user's own. BPF LSM judges the script in its own hook; the signal
+/// method finds it behind the interpreter (its event says "script").
+#[test]
+fn a_script_run_directly_is_judged_as_itself() {
+    let place = Place::new("scripts");
+    let banned = place.script("banned.sh", 0, 0o755);
+    let harmless = place.script("harmless.sh", 0, 0o755);
+    let home = place.directory("home", NOBODY, 0o755);
+    let own = home.script("own.sh", NOBODY, 0o755);
+    let ban = format!(
+        "[[block]]\nname = \"banned-script\"\nexec_paths = [{:?}]\n",
+        banned.display().to_string()
+    );
+
+    let cgroup = TestCgroup::new();
+    let mut daemon = Daemon::start(&cgroup, &format!("version = 1\n{ban}"));
+    let script_trigger = match daemon.status_json()["exec_enforcement"].as_str() {
+        Some("signal") => "script",
+        _ => "exec",
+    };
+    let assert_banned = |daemon: &Daemon| {
+        let probe = start(&cgroup, ExecMethod::Execve, &banned);
+        assert_eq!(probe.outcome, blocked_outcome(daemon), "{probe:?}");
+        assert_eq!(probe.stdout, "", "the banned script ran: {probe:?}");
+        let event = daemon.expect_event("the banned script", |event| {
+            event["kind"] == "exec" && probe.pid.is_some_and(|pid| event["pid"] == pid)
+        });
+        assert_eq!(event["rule"], "banned-script", "{event}");
+        assert_eq!(event["trigger"], script_trigger, "{event}");
+    };
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, &harmless),
+        "another script",
+    );
+    assert_banned(&daemon);
+
+    let output = daemon.apply(&format!("{}{ban}", trust_policy("true", &[])));
+    assert!(output.status.success(), "{output:?}");
+    assert_ran(
+        &start(&cgroup, ExecMethod::Execve, &harmless),
+        "root's script in a trusted place",
+    );
+    assert_banned(&daemon);
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &own, "owner");
 }
 
 /// A user's own build is refused until the administrator allows its

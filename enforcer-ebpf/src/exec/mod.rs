@@ -25,10 +25,9 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel_str_bytes, bpf_send_signal,
+        bpf_probe_read_kernel_str_bytes,
     },
-    macros::{btf_map, btf_tracepoint, lsm, tracepoint},
-    programs::{BtfTracePointContext, LsmContext, TracePointContext},
+    macros::btf_map,
 };
 use enforcer_common::{
     counters::Counter,
@@ -41,7 +40,7 @@ use enforcer_common::{
     lookup::{Fault, Generation},
 };
 
-use self::trust::distrust;
+use self::{script::script_of, trust::distrust};
 use crate::{
     counters::count,
     kernel::{exec_offsets, read, read_ptr},
@@ -49,128 +48,72 @@ use crate::{
     ring,
 };
 
+mod hooks;
+mod script;
 mod trust;
 
-/// Slot 0: the cgroup the daemon enforces in. Exec hooks are global, so
-/// the programs check the scope themselves, as cgroup attachment does for
-/// the socket hooks.
+/// Slot 0: the cgroup the daemon enforces in (see `hooks::in_scope`).
 #[btf_map]
 pub(crate) static EXEC_SCOPE: CgroupArray<1> = CgroupArray::new();
-
-const SIGKILL: u32 = 9;
-const EPERM: i32 = 1;
-
-#[lsm(hook = "bprm_check_security")]
-pub(crate) fn bprm_check_security(ctx: LsmContext) -> i32 {
-    refuse_exec::<true>(&ctx)
-}
-
-#[lsm(hook = "bprm_check_security")]
-pub(crate) fn bprm_check_security_by_file(ctx: LsmContext) -> i32 {
-    refuse_exec::<false>(&ctx)
-}
-
-#[btf_tracepoint(function = "sched_process_exec")]
-pub(crate) fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
-    kill_exec::<true>(&ctx)
-}
-
-#[btf_tracepoint(function = "sched_process_exec")]
-pub(crate) fn sched_process_exec_by_file(ctx: BtfTracePointContext) -> i32 {
-    kill_exec::<false>(&ctx)
-}
-
-/// The LSM hook's answer; `NAMES`: whether file names are judged too.
-#[inline(always)]
-fn refuse_exec<const NAMES: bool>(ctx: &LsmContext) -> i32 {
-    let bprm: *const u8 = ctx.arg(0);
-    match judge_exec::<NAMES>(bprm, ExecMethod::Lsm) {
-        Some(Action::Block) => -EPERM,
-        _ => 0,
-    }
-}
-
-/// The tracepoint's judgement; `NAMES`: whether file names are judged too.
-#[inline(always)]
-fn kill_exec<const NAMES: bool>(ctx: &BtfTracePointContext) -> i32 {
-    let bprm: *const u8 = ctx.arg(2);
-    if judge_exec::<NAMES>(bprm, ExecMethod::Signal) == Some(Action::Block) {
-        kill_current();
-    }
-    0
-}
-
-/// `syscalls/sys_enter_mmap`; its record is the common header, the syscall
-/// number, then the six arguments as 8-byte words.
-#[tracepoint]
-pub(crate) fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    const PROT_OFFSET: usize = 16 + 2 * 8;
-    const FD_OFFSET: usize = 16 + 4 * 8;
-    const PROT_EXEC: u64 = 4;
-    // SAFETY: offsets inside the syscall tracepoint's fixed record.
-    let (prot, fd) = unsafe {
-        (
-            ctx.read_at::<u64>(PROT_OFFSET),
-            ctx.read_at::<i64>(FD_OFFSET),
-        )
-    };
-    let (Ok(prot), Ok(fd)) = (prot, fd) else {
-        return 0;
-    };
-    if prot & PROT_EXEC == 0 || fd < 0 {
-        return 0;
-    }
-    if judge_mapping(fd as u32) == Some(Action::Block) {
-        kill_current();
-    }
-    0
-}
-
-fn kill_current() {
-    // SAFETY: a helper allowed in tracing programs; it signals the current
-    // task's process.
-    unsafe { bpf_send_signal(SIGKILL) };
-}
 
 /// The action for an exec in scope that the policy matched, after counting
 /// and reporting it.
 #[inline(always)]
-fn judge_exec<const NAMES: bool>(bprm: *const u8, method: ExecMethod) -> Option<Action> {
-    if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
-        return None;
-    }
-    let image = LiveImage::get()?;
+fn judge_exec<const NAMES: bool>(
+    image: LiveImage<'_>,
+    bprm: *const u8,
+    method: ExecMethod,
+) -> Option<Action> {
     let generation = Generation::new(&image);
     let offsets = exec_offsets();
-    let found = read_ptr(bprm, offsets.binprm_file)
-        .and_then(|file| decide::<NAMES>(&generation, &offsets, file, JudgedAs::Exec));
+    let found = match read_ptr(bprm, offsets.binprm_file) {
+        Ok(file) => decide::<NAMES>(&generation, &offsets, file, JudgedAs::Exec),
+        Err(fault) => Err(fault),
+    };
     act(&generation, &offsets, found, method, bprm)
 }
 
-/// An executable mapping of a banned file, with `exec_block_loader`: the
-/// dynamic loader maps the program it runs. Trust is not judged here: on
-/// Linux 6.1 it took this hook past the verifier budget (see README,
-/// Limits).
+/// The `#!` script this exec ran, judged as its exec: for the signal
+/// method, whose hook sees the interpreter's file (see [`script`]).
 #[inline(always)]
-fn judge_mapping(fd: u32) -> Option<Action> {
-    let image = LiveImage::get()?;
+fn judge_script_exec(image: LiveImage<'_>, bprm: *const u8) -> Option<Action> {
     let generation = Generation::new(&image);
-    if generation.exec_options().ok()? & options::BLOCK_LOADER == 0 {
-        return None;
-    }
-    if !EXEC_SCOPE.current_task_under_cgroup(0).unwrap_or(false) {
+    let offsets = exec_offsets();
+    let found = judge_script(&generation, &offsets, bprm);
+    act(&generation, &offsets, found, ExecMethod::Signal, bprm)
+}
+
+/// What the policy says of the script this exec ran, if any.
+#[inline(always)]
+fn judge_script(
+    generation: &Generation<'_, LiveImage<'_>>,
+    offsets: &ExecOffsets,
+    bprm: *const u8,
+) -> Result<Option<Found>, Fault> {
+    let Some(script) = script_of(offsets, bprm)? else {
+        return Ok(None);
+    };
+    let found = decide::<true>(generation, offsets, script, JudgedAs::Exec)?;
+    Ok(found.map(|found| Found {
+        trigger: Trigger::Script,
+        ..found
+    }))
+}
+
+/// An executable mapping, with `exec_block_loader` (bans) or
+/// `exec_trusted_only` (trust): the dynamic loader maps the program it
+/// runs, which is never exec'd itself.
+#[inline(always)]
+fn judge_mapping(image: LiveImage<'_>, fd: u32) -> Option<Action> {
+    let generation = Generation::new(&image);
+    if generation.exec_options().ok()? & (options::BLOCK_LOADER | options::TRUSTED_ONLY) == 0 {
         return None;
     }
     let offsets = exec_offsets();
-    let found = file_of(&offsets, fd).and_then(|file| {
-        match decide::<true>(&generation, &offsets, file, JudgedAs::Mapping)? {
-            Some(found) if found.decision.action() == Action::Block => Ok(Some(Found {
-                trigger: Trigger::Mapping,
-                ..found
-            })),
-            _ => Ok(None),
-        }
-    });
+    let found = match file_of(&offsets, fd) {
+        Ok(file) => mapped_file(&generation, &offsets, file),
+        Err(fault) => Err(fault),
+    };
     act(
         &generation,
         &offsets,
@@ -178,6 +121,23 @@ fn judge_mapping(fd: u32) -> Option<Action> {
         ExecMethod::Signal,
         core::ptr::null(),
     )
+}
+
+/// What a mapping of `file` reports: a ban, or a file trust refuses.
+/// Allows and audit rules would speak for every library a process maps.
+#[inline(always)]
+fn mapped_file(
+    generation: &Generation<'_, LiveImage<'_>>,
+    offsets: &ExecOffsets,
+    file: *const u8,
+) -> Result<Option<Found>, Fault> {
+    let found = decide::<true>(generation, offsets, file, JudgedAs::Mapping)?;
+    Ok(found
+        .filter(|found| found.decision.action() == Action::Block || found.untrusted.is_some())
+        .map(|found| Found {
+            trigger: Trigger::Mapping,
+            ..found
+        }))
 }
 
 /// Counts and reports a judgement; `bprm` is null for a mapping.
@@ -252,7 +212,10 @@ fn decide<const NAMES: bool>(
     let has_names = NAMES && generation.has_exec_names()?;
     let exec_options = match judged_as {
         JudgedAs::Exec => generation.exec_options()?,
-        JudgedAs::Mapping => 0,
+        // A file mapped without a name is how a runtime's JIT keeps its
+        // code apart from its data (.NET, libffi): only trust, which
+        // refuses every file without a name, judges such a mapping.
+        JudgedAs::Mapping => generation.exec_options()? & !options::BLOCK_ANONYMOUS,
     };
     let block_anonymous = exec_options & options::BLOCK_ANONYMOUS != 0;
     // Only with names: the walk runs with `bpf_loop`, which the by-file
@@ -337,7 +300,7 @@ fn decide<const NAMES: bool>(
 #[derive(Clone, Copy)]
 enum JudgedAs {
     Exec,
-    /// An executable mapping: only bans apply (`exec_block_loader`).
+    /// An executable mapping: bans (`exec_block_loader`) and trust.
     Mapping,
 }
 

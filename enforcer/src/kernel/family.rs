@@ -7,7 +7,7 @@
 use std::{fmt, str::FromStr};
 
 use enforcer_common::names::{
-    EGRESS_VARIANTS, EXEC_PROGRAMS, GUARD_PROGRAMS, INGRESS_VARIANTS, PROG_EXEC_MAPPING,
+    EGRESS_VARIANTS, EXEC_PROGRAMS, GUARD_PROGRAMS, INGRESS_VARIANTS, MAPPING_VARIANTS,
     SOCKET_PROGRAMS,
 };
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,8 @@ pub enum Family {
     /// variant, which a kernel without the name hashing's atomics (before
     /// Linux 5.12) falls back to, judges by file and directory alone.
     ExecNames,
-    /// The `sys_enter_mmap` hook of the `exec_block_loader` option.
+    /// The `sys_enter_mmap` hook of the `exec_block_loader` option, which
+    /// `exec_trusted_only` needs too.
     ExecBlockLoader,
     /// The egress and ingress packet programs of domain rules.
     Domains,
@@ -61,7 +62,7 @@ impl Family {
             Some(Family::Network)
         } else if EXEC_PROGRAMS.contains(&name) {
             Some(Family::Exec)
-        } else if name == PROG_EXEC_MAPPING {
+        } else if MAPPING_VARIANTS.programs().contains(&name) {
             Some(Family::ExecBlockLoader)
         } else if [EGRESS_VARIANTS, INGRESS_VARIANTS].iter().any(|variants| {
             [variants.dispatcher, variants.sized, variants.any_size].contains(&name)
@@ -103,7 +104,11 @@ impl Family {
                 ("exec_block_loader", options.exec_block_loader),
                 ("exec_trusted_only", trusted_only),
             ],
-            Family::ExecBlockLoader => &[("exec_block_loader", options.exec_block_loader)],
+            // Trust holds for what the loader maps only with this hook.
+            Family::ExecBlockLoader => &[
+                ("exec_block_loader", options.exec_block_loader),
+                ("exec_trusted_only", trusted_only),
+            ],
             // Trust is judged by the hooks that judge names: the by-file
             // variants hold no `bpf_loop`.
             Family::ExecNames => &[("exec_trusted_only", trusted_only)],

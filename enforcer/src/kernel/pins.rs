@@ -34,8 +34,9 @@ use aya::{maps::Map, programs::links::FdLink};
 /// Bump when a pinned object changes meaning. 2: event records start with
 /// a kind tag, so an older instance's ring cannot be read as ours. 3:
 /// learned addresses are keyed by owner as well (`enforcer_common::learned`).
-/// 4: name event records carry the socket's cookie and own address.
-pub const PIN_LAYOUT: u32 = 4;
+/// 4: name event records carry the socket's cookie and own address. 5:
+/// the exec and mapping hooks tail-call variants through pinned arrays.
+pub const PIN_LAYOUT: u32 = 5;
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/enforcer";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPF_FS_MOUNT: &str = "/sys/fs/bpf";

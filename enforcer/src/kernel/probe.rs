@@ -9,10 +9,7 @@ use aya::{
     Btf,
     programs::{BtfTracePoint, CgroupSkb, CgroupSockAddr, Lsm, Program, ProgramError, TracePoint},
 };
-use enforcer_common::names::{
-    EXEC_LSM_HOOK, EXEC_TRACEPOINT, PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE, PROG_EXEC_SIGNAL,
-    PROG_EXEC_SIGNAL_BY_FILE,
-};
+use enforcer_common::names::{EXEC_LSM_HOOK, EXEC_PROGRAMS, EXEC_TRACEPOINT};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -158,7 +155,7 @@ fn load(
         Program::CgroupSkb(program) => CgroupSkb::load(program),
         Program::TracePoint(program) => TracePoint::load(program),
         Program::BtfTracePoint(program) => {
-            let tracepoint = if [PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE].contains(&name) {
+            let tracepoint = if EXEC_PROGRAMS.contains(&name) {
                 EXEC_TRACEPOINT
             } else {
                 name
@@ -167,7 +164,7 @@ fn load(
         }
         // The guard's programs are named after their hooks.
         Program::Lsm(program) => {
-            let hook = if [PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE].contains(&name) {
+            let hook = if EXEC_PROGRAMS.contains(&name) {
                 EXEC_LSM_HOOK
             } else {
                 name

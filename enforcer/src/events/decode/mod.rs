@@ -232,6 +232,7 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         Trigger::Exec => "exec",
         Trigger::Anonymous => "anonymous",
         Trigger::Mapping => "mapping",
+        Trigger::Script => "script",
     };
     let untrusted = Untrusted::from_u8(raw.untrusted);
     let rule = match (raw.rule == OPTIONS_RULE, untrusted) {

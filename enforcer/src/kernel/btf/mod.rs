@@ -285,7 +285,23 @@ pub(crate) fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         sb_magic: btf.member_offset("super_block", "s_magic")?,
         sb_user_ns: btf.member_offset("super_block", "s_user_ns")?,
         user_ns_level: btf.member_offset("user_namespace", "level")?,
+        task_works: btf.member_offset("task_struct", "task_works")?,
+        callback_next: btf.member_offset("callback_head", "next")?,
+        callback_func: btf.member_offset("callback_head", "func")?,
+        file_put_work: file_put_work(btf)?,
+        file_flags: btf.member_offset("file", "f_flags")?,
+        binprm_interp: btf.member_offset("linux_binprm", "interp")?,
+        // Not in BTF: the daemon fills it in from kallsyms.
+        put_work_function: 0,
     })
+}
+
+/// Where `struct file` keeps the work that drops its last reference: the
+/// member has had three names, each in a union at the same place.
+fn file_put_work(btf: &KernelBtf) -> Result<u32, BtfError> {
+    btf.member_offset("file", "f_task_work")
+        .or_else(|_| btf.member_offset("file", "f_rcuhead"))
+        .or_else(|_| btf.member_offset("file", "f_u"))
 }
 
 /// The offsets the guard programs need, resolved against `btf`.

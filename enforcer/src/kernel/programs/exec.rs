@@ -1,18 +1,20 @@
 //! The exec hook, which judges each exec in the cgroup, and the mapping
-//! hook of `exec_block_loader`, which judges executable mappings with the
-//! same rules.
+//! hook of `exec_block_loader` and `exec_trusted_only`, which judges
+//! executable mappings with the same rules. Each is a dispatcher and its
+//! variants per generation slot, as the packet programs are.
 
 use std::{fs::File, os::fd::AsRawFd as _, path::Path, sync::Arc};
 
 use aya::{
-    Btf,
+    Btf, Ebpf,
     maps::CgroupArray,
-    programs::{BtfTracePoint, Lsm, Program, TracePoint, links::FdLink},
+    programs::{BtfTracePoint, Lsm, Program, ProgramError, TracePoint, links::FdLink},
 };
 use enforcer_common::{
     exec::{ExecMethod, ExecOffsets},
     names::{
-        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_EXEC_SCOPE, MAPPING_TRACEPOINT, PROG_EXEC_MAPPING,
+        EXEC_LSM_HOOK, EXEC_TRACEPOINT, MAP_EXEC_SCOPE, MAPPING_TRACEPOINT, MAPPING_VARIANTS,
+        SlotVariants,
     },
 };
 
@@ -28,6 +30,7 @@ use crate::{
             error::ProgramsError,
             exec_hook::{ExecHook, ExecJudges},
             refusal::Refusal,
+            variants,
         },
     },
 };
@@ -90,8 +93,8 @@ fn load_hook(
     }
 }
 
-/// Loads the BPF LSM program of `judges` where BPF LSM runs, else its
-/// tracepoint program; says which loaded, or why neither.
+/// Loads the BPF LSM programs of `judges` where BPF LSM runs, else its
+/// tracepoint programs; says which loaded, or why neither.
 fn load_variant(
     programs: &mut ByName<'_>,
     btf: &Btf,
@@ -99,11 +102,9 @@ fn load_variant(
     judges: ExecJudges,
 ) -> Result<ExecHook, Refusal> {
     let lsm_refused = if bpf_lsm_active {
-        let name = judges.program(ExecMethod::Lsm);
-        match by_name::program::<Lsm>(programs, name).and_then(|program| {
-            program
-                .load(EXEC_LSM_HOOK, btf)
-                .map_err(|error| Refusal::program(name, &error))
+        let variants = judges.variants(ExecMethod::Lsm);
+        match load_slot_programs(programs, variants, |program: &mut Lsm| {
+            program.load(EXEC_LSM_HOOK, btf)
         }) {
             Ok(()) => {
                 return Ok(ExecHook {
@@ -116,21 +117,47 @@ fn load_variant(
     } else {
         Refusal::NoBpfLsm
     };
-    let name = judges.program(ExecMethod::Signal);
-    by_name::program::<BtfTracePoint>(programs, name)
-        .and_then(|program| {
-            program
-                .load(EXEC_TRACEPOINT, btf)
-                .map_err(|error| Refusal::program(name, &error))
-        })
-        .map(|()| ExecHook {
-            method: ExecMethod::Signal,
-            judges,
-        })
-        .map_err(|tracepoint| Refusal::ExecHooks {
-            lsm: Box::new(lsm_refused),
-            tracepoint: Box::new(tracepoint),
-        })
+    let load_tracepoint = |program: &mut BtfTracePoint| program.load(EXEC_TRACEPOINT, btf);
+    load_slot_programs(
+        programs,
+        judges.variants(ExecMethod::Signal),
+        load_tracepoint,
+    )
+    .and_then(|()| match judges.script_variants(ExecMethod::Signal) {
+        Some(script) => load_slot_programs(programs, script, load_tracepoint),
+        None => Ok(()),
+    })
+    .map(|()| ExecHook {
+        method: ExecMethod::Signal,
+        judges,
+    })
+    .map_err(|tracepoint| Refusal::ExecHooks {
+        lsm: Box::new(lsm_refused),
+        tracepoint: Box::new(tracepoint),
+    })
+}
+
+/// Loads the variants, then their dispatcher, which the variants that
+/// judge by file share with those that judge names too: unless it loaded
+/// with them.
+fn load_slot_programs<T>(
+    programs: &mut ByName<'_>,
+    variants: SlotVariants,
+    load: impl Fn(&mut T) -> Result<(), ProgramError>,
+) -> Result<(), Refusal>
+where
+    for<'x> &'x mut Program: TryInto<&'x mut T, Error = ProgramError>,
+{
+    for name in [variants.sized, variants.any_size, variants.dispatcher] {
+        let loaded = programs
+            .get(name)
+            .is_some_and(|program| program.fd().is_ok());
+        if !loaded {
+            load(by_name::program::<T>(programs, name)?)
+                .map_err(|error| Refusal::program(name, &error))?;
+        }
+    }
+    Ok(())
 }
 
 /// The mapping hook's state at start: unavailable with the exec hook (or
@@ -148,18 +175,62 @@ pub(crate) fn mapping_hook_at_start(
         // refuses them in the exec hook refuses them here too.
         (_, Err(reason), _) => unavailable(Refusal::NeedsExecNames(Box::new(reason.clone()))),
         (_, _, Err(refusal)) => unavailable(refusal),
-        _ if needed => FamilyState::loaded(load_mapping_hook(
-            programs.get_mut(PROG_EXEC_MAPPING).map(|p| &mut **p),
-        )),
+        _ if needed => FamilyState::loaded(load_mapping_hook(programs)),
         _ => FamilyState::NotCheckedYet,
     }
 }
 
-pub(crate) fn load_mapping_hook(program: Option<&mut Program>) -> Result<(), Refusal> {
-    let name = PROG_EXEC_MAPPING;
-    by_name::typed::<TracePoint>(name, program)?
-        .load()
-        .map_err(|error| Refusal::program(name, &error))
+/// The exec outcome and the mapping hook's state once their variants are
+/// in place: a hook whose program array cannot be filled would judge
+/// nothing, so it is refused.
+pub(crate) fn fill_variants(
+    ebpf: &mut Ebpf,
+    (exec, exec_names): ExecOutcome,
+    mapping_hook: FamilyState<Refusal>,
+) -> (ExecOutcome, FamilyState<Refusal>) {
+    let filled = |hook: ExecHook| {
+        variants::fill(ebpf, hook.variants())?;
+        hook.script_variants()
+            .map_or(Ok(()), |script| variants::fill(ebpf, script))?;
+        Ok(hook)
+    };
+    match exec.and_then(filled) {
+        Ok(hook) => {
+            let mapping_hook = match mapping_hook {
+                FamilyState::Loaded => FamilyState::loaded(variants::fill(ebpf, MAPPING_VARIANTS)),
+                other => other,
+            };
+            ((Ok(hook), exec_names), mapping_hook)
+        }
+        Err(refusal) => {
+            let needs_exec = || Refusal::NeedsExec(Box::new(refusal.clone()));
+            let mapping_hook = match mapping_hook {
+                FamilyState::NotCheckedYet | FamilyState::Loaded => FamilyState::Unavailable {
+                    reason: needs_exec(),
+                },
+                other => other,
+            };
+            ((Err(refusal.clone()), Err(needs_exec())), mapping_hook)
+        }
+    }
+}
+
+/// Loads the mapping hook's programs; [`variants::fill`] then puts the
+/// variants in place.
+pub(crate) fn load_mapping_hook(programs: &mut ByName<'_>) -> Result<(), Refusal> {
+    load_slot_programs(programs, MAPPING_VARIANTS, |program: &mut TracePoint| {
+        program.load()
+    })
+}
+
+/// Loads the mapping hook in an object loaded without it, and fills its
+/// program array.
+pub(crate) fn load_mapping_hook_later(ebpf: &mut Ebpf) -> Result<(), Refusal> {
+    {
+        let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
+        load_mapping_hook(&mut by_name)?;
+    }
+    variants::fill(ebpf, MAPPING_VARIANTS)
 }
 
 impl Programs {
@@ -180,7 +251,7 @@ impl Programs {
         };
         let mut scope = CgroupArray::try_from(map).map_err(scope_error)?;
         scope.set(0, cgroup.as_raw_fd(), 0).map_err(scope_error)?;
-        let name = hook.program();
+        let name = hook.variants().dispatcher;
         let program = self
             .ebpf
             .program_mut(name)
@@ -198,7 +269,7 @@ impl Programs {
     }
 
     pub(super) fn attach_mapping_hook(&mut self) -> Result<(), ProgramsError> {
-        let name = PROG_EXEC_MAPPING;
+        let name = MAPPING_VARIANTS.dispatcher;
         if !Path::new(TRACEFS_EVENTS).exists() {
             // aya finds the tracepoint's id through tracefs.
             mountinfo::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing");

@@ -3,7 +3,10 @@
 
 use enforcer_common::{
     exec::ExecMethod,
-    names::{PROG_EXEC_LSM, PROG_EXEC_LSM_BY_FILE, PROG_EXEC_SIGNAL, PROG_EXEC_SIGNAL_BY_FILE},
+    names::{
+        EXEC_LSM_BY_FILE_VARIANTS, EXEC_LSM_VARIANTS, EXEC_SCRIPT_VARIANTS,
+        EXEC_SIGNAL_BY_FILE_VARIANTS, EXEC_SIGNAL_VARIANTS, SlotVariants,
+    },
 };
 
 /// The exec hook that loaded: how it stops an exec, and what it judges.
@@ -14,9 +17,25 @@ pub(crate) struct ExecHook {
 }
 
 impl ExecHook {
-    /// The object's program of this hook.
-    pub(crate) fn program(self) -> &'static str {
-        self.judges.program(self.method)
+    /// The object's programs of this hook.
+    pub(crate) fn variants(self) -> SlotVariants {
+        self.judges.variants(self.method)
+    }
+
+    /// The script judges its variants tail-call: the tracepoint's that
+    /// judge names. BPF LSM judges a script in its own hook.
+    pub(crate) fn script_variants(self) -> Option<SlotVariants> {
+        self.judges.script_variants(self.method)
+    }
+
+    /// Every program of the hook: its dispatcher and variants, then its
+    /// script judges.
+    pub(crate) fn programs(self) -> impl Iterator<Item = &'static str> {
+        self.variants().programs().into_iter().chain(
+            self.script_variants()
+                .into_iter()
+                .flat_map(|script| [script.sized, script.any_size]),
+        )
     }
 
     /// How status names its method.
@@ -38,13 +57,18 @@ pub(crate) enum ExecJudges {
 }
 
 impl ExecJudges {
-    /// The object's exec hook program for `method`.
-    pub(crate) fn program(self, method: ExecMethod) -> &'static str {
+    /// The object's exec hook programs for `method`.
+    pub(crate) fn variants(self, method: ExecMethod) -> SlotVariants {
         match (self, method) {
-            (Self::Names, ExecMethod::Lsm) => PROG_EXEC_LSM,
-            (Self::Names, ExecMethod::Signal) => PROG_EXEC_SIGNAL,
-            (Self::FileAlone, ExecMethod::Lsm) => PROG_EXEC_LSM_BY_FILE,
-            (Self::FileAlone, ExecMethod::Signal) => PROG_EXEC_SIGNAL_BY_FILE,
+            (Self::Names, ExecMethod::Lsm) => EXEC_LSM_VARIANTS,
+            (Self::Names, ExecMethod::Signal) => EXEC_SIGNAL_VARIANTS,
+            (Self::FileAlone, ExecMethod::Lsm) => EXEC_LSM_BY_FILE_VARIANTS,
+            (Self::FileAlone, ExecMethod::Signal) => EXEC_SIGNAL_BY_FILE_VARIANTS,
         }
+    }
+
+    /// The script judges for `method`, if its variants call any.
+    pub(crate) fn script_variants(self, method: ExecMethod) -> Option<SlotVariants> {
+        (self == Self::Names && method == ExecMethod::Signal).then_some(EXEC_SCRIPT_VARIANTS)
     }
 }

@@ -9,8 +9,9 @@ use enforcer_common::{
     exec::ExecOffsets,
     guard::GuardOffsets,
     names::{
-        EGRESS_VARIANTS, INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION,
-        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED,
+        EGRESS_VARIANTS, EXEC_LSM_VARIANTS, EXEC_SCRIPT_VARIANTS, EXEC_SIGNAL_VARIANTS,
+        INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED,
+        MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED, MAPPING_VARIANTS,
     },
 };
 
@@ -38,10 +39,10 @@ use crate::kernel::{
 
 /// The maps a later daemon reads when it takes over (see
 /// `daemon::takeover`), the learned-address counts the daemon keeps
-/// (`kernel::learned`), and the program arrays of the packet programs,
-/// which the kernel empties when no file holds them: pinned as soon as
-/// they exist. The rest live as long as the programs that use them.
-const PINNED_MAPS: [&str; 7] = [
+/// (`kernel::learned`), and the program arrays of the dispatchers, which
+/// the kernel empties when no file holds them: pinned as soon as they
+/// exist. The rest live as long as the programs that use them.
+const PINNED_MAPS: [&str; 11] = [
     MAP_GENERATION,
     MAP_EVENTS,
     MAP_LEARNED,
@@ -49,6 +50,10 @@ const PINNED_MAPS: [&str; 7] = [
     MAP_LEARNED_ADJUSTED,
     EGRESS_VARIANTS.map,
     INGRESS_VARIANTS.map,
+    EXEC_LSM_VARIANTS.map,
+    EXEC_SIGNAL_VARIANTS.map,
+    EXEC_SCRIPT_VARIANTS.map,
+    MAPPING_VARIANTS.map,
 ];
 
 /// Loads every program the first policy `needs` and the families
@@ -118,6 +123,7 @@ pub fn load(
     if let FamilyState::Loaded = domains {
         domains = FamilyState::loaded(packet::fill_variants(&mut ebpf));
     }
+    let (exec_outcome, mapping_hook) = exec::fill_variants(&mut ebpf, rest.exec, rest.mapping_hook);
     let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
     pinned.push(sized_slot);
     for name in PINNED_MAPS {
@@ -134,7 +140,7 @@ pub fn load(
         name: MAP_EVENTS,
         source,
     })?;
-    let (exec, exec_names) = rest.exec;
+    let (exec, exec_names) = exec_outcome;
     let (exec_hook, exec) = match exec {
         Ok(hook) => (Some(hook), Ok(())),
         Err(refusal) => (None, Err(refusal)),
@@ -147,7 +153,7 @@ pub fn load(
         Family::Network => FamilyState::loaded(rest.network.clone()),
         Family::Exec => FamilyState::loaded(exec.clone()),
         Family::ExecNames => FamilyState::loaded(exec_names.clone()),
-        Family::ExecBlockLoader => rest.mapping_hook.clone(),
+        Family::ExecBlockLoader => mapping_hook.clone(),
         Family::Domains => domains.clone(),
         Family::SelfProtection => FamilyState::loaded(self_protection.clone()),
     });

@@ -24,6 +24,7 @@ mod refusal;
 mod report;
 mod socket;
 mod states;
+mod variants;
 
 use std::path::PathBuf;
 

@@ -9,11 +9,14 @@ use enforcer_common::{
     names::MAP_GENERATION_SIZED,
 };
 
-use crate::kernel::{
-    btf::{self, BtfError, KernelBtf},
-    maps,
-    pins::Pins,
-    programs::error::ProgramsError,
+use crate::{
+    host::kallsyms,
+    kernel::{
+        btf::{self, BtfError, KernelBtf},
+        maps,
+        pins::Pins,
+        programs::error::ProgramsError,
+    },
 };
 
 /// The kernel programs, built by `cargo xtask build`.
@@ -39,7 +42,11 @@ impl Object {
         let offsets = struct_btf
             .as_ref()
             .map_err(Arc::clone)
-            .and_then(|btf| btf::exec_offsets(btf).map_err(Arc::new));
+            .and_then(|btf| btf::exec_offsets(btf).map_err(Arc::new))
+            .map(|offsets| ExecOffsets {
+                put_work_function: put_work_function(),
+                ..offsets
+            });
         let guard_offsets = struct_btf
             .as_ref()
             .map_err(Arc::clone)
@@ -62,5 +69,22 @@ impl Object {
             guard_offsets,
             btf: Btf::from_sys_fs().map_err(Arc::new),
         })
+    }
+}
+
+/// The address of `____fput`, by which the signal method finds the script
+/// an exec ran (see `ExecOffsets::put_work_function`); 0 where kallsyms
+/// does not show it, and then scripts are judged by their interpreter
+/// alone, which the log says.
+fn put_work_function() -> u64 {
+    const SYMBOL: &str = "____fput";
+    let unseen = |why: String| {
+        log::warn!("{why}: the exec tracepoint judges scripts by their interpreter alone");
+        0
+    };
+    match kallsyms::text_address(SYMBOL) {
+        Ok(Some(address)) => address,
+        Ok(None) => unseen(format!("kallsyms shows no address for {SYMBOL}")),
+        Err(error) => unseen(format!("reading kallsyms: {error}")),
     }
 }

@@ -6,19 +6,19 @@
 //! attached.
 
 use aya::Ebpf;
-use enforcer_common::names::PROG_EXEC_MAPPING;
+use enforcer_common::names::MAPPING_VARIANTS;
 
 use crate::{
     kernel::{
         family::{Family, FamilyState},
         programs::{Programs, error::ProgramsError, exec, packet, refusal::Refusal},
     },
-    policy::Policy,
+    policy::{Policy, Trust},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDemand {
-    /// The mapping hook of `exec_block_loader`.
+    /// The mapping hook of `exec_block_loader` and `exec_trusted_only`.
     MappingHook,
     /// The packet programs of domain rules.
     PacketPrograms,
@@ -38,7 +38,7 @@ impl OnDemand {
     /// Its programs, to load and guard.
     fn programs(self) -> &'static [&'static str] {
         match self {
-            Self::MappingHook => &[PROG_EXEC_MAPPING],
+            Self::MappingHook => &MAPPING_PROGRAMS,
             Self::PacketPrograms => &packet::PROGRAMS,
         }
     }
@@ -46,7 +46,7 @@ impl OnDemand {
     /// Those of its programs that attach, to detach.
     fn links(self) -> &'static [&'static str] {
         match self {
-            Self::MappingHook => &[PROG_EXEC_MAPPING],
+            Self::MappingHook => &[MAPPING_VARIANTS.dispatcher],
             Self::PacketPrograms => &packet::LINKS,
         }
     }
@@ -54,11 +54,14 @@ impl OnDemand {
     /// Loads its programs into `ebpf`, which was loaded without them.
     fn load(self, ebpf: &mut Ebpf) -> Result<(), Refusal> {
         match self {
-            Self::MappingHook => exec::load_mapping_hook(ebpf.program_mut(PROG_EXEC_MAPPING)),
+            Self::MappingHook => exec::load_mapping_hook_later(ebpf),
             Self::PacketPrograms => packet::load_later(ebpf),
         }
     }
 }
+
+/// The mapping hook's programs.
+const MAPPING_PROGRAMS: [&str; 3] = MAPPING_VARIANTS.programs();
 
 /// Which on-demand programs a policy needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +73,8 @@ pub struct Needs {
 impl Needs {
     pub fn of(policy: &Policy) -> Self {
         Self {
-            mapping_hook: policy.options.exec_block_loader,
+            mapping_hook: policy.options.exec_block_loader
+                || policy.options.exec_trusted_only != Trust::Off,
             packet_programs: policy.lists_domains(),
         }
     }

@@ -1,16 +1,14 @@
 //! The packet programs of domain rules: egress and ingress, each with the
 //! variants it tail-calls.
 
-use std::{fs::File, sync::Arc, thread};
+use std::{fs::File, thread};
 
 use aya::{
     Ebpf,
-    maps::ProgramArray,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program},
 };
 use enforcer_common::names::{
-    ANY_SIZE_SLOT_INDEX, EGRESS_VARIANTS, INGRESS_VARIANTS, PROG_EGRESS, PROG_INGRESS,
-    PacketVariants, SIZED_SLOT_INDEX,
+    EGRESS_VARIANTS, INGRESS_VARIANTS, PROG_EGRESS, PROG_INGRESS, SlotVariants,
 };
 
 use crate::kernel::programs::{
@@ -18,6 +16,7 @@ use crate::kernel::programs::{
     by_name::{self, ByName},
     error::ProgramsError,
     refusal::Refusal,
+    variants,
 };
 
 /// The packet programs that attach, and where.
@@ -31,7 +30,7 @@ pub(crate) const LINKS: [&str; 2] = [ATTACHED[0].0, ATTACHED[1].0];
 
 /// The variants the packet programs tail-call, in the order of
 /// [`ATTACHED`].
-const VARIANTS: [PacketVariants; 2] = [EGRESS_VARIANTS, INGRESS_VARIANTS];
+const VARIANTS: [SlotVariants; 2] = [EGRESS_VARIANTS, INGRESS_VARIANTS];
 
 /// Every program of domain rules: the attached ones and their variants.
 pub(crate) const PROGRAMS: [&str; 6] = [
@@ -87,29 +86,9 @@ fn load_direction(
 /// Puts each loaded variant in its program array, before either packet
 /// program can be attached.
 pub(crate) fn fill_variants(ebpf: &mut Ebpf) -> Result<(), Refusal> {
-    for variants in VARIANTS {
-        for (index, name) in [
-            (SIZED_SLOT_INDEX, variants.sized),
-            (ANY_SIZE_SLOT_INDEX, variants.any_size),
-        ] {
-            let fd = ebpf
-                .program(name)
-                .ok_or(Refusal::MissingProgram(name))?
-                .fd()
-                .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
-                .map_err(|error| Refusal::program(name, &error))?;
-            let map = ebpf
-                .map_mut(variants.map)
-                .ok_or(Refusal::MissingMap(variants.map))?;
-            ProgramArray::try_from(map)
-                .and_then(|mut array| array.set(index, &fd, 0))
-                .map_err(|source| Refusal::ProgramArray {
-                    map: variants.map,
-                    source: Arc::new(source),
-                })?;
-        }
-    }
-    Ok(())
+    VARIANTS
+        .into_iter()
+        .try_for_each(|variants| variants::fill(ebpf, variants))
 }
 
 /// Loads the packet programs of an object loaded without them, and fills

@@ -1,6 +1,6 @@
 //! What status and the `ready` and `degraded` events say of the programs.
 
-use enforcer_common::names::{GUARD_PROGRAMS, PROG_EXEC_MAPPING, SOCKET_PROGRAMS};
+use enforcer_common::names::{GUARD_PROGRAMS, MAPPING_VARIANTS, SOCKET_PROGRAMS};
 
 use crate::kernel::{
     family::{Family, FamilyStatus, VerifiedProgram},
@@ -70,11 +70,15 @@ impl Programs {
         let exec = self
             .exec_hook
             .filter(|_| self.states.is_enforcing(Family::Exec))
-            .map(ExecHook::program);
+            .into_iter()
+            .flat_map(ExecHook::programs);
         attached(Family::Network, &SOCKET_PROGRAMS)
             .chain(attached(Family::Domains, &packet::LINKS))
             .chain(exec)
-            .chain(attached(Family::ExecBlockLoader, &[PROG_EXEC_MAPPING]))
+            .chain(attached(
+                Family::ExecBlockLoader,
+                &[MAPPING_VARIANTS.dispatcher],
+            ))
             .chain(attached(Family::SelfProtection, &GUARD_PROGRAMS))
             .map(ToString::to_string)
             .collect()
