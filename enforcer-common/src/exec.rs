@@ -71,14 +71,18 @@ pub struct ExecOffsets {
     pub file_flags: u32,
     /// `linux_binprm.interp`
     pub binprm_interp: u32,
+    /// `vm_area_struct.vm_file`
+    pub vma_file: u32,
+    /// Keeps the address below 8-byte aligned; always 0.
+    pub _reserved: u32,
     /// The address of `____fput`, that work's function, from
     /// `/proc/kallsyms`; 0 where it cannot be read, and then the signal
     /// method judges no script (see `enforcer-ebpf`'s `exec::script`).
     pub put_work_function: u64,
 }
 
-const _: () = assert!(size_of::<ExecOffsets>() == 128);
-const _: () = assert!(core::mem::offset_of!(ExecOffsets, put_work_function) == 120);
+const _: () = assert!(size_of::<ExecOffsets>() == 136);
+const _: () = assert!(core::mem::offset_of!(ExecOffsets, put_work_function) == 128);
 
 #[cfg(feature = "user")]
 // SAFETY: plain integer fields, no padding.

@@ -101,6 +101,33 @@ pub const MAPPING_VARIANTS: SlotVariants = SlotVariants {
 };
 /// The category and name of its tracepoint.
 pub const MAPPING_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");
+/// Where BPF LSM runs, the mapping hook is two BPF LSM hooks instead,
+/// each named after its hook: a mapping made executable from the start...
+pub const MMAP_FILE_VARIANTS: SlotVariants = SlotVariants {
+    dispatcher: "mmap_file",
+    map: "MMAP_FILE_VARIANTS",
+    sized: "mmap_file_sized",
+    any_size: "mmap_file_any_size",
+};
+/// ...and one made executable later.
+pub const FILE_MPROTECT_VARIANTS: SlotVariants = SlotVariants {
+    dispatcher: "file_mprotect",
+    map: "MPROTECT_VARIANTS",
+    sized: "file_mprotect_sized",
+    any_size: "file_mprotect_any_size",
+};
+/// Every program the mapping hook may be made of, by either method.
+pub const MAPPING_PROGRAMS: [&str; 9] = [
+    MAPPING_VARIANTS.dispatcher,
+    MAPPING_VARIANTS.sized,
+    MAPPING_VARIANTS.any_size,
+    MMAP_FILE_VARIANTS.dispatcher,
+    MMAP_FILE_VARIANTS.sized,
+    MMAP_FILE_VARIANTS.any_size,
+    FILE_MPROTECT_VARIANTS.dispatcher,
+    FILE_MPROTECT_VARIANTS.sized,
+    FILE_MPROTECT_VARIANTS.any_size,
+];
 
 /// The cgroup_skb programs that read DNS messages and TLS ClientHellos.
 /// Each picks out the packets worth reading and tail-calls the variant of

@@ -37,6 +37,8 @@ static EXEC_OFFSETS: ExecOffsets = ExecOffsets {
     file_put_work: 0,
     file_flags: 0,
     binprm_interp: 0,
+    vma_file: 0,
+    _reserved: 0,
     put_work_function: 0,
 };
 

@@ -33,6 +33,9 @@ pub enum ExecMethod {
     /// PATH's content copied into a memfd, then execveat(memfd, "",
     /// AT_EMPTY_PATH): a program with no name in any directory.
     Memfd,
+    /// No exec: PATH mapped readable, then made executable with
+    /// `mprotect`; `Exit(0)` when that worked.
+    Mprotect,
 }
 
 impl ExecMethod {
@@ -44,6 +47,7 @@ impl ExecMethod {
             ExecMethod::ShellExec => "shell-exec",
             ExecMethod::Script => "script",
             ExecMethod::Memfd => "memfd",
+            ExecMethod::Mprotect => "mprotect",
         }
     }
 }
@@ -70,6 +74,17 @@ pub const RAN: ExecOutcome = ExecOutcome::Exit(0);
 
 /// The dynamic loader this machine's programs name as their interpreter.
 pub const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// Whether `outcome` is what the parent of a loader sees when the mapping
+/// hook stopped it, for the method `daemon` says it enforces with: killed
+/// at the mapping, or, where BPF LSM refused the mapping, the loader's
+/// failure to load the program.
+pub fn loader_stopped(daemon: &Daemon, outcome: ExecOutcome) -> bool {
+    match blocked_outcome(daemon) {
+        KILLED => outcome == KILLED,
+        _ => matches!(outcome, ExecOutcome::Exit(status) if status != 0),
+    }
+}
 
 /// What the parent of a blocked exec sees, for the method `daemon` says it
 /// enforces exec rules with; on a kernel that runs BPF LSM, that method

@@ -23,7 +23,10 @@ use std::{
 use enforcer_integration_tests::{
     cgroup::TestCgroup,
     daemon::Daemon,
-    exec::{ExecMethod, ExecProbe, KILLED, LOADER, RAN, blocked_outcome, exec_probe_as},
+    exec::{
+        EXEC_EPERM, ExecMethod, ExecOutcome, ExecProbe, KILLED, LOADER, RAN, blocked_outcome,
+        exec_probe_as, loader_stopped,
+    },
     privilege::NOBODY,
 };
 use serde_json::Value;
@@ -238,8 +241,9 @@ fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
 
 /// The dynamic loader is a trusted file, and runs whatever file it is
 /// given: it maps that file executable, which is judged as its exec would
-/// be. The mapping hook stops the loader there, with SIGKILL on either
-/// kind of kernel, before any of the file's code runs.
+/// be. The mapping hook stops the loader there, before any of the file's
+/// code runs: BPF LSM refuses the mapping, the signal method kills the
+/// loader. Only BPF LSM sees a mapping made executable afterwards.
 #[test]
 fn the_loader_runs_only_trusted_files() {
     let place = Place::new("loader");
@@ -261,8 +265,8 @@ fn the_loader_runs_only_trusted_files() {
         "the system's echo through the loader",
     );
     let probe = through_loader(&own);
-    assert_eq!(
-        probe.outcome, KILLED,
+    assert!(
+        loader_stopped(&daemon, probe.outcome),
         "the loader with a user's build: {probe:?}"
     );
     assert_eq!(probe.stdout, "", "it ran its own code: {probe:?}");
@@ -273,6 +277,21 @@ fn the_loader_runs_only_trusted_files() {
     assert_eq!(event["check"], "owner", "{event}");
     assert_eq!(event["trigger"], "mapping", "{event}");
     assert_eq!(event["rule"], "options.exec_trusted_only", "{event}");
+
+    let made_executable = start(&cgroup, ExecMethod::Mprotect, &own);
+    let expected = match blocked_outcome(&daemon) {
+        KILLED => ExecOutcome::Exit(0),
+        _ => EXEC_EPERM,
+    };
+    assert_eq!(
+        made_executable.outcome, expected,
+        "mprotect of a user's build: {made_executable:?}"
+    );
+    assert_eq!(
+        start(&cgroup, ExecMethod::Mprotect, Path::new("/bin/echo")).outcome,
+        ExecOutcome::Exit(0),
+        "the system's echo made executable"
+    );
 }
 
 /// A `#!` script run directly is judged as the file exec ran, not only

@@ -19,7 +19,7 @@ use enforcer_common::{
     exec::ExecMethod,
 };
 
-use super::{EXEC_SCOPE, judge_exec, judge_mapping, judge_script_exec};
+use super::{EXEC_SCOPE, Mapped, judge_exec, judge_mapping, judge_script_exec};
 use crate::{
     counters::count,
     maps::{AnySizeSlot, ImageSlot, LiveImage, SizedSlot},
@@ -34,6 +34,11 @@ pub(crate) static EXEC_LSM_VARIANTS: ProgramArray<2> = ProgramArray::new();
 pub(crate) static EXEC_SIGNAL_VARIANTS: ProgramArray<2> = ProgramArray::new();
 #[btf_map]
 pub(crate) static MAPPING_VARIANTS: ProgramArray<2> = ProgramArray::new();
+/// The BPF LSM mapping hooks' variants.
+#[btf_map]
+pub(crate) static MMAP_FILE_VARIANTS: ProgramArray<2> = ProgramArray::new();
+#[btf_map]
+pub(crate) static MPROTECT_VARIANTS: ProgramArray<2> = ProgramArray::new();
 /// The script judges of the tracepoint's variants that judge names, by
 /// slot (see `super::script`).
 #[btf_map]
@@ -41,6 +46,7 @@ pub(crate) static SCRIPT_VARIANTS: ProgramArray<2> = ProgramArray::new();
 
 const SIGKILL: u32 = 9;
 const EPERM: i32 = 1;
+const PROT_EXEC: u64 = 4;
 
 #[lsm(hook = "bprm_check_security")]
 pub(crate) fn bprm_check_security(ctx: LsmContext) -> i32 {
@@ -127,6 +133,50 @@ pub(crate) fn mmap_any_size(ctx: TracePointContext) -> u32 {
     kill_mapping::<AnySizeSlot>(&ctx)
 }
 
+/// Where BPF LSM runs, the mapping hooks refuse the call with EPERM
+/// instead of killing the process: `mmap_file` a mapping made executable
+/// from the start, `file_mprotect` one made executable later, which the
+/// tracepoint does not see.
+#[lsm(hook = "mmap_file")]
+pub(crate) fn mmap_file(ctx: LsmContext) -> i32 {
+    // (file, reqprot, prot, flags)
+    let (file, prot): (*const u8, u64) = (ctx.arg(0), ctx.arg(2));
+    if !file.is_null() && prot & PROT_EXEC != 0 && in_scope() {
+        dispatch(&ctx, &MMAP_FILE_VARIANTS);
+    }
+    0
+}
+
+#[lsm(hook = "mmap_file")]
+pub(crate) fn mmap_file_sized(ctx: LsmContext) -> i32 {
+    refuse_mapping::<SizedSlot>(&ctx, Mapped::File(ctx.arg(0)), &MMAP_FILE_VARIANTS)
+}
+
+#[lsm(hook = "mmap_file")]
+pub(crate) fn mmap_file_any_size(ctx: LsmContext) -> i32 {
+    refuse_mapping::<AnySizeSlot>(&ctx, Mapped::File(ctx.arg(0)), &MMAP_FILE_VARIANTS)
+}
+
+#[lsm(hook = "file_mprotect")]
+pub(crate) fn file_mprotect(ctx: LsmContext) -> i32 {
+    // (vma, reqprot, prot)
+    let prot: u64 = ctx.arg(2);
+    if prot & PROT_EXEC != 0 && in_scope() {
+        dispatch(&ctx, &MPROTECT_VARIANTS);
+    }
+    0
+}
+
+#[lsm(hook = "file_mprotect")]
+pub(crate) fn file_mprotect_sized(ctx: LsmContext) -> i32 {
+    refuse_mapping::<SizedSlot>(&ctx, Mapped::Area(ctx.arg(0)), &MPROTECT_VARIANTS)
+}
+
+#[lsm(hook = "file_mprotect")]
+pub(crate) fn file_mprotect_any_size(ctx: LsmContext) -> i32 {
+    refuse_mapping::<AnySizeSlot>(&ctx, Mapped::Area(ctx.arg(0)), &MPROTECT_VARIANTS)
+}
+
 /// Exec hooks are global, so they check the scope themselves, as cgroup
 /// attachment does for the socket hooks.
 #[inline(always)]
@@ -210,10 +260,27 @@ fn kill_mapping<S: ImageSlot>(ctx: &TracePointContext) -> u32 {
         dispatch(ctx, &MAPPING_VARIANTS);
         return 0;
     };
-    if judge_mapping(image, fd) == Some(Action::Block) {
+    if judge_mapping(image, Mapped::Descriptor(fd), ExecMethod::Signal) == Some(Action::Block) {
         kill_current();
     }
     0
+}
+
+/// A BPF LSM mapping hook's variant: EPERM for a banned or untrusted file.
+#[inline(always)]
+fn refuse_mapping<S: ImageSlot>(
+    ctx: &LsmContext,
+    mapped: Mapped,
+    variants: &ProgramArray<2>,
+) -> i32 {
+    let Some(image) = S::image() else {
+        dispatch(ctx, variants);
+        return 0;
+    };
+    match judge_mapping(image, mapped, ExecMethod::Lsm) {
+        Some(Action::Block) => -EPERM,
+        _ => 0,
+    }
 }
 
 /// The descriptor of an executable mapping of a file. The syscall
@@ -223,7 +290,6 @@ fn kill_mapping<S: ImageSlot>(ctx: &TracePointContext) -> u32 {
 fn executable_mapping(ctx: &TracePointContext) -> Option<u32> {
     const PROT_OFFSET: usize = 16 + 2 * 8;
     const FD_OFFSET: usize = 16 + 4 * 8;
-    const PROT_EXEC: u64 = 4;
     // SAFETY: offsets inside the syscall tracepoint's fixed record.
     let (prot, fd) = unsafe {
         (

@@ -100,27 +100,38 @@ fn judge_script(
     }))
 }
 
+/// The file of an executable mapping, as a hook has it.
+#[derive(Clone, Copy)]
+enum Mapped {
+    /// The descriptor `mmap` was given (the tracepoint).
+    Descriptor(u32),
+    /// The file itself (BPF LSM's `mmap_file`).
+    File(*const u8),
+    /// The area `mprotect` makes executable (BPF LSM's `file_mprotect`).
+    Area(*const u8),
+}
+
 /// An executable mapping, with `exec_block_loader` (bans) or
 /// `exec_trusted_only` (trust): the dynamic loader maps the program it
-/// runs, which is never exec'd itself.
+/// runs, which is never exec'd itself. `None` for anonymous memory.
 #[inline(always)]
-fn judge_mapping(image: LiveImage<'_>, fd: u32) -> Option<Action> {
+fn judge_mapping(image: LiveImage<'_>, mapped: Mapped, method: ExecMethod) -> Option<Action> {
     let generation = Generation::new(&image);
     if generation.exec_options().ok()? & (options::BLOCK_LOADER | options::TRUSTED_ONLY) == 0 {
         return None;
     }
     let offsets = exec_offsets();
-    let found = match file_of(&offsets, fd) {
+    let file = match mapped {
+        Mapped::Descriptor(fd) => file_of(&offsets, fd),
+        Mapped::File(file) => Ok(file),
+        Mapped::Area(area) => read_ptr(area, offsets.vma_file),
+    };
+    let found = match file {
+        Ok(file) if file.is_null() => return None,
         Ok(file) => mapped_file(&generation, &offsets, file),
         Err(fault) => Err(fault),
     };
-    act(
-        &generation,
-        &offsets,
-        found,
-        ExecMethod::Signal,
-        core::ptr::null(),
-    )
+    act(&generation, &offsets, found, method, core::ptr::null())
 }
 
 /// What a mapping of `file` reports: a ban, or a file trust refuses.

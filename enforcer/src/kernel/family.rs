@@ -7,7 +7,7 @@
 use std::{fmt, str::FromStr};
 
 use enforcer_common::names::{
-    EGRESS_VARIANTS, EXEC_PROGRAMS, GUARD_PROGRAMS, INGRESS_VARIANTS, MAPPING_VARIANTS,
+    EGRESS_VARIANTS, EXEC_PROGRAMS, GUARD_PROGRAMS, INGRESS_VARIANTS, MAPPING_PROGRAMS,
     SOCKET_PROGRAMS,
 };
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ impl Family {
             Some(Family::Network)
         } else if EXEC_PROGRAMS.contains(&name) {
             Some(Family::Exec)
-        } else if MAPPING_VARIANTS.programs().contains(&name) {
+        } else if MAPPING_PROGRAMS.contains(&name) {
             Some(Family::ExecBlockLoader)
         } else if [EGRESS_VARIANTS, INGRESS_VARIANTS].iter().any(|variants| {
             [variants.dispatcher, variants.sized, variants.any_size].contains(&name)
@@ -311,6 +311,9 @@ mod tests {
         }
         for name in EXEC_PROGRAMS {
             assert_eq!(Family::of_program(name), Some(Family::Exec));
+        }
+        for name in MAPPING_PROGRAMS {
+            assert_eq!(Family::of_program(name), Some(Family::ExecBlockLoader));
         }
         assert_eq!(Family::of_program("bpf_map"), Some(Family::SelfProtection));
         assert_eq!(Family::of_program("nothing"), None);

@@ -9,7 +9,9 @@ use aya::{
     Btf,
     programs::{BtfTracePoint, CgroupSkb, CgroupSockAddr, Lsm, Program, ProgramError, TracePoint},
 };
-use enforcer_common::names::{EXEC_LSM_HOOK, EXEC_PROGRAMS, EXEC_TRACEPOINT};
+use enforcer_common::names::{
+    EXEC_LSM_HOOK, EXEC_PROGRAMS, EXEC_TRACEPOINT, FILE_MPROTECT_VARIANTS, MMAP_FILE_VARIANTS,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -162,12 +164,16 @@ fn load(
             };
             BtfTracePoint::load(program, tracepoint, needs_btf()?)
         }
-        // The guard's programs are named after their hooks.
+        // The guard's programs are named after their hooks, as are the
+        // dispatchers of the others, which their variants share.
         Program::Lsm(program) => {
             let hook = if EXEC_PROGRAMS.contains(&name) {
                 EXEC_LSM_HOOK
             } else {
-                name
+                [MMAP_FILE_VARIANTS, FILE_MPROTECT_VARIANTS]
+                    .into_iter()
+                    .find(|variants| variants.programs().contains(&name))
+                    .map_or(name, |variants| variants.dispatcher)
             };
             Lsm::load(program, hook, needs_btf()?)
         }

@@ -19,7 +19,9 @@
 //!   \"$@\"", PATH, ARGS...]): the shell replaces itself with PATH;
 //! - `script`: like `execve`, for a PATH that is a `#!` script;
 //! - `memfd`: copy PATH into a memfd, fork, then execveat(memfd, "",
-//!   AT_EMPTY_PATH): a program with no name in any directory.
+//!   AT_EMPTY_PATH): a program with no name in any directory;
+//! - `mprotect`: no child: map PATH readable, then make that mapping
+//!   executable with mprotect; `exit 0` when it could, else `errno N`.
 //!
 //! The child's environment is execprobe's own. The cgroup is joined first,
 //! so the child starts inside it. Anything that is not the child's own
@@ -40,7 +42,7 @@ use std::{
     ptr,
 };
 
-const USAGE: &str = "usage: execprobe CGROUP_DIR execve|execveat-fd|posix-spawn|shell-exec|script|memfd PATH [ARGS...]";
+const USAGE: &str = "usage: execprobe CGROUP_DIR execve|execveat-fd|posix-spawn|shell-exec|script|memfd|mprotect PATH [ARGS...]";
 
 unsafe extern "C" {
     static environ: *const *const libc::c_char;
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
             };
             fork_exec(&output_write, Exec::Fd(memfd.as_raw_fd()), &argv)
         }
+        "mprotect" => Ok((None, Some(map_then_make_executable(&path)))),
         "shell-exec" => {
             let mut shell_argv = vec![
                 CString::from(c"sh"),
@@ -173,6 +176,41 @@ fn fail(message: &str) -> ExitCode {
 
 fn c_string(text: OsString) -> Result<CString, std::ffi::NulError> {
     CString::new(text.into_vec())
+}
+
+/// Maps the first page of `path` readable, then asks for it executable.
+fn map_then_make_executable(path: &std::ffi::CStr) -> Outcome {
+    let errno = || Outcome::Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    // SAFETY: a NUL-terminated path; the fd is checked and owned below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return errno();
+    }
+    // SAFETY: open just returned this fd, owned by nothing else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    const PAGE: usize = 4096;
+    // SAFETY: a fresh private mapping of an open file, unmapped below.
+    let area = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if area == libc::MAP_FAILED {
+        return errno();
+    }
+    // SAFETY: the mapping made above, of PAGE bytes.
+    let outcome = match unsafe { libc::mprotect(area, PAGE, libc::PROT_READ | libc::PROT_EXEC) } {
+        0 => Outcome::Exit(0),
+        _ => errno(),
+    };
+    // SAFETY: the same mapping, not used after this.
+    unsafe { libc::munmap(area, PAGE) };
+    outcome
 }
 
 /// A pipe whose ends are both close-on-exec.

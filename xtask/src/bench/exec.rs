@@ -17,11 +17,14 @@ use serde_json::{Value, json};
 use super::{cgroup::BenchCgroup, daemon::Daemon, fapolicyd, stats::median, storm::storm, targets};
 use crate::toolchain;
 
+#[derive(Clone, Copy)]
 enum Enforcement {
     None,
     /// An enforcer with this many exec rules.
     Enforcer(usize),
-    Fapolicyd,
+    /// An enforcer with `exec_trusted_only` and no rule.
+    EnforcerTrust,
+    Fapolicyd(fapolicyd::Rules),
 }
 
 struct Scenario {
@@ -53,12 +56,20 @@ pub(crate) fn exec_scenario(
     fs::create_dir_all(&banned_dir)?;
     let banned = banned_dir.join("noop");
     fs::copy(target, &banned)?;
+    scenarios.push(Scenario {
+        name: "enforcer, exec_trusted_only".to_string(),
+        enforcement: Enforcement::EnforcerTrust,
+    });
     let fapolicyd = fapolicyd::Config::prepare(target, &banned);
     let fapolicyd_status = match &fapolicyd {
         Ok(config) => {
             scenarios.push(Scenario {
                 name: "fapolicyd, 1 deny rule".to_string(),
-                enforcement: Enforcement::Fapolicyd,
+                enforcement: Enforcement::Fapolicyd(fapolicyd::Rules::DenyPath),
+            });
+            scenarios.push(Scenario {
+                name: "fapolicyd, trust database".to_string(),
+                enforcement: Enforcement::Fapolicyd(fapolicyd::Rules::Trust),
             });
             json!({"scenario": "fapolicyd", "available": true, "note": config.note})
         }
@@ -86,7 +97,20 @@ pub(crate) fn exec_scenario(
                         let policy = exec_rules_policy(work, rules)?;
                         _daemon = Some(Daemon::start(enforcer, work, &cgroup.path, &policy, &[])?);
                     }
-                    Enforcement::Fapolicyd => _fapolicyd = Some(fapolicyd::Fapolicyd::start()?),
+                    Enforcement::EnforcerTrust => {
+                        let policy = work.join("policy-trust.toml");
+                        fs::write(
+                            &policy,
+                            "version = 1\n[options]\nexec_trusted_only = true\n",
+                        )?;
+                        _daemon = Some(Daemon::start(enforcer, work, &cgroup.path, &policy, &[])?);
+                    }
+                    Enforcement::Fapolicyd(rules) => {
+                        let config = fapolicyd
+                            .as_ref()
+                            .map_err(|error| anyhow::anyhow!("{error:#}"))?;
+                        _fapolicyd = Some(config.start(rules)?);
+                    }
                 }
                 exec_storm(&cgroup.path, target, execs)?
             };
@@ -120,7 +144,9 @@ pub(crate) fn exec_scenario(
         println!("| {} | {value:.1} | {ratio:.3} |", scenario.name);
         match scenario.enforcement {
             Enforcement::Enforcer(rules) => exec.enforcer.push((rules, ratio)),
-            Enforcement::Fapolicyd => exec.fapolicyd = Some(ratio),
+            Enforcement::EnforcerTrust => exec.enforcer_trust = Some(ratio),
+            Enforcement::Fapolicyd(fapolicyd::Rules::DenyPath) => exec.fapolicyd = Some(ratio),
+            Enforcement::Fapolicyd(fapolicyd::Rules::Trust) => exec.fapolicyd_trust = Some(ratio),
             Enforcement::None => {}
         }
         json.push(json!({
@@ -128,8 +154,10 @@ pub(crate) fn exec_scenario(
             "name": scenario.name,
             "rules": match scenario.enforcement {
                 Enforcement::Enforcer(rules) => Some(rules),
-                Enforcement::Fapolicyd => Some(1),
-                Enforcement::None => None,
+                Enforcement::Fapolicyd(fapolicyd::Rules::DenyPath) => Some(1),
+                Enforcement::EnforcerTrust
+                | Enforcement::Fapolicyd(fapolicyd::Rules::Trust)
+                | Enforcement::None => None,
             },
             "median_us": value,
             "ratio": ratio,

@@ -1,6 +1,9 @@
-//! fapolicyd as the peer of the exec scenario: one deny rule for a path
-//! the storm never runs, and an allow for everything else, checked before
-//! use by executing the denied path. fapolicyd answers fanotify permission
+//! fapolicyd as the peer of the exec scenario, in two rule sets: one deny
+//! rule for a path the storm never runs and an allow for everything else;
+//! and its trust mode, denying whatever its trust database does not hold
+//! in the storm's directory, so that every exec of the storm's binary is
+//! looked up there. Each is checked before use: the denied path, or an
+//! untrusted copy beside the storm's binary, must be refused. fapolicyd answers fanotify permission
 //! events for every open and exec on the filesystems it watches, for the
 //! whole machine, so the bench restricts it to the filesystem type that
 //! holds the storm's binary, and runs it only while it is the scenario
@@ -24,10 +27,27 @@ const RULES: &str = "/etc/fapolicyd/compiled.rules";
 /// The pre-rules.d name; fapolicyd refuses to choose when both exist.
 const OLD_RULES: &str = "/etc/fapolicyd/fapolicyd.rules";
 const READY: &str = "Starting to listen for events";
+/// The file trust database (`trust = file`).
+const TRUST: &str = "/etc/fapolicyd/fapolicyd.trust";
+
+/// The rule sets the bench runs fapolicyd with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rules {
+    /// Deny executing one path the storm never runs; allow the rest.
+    DenyPath,
+    /// Deny executing what the trust database does not hold in the
+    /// storm's directory; allow the rest. The database holds the storm's
+    /// binary.
+    Trust,
+}
 
 /// The bench's configuration in place of the installed one.
 pub(crate) struct Config {
     saved: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// What [`Rules::DenyPath`] denies.
+    banned: PathBuf,
+    /// The storm's binary, which [`Rules::Trust`] trusts.
+    target: PathBuf,
     /// Why the daemon runs as root, when it does.
     pub note: Option<String>,
     user: &'static str,
@@ -51,24 +71,20 @@ impl Config {
         let fs_type = fs_type_of(target)?;
         let mut config = Self {
             saved: Vec::new(),
+            banned: banned.to_path_buf(),
+            target: target.to_path_buf(),
             note: None,
             user: "fapolicyd",
         };
-        for file in [CONF, RULES, OLD_RULES] {
+        for file in [CONF, RULES, OLD_RULES, TRUST] {
             config
                 .saved
                 .push((PathBuf::from(file), fs::read(file).ok()));
         }
         let _ = fs::remove_file(OLD_RULES);
-        fs::write(
-            RULES,
-            format!(
-                "deny perm=execute all : path={}\nallow perm=any all : all\n",
-                banned.display()
-            ),
-        )?;
+        fs::write(TRUST, trust_entry(target)?).with_context(|| format!("writing {TRUST}"))?;
         config.write_conf(&fs_type)?;
-        let first = Fapolicyd::start();
+        let first = config.start(Rules::DenyPath);
         let daemon = match first {
             Err(error) if format!("{error:#}").contains("Cannot change to uid") => {
                 config.user = "root";
@@ -79,19 +95,40 @@ impl Config {
                     "runs as root (uid = root in its configuration): as its packaged user it \
                      exits at start with \"{last}\""
                 ));
-                Fapolicyd::start()?
+                config.start(Rules::DenyPath)?
             }
             other => other?,
         };
-        match Command::new(banned).status() {
-            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {}
-            other => {
-                drop(daemon);
-                bail!("fapolicyd did not deny {} ({other:?})", banned.display());
-            }
+        expect_denied(daemon, banned)?;
+        let untrusted = target.with_file_name("untrusted-copy");
+        fs::copy(target, &untrusted)?;
+        let daemon = config.start(Rules::Trust)?;
+        let trusted = Command::new(target).status();
+        if !trusted.as_ref().is_ok_and(|status| status.success()) {
+            bail!(
+                "fapolicyd denied {}, which its trust database holds ({trusted:?})",
+                target.display()
+            );
         }
-        drop(daemon);
+        expect_denied(daemon, &untrusted)?;
         Ok(config)
+    }
+
+    /// Starts fapolicyd with `rules`.
+    pub(crate) fn start(&self, rules: Rules) -> Result<Fapolicyd> {
+        let text = match rules {
+            Rules::DenyPath => format!("deny perm=execute all : path={}\n", self.banned.display()),
+            Rules::Trust => format!(
+                "deny perm=execute all : dir={}/ trust=0\n",
+                self.target
+                    .parent()
+                    .context("the storm's binary has a directory")?
+                    .display()
+            ),
+        };
+        fs::write(RULES, format!("{text}allow perm=any all : all\n"))
+            .with_context(|| format!("writing {RULES}"))?;
+        Fapolicyd::start()
     }
 
     fn write_conf(&self, fs_type: &str) -> Result<()> {
@@ -127,6 +164,28 @@ impl Drop for Config {
     }
 }
 
+/// Fails unless running `path` is refused while `daemon` runs; stops it.
+fn expect_denied(daemon: Fapolicyd, path: &Path) -> Result<()> {
+    let outcome = Command::new(path).status();
+    drop(daemon);
+    match outcome {
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => bail!("fapolicyd did not deny {} ({other:?})", path.display()),
+    }
+}
+
+/// The trust database's line for `path`: path, size and SHA-256.
+fn trust_entry(path: &Path) -> Result<String> {
+    let size = fs::metadata(path)?.len();
+    let output = Command::new("sha256sum").arg(path).output()?;
+    let digest = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+        .context("sha256sum printed no digest")?;
+    Ok(format!("{} {size} {digest}\n", path.display()))
+}
+
 /// A running fapolicyd (in the foreground, `--debug-deny`), stopped when
 /// dropped. It also dies with the bench (parent-death signal).
 pub(crate) struct Fapolicyd {
@@ -134,7 +193,7 @@ pub(crate) struct Fapolicyd {
 }
 
 impl Fapolicyd {
-    pub(crate) fn start() -> Result<Self> {
+    fn start() -> Result<Self> {
         let mut command = Command::new("fapolicyd");
         command
             .arg("--debug-deny")

@@ -12,6 +12,10 @@ pub(crate) struct Exec {
     /// (exec rules, ratio to the baseline)
     pub enforcer: Vec<(usize, f64)>,
     pub fapolicyd: Option<f64>,
+    /// The enforcer with `exec_trusted_only`.
+    pub enforcer_trust: Option<f64>,
+    /// fapolicyd judging the storm's binary by its trust database.
+    pub fapolicyd_trust: Option<f64>,
     pub fapolicyd_missing: Option<String>,
 }
 
@@ -215,6 +219,31 @@ pub(crate) fn report(measured: &Measured, quick: bool) -> Vec<Value> {
                 pass: None,
             },
             (None, None) => not_run(target),
+        },
+        None => not_run(target),
+    });
+
+    let target =
+        "exec with trust: enforcer (exec_trusted_only) faster than fapolicyd (trust database)";
+    rows.push(match &measured.exec {
+        Some(exec) => match (
+            exec.enforcer_trust,
+            exec.fapolicyd_trust,
+            &exec.fapolicyd_missing,
+        ) {
+            (Some(enforcer), Some(fapolicyd), _) => Row {
+                target: target.into(),
+                measured: format!(
+                    "ratio to baseline: enforcer {enforcer:.3}, fapolicyd {fapolicyd:.3}"
+                ),
+                pass: Some(enforcer < fapolicyd),
+            },
+            (_, None, Some(reason)) => Row {
+                target: target.into(),
+                measured: format!("fapolicyd could not run: {reason}"),
+                pass: None,
+            },
+            _ => not_run(target),
         },
         None => not_run(target),
     });

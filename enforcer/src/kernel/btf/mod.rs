@@ -291,6 +291,8 @@ pub(crate) fn exec_offsets(btf: &KernelBtf) -> Result<ExecOffsets, BtfError> {
         file_put_work: file_put_work(btf)?,
         file_flags: btf.member_offset("file", "f_flags")?,
         binprm_interp: btf.member_offset("linux_binprm", "interp")?,
+        vma_file: btf.member_offset("vm_area_struct", "vm_file")?,
+        _reserved: 0,
         // Not in BTF: the daemon fills it in from kallsyms.
         put_work_function: 0,
     })

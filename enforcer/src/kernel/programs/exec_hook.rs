@@ -28,16 +28,6 @@ impl ExecHook {
         self.judges.script_variants(self.method)
     }
 
-    /// Every program of the hook: its dispatcher and variants, then its
-    /// script judges.
-    pub(crate) fn programs(self) -> impl Iterator<Item = &'static str> {
-        self.variants().programs().into_iter().chain(
-            self.script_variants()
-                .into_iter()
-                .flat_map(|script| [script.sized, script.any_size]),
-        )
-    }
-
     /// How status names its method.
     pub(crate) fn method_name(self) -> &'static str {
         match self.method {

@@ -4,14 +4,15 @@
 
 use std::{sync::Arc, thread};
 
-use aya::{Btf, maps::RingBuf};
+use aya::{Btf, Ebpf, maps::RingBuf};
 use enforcer_common::{
     exec::ExecOffsets,
     guard::GuardOffsets,
     names::{
         EGRESS_VARIANTS, EXEC_LSM_VARIANTS, EXEC_SCRIPT_VARIANTS, EXEC_SIGNAL_VARIANTS,
-        INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION, MAP_GENERATION_SIZED,
-        MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED, MAPPING_VARIANTS,
+        FILE_MPROTECT_VARIANTS, INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION,
+        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED,
+        MAPPING_VARIANTS, MMAP_FILE_VARIANTS,
     },
 };
 
@@ -27,13 +28,15 @@ use crate::kernel::{
         choice::FamilyChoice,
         error::ProgramsError,
         exec::{self, ExecOutcome},
-        guard,
+        exec_hook::ExecHook,
+        guard, mapping,
         object::Object,
         on_demand::{Needs, OnDemand},
         packet,
         refusal::Refusal,
         socket,
         states::FamilyStates,
+        variants,
     },
 };
 
@@ -42,7 +45,7 @@ use crate::kernel::{
 /// (`kernel::learned`), and the program arrays of the dispatchers, which
 /// the kernel empties when no file holds them: pinned as soon as they
 /// exist. The rest live as long as the programs that use them.
-const PINNED_MAPS: [&str; 11] = [
+const PINNED_MAPS: [&str; 13] = [
     MAP_GENERATION,
     MAP_EVENTS,
     MAP_LEARNED,
@@ -54,6 +57,8 @@ const PINNED_MAPS: [&str; 11] = [
     EXEC_SIGNAL_VARIANTS.map,
     EXEC_SCRIPT_VARIANTS.map,
     MAPPING_VARIANTS.map,
+    MMAP_FILE_VARIANTS.map,
+    FILE_MPROTECT_VARIANTS.map,
 ];
 
 /// Loads every program the first policy `needs` and the families
@@ -123,7 +128,7 @@ pub fn load(
     if let FamilyState::Loaded = domains {
         domains = FamilyState::loaded(packet::fill_variants(&mut ebpf));
     }
-    let (exec_outcome, mapping_hook) = exec::fill_variants(&mut ebpf, rest.exec, rest.mapping_hook);
+    let (exec_outcome, mapping_hook) = fill_exec_variants(&mut ebpf, rest.exec, rest.mapping_hook);
     let mut pinned = Vec::with_capacity(PINNED_MAPS.len() + 1);
     pinned.push(sized_slot);
     for name in PINNED_MAPS {
@@ -202,11 +207,46 @@ fn load_all_but_packet(
     let guard = choice
         .refused(Family::SelfProtection)
         .and_then(|()| guard::load(programs, btf, capabilities.bpf_lsm_active, guard_offsets));
-    let mapping_hook = exec::mapping_hook_at_start(programs, &exec, choice, mapping_hook_needed);
+    let mapping_hook = mapping::at_start(programs, btf, &exec, choice, mapping_hook_needed);
     AllButPacket {
         network,
         exec,
         guard,
         mapping_hook,
+    }
+}
+
+/// The exec outcome and the mapping hook's state once their variants are
+/// in place: a hook whose program array cannot be filled would judge
+/// nothing, so it is refused.
+fn fill_exec_variants(
+    ebpf: &mut Ebpf,
+    (exec, exec_names): ExecOutcome,
+    mapping_hook: FamilyState<Refusal>,
+) -> (ExecOutcome, FamilyState<Refusal>) {
+    let filled = |hook: ExecHook| {
+        variants::fill(ebpf, hook.variants())?;
+        hook.script_variants()
+            .map_or(Ok(()), |script| variants::fill(ebpf, script))?;
+        Ok(hook)
+    };
+    match exec.and_then(filled) {
+        Ok(hook) => {
+            let mapping_hook = match mapping_hook {
+                FamilyState::Loaded => FamilyState::loaded(mapping::fill(ebpf, hook.method)),
+                other => other,
+            };
+            ((Ok(hook), exec_names), mapping_hook)
+        }
+        Err(refusal) => {
+            let needs_exec = || Refusal::NeedsExec(Box::new(refusal.clone()));
+            let mapping_hook = match mapping_hook {
+                FamilyState::NotCheckedYet | FamilyState::Loaded => FamilyState::Unavailable {
+                    reason: needs_exec(),
+                },
+                other => other,
+            };
+            ((Err(refusal.clone()), Err(needs_exec())), mapping_hook)
+        }
     }
 }

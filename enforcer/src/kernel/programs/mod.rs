@@ -17,6 +17,7 @@ mod exec_hook;
 mod guard;
 mod links;
 mod load;
+mod mapping;
 mod object;
 mod on_demand;
 mod packet;

@@ -6,12 +6,12 @@
 //! attached.
 
 use aya::Ebpf;
-use enforcer_common::names::MAPPING_VARIANTS;
+use enforcer_common::exec::ExecMethod;
 
 use crate::{
     kernel::{
         family::{Family, FamilyState},
-        programs::{Programs, error::ProgramsError, exec, packet, refusal::Refusal},
+        programs::{Programs, error::ProgramsError, mapping, packet, refusal::Refusal},
     },
     policy::{Policy, Trust},
 };
@@ -35,33 +35,31 @@ impl OnDemand {
         }
     }
 
-    /// Its programs, to load and guard.
-    fn programs(self) -> &'static [&'static str] {
+    /// Its programs, to load and guard; the mapping hook's are those of
+    /// the exec hook's `method`.
+    fn programs(self, method: ExecMethod) -> &'static [&'static str] {
         match self {
-            Self::MappingHook => &MAPPING_PROGRAMS,
+            Self::MappingHook => mapping::programs(method),
             Self::PacketPrograms => &packet::PROGRAMS,
         }
     }
 
     /// Those of its programs that attach, to detach.
-    fn links(self) -> &'static [&'static str] {
+    fn links(self, method: ExecMethod) -> &'static [&'static str] {
         match self {
-            Self::MappingHook => &[MAPPING_VARIANTS.dispatcher],
+            Self::MappingHook => mapping::links(method),
             Self::PacketPrograms => &packet::LINKS,
         }
     }
 
     /// Loads its programs into `ebpf`, which was loaded without them.
-    fn load(self, ebpf: &mut Ebpf) -> Result<(), Refusal> {
+    fn load(self, ebpf: &mut Ebpf, method: ExecMethod) -> Result<(), Refusal> {
         match self {
-            Self::MappingHook => exec::load_mapping_hook_later(ebpf),
+            Self::MappingHook => mapping::load_later(ebpf, method),
             Self::PacketPrograms => packet::load_later(ebpf),
         }
     }
 }
-
-/// The mapping hook's programs.
-const MAPPING_PROGRAMS: [&str; 3] = MAPPING_VARIANTS.programs();
 
 /// Which on-demand programs a policy needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,11 +133,12 @@ impl Programs {
             FamilyState::Loaded => false,
             FamilyState::NotCheckedYet | FamilyState::Unavailable { .. } => return Ok(()),
         };
-        let links = programs.links();
+        let method = self.exec_method();
+        let links = programs.links(method);
         match (on, attached) {
             (true, false) => {
                 let attach = match programs {
-                    OnDemand::MappingHook => self.attach_mapping_hook(),
+                    OnDemand::MappingHook => self.attach_mapping_hook(method),
                     OnDemand::PacketPrograms => self.attach_packet_programs(),
                 };
                 if let Err(error) = attach {
@@ -158,10 +157,20 @@ impl Programs {
     fn ensure_loaded(&mut self, programs: OnDemand) {
         let family = programs.family();
         if let FamilyState::NotCheckedYet = self.states.get(family) {
+            let method = self.exec_method();
             let loaded = programs
-                .load(&mut self.ebpf)
-                .and_then(|()| self.protect_loaded(programs.programs()));
+                .load(&mut self.ebpf, method)
+                .and_then(|()| self.protect_loaded(programs.programs(method)));
             self.states.set(family, FamilyState::loaded(loaded));
         }
+    }
+
+    /// How the exec hook stops an exec, which is how the mapping hook
+    /// stops a mapping. Only the mapping hook asks, and it is never
+    /// loaded without the exec hook (see `mapping::at_start`); the packet
+    /// programs ignore it.
+    fn exec_method(&self) -> ExecMethod {
+        self.exec_hook
+            .map_or(ExecMethod::Signal, |hook| hook.method)
     }
 }

@@ -1,10 +1,12 @@
 //! What status and the `ready` and `degraded` events say of the programs.
 
-use enforcer_common::names::{GUARD_PROGRAMS, MAPPING_VARIANTS, SOCKET_PROGRAMS};
+use enforcer_common::names::{GUARD_PROGRAMS, SOCKET_PROGRAMS};
 
 use crate::kernel::{
     family::{Family, FamilyStatus, VerifiedProgram},
-    programs::{Programs, exec_hook::ExecHook, packet, refusal::Refusal, states::Enforcement},
+    programs::{
+        Programs, exec_hook::ExecHook, mapping, packet, refusal::Refusal, states::Enforcement,
+    },
 };
 
 impl Programs {
@@ -70,15 +72,16 @@ impl Programs {
         let exec = self
             .exec_hook
             .filter(|_| self.states.is_enforcing(Family::Exec))
-            .into_iter()
-            .flat_map(ExecHook::programs);
+            .map(|hook| hook.variants().dispatcher);
         attached(Family::Network, &SOCKET_PROGRAMS)
             .chain(attached(Family::Domains, &packet::LINKS))
             .chain(exec)
-            .chain(attached(
-                Family::ExecBlockLoader,
-                &[MAPPING_VARIANTS.dispatcher],
-            ))
+            .chain(
+                self.exec_hook
+                    .filter(|_| self.states.is_enforcing(Family::ExecBlockLoader))
+                    .into_iter()
+                    .flat_map(|hook| mapping::links(hook.method).iter().copied()),
+            )
             .chain(attached(Family::SelfProtection, &GUARD_PROGRAMS))
             .map(ToString::to_string)
             .collect()
