@@ -87,6 +87,15 @@ impl Drop for Place {
     }
 }
 
+/// A file outside any [`Place`] (in `/dev/shm`), removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 /// The `statfs` magic of the filesystem `path` is on.
 fn filesystem_magic(path: &Path) -> i64 {
     let path = CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -190,9 +199,10 @@ fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
     let in_open_directory = open_directory.program("program", 0, 0o755);
     let users_directory = place.directory("users", NOBODY, 0o755);
     let in_users_directory = users_directory.program("program", 0, 0o755);
-    let shm = Path::new("/dev/shm").join(format!("enforcer-trust-{}", std::process::id()));
-    fs::copy("/bin/echo", &shm).unwrap();
-    chown(&shm, Some(NOBODY), Some(NOBODY)).unwrap();
+    let shm = Scratch(Path::new("/dev/shm").join(format!("enforcer-trust-{}", std::process::id())));
+    let shm = &shm.0;
+    fs::copy("/bin/echo", shm).unwrap();
+    chown(shm, Some(NOBODY), Some(NOBODY)).unwrap();
     let (_, tmpfs_distrusted) = untrusted_filesystems();
 
     let cgroup = TestCgroup::new();
@@ -226,7 +236,7 @@ fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
     } else {
         "owner"
     };
-    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, &shm, shm_check);
+    assert_untrusted(&daemon, &cgroup, ExecMethod::Execve, shm, shm_check);
     assert_untrusted(
         &daemon,
         &cgroup,
@@ -236,7 +246,6 @@ fn only_trusted_files_run_and_each_untrusted_one_names_its_check() {
     );
     assert_untrusted(&daemon, &cgroup, ExecMethod::PosixSpawn, &own, "owner");
     assert_untrusted(&daemon, &cgroup, ExecMethod::ExecveatFd, &own, "owner");
-    let _ = fs::remove_file(&shm);
 }
 
 /// The dynamic loader is a trusted file, and runs whatever file it is
@@ -397,4 +406,64 @@ fn audit_trust_reports_without_stopping() {
     let event = untrusted_event(&daemon, &probe, &own);
     assert_eq!(event["verdict"], "audit", "{event}");
     assert_eq!(event["check"], "owner", "{event}");
+}
+
+/// The five ways past an exec ban that a user in the enforced cgroup had
+/// before trust (issue 18), each tried as `nobody` against a banned
+/// program: a copy on `/dev/shm`; a copy hashed with one byte more, then
+/// cut back in place with `truncate(2)`; the dynamic loader; a memfd; and
+/// a banned `#!` script run directly. With `exec_trusted_only`, none runs.
+#[test]
+fn with_trust_no_way_around_a_ban_runs_the_banned_program() {
+    let place = Place::new("five-ways");
+    let banned = place.0.join("banned");
+    fs::copy("/usr/bin/printf", &banned).unwrap();
+    let script = place.script("banned.sh", 0, 0o755);
+    let home = place.directory("home", NOBODY, 0o755);
+    let shm = Scratch(Path::new("/dev/shm").join(format!("enforcer-five-{}", std::process::id())));
+    let shm = &shm.0;
+    let cut_back = home.0.join("cut-back");
+    for copy in [shm, &cut_back] {
+        let mut bytes = fs::read(&banned).unwrap();
+        bytes.push(0);
+        fs::write(copy, &bytes).unwrap();
+        chown(copy, Some(NOBODY), Some(NOBODY)).unwrap();
+        fs::set_permissions(copy, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = CString::new(cut_back.as_os_str().as_bytes()).unwrap();
+    let length = fs::metadata(&banned).unwrap().len() as libc::off_t;
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::truncate(path.as_ptr(), length) }, 0);
+    assert_eq!(fs::read(&cut_back).unwrap(), fs::read(&banned).unwrap());
+
+    let policy = format!(
+        "{}[[block]]\nname = \"banned\"\nexec_paths = {}\n",
+        trust_policy("true", &[]),
+        serde_json::to_string(&[&banned, &script]).unwrap()
+    );
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, &policy);
+    let blocked = blocked_outcome(&daemon);
+    let run = |method: ExecMethod, path: &Path, args: &[&str]| {
+        let probe = exec_probe_as(&cgroup, NOBODY, method, path, args);
+        assert_eq!(probe.stdout, "", "{} ran: {probe:?}", path.display());
+        probe
+    };
+    for copy in [shm, &cut_back] {
+        let probe = run(ExecMethod::Execve, copy, &[MARKER]);
+        assert_eq!(probe.outcome, blocked, "{}: {probe:?}", copy.display());
+    }
+    let loader = run(
+        ExecMethod::Execve,
+        Path::new(LOADER),
+        &[banned.to_str().unwrap(), MARKER],
+    );
+    assert!(loader_stopped(&daemon, loader.outcome), "{loader:?}");
+    let memfd = run(ExecMethod::Memfd, &banned, &[MARKER]);
+    assert_eq!(memfd.outcome, blocked, "{memfd:?}");
+    let direct = run(ExecMethod::Execve, &script, &[]);
+    assert_eq!(direct.outcome, blocked, "{direct:?}");
+    // The banned program itself, as the ban says.
+    let itself = run(ExecMethod::Execve, &banned, &[MARKER]);
+    assert_eq!(itself.outcome, blocked, "{itself:?}");
 }
