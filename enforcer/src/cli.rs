@@ -4,7 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{control::DEFAULT_SOCKET, kernel::family::Family, kernel::pins::DEFAULT_PIN_DIR};
+use crate::{
+    control::DEFAULT_SOCKET,
+    kernel::family::Family,
+    kernel::pins::DEFAULT_PIN_DIR,
+    policy::{PolicyDirError, files_in_dir},
+};
 
 #[derive(Parser)]
 #[command(
@@ -68,10 +73,15 @@ pub struct RunArgs {
     /// if it exists). A flag given here wins over the file.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files, applied together as one policy. Without them, the
-    /// policy last applied (kept in --state-dir) is enforced.
+    /// Policy files, applied together as one policy. Without them (or
+    /// --policy-dir), the policy last applied (kept in --state-dir) is
+    /// enforced.
     #[arg(long, num_args = 1..)]
     pub policy: Vec<PathBuf>,
+    /// A directory whose `*.toml` files are applied together as one
+    /// policy, in name order, as a `rules.d` directory is read.
+    #[arg(long = "policy-dir", conflicts_with = "policy")]
+    pub policy_dir: Option<PathBuf>,
     /// Enforce only in this cgroup v2 subtree (default: the whole machine).
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
@@ -125,13 +135,19 @@ pub struct RunArgs {
 pub enum PolicyCommand {
     /// Validate policy files offline: exit 0 if valid, 1 with FILE:LINE:COL errors if not.
     Check {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyFiles,
     },
     /// Validate and send policy files to the daemon, which switches to them atomically.
     Apply {
-        #[arg(required_unless_present = "bundle", conflicts_with = "bundle")]
+        #[arg(
+            required_unless_present_any = ["bundle", "dir"],
+            conflicts_with_all = ["bundle", "dir"]
+        )]
         files: Vec<PathBuf>,
+        /// Send the `*.toml` files of this directory, in name order.
+        #[arg(long, conflicts_with = "bundle")]
+        dir: Option<PathBuf>,
         /// Send a signed bundle (from `policy sign`) instead of files.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -149,14 +165,36 @@ pub enum PolicyCommand {
         /// The secret key file from `policy keygen`.
         #[arg(long)]
         key: PathBuf,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyFiles,
     },
     /// Switch back to the policy that was in force before the last apply.
     Rollback {
         #[command(flatten)]
         socket: SocketArg,
     },
+}
+
+/// Policy files, or a directory of them.
+#[derive(Args)]
+pub struct PolicyFiles {
+    /// Policy files, read together as one policy.
+    #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+    pub files: Vec<PathBuf>,
+    /// A directory whose `*.toml` files are read as one policy, in name
+    /// order, as a `rules.d` directory is read.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl PolicyFiles {
+    /// The files, the directory's listed.
+    pub fn paths(self) -> Result<Vec<PathBuf>, PolicyDirError> {
+        match self.dir {
+            Some(dir) => files_in_dir(&dir),
+            None => Ok(self.files),
+        }
+    }
 }
 
 #[derive(Args)]

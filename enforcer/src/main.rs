@@ -7,7 +7,7 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Parser;
 use enforcer::{
-    cli::{Cli, Command, PolicyCommand, RunArgs},
+    cli::{Cli, Command, PolicyCommand, PolicyFiles, RunArgs},
     compile::ImageStats,
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::config::{Config, DEFAULT_CONFIG},
@@ -64,6 +64,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             let RunArgs {
                 config,
                 policy,
+                policy_dir,
                 cgroup,
                 socket,
                 events,
@@ -90,8 +91,21 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             if hash_roots.is_empty() {
                 hash_roots.push(PathBuf::from("/"));
             }
+            // The command line wins over the file, files and directory
+            // alike; within either, clap and the file's parser keep one.
+            let policy = match (policy, policy_dir) {
+                (files, _) if !files.is_empty() => files,
+                (_, Some(dir)) => policy::files_in_dir(&dir)?,
+                (_, None) => match config.policy_dir {
+                    Some(dir) if config.policy.is_empty() => policy::files_in_dir(&dir)?,
+                    Some(_) => anyhow::bail!(
+                        "the configuration gives both `policy` and `policy_dir`; give one"
+                    ),
+                    None => config.policy,
+                },
+            };
             daemon::run(RunOptions {
-                policy: either(policy, config.policy),
+                policy,
                 cgroup: cgroup.or(config.cgroup),
                 socket: socket
                     .or(config.socket)
@@ -115,19 +129,23 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy(PolicyCommand::Check { files }) => Ok(check(&files)),
+        Command::Policy(PolicyCommand::Check { policy }) => Ok(check(&policy.paths()?)),
         Command::Policy(PolicyCommand::Apply {
             files,
+            dir,
             bundle: None,
             socket,
-        }) => apply(&files, &socket.path).await,
+        }) => {
+            let files = PolicyFiles { files, dir }.paths()?;
+            apply(&files, &socket.path).await
+        }
         Command::Policy(PolicyCommand::Apply {
             bundle: Some(bundle),
             socket,
             ..
         }) => apply_bundle(&bundle, &socket.path).await,
         Command::Policy(PolicyCommand::Keygen { out }) => keygen(&out),
-        Command::Policy(PolicyCommand::Sign { key, files }) => sign(&key, &files),
+        Command::Policy(PolicyCommand::Sign { key, policy }) => sign(&key, &policy.paths()?),
         Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,

@@ -555,3 +555,33 @@ fn a_config_file_can_name_the_policy_and_a_bad_one_says_where() {
         failure.stderr
     );
 }
+
+/// `policy_dir` in the configuration: every `*.toml` in the directory, in
+/// name order, is one policy; what lies beside them is not read.
+#[test]
+fn a_policy_directory_is_read_as_one_policy_in_name_order() {
+    let (_first, first_port) = tcp_listener(FIRST);
+    let (_second, second_port) = tcp_listener(SECOND);
+    let files = TempDir::new();
+    let dir = files.path().join("policy.d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("20-second.toml"), BLOCK_SECOND).unwrap();
+    std::fs::write(dir.join("10-first.toml"), BLOCK_FIRST).unwrap();
+    std::fs::write(dir.join("10-first.toml.dpkg-old"), "not a policy").unwrap();
+    let config = files.write(
+        "enforcer.toml",
+        &format!("policy_dir = {:?}\n", dir.display().to_string()),
+    );
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::try_start_with_config(&cgroup, &config)
+        .unwrap_or_else(|failure| panic!("{}", failure.stderr));
+    assert_eq!(probe(&cgroup, Op::TcpConnect, FIRST, first_port), EPERM);
+    assert_eq!(probe(&cgroup, Op::TcpConnect, SECOND, second_port), EPERM);
+    let rules: Vec<String> = daemon.status_json()["rules"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|rule| rule["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(rules, ["block-first", "block-second"]);
+}

@@ -88,3 +88,53 @@ fn policy_check_reports_every_bad_file_and_only_those() {
         "the valid file was reported: {errors:#?}"
     );
 }
+
+#[test]
+fn policy_check_reads_a_directory_in_name_order_and_names_the_file_at_fault() {
+    let dir = TempDir::new();
+    dir.write("10-valid.toml", VALID);
+    let invalid = dir.write("20-invalid.toml", HOST_BITS_SET);
+    dir.write("20-invalid.toml~", "an editor's backup, not read");
+
+    let output = run(enforcer(["policy", "check", "--dir"]).arg(dir.path()));
+
+    assert_exit_code(
+        &output,
+        1,
+        "policy check of a directory with an invalid file",
+    );
+    let expected = format!(
+        "{}:6:10: host bits set in 10.0.0.1/8; did you mean 10.0.0.0/8?",
+        invalid.display()
+    );
+    assert!(
+        stderr_lines(&output).contains(&expected),
+        "expected {expected:?}: {output:?}"
+    );
+
+    std::fs::remove_file(&invalid).unwrap();
+    let output = run(enforcer(["policy", "check", "--dir"]).arg(dir.path()));
+    assert_exit_code(&output, 0, "policy check of a directory of valid files");
+}
+
+#[test]
+fn policy_check_of_a_directory_without_policy_files_says_so() {
+    let dir = TempDir::new();
+    dir.write("notes.txt", "");
+
+    let output = run(enforcer(["policy", "check", "--dir"]).arg(dir.path()));
+
+    assert_exit_code(
+        &output,
+        1,
+        "policy check of a directory without policy files",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "policy directory {}: no *.toml file in it",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+}

@@ -24,6 +24,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
 pub struct Config {
     #[serde(default)]
     pub policy: Vec<PathBuf>,
+    /// A directory of policy files (`--policy-dir`).
+    pub policy_dir: Option<PathBuf>,
     pub cgroup: Option<PathBuf>,
     pub socket: Option<PathBuf>,
     pub events: Option<PathBuf>,

@@ -27,7 +27,7 @@ mod values;
 pub use cidr::{Cidr, CidrError};
 pub use domain::{Domain, DomainError, MAX_DOMAIN_BYTES, MAX_LABEL_BYTES};
 pub use exec::{ExecError, ExecPath, MAX_EXEC_NAME_BYTES, MAX_EXEC_PATH_BYTES, Sha256};
-pub use load::{load_files, parse, read_files};
+pub use load::{PolicyDirError, files_in_dir, load_files, parse, read_files};
 pub use model::{DomainSwitches, Mode, Origin, Policy, PortRange, ProtocolSet, Rule, RuleKind};
 pub use options::{FilesystemSet, MAX_DNS_TTL_SECONDS, OptionValue, Options, Trust};
 pub use source::{PolicyError, PolicyErrors, Source};

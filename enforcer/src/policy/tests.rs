@@ -1889,6 +1889,46 @@ fn options_serde_round_trip() {
     );
 }
 
+// ---- files_in_dir ----
+
+#[test]
+fn a_policy_directory_gives_its_toml_files_in_name_order_and_nothing_else() {
+    let dir = crate::testutil::ScratchDir::new("policy-dir");
+    for name in [
+        "20-zoom.toml",
+        "10-telegram.toml",
+        ".hidden.toml",
+        "10-telegram.toml~",
+        "30-old.toml.dpkg-old",
+        "README",
+    ] {
+        std::fs::write(dir.join(name), "version = 1\n").unwrap();
+    }
+    std::fs::create_dir(dir.join("40-directory.toml")).unwrap();
+    let files = super::files_in_dir(&dir).unwrap();
+    assert_eq!(
+        files,
+        [dir.join("10-telegram.toml"), dir.join("20-zoom.toml")]
+    );
+}
+
+#[test]
+fn an_empty_or_missing_policy_directory_is_an_error_that_names_it() {
+    let dir = crate::testutil::ScratchDir::new("policy-dir-empty");
+    std::fs::write(dir.join("notes.txt"), "").unwrap();
+    let error = super::files_in_dir(&dir).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        format!("policy directory {}: no *.toml file in it", dir.display())
+    );
+    let missing = dir.join("missing");
+    let error = super::files_in_dir(&missing).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("policy directory {}: ", missing.display())),
+        "{error}"
+    );
+}
+
 // ---- load_files ----
 
 #[test]
