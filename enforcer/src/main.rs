@@ -161,6 +161,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 fn check(files: &[PathBuf]) -> ExitCode {
     match policy::load_files(files) {
         Ok(policy) => {
+            for warning in policy::shared_targets(&policy) {
+                eprintln!("{warning}");
+            }
             println!(
                 "{} rule(s) in {} file(s): valid",
                 policy.rules.len(),

@@ -138,3 +138,35 @@ fn policy_check_of_a_directory_without_policy_files_says_so() {
         "{stderr}"
     );
 }
+
+/// `/snap/bin/APP` is a link to `/usr/bin/snap`: banning it would ban every
+/// snap. `policy check` accepts such a policy and warns, naming both.
+#[test]
+fn policy_check_warns_of_a_banned_link_to_a_shared_launcher() {
+    let dir = TempDir::new();
+    let launcher = dir.write("snap", "");
+    let app = dir.path().join("telegram-desktop");
+    std::os::unix::fs::symlink(&launcher, &app).unwrap();
+    let file = dir.write(
+        "links.toml",
+        &format!(
+            "version = 1\n[[block]]\nname = \"telegram\"\nexec_paths = [{:?}]\n",
+            app.display().to_string()
+        ),
+    );
+
+    let output = run(enforcer(["policy", "check"]).arg(&file));
+
+    assert_exit_code(&output, 0, "policy check of a banned link");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let target = std::fs::canonicalize(&launcher).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: warning: rule \"telegram\": {} is a link to {}",
+            file.display(),
+            app.display(),
+            target.display()
+        )),
+        "{stderr}"
+    );
+}

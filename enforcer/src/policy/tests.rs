@@ -1929,6 +1929,42 @@ fn an_empty_or_missing_policy_directory_is_an_error_that_names_it() {
     );
 }
 
+// ---- shared_targets ----
+
+#[test]
+fn a_banned_link_to_a_file_of_another_name_is_warned_of() {
+    let dir = crate::testutil::ScratchDir::new("policy-links");
+    let launcher = dir.join("snap");
+    std::fs::write(&launcher, "").unwrap();
+    let app = dir.join("telegram-desktop");
+    std::os::unix::fs::symlink(&launcher, &app).unwrap();
+    let same_name = dir.join("other").join("snap");
+    std::fs::create_dir(dir.join("other")).unwrap();
+    std::os::unix::fs::symlink(&launcher, &same_name).unwrap();
+    let text = format!(
+        "version = 1\n[[block]]\nname = \"telegram\"\nexec_paths = [{:?}, {:?}, {:?}]\n",
+        app.display().to_string(),
+        same_name.display().to_string(),
+        launcher.display().to_string(),
+    );
+    let policy = parse(&[Source {
+        name: "p.toml".into(),
+        text,
+    }])
+    .unwrap();
+    let warnings = super::shared_targets(&policy);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        warnings[0].to_string(),
+        format!(
+            "p.toml:2: warning: rule \"telegram\": {} is a link to {}; the ban holds for that \
+             file, and for every other name it is started by",
+            app.display(),
+            std::fs::canonicalize(&launcher).unwrap().display()
+        )
+    );
+}
+
 // ---- load_files ----
 
 #[test]
