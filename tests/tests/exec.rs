@@ -776,10 +776,13 @@ fn strict_content_ban_stops_a_copy_cut_back_to_banned_bytes_in_place() {
     let banned_length = fs::metadata(&original).unwrap().len();
     let cgroup = TestCgroup::new();
     let _daemon = start_strict_content_ban(&cgroup, &dir, &digest);
-    let copy = dir.copy("longer", &original);
-    let mut bytes = fs::read(&copy).unwrap();
+    // Written longer from the start: a file that ever held the banned
+    // bytes stays banned by its inode (see `exec::hashwatch`).
+    let copy = dir.path().join("longer");
+    let mut bytes = fs::read(&original).unwrap();
     bytes.push(0);
     fs::write(&copy, &bytes).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
     assert_ran(
         &start(&cgroup, ExecMethod::Execve, &copy),
         "the copy with one byte more",

@@ -240,8 +240,8 @@ fn kill_exec<S: ImageSlot, const NAMES: bool>(ctx: &BtfTracePointContext) -> i32
 /// The script's judgement, after [`kill_exec`] let its interpreter be.
 #[inline(always)]
 fn kill_script<S: ImageSlot>(ctx: &BtfTracePointContext) -> i32 {
-    // An image that moved slots since is the next exec's business.
     let Some(image) = S::image() else {
+        dispatch(ctx, &SCRIPT_VARIANTS);
         return 0;
     };
     let bprm: *const u8 = ctx.arg(2);

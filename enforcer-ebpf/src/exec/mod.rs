@@ -6,19 +6,24 @@
 //! Two hooks share the judgement: BPF LSM `bprm_check_security` refuses
 //! the exec with EPERM before it happens; where the kernel has no BPF LSM,
 //! `sched_process_exec` kills the new image with SIGKILL before it returns
-//! to user space. Userspace attaches exactly one of them.
+//! to user space. Userspace attaches exactly one of them. Each is a
+//! dispatcher with a variant per generation slot ([`hooks`]); the
+//! tracepoint's variants go on to judge the `#!` script the exec ran
+//! ([`script`]), which BPF LSM sees in its own hook.
 //!
-//! Each hook also comes as a `_by_file` variant that judges by the file and
-//! its directories, not its name. Hashing the name claims a per-CPU buffer
+//! Each variant also comes as a `_by_file` variant that judges by the file
+//! and its directories, not its name. Hashing the name claims a per-CPU buffer
 //! with atomic fetch-or and fetch-and (Linux 5.12), and an older kernel
 //! refuses every program that holds one, reached or not (5.10: `BPF_STX
 //! uses reserved fields`). There userspace attaches the variant and
 //! reports `exec_names` rules as not enforced.
 //!
-//! A third hook, on `mmap`, serves the `exec_block_loader` option: a
-//! banned file started through the dynamic loader is never exec'd itself,
-//! only mapped executable, so the process is killed at that mapping,
-//! before any of the file's code can run.
+//! The mapping hook serves `exec_block_loader` and `exec_trusted_only`: a
+//! file started through the dynamic loader is never exec'd itself, only
+//! mapped executable, so the mapping is judged as its exec would be,
+//! before any of the file's code can run. BPF LSM's `mmap_file` and
+//! `file_mprotect` refuse it; elsewhere the `mmap` tracepoint kills the
+//! process.
 
 use aya_ebpf::{
     btf_maps::CgroupArray,

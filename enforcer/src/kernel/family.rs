@@ -26,8 +26,9 @@ pub enum Family {
     /// variant, which a kernel without the name hashing's atomics (before
     /// Linux 5.12) falls back to, judges by file and directory alone.
     ExecNames,
-    /// The `sys_enter_mmap` hook of the `exec_block_loader` option, which
-    /// `exec_trusted_only` needs too.
+    /// The mapping hook of the `exec_block_loader` option, which
+    /// `exec_trusted_only` needs too: BPF LSM `mmap_file` and
+    /// `file_mprotect`, or the `sys_enter_mmap` tracepoint.
     ExecBlockLoader,
     /// The egress and ingress packet programs of domain rules.
     Domains,

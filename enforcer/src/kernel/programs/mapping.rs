@@ -88,40 +88,50 @@ pub(crate) fn at_start(
         // refuses them in the exec hook refuses them here too.
         (_, Err(reason), _) => unavailable(Refusal::NeedsExecNames(Box::new(reason.clone()))),
         (_, _, Err(refusal)) => unavailable(refusal),
-        (Ok(hook), _, _) if needed => FamilyState::loaded(
-            btf.clone()
-                .and_then(|btf| load(programs, &btf, hook.method)),
-        ),
+        (Ok(hook), _, _) if needed => FamilyState::loaded(match hook.method {
+            ExecMethod::Lsm => btf
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|btf| load_lsm(programs, btf)),
+            ExecMethod::Signal => load_tracepoint(programs),
+        }),
         _ => FamilyState::NotCheckedYet,
     }
 }
 
-/// Loads the programs of `method`; [`fill`] then puts the variants in
-/// place.
-fn load(programs: &mut ByName<'_>, btf: &Btf, method: ExecMethod) -> Result<(), Refusal> {
-    match method {
-        ExecMethod::Lsm => [MMAP_FILE_VARIANTS, FILE_MPROTECT_VARIANTS]
-            .into_iter()
-            .try_for_each(|variants| {
-                variants::load(programs, variants, |program: &mut Lsm| {
-                    program.load(variants.dispatcher, btf)
-                })
-            }),
-        ExecMethod::Signal => {
-            variants::load(programs, MAPPING_VARIANTS, |program: &mut TracePoint| {
-                program.load()
+/// Loads the BPF LSM programs; [`fill`] then puts the variants in place.
+fn load_lsm(programs: &mut ByName<'_>, btf: &Btf) -> Result<(), Refusal> {
+    [MMAP_FILE_VARIANTS, FILE_MPROTECT_VARIANTS]
+        .into_iter()
+        .try_for_each(|variants| {
+            variants::load(programs, variants, |program: &mut Lsm| {
+                program.load(variants.dispatcher, btf)
             })
-        }
-    }
+        })
+}
+
+/// Loads the tracepoint's programs; [`fill`] then puts the variants in
+/// place.
+fn load_tracepoint(programs: &mut ByName<'_>) -> Result<(), Refusal> {
+    variants::load(programs, MAPPING_VARIANTS, |program: &mut TracePoint| {
+        program.load()
+    })
 }
 
 /// Loads the programs of `method` in an object loaded without them, and
-/// fills their program arrays.
+/// fills their program arrays. Only BPF LSM programs need the kernel's
+/// BTF, which nothing kept since the start.
 pub(crate) fn load_later(ebpf: &mut Ebpf, method: ExecMethod) -> Result<(), Refusal> {
-    let btf = Btf::from_sys_fs().map_err(|error| Refusal::NoBtf(error.into()))?;
+    let btf = match method {
+        ExecMethod::Lsm => Some(Btf::from_sys_fs().map_err(|error| Refusal::NoBtf(error.into()))?),
+        ExecMethod::Signal => None,
+    };
     {
         let mut by_name: ByName<'_> = ebpf.programs_mut().collect();
-        load(&mut by_name, &btf, method)?;
+        match &btf {
+            Some(btf) => load_lsm(&mut by_name, btf)?,
+            None => load_tracepoint(&mut by_name)?,
+        }
     }
     fill(ebpf, method)
 }
