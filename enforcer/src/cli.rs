@@ -6,9 +6,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     control::DEFAULT_SOCKET,
+    explain::Target,
     kernel::family::Family,
     kernel::pins::DEFAULT_PIN_DIR,
-    policy::{PolicyDirError, files_in_dir},
+    policy::{Mode, PolicyDirError, files_in_dir},
+    store::saved::DEFAULT_STATE_DIR,
 };
 
 #[derive(Parser)]
@@ -151,6 +153,10 @@ pub enum PolicyCommand {
         /// Send a signed bundle (from `policy sign`) instead of files.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Put every block rule of the files in this mode (`audit` or
+        /// `enforce`) without editing them, e.g. to pilot a pack.
+        #[arg(long, value_parser = parse_mode, conflicts_with = "bundle")]
+        mode: Option<Mode>,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -168,11 +174,41 @@ pub enum PolicyCommand {
         #[command(flatten)]
         policy: PolicyFiles,
     },
+    /// Say which rule decides each target, and why, offline: an endpoint
+    /// (`ip[:port][/proto]`, IPv6 with a port in brackets), a domain name,
+    /// or an executable's absolute path. The policy is compiled and
+    /// searched as the kernel programs search it.
+    Explain {
+        #[arg(required = true)]
+        targets: Vec<Target>,
+        /// Policy files to explain; without them and --dir, the policy in
+        /// force, as the daemon stored it in --state-dir.
+        #[arg(long = "policy", conflicts_with = "dir")]
+        policy: Vec<PathBuf>,
+        /// A directory whose `*.toml` files are the policy, in name order.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// One JSON object per target, on a line of its own.
+        #[arg(long)]
+        json: bool,
+    },
     /// Switch back to the policy that was in force before the last apply.
     Rollback {
         #[command(flatten)]
         socket: SocketArg,
     },
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "enforce" => Ok(Mode::Enforce),
+        "audit" => Ok(Mode::Audit),
+        other => Err(format!(
+            r#"unknown mode {other:?}; expected "enforce" or "audit""#
+        )),
+    }
 }
 
 /// Policy files, or a directory of them.

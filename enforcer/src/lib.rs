@@ -3,7 +3,8 @@
 //! - [`policy`] parses and validates policy files;
 //! - [`exec`] turns a policy's executables into identities the kernel can
 //!   match, and keeps them current;
-//! - [`compile`] turns a policy into a generation image;
+//! - [`compile`] turns a policy into a generation image, and [`explain`]
+//!   searches one as the kernel programs do, offline;
 //! - [`kernel`] owns the BPF side: programs, maps, pins, capabilities;
 //! - [`events`] decodes, enriches and fans out verdicts;
 //! - [`store`] keeps the applied policy on disk and checks signed bundles;
@@ -17,6 +18,7 @@ pub mod control;
 pub mod daemon;
 mod events;
 mod exec;
+pub mod explain;
 pub mod host;
 pub mod kernel;
 pub mod policy;

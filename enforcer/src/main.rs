@@ -12,12 +12,13 @@ use enforcer::{
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::config::{Config, DEFAULT_CONFIG},
     daemon::{self, RunOptions},
+    explain::{Explainer, Target},
     kernel::maps::Slot,
     kernel::pins::DEFAULT_PIN_DIR,
     kernel::probe::ProbeReport,
     kernel::programs::FamilyChoice,
     policy::{self, PolicyErrors},
-    store::saved::DEFAULT_STATE_DIR,
+    store::saved::{DEFAULT_STATE_DIR, PolicyStore},
 };
 
 fn main() -> ExitCode {
@@ -134,10 +135,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             files,
             dir,
             bundle: None,
+            mode,
             socket,
         }) => {
             let files = PolicyFiles { files, dir }.paths()?;
-            apply(&files, &socket.path).await
+            apply(&files, mode, &socket.path).await
         }
         Command::Policy(PolicyCommand::Apply {
             bundle: Some(bundle),
@@ -147,6 +149,18 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Policy(PolicyCommand::Keygen { out }) => keygen(&out),
         Command::Policy(PolicyCommand::Sign { key, policy }) => sign(&key, &policy.paths()?),
         Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
+        Command::Policy(PolicyCommand::Explain {
+            targets,
+            policy,
+            dir,
+            state_dir,
+            json,
+        }) => explain(
+            &targets,
+            PolicyFiles { files: policy, dir },
+            &state_dir,
+            json,
+        ),
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
         Command::Probe { json } => probe(json),
@@ -175,14 +189,59 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Explains each target against the given files, or the stored policy.
+fn explain(
+    targets: &[Target],
+    files: PolicyFiles,
+    state_dir: &Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let sources = if files.files.is_empty() && files.dir.is_none() {
+        let store = PolicyStore::new(state_dir);
+        match store.load()? {
+            Some(stored) => stored.sources,
+            None => anyhow::bail!(
+                "no policy is stored in {}; give --policy FILE or --dir DIR",
+                state_dir.display()
+            ),
+        }
+    } else {
+        match policy::read_files(&files.paths()?) {
+            Ok(sources) => sources,
+            Err(errors) => return Ok(invalid(&errors)),
+        }
+    };
+    let policy = match policy::parse(&sources) {
+        Ok(policy) => policy,
+        Err(errors) => return Ok(invalid(&errors)),
+    };
+    let explainer = Explainer::new(policy)?;
+    for target in targets {
+        let explanation = explainer.explain(target)?;
+        if json {
+            println!("{}", serde_json::to_string(&explanation)?);
+        } else {
+            print!("{explanation}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn invalid(errors: &PolicyErrors) -> ExitCode {
     eprintln!("{errors}");
     ExitCode::FAILURE
 }
 
-async fn apply(files: &[PathBuf], socket: &std::path::Path) -> Result<ExitCode> {
+async fn apply(
+    files: &[PathBuf],
+    mode: Option<policy::Mode>,
+    socket: &std::path::Path,
+) -> Result<ExitCode> {
     let sources = match policy::read_files(files) {
-        Ok(sources) => sources,
+        Ok(sources) => match mode {
+            Some(mode) => policy::in_mode(sources, files, mode),
+            None => sources,
+        },
         Err(errors) => return Ok(invalid(&errors)),
     };
     let mut client = Client::request(socket, &Request::Apply { sources }).await?;

@@ -4,15 +4,16 @@
 //! problems it can see. A rule is only built when its own checks all passed;
 //! the policy as a whole is only returned when no file had any error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Display;
 
 use toml::de::DeTable;
 
 use super::context::FileCx;
 use super::document::{OptionSetting, check_document};
-use super::model::{Policy, Rule};
-use super::options::Options;
+use super::include::Include;
+use super::model::{Mode, Policy, Rule, RuleKind};
+use super::options::{OptionValue, Options, Trust};
 use super::rule_check::Draft;
 use super::source::{PolicyError, PolicyErrors, Source};
 use super::span::LineIndex;
@@ -20,6 +21,11 @@ use super::span::LineIndex;
 /// The options that bound how long a learned address stays blocked.
 const TTL_MIN: &str = "dns_ttl_min_seconds";
 const TTL_MAX: &str = "dns_ttl_max_seconds";
+
+/// The `[options]` switches that become rules (see
+/// [`Policy::enforced_rules`]), and so can report instead of refusing
+/// when only files included in audit mode turn them on.
+const AUDITED_SWITCHES: [&str; 2] = ["block_dot", "block_quic"];
 
 /// Accumulates rules and errors over all files of one policy.
 #[derive(Default)]
@@ -35,6 +41,18 @@ pub(super) struct Checker {
     /// check made once all files are read can still put its error among
     /// its file's, in reading order.
     error_ends: Vec<usize>,
+    /// The files checked so far, by name.
+    checked: HashSet<String>,
+    /// Each included file's mode override, set by its include or by one
+    /// further up: the outermost wins.
+    overrides: HashMap<String, Option<Mode>>,
+    /// Includes whose file has not come yet.
+    pending: Vec<(String, Place)>,
+    /// Why the reader did not bring an included file, as the include's
+    /// error says it.
+    unread_includes: HashMap<String, String>,
+    /// The options a file not included in audit mode sets.
+    enforcing_options: HashSet<&'static str>,
 }
 
 /// Where a value was written.
@@ -70,7 +88,14 @@ impl Checker {
         self.error_ends.push(self.errors.len());
     }
 
+    /// The reader did not bring the file an include names, for the reason
+    /// `message` gives.
+    pub(super) fn unread_include(&mut self, name: String, message: String) {
+        self.unread_includes.insert(name, message);
+    }
+
     pub(super) fn check(&mut self, source: &Source) {
+        let mode = self.overrides.get(&source.name).copied().flatten();
         let mut cx = FileCx {
             file: &source.name,
             index: LineIndex::new(&source.text),
@@ -93,10 +118,18 @@ impl Checker {
             Ok(root) => {
                 let document = check_document(&mut cx, root.get_ref());
                 for setting in document.options {
-                    self.set_option(&mut cx, setting);
+                    self.set_option(&mut cx, setting, mode == Some(Mode::Audit));
                 }
-                for draft in document.drafts {
+                for mut draft in document.drafts {
+                    if let (Some(mode), Some(rule)) = (mode, &mut draft.rule)
+                        && rule.kind == RuleKind::Block
+                    {
+                        rule.mode = mode;
+                    }
                     self.register(&mut cx, draft);
+                }
+                for include in document.includes {
+                    self.include(&mut cx, &source.name, include, mode);
                 }
             }
         }
@@ -105,6 +138,33 @@ impl Checker {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         self.errors.append(&mut cx.errors);
         self.error_ends.push(self.errors.len());
+        self.checked.insert(source.name.clone());
+    }
+
+    /// Where `offset` is in the file being checked.
+    fn place(&self, cx: &FileCx<'_>, offset: usize) -> Place {
+        let (line, column) = cx.index.position(offset);
+        Place {
+            file_number: self.error_ends.len(),
+            file: cx.file.to_owned(),
+            line,
+            column,
+        }
+    }
+
+    /// Records an include, to be met by a later file of the policy.
+    fn include(&mut self, cx: &mut FileCx<'_>, name: &str, include: Include, mode: Option<Mode>) {
+        let Include { target, span, .. } = &include;
+        if self.checked.contains(target) || target == name || self.overrides.contains_key(target) {
+            cx.error(
+                span.clone(),
+                format!("{target} is already part of this policy; a file is read once"),
+            );
+            return;
+        }
+        let place = self.place(cx, span.start);
+        self.overrides.insert(target.clone(), mode.or(include.mode));
+        self.pending.push((target.clone(), place));
     }
 
     /// Enforces unique names across files, in file order, so the error
@@ -131,8 +191,30 @@ impl Checker {
 
     /// Files may each set an option, but must agree on its value; a
     /// conflict is reported at the later value.
-    fn set_option(&mut self, cx: &mut FileCx<'_>, setting: OptionSetting) {
-        let OptionSetting { key, value, span } = setting;
+    fn set_option(&mut self, cx: &mut FileCx<'_>, setting: OptionSetting, audited: bool) {
+        let OptionSetting {
+            key,
+            mut value,
+            span,
+        } = setting;
+        if audited {
+            match value {
+                OptionValue::Trust(Trust::Enforce) => value = OptionValue::Trust(Trust::Audit),
+                OptionValue::Bool(true) if key.starts_with("exec_") => {
+                    cx.error(
+                        span,
+                        format!(
+                            "`{key}` has no audit mode, and this file is included in audit mode; \
+                             set it in a file that is enforced"
+                        ),
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        } else {
+            self.enforcing_options.insert(key);
+        }
         if let Some(first) = self.options_set.get(key) {
             let current = self
                 .options
@@ -150,13 +232,7 @@ impl Checker {
         } else {
             let set = self.options.set(key, value);
             assert!(set, "check_options only returns values of the key's type");
-            let (line, column) = cx.index.position(span.start);
-            let place = Place {
-                file_number: self.error_ends.len(),
-                file: cx.file.to_owned(),
-                line,
-                column,
-            };
+            let place = self.place(cx, span.start);
             self.options_set.insert(key, place);
         }
     }
@@ -206,10 +282,44 @@ impl Checker {
         }
     }
 
+    /// Includes whose file never came: the reader could not bring it, or
+    /// a list of sources was put together without it.
+    fn check_includes_met(&mut self) {
+        for (target, place) in std::mem::take(&mut self.pending) {
+            if self.checked.contains(&target) {
+                continue;
+            }
+            let message = match self.unread_includes.remove(&target) {
+                Some(message) => message,
+                None => format!("included file {target} is not among the policy's files"),
+            };
+            self.errors.push(PolicyError {
+                file: place.file,
+                line: place.line,
+                column: place.column,
+                message,
+            });
+        }
+    }
+
+    /// The network switches only files included in audit mode turn on.
+    fn audited_switches(&self) -> BTreeSet<String> {
+        AUDITED_SWITCHES
+            .iter()
+            .filter(|key| {
+                self.options.get(key) == Some(OptionValue::Bool(true))
+                    && !self.enforcing_options.contains(*key)
+            })
+            .map(|key| (*key).to_owned())
+            .collect()
+    }
+
     pub(super) fn finish(mut self) -> Result<Policy, PolicyErrors> {
         self.check_ttl_bounds();
+        self.check_includes_met();
         if self.errors.is_empty() {
             Ok(Policy {
+                audited_switches: self.audited_switches(),
                 rules: self.rules,
                 options: self.options,
             })

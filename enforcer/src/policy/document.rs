@@ -5,6 +5,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 use super::context::{FileCx, Value, integer};
+use super::include::{Include, check_includes};
 use super::model::RuleKind;
 use enforcer_common::exec::UNTRUSTED_FILESYSTEMS;
 
@@ -13,7 +14,7 @@ use super::rule_check::{Draft, check_rules};
 use super::values::check_mode;
 
 const SUPPORTED_VERSION: i64 = 1;
-const TOP_LEVEL_KEYS: &str = "version, mode, options, block, allow";
+const TOP_LEVEL_KEYS: &str = "version, mode, include, options, block, allow";
 
 /// A valid `[options]` entry of one file.
 pub(super) struct OptionSetting {
@@ -26,6 +27,7 @@ pub(super) struct OptionSetting {
 pub(super) struct Document {
     pub drafts: Vec<Draft>,
     pub options: Vec<OptionSetting>,
+    pub includes: Vec<Include>,
 }
 
 pub(super) fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Document {
@@ -37,10 +39,12 @@ pub(super) fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Documen
 
     let mut drafts = Vec::new();
     let mut options = Vec::new();
+    let mut includes = Vec::new();
     for (key, value) in root {
         match key.get_ref().as_ref() {
             "version" => check_version(cx, value),
             "mode" => {}
+            "include" => includes = check_includes(cx, value),
             "options" => options = check_options(cx, value),
             "block" => check_rules(cx, RuleKind::Block, value, file_mode, &mut drafts),
             "allow" => check_rules(cx, RuleKind::Allow, value, file_mode, &mut drafts),
@@ -55,7 +59,11 @@ pub(super) fn check_document(cx: &mut FileCx<'_>, root: &DeTable<'_>) -> Documen
     }
     // Blocks and allows come from two arrays; interleave them as written.
     drafts.sort_by_key(|draft| draft.start);
-    Document { drafts, options }
+    Document {
+        drafts,
+        options,
+        includes,
+    }
 }
 
 /// The `[options]` table: known keys with values of their type. Entries

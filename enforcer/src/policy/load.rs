@@ -1,11 +1,13 @@
 //! The entry points: a policy from its files' text, or from their paths.
 
 use std::{
+    collections::HashSet,
     io,
     path::{Path, PathBuf},
 };
 
 use super::checker::Checker;
+use super::include::includes_of;
 use super::model::Policy;
 use super::source::{PolicyErrors, Source};
 
@@ -19,33 +21,86 @@ pub fn parse(sources: &[Source]) -> Result<Policy, PolicyErrors> {
     checker.finish()
 }
 
-/// Reads `paths` as the files of one policy, without parsing them. Files
-/// that cannot be read are reported as [`load_files`] reports them.
+/// Reads `paths` as the files of one policy, with the files they include
+/// (each right after the file that includes it), without parsing them.
+/// Files that cannot be read are reported as [`load_files`] reports them.
 pub fn read_files(paths: &[PathBuf]) -> Result<Vec<Source>, PolicyErrors> {
-    let mut checker = Checker::default();
-    let mut sources = Vec::with_capacity(paths.len());
-    for path in paths {
-        let name = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => sources.push(Source { name, text }),
-            Err(error) => checker.unreadable(name, &error),
-        }
+    let (sources, mut checker, complete) = read_tree(paths);
+    if complete {
+        return Ok(sources);
+    }
+    // An include's error points into the file that includes it.
+    for source in &sources {
+        checker.check(source);
     }
     checker.finish().map(|_| sources)
 }
 
-/// Reads `paths` and parses them as one policy. A file that cannot be read
-/// is reported (at line 0, column 0) alongside the other files' errors.
+/// Reads `paths`, with the files they include, and parses them as one
+/// policy. A file that cannot be read is reported (at line 0, column 0)
+/// alongside the other files' errors; an included one at its include.
 pub fn load_files(paths: &[PathBuf]) -> Result<Policy, PolicyErrors> {
-    let mut checker = Checker::default();
-    for path in paths {
-        let name = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => checker.check(&Source { name, text }),
-            Err(error) => checker.unreadable(name, &error),
-        }
+    let (sources, mut checker, _) = read_tree(paths);
+    for source in &sources {
+        checker.check(source);
     }
     checker.finish()
+}
+
+/// The files of a policy from the disk, includes followed; whether all
+/// could be read.
+fn read_tree(paths: &[PathBuf]) -> (Vec<Source>, Checker, bool) {
+    let mut reader = Reader {
+        sources: Vec::new(),
+        checker: Checker::default(),
+        seen: HashSet::new(),
+        complete: true,
+    };
+    for path in paths {
+        reader.read(path.display().to_string(), false);
+    }
+    (reader.sources, reader.checker, reader.complete)
+}
+
+struct Reader {
+    sources: Vec<Source>,
+    checker: Checker,
+    /// Each file once, by where it really is.
+    seen: HashSet<PathBuf>,
+    complete: bool,
+}
+
+impl Reader {
+    fn read(&mut self, name: String, included: bool) {
+        let text = match std::fs::read_to_string(&name) {
+            Ok(text) => text,
+            Err(error) => {
+                self.complete = false;
+                if included {
+                    let message = format!("cannot read included file {name}: {error}");
+                    self.checker.unread_include(name, message);
+                } else {
+                    self.checker.unreadable(name, &error);
+                }
+                return;
+            }
+        };
+        let real = std::fs::canonicalize(&name).unwrap_or_else(|_| PathBuf::from(&name));
+        if !self.seen.insert(real) {
+            if included {
+                self.complete = false;
+                let message = format!("{name} is already part of this policy; a file is read once");
+                self.checker.unread_include(name, message);
+            }
+            return;
+        }
+        let source = Source { name, text };
+        let includes = includes_of(&source);
+        self.sources.push(source);
+        for include in includes {
+            self.read(include.target, true);
+        }
+    }
 }
 
 /// Why a policy directory gives no files.

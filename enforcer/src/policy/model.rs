@@ -1,6 +1,6 @@
 //! What a policy is once parsed: its rules, and what each rule holds.
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,11 @@ pub struct Policy {
     /// options existed read as the defaults.
     #[serde(default)]
     pub options: Options,
+    /// The `[options]` network switches that only files included in audit
+    /// mode turn on (`block_dot`, `block_quic`): their rules report and
+    /// let through.
+    #[serde(default)]
+    pub audited_switches: BTreeSet<String>,
 }
 
 impl Policy {
@@ -43,7 +48,11 @@ impl Policy {
         let switch = |key: &str, port: u16, protocols: ProtocolSet| Rule {
             name: format!("options.{key}"),
             kind: RuleKind::Block,
-            mode: Mode::Enforce,
+            mode: if self.audited_switches.contains(key) {
+                Mode::Audit
+            } else {
+                Mode::Enforce
+            },
             cidrs: everywhere.clone(),
             ports: Some(vec![PortRange {
                 first: port,

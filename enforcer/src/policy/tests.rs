@@ -393,8 +393,8 @@ fn unknown_top_level_key() {
     assert_eq!(
         errors("version = 1\nmodes = \"audit\"\n\n[[blocks]]\nname = \"a\"\n"),
         [
-            r#"p.toml:2:1: unknown key "modes"; expected one of: version, mode, options, block, allow"#,
-            r#"p.toml:4:3: unknown key "blocks"; expected one of: version, mode, options, block, allow"#,
+            r#"p.toml:2:1: unknown key "modes"; expected one of: version, mode, include, options, block, allow"#,
+            r#"p.toml:4:3: unknown key "blocks"; expected one of: version, mode, include, options, block, allow"#,
         ]
     );
 }
@@ -1843,6 +1843,7 @@ fn options_serde_round_trip() {
             dns_ttl_max_seconds: 3600,
             ..ALL_OPTIONS
         },
+        audited_switches: ["block_quic".to_owned()].into(),
     };
     let json = serde_json::to_string(&policy).unwrap();
     assert!(json.contains(r#""exec_hash_strict":true"#), "{json}");
