@@ -3,7 +3,7 @@
 //! (`XDG_CACHE_HOME` in a temporary directory) and everything is built into
 //! a throwaway target directory, so nothing an earlier build left behind
 //! can hide a broken bootstrap. The daemon built there then enforces
-//! `policies/messengers.toml` on a cgroup of its own, and every program
+//! the shipped ban list, `policies/ban/`, on a cgroup of its own, and every program
 //! family must have loaded within its verifier budget.
 //!
 //! Only the nightly itself comes from rustup's own store: like rustup's
@@ -121,8 +121,8 @@ impl<'a> Enforcement<'a> {
         let started = Instant::now();
         let mut daemon = Command::new(enforcer)
             .arg("run")
-            .arg("--policy")
-            .arg(workspace_root().join("policies/messengers.toml"))
+            .arg("--policy-dir")
+            .arg(workspace_root().join("policies/ban"))
             .arg("--cgroup")
             .arg(&scratch.cgroup)
             .arg("--socket")

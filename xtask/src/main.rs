@@ -46,6 +46,10 @@ enum Command {
     /// Check the source layout: file lengths, one module-file convention, no
     /// import cycles between module files.
     Layout,
+    /// Check the shipped policy packs: valid, sourced and dated, every
+    /// banned service decided by its own rule, nothing approved blocked
+    /// (`enforcer/tests/packs.rs`; `cargo xtask test` runs it too).
+    PacksCheck,
     /// Run every test: the layout check, unit tests, then the kernel
     /// integration suite (as root).
     Test {
@@ -75,6 +79,27 @@ enum Command {
     ConnectStorm { cgroup: PathBuf, millis: u64 },
 }
 
+/// Needs neither root nor the kernel programs, so it builds in a target
+/// directory of its own: the enforcer binary a plain build makes, without
+/// the programs, must not replace the one `cargo xtask build` made.
+fn packs_check() -> anyhow::Result<ExitCode> {
+    let mut cargo =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args([
+            "test",
+            "--package",
+            "enforcer",
+            "--test",
+            "packs",
+            "--target-dir",
+        ])
+        .arg(workspace::target_dir().join("packs-check"))
+        .current_dir(workspace::workspace_root());
+    build::run_checked(&mut cargo, "checking the packs")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -84,6 +109,7 @@ fn main() -> ExitCode {
         Command::Run { release, args } => build::run(release, &args),
         Command::Fresh => fresh::fresh(),
         Command::Layout => layout::layout(),
+        Command::PacksCheck => packs_check(),
         Command::Test { fuzz, args } => test::test(&args, fuzz),
         Command::Bench(args) => bench::bench(&args),
         Command::VmTest(args) => vm::vm_test(&args),

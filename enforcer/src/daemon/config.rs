@@ -3,7 +3,7 @@
 //! flag given on the command line wins over the file.
 //!
 //! ```toml
-//! policy = ["/etc/enforcer/messengers.toml", "/etc/enforcer/doh-resolvers.toml"]
+//! policy_dir = "/etc/enforcer/policy.d"
 //! control_group = "enforcer-admins"
 //! trusted_keys = ["/etc/enforcer/fleet.pub"]
 //! syslog = "/dev/log"
