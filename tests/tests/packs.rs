@@ -4,11 +4,7 @@
 //! administrator fills in: which resolver the workstations use. Its
 //! addresses are 127.0.4.0/24.
 
-use std::{
-    ffi::OsStr,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{ffi::OsStr, net::Ipv4Addr, path::PathBuf};
 
 use enforcer_integration_tests::{
     cgroup::TestCgroup,
@@ -38,8 +34,10 @@ cidrs = ["127.0.4.53/32"]
 ports = [53]
 "#;
 
+/// The shipped policies, from the package's directory, where cargo and the
+/// VM harness run the tests.
 fn policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    PathBuf::from("../policies")
 }
 
 fn profile() -> PathBuf {

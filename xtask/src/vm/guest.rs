@@ -135,16 +135,22 @@ pub(super) fn build(work: &Path, options: &Options) -> Result<Guest> {
             tree.host_path(file)?;
         }
     }
-    // proptest finds its regressions file next to the test's source,
-    // looked up from the working directory (the package, as under cargo).
-    let sources = crate::workspace::workspace_root().join("tests/tests");
-    for entry in fs::read_dir(&sources)?.flatten() {
-        let path = entry.path();
-        if path.is_file() {
-            let guest = Path::new(GUEST_WORKSPACE)
-                .join("tests/tests")
-                .join(entry.file_name());
-            tree.file(guest, &path)?;
+    // proptest finds its regressions file next to the test's source, and
+    // the packs' tests read the shipped policies, both looked up from the
+    // working directory (the package, as under cargo).
+    for dir in [
+        "tests/tests",
+        "policies",
+        "policies/ban",
+        "policies/profiles",
+    ] {
+        let sources = crate::workspace::workspace_root().join(dir);
+        for entry in fs::read_dir(&sources)?.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                let guest = Path::new(GUEST_WORKSPACE).join(dir).join(entry.file_name());
+                tree.file(guest, &path)?;
+            }
         }
     }
 
