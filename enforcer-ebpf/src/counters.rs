@@ -1,10 +1,25 @@
-//! The per-CPU counters userspace sums (see `enforcer_common::counters`).
+//! The per-CPU counters userspace sums (see `enforcer_common::counters`),
+//! and the hit counts per rule (see `enforcer_common::hits`).
 
-use aya_ebpf::{btf_maps::PerCpuArray, macros::btf_map};
-use enforcer_common::counters::{COUNTERS_LEN, Counter};
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    btf_maps::{PerCpuArray, PerCpuHashMap},
+    macros::btf_map,
+};
+use enforcer_common::{
+    counters::{COUNTERS_LEN, Counter},
+    decision::Action,
+    hits::{RULE_HITS_CAPACITY, RuleHitKey},
+};
 
 #[btf_map]
 pub(crate) static COUNTERS: PerCpuArray<u64, { COUNTERS_LEN as usize }> = PerCpuArray::new();
+
+/// Preallocated: the exec tracepoints may not allocate map entries on
+/// every kernel, and a hit must not wait for memory.
+#[btf_map]
+static RULE_HITS: PerCpuHashMap<RuleHitKey, u64, { RULE_HITS_CAPACITY as usize }> =
+    PerCpuHashMap::new();
 
 #[inline(always)]
 pub(crate) fn count(counter: Counter) {
@@ -12,5 +27,28 @@ pub(crate) fn count(counter: Counter) {
         // SAFETY: a per-CPU slot, touched only by this CPU with preemption
         // off for the program's run.
         unsafe { *value += 1 };
+    }
+}
+
+/// Counts a verdict of rule `rule` of generation `generation`: the one
+/// place every hook counts its hits.
+// A function of its own: the verifier follows its three ways out (counted,
+// inserted, full) to its return, where they end in one state, instead of
+// carrying each through the rest of the judge (egress took 850,000
+// verified instructions with this inlined, from 102,000).
+#[inline(never)]
+pub(crate) fn hit(generation: u64, rule: u32, action: Action) {
+    let key = RuleHitKey::new(generation, rule, action);
+    if let Some(value) = RULE_HITS.get_ptr_mut(&key) {
+        // SAFETY: as in `count`. The daemon deletes only the keys of
+        // generations no program runs on any more.
+        unsafe { *value += 1 };
+        return;
+    }
+    // The first hit on this CPU's view of the key. Another CPU may have
+    // inserted it since: an insert from a program writes this CPU's value
+    // alone, which was 0, so no count of another CPU is lost.
+    if RULE_HITS.insert(&key, 1, BPF_ANY.into()).is_err() {
+        count(Counter::HitsUncounted);
     }
 }
