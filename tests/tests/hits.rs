@@ -13,6 +13,7 @@ use enforcer_integration_tests::{
     cgroup::TestCgroup,
     command::{assert_exit_code, enforcer, run},
     daemon::Daemon,
+    dns::{DnsServer, Zone, dns_query_as},
     exec::{ExecMethod, RAN, blocked_outcome, exec_probe_as},
     net::{EPERM, Op, Outcome, probe_as, tcp_listener},
     privilege::NOBODY,
@@ -203,6 +204,36 @@ fn exec_hits_are_counted_for_the_rule_that_decided() {
         [
             ("hits-exec-ban".to_string(), hits(true, 0, 1, 0)),
             ("hits-exec-allow".to_string(), hits(true, 2, 0, 0)),
+        ],
+        "status --json: {status:#}"
+    );
+}
+
+#[test]
+fn dns_queries_are_counted_for_the_domain_rule_that_decided() {
+    let server_addr = Ipv4Addr::new(127, 0, 3, 53);
+    let zone = Zone::new()
+        .a("www.hits.example", Ipv4Addr::new(127, 0, 3, 10), 60)
+        .a("open.hits.example", Ipv4Addr::new(127, 0, 3, 11), 60);
+    let _server = DnsServer::start(server_addr, zone);
+    let policy = "version = 1\n\n[[block]]\nname = \"hits-domain\"\ndomains = [\"hits.example\"]\n\n\
+                  [[allow]]\nname = \"hits-domain-allow\"\ndomains = [\"open.hits.example\"]\n";
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, policy);
+
+    for _ in 0..2 {
+        let outcome = dns_query_as(&cgroup, NOBODY, server_addr, "www.hits.example");
+        assert!(outcome.is_refused(), "www.hits.example: {outcome:?}");
+    }
+    let outcome = dns_query_as(&cgroup, NOBODY, server_addr, "open.hits.example");
+    assert!(outcome.is_answered(), "open.hits.example: {outcome:?}");
+
+    let status = daemon.status_json();
+    assert_eq!(
+        rows(&status),
+        [
+            ("hits-domain".to_string(), hits(true, 0, 2, 0)),
+            ("hits-domain-allow".to_string(), hits(true, 1, 0, 0)),
         ],
         "status --json: {status:#}"
     );
