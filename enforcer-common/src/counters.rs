@@ -55,6 +55,10 @@ macro_rules! counter_table {
             /// DNS responses let through unjudged because their answer has more
             /// CNAMEs than the first three, none of which is listed.
             ChainsCut = 16, chains_cut;
+            /// Verdicts whose rule hit could not be counted because the hit
+            /// map was full (see `enforcer_common::hits`). The verdict itself
+            /// was still applied.
+            HitsUncounted = 17, hits_uncounted;
         }
     };
 }

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod event;
 pub mod exec;
 pub mod guard;
+pub mod hits;
 pub mod image;
 pub mod learned;
 pub mod lookup;

@@ -23,6 +23,8 @@ pub const MAP_GENERATION_SIZED: &str = "GENERATION_SIZED";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters, indexed by [`crate::counters::Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Per-CPU hit counts by generation, rule and action (see `crate::hits`).
+pub const MAP_RULE_HITS: &str = "RULE_HITS";
 
 /// Exec hooks: the BPF LSM one where the kernel allows it, else the
 /// tracepoint that kills the new image. Each is a dispatcher that

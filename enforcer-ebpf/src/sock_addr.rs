@@ -16,7 +16,7 @@ use enforcer_common::lookup::{Fault, Generation};
 
 use crate::{
     maps::LiveImage,
-    counters::count,
+    counters::{count, hit},
     report::{Verdict, report},
     skb::learned_decision,
 };
@@ -180,7 +180,7 @@ fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
         Action::None => return Ok(true),
         Action::Allow => {
             count(Counter::Allowed);
-            return Ok(true);
+            true
         }
         Action::Block => {
             count(Counter::Blocked);
@@ -191,12 +191,18 @@ fn decide(destination: &Destination, hook: Hook) -> Result<bool, Fault> {
             true
         }
     };
+    let number = generation.number()?;
+    hit(number, decision.rule(), action);
+    if action == Action::Allow {
+        // Counted, not reported: an allow is the traffic the policy wants.
+        return Ok(true);
+    }
     let mut daddr = [0u8; 16];
     for (chunk, word) in daddr.chunks_exact_mut(4).zip(words) {
         chunk.copy_from_slice(&word.to_ne_bytes());
     }
     report(Verdict {
-        generation: generation.number()?,
+        generation: number,
         rule: decision.rule(),
         action: action as u32,
         daddr,

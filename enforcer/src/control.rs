@@ -16,6 +16,7 @@ use tokio::{
 use crate::{
     compile::ImageStats,
     kernel::family::{Degradation, FamilyStatus, VerifiedProgram},
+    kernel::hits::RuleHitsReport,
     kernel::maps::{CounterTotals, Slot},
     policy::{PolicyErrors, Source, diff::PolicyDiff, diff::RuleSummary},
 };
@@ -46,6 +47,8 @@ pub enum Request {
     Rollback,
 }
 
+// One response per request, sent and dropped: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
@@ -131,6 +134,9 @@ pub struct StatusReport {
     /// Exec paths of the policy that do not exist now.
     pub missing_paths: Vec<String>,
     pub counters: CounterTotals,
+    /// Absent from the status of a daemon older than the hit counts.
+    #[serde(default)]
+    pub rule_hits: RuleHitsReport,
 }
 
 /// Where the live image is (see `crate::kernel::maps`).

@@ -529,6 +529,7 @@ fn status_text(report: &StatusReport) -> String {
     for rule in &report.rules {
         let _ = writeln!(text, "  {rule}");
     }
+    let _ = write!(text, "{}", report.rule_hits);
     let image = &report.image;
     let _ = writeln!(
         text,

@@ -80,10 +80,16 @@ fn build_ebpf(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
         .arg(&target_dir)
         .current_dir(root.join("enforcer-ebpf"))
         .env("PATH", path)
-        // BTF-defined maps need BTF in the object.
+        // BTF-defined maps need BTF in the object. The export keeps the
+        // programs' one global function global (see `counters::hit`).
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            ["-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+            [
+                "-Cdebuginfo=2",
+                "-Clink-arg=--btf",
+                "-Clink-arg=--export=enforcer_rule_hit",
+            ]
+            .join("\x1f"),
         );
     // Variables the outer (stable) cargo set for xtask would steer the
     // nightly build to the wrong compiler or flags.

@@ -42,12 +42,13 @@ use enforcer_common::{
         MAX_NAME_LEN, MAX_PATH_COMPONENTS, NAME_HASH_SEED, OPTIONS_RULE, PATH_COMPONENT_MAX,
         Trigger, Untrusted, name_hash_step, options,
     },
+    hits::TRUSTED_ONLY_RULE,
     lookup::{Fault, Generation},
 };
 
 use self::{script::script_of, trust::distrust};
 use crate::{
-    counters::count,
+    counters::{count, hit},
     kernel::{exec_offsets, read, read_ptr},
     maps::{Claimed, LiveImage},
     ring,
@@ -174,8 +175,14 @@ fn act(
                 Action::Audit => count(Counter::ExecAudited),
                 Action::None => return None,
             }
+            let generation_number = generation.number().unwrap_or(0);
+            let rule = if found.untrusted.is_some() {
+                TRUSTED_ONLY_RULE
+            } else {
+                found.decision.rule()
+            };
+            hit(generation_number, rule, action);
             if action != Action::Allow {
-                let generation_number = generation.number().unwrap_or(0);
                 report(offsets, bprm, &found, generation_number, method);
             }
             Some(action)

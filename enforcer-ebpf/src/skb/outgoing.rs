@@ -20,7 +20,7 @@ use super::{
     pending::remember_query,
 };
 use crate::{
-    counters::count,
+    counters::{count, hit},
     headers::Headers,
     maps::{ImageSlot, LiveImage, Parts, Scratch},
     repeat::BpfLoop,
@@ -101,7 +101,13 @@ fn judge_message(
     if pass {
         remember_query(ctx, packet, id, &question, &name);
     }
-    if !(blocks && matches!(action, Action::Block | Action::Audit)) {
+    // Without query blocking, queries are not judged.
+    if !blocks || action == Action::None {
+        return Ok(pass);
+    }
+    let number = generation.number()?;
+    hit(number, found.decision.rule(), action);
+    if action == Action::Allow {
         return Ok(pass);
     }
     if !pass {
@@ -109,7 +115,7 @@ fn judge_message(
     }
     report_name(&NameVerdict {
         kind: DomainEventKind::Query,
-        generation: generation.number()?,
+        generation: number,
         found: &found,
         packet,
         name: &name,
@@ -153,14 +159,20 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
     if !found.judges_server_name() {
         return Ok(PASS);
     }
-    let verdict = match found.decision.action() {
+    let action = found.decision.action();
+    let verdict = match action {
         Action::Block => {
             count(Counter::ServerNamesBlocked);
             DROP
         }
-        Action::Audit => PASS,
-        Action::None | Action::Allow => return Ok(PASS),
+        Action::Audit | Action::Allow => PASS,
+        Action::None => return Ok(PASS),
     };
+    let number = generation.number()?;
+    hit(number, found.decision.rule(), action);
+    if action == Action::Allow {
+        return Ok(PASS);
+    }
     let ttl = if found.learns_addresses() {
         match learn_destination(&generation, &found, packet) {
             Learning::Listed => generation.sni_learned_seconds()? as u32,
@@ -172,7 +184,7 @@ pub(crate) fn judge_server_name<S: ImageSlot>(
     };
     report_name(&NameVerdict {
         kind: DomainEventKind::ServerName,
-        generation: generation.number()?,
+        generation: number,
         found: &found,
         packet,
         name: &name,

@@ -21,7 +21,7 @@ use super::{
     pending::was_asked,
 };
 use crate::{
-    counters::count,
+    counters::{count, hit},
     headers::Headers,
     maps::{ImageSlot, LiveImage, Scratch},
     repeat::BpfLoop,
@@ -313,9 +313,11 @@ fn report_answer(
     if response.chain.decision.action() != Action::Block {
         return Ok(false);
     }
+    let number = generation.number()?;
+    hit(number, response.chain.decision.rule(), Action::Block);
     report_name(&NameVerdict {
         kind: DomainEventKind::Answer,
-        generation: generation.number()?,
+        generation: number,
         found: &response.chain,
         packet,
         name: &Name {

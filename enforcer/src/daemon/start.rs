@@ -332,6 +332,7 @@ pub(super) fn load_kernel(
         programs,
         slot,
         counters,
+        hits,
         events,
     } = loaded.inspect_err(|_| {
         let _ = pins::remove_instance(&instance);
@@ -342,6 +343,7 @@ pub(super) fn load_kernel(
             programs,
             slot,
             counters,
+            hits,
         },
         events,
         instance,

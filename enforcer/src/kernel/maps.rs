@@ -475,6 +475,7 @@ mod tests {
             "answers_unsolicited",
             "learned_unstored",
             "chains_cut",
+            "hits_uncounted",
         ];
         assert_eq!(json.as_object().unwrap().len(), names.len());
         for (index, name) in names.into_iter().enumerate() {

@@ -2,7 +2,7 @@
 //! generation, and report what changed.
 
 use super::{
-    state::{Live, Owner, Peer, paths, rule_names},
+    state::{Live, Owner, Peer, hit_rule_name, paths, rule_names},
     watch::forward_matches,
 };
 use std::time::SystemTime;
@@ -141,6 +141,13 @@ impl Owner {
         let installed = self
             .slot
             .install(&compiled.image, number, |id| self.programs.guard_image(id))?;
+        // No program runs on an earlier generation now.
+        if let Err(error) = self
+            .hits
+            .fold_replaced(number, |key| hit_rule_name(&self.rules, key))
+        {
+            log::error!("hits of generations before {number} stay in the kernel's map: {error}");
+        }
         self.programs.image_live(installed.map_id)?;
         self.programs.detach_unneeded(needs)?;
         // The files stay the live ones' until `apply` says otherwise: a

@@ -29,7 +29,7 @@ use crate::{
     policy::{Policy, diff::RuleSummary},
 };
 pub(super) use state::{Command, Kernel, Lineage, Owner, Peer, Reach};
-use state::{LearnedUpkeep, Live, paths, rule_names};
+use state::{LearnedUpkeep, Live, hit_rule_name, paths, rule_names};
 use watch::forward_matches;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,7 @@ impl Owner {
             mut programs,
             mut slot,
             counters,
+            hits,
         } = kernel;
         programs.prepare(&policy);
         let mut content = ContentBans::new(StrictScope(cgroup_path));
@@ -91,6 +92,7 @@ impl Owner {
             programs,
             slot,
             counters,
+            hits,
             rules,
             hub,
             cgroup,
@@ -236,6 +238,18 @@ impl Owner {
                 };
             }
         };
+        let rule_hits = match self.hits.report(
+            &rule_names(&self.live.policy),
+            |key| hit_rule_name(&self.rules, key),
+            counters.hits_uncounted,
+        ) {
+            Ok(rule_hits) => rule_hits,
+            Err(error) => {
+                return Response::Error {
+                    message: error.to_string(),
+                };
+            }
+        };
         Response::Status(StatusReport {
             cgroup: self.cgroup.display().to_string(),
             programs: self.programs.names(),
@@ -256,6 +270,7 @@ impl Owner {
             }),
             missing_paths: paths(&self.live.resolution.missing),
             counters,
+            rule_hits,
         })
     }
 }

@@ -7,6 +7,10 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use enforcer_common::{
+    exec::OPTIONS_RULE,
+    hits::{RuleHitKey, TRUSTED_ONLY_RULE},
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -15,6 +19,7 @@ use crate::{
     events::{hub::EventHub, rules::RuleBook},
     exec::{content::ContentBans, hashwatch::Match, pathwatch::PathWatch, resolve::Resolution},
     kernel::{
+        hits::RuleHitTotals,
         learned::LearnedMaps,
         maps::{Counters, GenerationSlot, Slot},
         programs::Programs,
@@ -28,6 +33,7 @@ pub(crate) struct Kernel {
     pub programs: Programs,
     pub slot: GenerationSlot,
     pub counters: Counters,
+    pub hits: RuleHitTotals,
 }
 
 /// Where the owner enforces.
@@ -90,6 +96,9 @@ pub(crate) struct Owner {
     pub(super) programs: Programs,
     pub(super) slot: GenerationSlot,
     pub(super) counters: Counters,
+    /// Hits per rule name, of the generations replaced so far and the
+    /// live one.
+    pub(super) hits: RuleHitTotals,
     pub(super) rules: Arc<RuleBook>,
     pub(super) hub: Arc<EventHub>,
     pub(super) cgroup: PathBuf,
@@ -139,6 +148,16 @@ pub(super) fn rule_names(policy: &Policy) -> Vec<String> {
         .into_iter()
         .map(|rule| rule.name)
         .collect()
+}
+
+/// The name of the rule a hit was counted for, from its generation's
+/// rule table; the exec options by the names their events give them.
+pub(super) fn hit_rule_name(rules: &RuleBook, key: &RuleHitKey) -> String {
+    match key.rule {
+        OPTIONS_RULE => "options.exec_block_anonymous".to_string(),
+        TRUSTED_ONLY_RULE => "options.exec_trusted_only".to_string(),
+        rule => rules.name(key.generation, rule),
+    }
 }
 
 pub(super) fn paths(list: &[PathBuf]) -> Vec<String> {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use aya::{EbpfError, programs::ProgramError};
 
 use crate::kernel::{
-    family::Family, guard::GuardError, maps::MapsError, pins::PinError, programs::refusal::Refusal,
+    family::Family, guard::GuardError, hits::HitsError, maps::MapsError, pins::PinError,
+    programs::refusal::Refusal,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub enum ProgramsError {
     },
     #[error(transparent)]
     Maps(#[from] MapsError),
+    #[error(transparent)]
+    Hits(#[from] HitsError),
     #[error(transparent)]
     Pins(#[from] PinError),
     #[error("program {name}: its link cannot be pinned: {source}")]

@@ -11,7 +11,7 @@ use enforcer_common::{
     names::{
         EGRESS_VARIANTS, EXEC_LSM_VARIANTS, EXEC_SCRIPT_VARIANTS, EXEC_SIGNAL_VARIANTS,
         FILE_MPROTECT_VARIANTS, INGRESS_VARIANTS, MAP_COUNTERS, MAP_EVENTS, MAP_GENERATION,
-        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED,
+        MAP_GENERATION_SIZED, MAP_LEARNED, MAP_LEARNED_ADDED, MAP_LEARNED_ADJUSTED, MAP_RULE_HITS,
         MAPPING_VARIANTS, MMAP_FILE_VARIANTS,
     },
 };
@@ -20,6 +20,7 @@ use crate::kernel::{
     btf::BtfError,
     capabilities::Capabilities,
     family::{Family, FamilyState},
+    hits::RuleHitTotals,
     maps::{Counters, GenerationSlot},
     pins::Pins,
     programs::{
@@ -141,6 +142,7 @@ pub fn load(
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProgramsError::MissingMap(name));
     let slot = GenerationSlot::new(take(MAP_GENERATION_SIZED)?, take(MAP_GENERATION)?, capacity)?;
     let counters = Counters::new(take(MAP_COUNTERS)?)?;
+    let hits = RuleHitTotals::new(take(MAP_RULE_HITS)?)?;
     let events = RingBuf::try_from(take(MAP_EVENTS)?).map_err(|source| ProgramsError::Map {
         name: MAP_EVENTS,
         source,
@@ -174,6 +176,7 @@ pub fn load(
         },
         slot,
         counters,
+        hits,
         events,
     })
 }

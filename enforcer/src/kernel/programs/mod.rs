@@ -46,6 +46,7 @@ pub use self::{
 use self::{exec_hook::ExecHook, states::FamilyStates};
 use crate::kernel::{
     guard::Guard,
+    hits::RuleHitTotals,
     maps::{Counters, GenerationSlot},
     pins::Pins,
 };
@@ -55,6 +56,7 @@ pub struct Loaded {
     pub programs: Programs,
     pub slot: GenerationSlot,
     pub counters: Counters,
+    pub hits: RuleHitTotals,
     pub events: RingBuf<MapData>,
 }
 
