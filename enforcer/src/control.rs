@@ -85,6 +85,10 @@ impl Response {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyReport {
+    /// `false` when the policy sent is the one in force, signature and
+    /// all: nothing was switched, and `generation` is the live one.
+    #[serde(default = "changed_by_default")]
+    pub changed: bool,
     pub generation: u64,
     pub diff: PolicyDiff,
     pub before: ImageStats,
@@ -96,6 +100,11 @@ pub struct ApplyReport {
     /// options for: those parts are not enforced, the rest is.
     #[serde(default)]
     pub not_enforced: Vec<Degradation>,
+}
+
+/// Reports from daemons before `changed` existed were all of a switch.
+fn changed_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,18 +7,16 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Parser;
 use enforcer::{
-    cli::{Cli, Command, PolicyCommand, PolicyFiles, RunArgs},
-    compile::ImageStats,
+    cli::{Cli, Command, RunArgs},
     control::{Client, DEFAULT_SOCKET, Request, Response, StatusReport},
     daemon::config::{Config, DEFAULT_CONFIG},
     daemon::{self, RunOptions},
-    explain::{Explainer, Target},
     kernel::maps::Slot,
     kernel::pins::DEFAULT_PIN_DIR,
     kernel::probe::ProbeReport,
     kernel::programs::FamilyChoice,
-    policy::{self, PolicyErrors},
-    store::saved::{DEFAULT_STATE_DIR, PolicyStore},
+    policy,
+    store::saved::DEFAULT_STATE_DIR,
 };
 
 fn main() -> ExitCode {
@@ -130,37 +128,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy(PolicyCommand::Check { policy }) => Ok(check(&policy.paths()?)),
-        Command::Policy(PolicyCommand::Apply {
-            files,
-            dir,
-            bundle: None,
-            mode,
-            socket,
-        }) => {
-            let files = PolicyFiles { files, dir }.paths()?;
-            apply(&files, mode, &socket.path).await
-        }
-        Command::Policy(PolicyCommand::Apply {
-            bundle: Some(bundle),
-            socket,
-            ..
-        }) => apply_bundle(&bundle, &socket.path).await,
-        Command::Policy(PolicyCommand::Keygen { out }) => keygen(&out),
-        Command::Policy(PolicyCommand::Sign { key, policy }) => sign(&key, &policy.paths()?),
-        Command::Policy(PolicyCommand::Rollback { socket }) => rollback(&socket.path).await,
-        Command::Policy(PolicyCommand::Explain {
-            targets,
-            policy,
-            dir,
-            state_dir,
-            json,
-        }) => explain(
-            &targets,
-            PolicyFiles { files: policy, dir },
-            &state_dir,
-            json,
-        ),
+        Command::Policy(command) => enforcer::cli::policy::run(command).await,
         Command::Events { follow, socket } => events(follow, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
         Command::Probe { json } => probe(json),
@@ -168,171 +136,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             confirm,
             socket,
             pin_dir,
-        } => unload(confirm, &socket.path, &pin_dir).await,
+            output,
+        } => unload(confirm, &socket.path, &pin_dir, output.json).await,
     }
-}
-
-fn check(files: &[PathBuf]) -> ExitCode {
-    match policy::load_files(files) {
-        Ok(policy) => {
-            for warning in policy::shared_targets(&policy) {
-                eprintln!("{warning}");
-            }
-            println!(
-                "{} rule(s) in {} file(s): valid",
-                policy.rules.len(),
-                files.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => invalid(&errors),
-    }
-}
-
-/// Explains each target against the given files, or the stored policy.
-fn explain(
-    targets: &[Target],
-    files: PolicyFiles,
-    state_dir: &Path,
-    json: bool,
-) -> Result<ExitCode> {
-    let sources = if files.files.is_empty() && files.dir.is_none() {
-        let store = PolicyStore::new(state_dir);
-        match store.load()? {
-            Some(stored) => stored.sources,
-            None => anyhow::bail!(
-                "no policy is stored in {}; give --policy FILE or --dir DIR",
-                state_dir.display()
-            ),
-        }
-    } else {
-        match policy::read_files(&files.paths()?) {
-            Ok(sources) => sources,
-            Err(errors) => return Ok(invalid(&errors)),
-        }
-    };
-    let policy = match policy::parse(&sources) {
-        Ok(policy) => policy,
-        Err(errors) => return Ok(invalid(&errors)),
-    };
-    let explainer = Explainer::new(policy)?;
-    for target in targets {
-        let explanation = explainer.explain(target)?;
-        if json {
-            println!("{}", serde_json::to_string(&explanation)?);
-        } else {
-            print!("{explanation}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn invalid(errors: &PolicyErrors) -> ExitCode {
-    eprintln!("{errors}");
-    ExitCode::FAILURE
-}
-
-async fn apply(
-    files: &[PathBuf],
-    mode: Option<policy::Mode>,
-    socket: &std::path::Path,
-) -> Result<ExitCode> {
-    let sources = match policy::read_files(files) {
-        Ok(sources) => match mode {
-            Some(mode) => policy::in_mode(sources, files, mode),
-            None => sources,
-        },
-        Err(errors) => return Ok(invalid(&errors)),
-    };
-    let mut client = Client::request(socket, &Request::Apply { sources }).await?;
-    applied(client.receive().await?)
-}
-
-async fn apply_bundle(file: &std::path::Path, socket: &std::path::Path) -> Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let bundle: enforcer::store::signing::Bundle = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a policy bundle", file.display()))?;
-    let mut client = Client::request(socket, &Request::ApplySigned { bundle }).await?;
-    applied(client.receive().await?)
-}
-
-fn keygen(out: &std::path::Path) -> Result<ExitCode> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let (secret, public) = enforcer::store::signing::generate()?;
-    let secret_file = out.with_extension("key");
-    let public_file = out.with_extension("pub");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret_file)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, secret.as_bytes()))
-        .with_context(|| format!("writing {}", secret_file.display()))?;
-    std::fs::write(&public_file, public)
-        .with_context(|| format!("writing {}", public_file.display()))?;
-    println!(
-        "secret key: {} (keep it off the workstations); public key: {} (for --trusted-key)",
-        secret_file.display(),
-        public_file.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn sign(key: &std::path::Path, files: &[PathBuf]) -> Result<ExitCode> {
-    let sources = match policy::read_files(files) {
-        Ok(sources) => sources,
-        Err(errors) => return Ok(invalid(&errors)),
-    };
-    // Only a policy that checks is worth a signature.
-    if let Err(errors) = policy::parse(&sources) {
-        return Ok(invalid(&errors));
-    }
-    let bundle = enforcer::store::signing::sign(key, sources)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&bundle).context("encoding the bundle")?
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn rollback(socket: &std::path::Path) -> Result<ExitCode> {
-    let mut client = Client::request(socket, &Request::Rollback).await?;
-    applied(client.receive().await?)
-}
-
-/// Prints the daemon's answer to an apply or a rollback.
-fn applied(response: Response) -> Result<ExitCode> {
-    match response {
-        Response::Applied(report) => {
-            println!("generation {} applied", report.generation);
-            print!("{}", report.diff);
-            println!("{}", stats_change(&report.before, &report.after));
-            for path in &report.missing_paths {
-                println!("not present now (watched, banned when it appears): {path}");
-            }
-            for degradation in &report.not_enforced {
-                println!("{degradation}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Response::Invalid { errors } => Ok(invalid(&errors)),
-        other => Err(other.unexpected().into()),
-    }
-}
-
-fn stats_change(before: &ImageStats, after: &ImageStats) -> String {
-    format!(
-        "entries: IPv4 ranges {} -> {}, IPv6 ranges {} -> {}, classes {} -> {}, port entries {} -> {}",
-        before.v4_ranges,
-        after.v4_ranges,
-        before.v6_ranges,
-        after.v6_ranges,
-        before.classes,
-        after.classes,
-        before.port_entries,
-        after.port_entries
-    )
 }
 
 async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
@@ -382,7 +188,20 @@ async fn unload(
     confirm: bool,
     socket: &std::path::Path,
     pin_dir: &std::path::Path,
+    json: bool,
 ) -> Result<ExitCode> {
+    let report = |text: String, pins_removed: usize, daemon: bool| {
+        if json {
+            let report = serde_json::json!({
+                "changed": pins_removed > 0 || daemon,
+                "pins_removed": pins_removed,
+                "daemon": daemon,
+            });
+            println!("{report}");
+        } else {
+            println!("{text}");
+        }
+    };
     if !confirm {
         eprintln!(
             "enforcer: refusing to remove enforcement without --confirm; \
@@ -395,7 +214,11 @@ async fn unload(
             client.send(&Request::Unload).await?;
             match client.receive().await? {
                 Response::Unloaded { pins_removed } => {
-                    println!("enforcement removed ({pins_removed} pins); the daemon stops");
+                    report(
+                        format!("enforcement removed ({pins_removed} pins); the daemon stops"),
+                        pins_removed,
+                        true,
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 other => Err(other.unexpected().into()),
@@ -404,11 +227,15 @@ async fn unload(
         Err(_) => {
             let instances = enforcer::kernel::pins::instances(pin_dir);
             if instances.is_empty() {
-                println!(
-                    "no daemon answers at {} and nothing is pinned under {}: \
-                     enforcement is not loaded",
-                    socket.display(),
-                    pin_dir.display()
+                report(
+                    format!(
+                        "no daemon answers at {} and nothing is pinned under {}: \
+                         enforcement is not loaded",
+                        socket.display(),
+                        pin_dir.display()
+                    ),
+                    0,
+                    false,
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -416,10 +243,15 @@ async fn unload(
             for instance in instances {
                 removed += enforcer::kernel::pins::remove_instance(&instance.path)?;
             }
-            println!(
-                "no daemon answers at {}; removed the {removed} pins under {}: enforcement is off",
-                socket.display(),
-                pin_dir.display()
+            report(
+                format!(
+                    "no daemon answers at {}; removed the {removed} pins under {}: \
+                     enforcement is off",
+                    socket.display(),
+                    pin_dir.display()
+                ),
+                removed,
+                false,
             );
             Ok(ExitCode::SUCCESS)
         }

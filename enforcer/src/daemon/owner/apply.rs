@@ -37,6 +37,26 @@ impl Owner {
             Ok(policy) => policy,
             Err(errors) => return Response::Invalid { errors },
         };
+        let sha256 = crate::store::saved::digest(&stored.sources);
+        // Configuration management applies on every run, and must be able
+        // to tell that nothing changed: the same files and signature as
+        // the policy in force switch nothing.
+        if sha256 == self.live.sha256
+            && matches!(self.store.load(), Ok(Some(current)) if current == stored)
+        {
+            return Response::Applied(ApplyReport {
+                changed: false,
+                generation: self.live.number,
+                diff: PolicyDiff {
+                    unchanged: policy.rules.len(),
+                    ..PolicyDiff::default()
+                },
+                before: self.live.stats,
+                after: self.live.stats,
+                missing_paths: paths(&self.live.resolution.missing),
+                not_enforced: self.not_enforced(),
+            });
+        }
         // What this kernel refuses is reported, not a reason to refuse the
         // policy: everything else in it is enforced.
         self.programs.prepare(&policy);
@@ -55,7 +75,6 @@ impl Owner {
         };
         let before = self.live.stats;
         let diff = PolicyDiff::between(&self.live.policy, &policy);
-        let sha256 = crate::store::saved::digest(&stored.sources);
         // Stored first: what is in force must be what a reboot finds.
         let replacement = match self.store.replace(&stored) {
             Ok(replacement) => replacement,
@@ -86,16 +105,13 @@ impl Owner {
                     uid: Some(peer.uid),
                     pid: peer.pid,
                 }));
-                let not_enforced: Vec<Degradation> = self
-                    .degradations()
-                    .into_iter()
-                    .filter(|degradation| !degradation.not_enforced.is_empty())
-                    .collect();
+                let not_enforced = self.not_enforced();
                 for degradation in &not_enforced {
                     self.hub
                         .publish(&Event::now(EventBody::Degraded(degradation.clone())));
                 }
                 Response::Applied(ApplyReport {
+                    changed: true,
                     not_enforced,
                     generation: self.live.number,
                     diff,
@@ -116,6 +132,14 @@ impl Owner {
                 }
             }
         }
+    }
+
+    /// The families this kernel refused that the live policy needs.
+    fn not_enforced(&self) -> Vec<Degradation> {
+        self.degradations()
+            .into_iter()
+            .filter(|degradation| !degradation.not_enforced.is_empty())
+            .collect()
     }
 
     /// Compiles and installs a new generation; on error the live one stays.

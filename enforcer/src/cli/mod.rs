@@ -1,5 +1,7 @@
 //! Command-line interface: the daemon (`run`) and its clients.
 
+pub mod policy;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +49,8 @@ pub enum Command {
         /// Where to find the pins when no daemon answers.
         #[arg(long = "pin-dir", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Check or apply policy files.
     #[command(subcommand)]
@@ -139,6 +143,8 @@ pub enum PolicyCommand {
     Check {
         #[command(flatten)]
         policy: PolicyFiles,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Validate and send policy files to the daemon, which switches to them atomically.
     Apply {
@@ -159,6 +165,8 @@ pub enum PolicyCommand {
         mode: Option<Mode>,
         #[command(flatten)]
         socket: SocketArg,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Make an ed25519 key pair for signing policy: PREFIX.key (secret,
     /// mode 0600) and PREFIX.pub (for --trusted-key).
@@ -198,6 +206,8 @@ pub enum PolicyCommand {
     Rollback {
         #[command(flatten)]
         socket: SocketArg,
+        #[command(flatten)]
+        output: JsonArg,
     },
 }
 
@@ -231,6 +241,15 @@ impl PolicyFiles {
             None => Ok(self.files),
         }
     }
+}
+
+/// `--json`: one JSON object on stdout, errors included, for automation.
+#[derive(Args, Clone, Copy)]
+pub struct JsonArg {
+    /// Print one JSON object instead of text: what changed (`changed`,
+    /// `generation`, `diff`) or what is wrong (`valid: false`, `errors`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
