@@ -10,12 +10,14 @@
 //! - [`store`] keeps the applied policy on disk and checks signed bundles;
 //! - [`daemon`] owns all of the above at run time, and [`control`] is how
 //!   the CLI talks to it;
-//! - [`host`] reads the host: cgroups, mounts, file handles.
+//! - [`host`] reads the host: cgroups, mounts, file handles, and
+//!   [`doctor`] says what a host gives the enforcer before it is deployed.
 
 pub mod cli;
 pub mod compile;
 pub mod control;
 pub mod daemon;
+pub mod doctor;
 mod events;
 mod exec;
 pub mod explain;

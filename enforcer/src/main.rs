@@ -1,5 +1,4 @@
 use std::{
-    io::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -129,39 +128,20 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(command) => enforcer::cli::policy::run(command).await,
-        Command::Events { follow, socket } => events(follow, &socket.path).await,
+        Command::Events {
+            follow,
+            filter,
+            socket,
+        } => enforcer::cli::events::events(follow, &filter, &socket.path).await,
         Command::Status { json, socket } => status(json, &socket.path).await,
         Command::Probe { json } => probe(json),
+        Command::Doctor { output } => doctor(output.json),
         Command::Unload {
             confirm,
             socket,
             pin_dir,
             output,
         } => unload(confirm, &socket.path, &pin_dir, output.json).await,
-    }
-}
-
-async fn events(follow: bool, socket: &std::path::Path) -> Result<ExitCode> {
-    let mut client = Client::request(socket, &Request::Events { follow }).await?;
-    // Buffered, and flushed whenever the next line has yet to arrive: a
-    // line per write could not keep up with a storm.
-    let mut out = std::io::BufWriter::new(std::io::stdout());
-    loop {
-        if !client.has_buffered() {
-            out.flush().context("writing events")?;
-        }
-        match client.receive().await? {
-            Response::Event { line } => writeln!(out, "{line}").context("writing events")?,
-            Response::Lagged { skipped } => {
-                out.flush().context("writing events")?;
-                eprintln!("enforcer: fell behind and missed {skipped} events")
-            }
-            Response::EndOfEvents => {
-                out.flush().context("writing events")?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            other => return Err(other.unexpected().into()),
-        }
     }
 }
 
@@ -256,6 +236,22 @@ async fn unload(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Exit 3 when the host would run degraded: distinct from 1, the daemon
+/// would not start, and from clap's 2.
+fn doctor(json: bool) -> Result<ExitCode> {
+    let diagnosis = enforcer::doctor::Diagnosis::run();
+    if json {
+        println!("{}", serde_json::to_string(&diagnosis)?);
+    } else {
+        print!("{diagnosis}");
+    }
+    Ok(match diagnosis.verdict {
+        enforcer::doctor::Status::Ok => ExitCode::SUCCESS,
+        enforcer::doctor::Status::Degraded => ExitCode::from(3),
+        enforcer::doctor::Status::Missing => ExitCode::FAILURE,
+    })
 }
 
 /// Loads every program, attaching none, and reports the verifier's work

@@ -378,3 +378,52 @@ fn events_also_go_to_a_syslog_socket_when_asked() {
     assert_eq!(event["verdict"], "blocked");
     assert_eq!(event["daddr"], LISTED.to_string());
 }
+
+/// `events --kind/--rule/--since` print the daemon's events that match
+/// every flag given, and nothing else.
+#[test]
+fn events_are_filtered_by_kind_rule_and_time() {
+    let cgroup = TestCgroup::new();
+    let daemon = Daemon::start(&cgroup, BLOCK_LISTED);
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, 9004);
+    assert_eq!(probe.outcome, EPERM);
+    daemon.expect_event("the refusal", |e| e["pid"] == probe.pid);
+    let events = |args: &[&str]| -> Vec<Value> {
+        let output = enforcer_integration_tests::command::run(
+            enforcer_integration_tests::command::enforcer(["events", "--socket"])
+                .arg(daemon.socket())
+                .args(args),
+        );
+        assert!(output.status.success(), "events {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    };
+    let is_the_refusal = |e: &Value| e["pid"] == probe.pid;
+    assert!(events(&[]).iter().any(|e| e["kind"] == "ready"));
+    for (args, wanted) in [
+        (&["--kind", "connect"][..], true),
+        (&["--rule", "test-block"][..], true),
+        (
+            &["--since", "1h", "--kind", "connect", "--rule", "test-block"][..],
+            true,
+        ),
+        (&["--kind", "exec"][..], false),
+        (&["--rule", "no-such-rule"][..], false),
+        (&["--since", "2999-01-01T00:00:00Z"][..], false),
+    ] {
+        let printed = events(args);
+        assert_eq!(
+            printed.iter().any(is_the_refusal),
+            wanted,
+            "{args:?}: {printed:#?}"
+        );
+        if args[0] == "--kind" {
+            assert!(
+                printed.iter().all(|e| e["kind"] == args[1]),
+                "{args:?}: {printed:#?}"
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Command-line interface: the daemon (`run`) and its clients.
 
+pub mod events;
 pub mod policy;
 
 use std::path::PathBuf;
@@ -52,6 +53,15 @@ pub enum Command {
         #[command(flatten)]
         output: JsonArg,
     },
+    /// Check what this host gives the enforcer, before deploying it: the
+    /// start requirements, every program loaded (none attached) against
+    /// the budget, the exec method, BTF, and what would run degraded.
+    /// Exit 0: everything is enforced; 3: some of it would be degraded;
+    /// 1: the daemon would not start. Needs root.
+    Doctor {
+        #[command(flatten)]
+        output: JsonArg,
+    },
     /// Check or apply policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -60,6 +70,8 @@ pub enum Command {
         /// Keep streaming new events until interrupted.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        filter: events::EventFilter,
         #[command(flatten)]
         socket: SocketArg,
     },

@@ -23,7 +23,7 @@ mod parse;
 
 use aya_obj::btf::BtfKind;
 use enforcer_common::{exec::ExecOffsets, guard::GuardOffsets};
-pub(crate) use model::{BtfError, KernelBtf};
+pub(crate) use model::{BtfError, KernelBtf, VMLINUX_BTF_PATH};
 use model::{Member, Type, TypeData, malformed};
 
 /// Bounds the modifier chains and anonymous-member nesting followed, so a
