@@ -104,9 +104,24 @@ fn blocked_tcp_connect_event_has_all_fields() {
     // SAFETY: getuid has no preconditions.
     assert_eq!(event["uid"], unsafe { libc::getuid() }, "{event}");
     assert_eq!(event["comm"], "netprobe", "{event}");
+    assert!(
+        event["exe"]
+            .as_str()
+            .is_some_and(|exe| exe.ends_with("/netprobe")),
+        "{event}"
+    );
     assert_eq!(event["daddr"], "127.0.0.7", "{event}");
     assert_eq!(event["dport"], port, "{event}");
     assert_eq!(event["proto"], "tcp", "{event}");
+    // What a SIEM gathering a fleet's events needs.
+    assert_eq!(event["schema_version"], 1, "{event}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(event["host"], host.trim(), "{event}");
+    let ready = daemon.ready();
+    assert!(
+        event["id"].is_string() && event["id"] != ready["id"],
+        "{event} {ready}"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub(super) async fn read_kernel_events(
             return;
         }
     };
-    let mut parents = decode::Parents::default();
+    let mut processes = decode::ProcessCache::default();
     let mut sock_diag = SockDiag::open()
         .inspect_err(|error| log::warn!("connections of refused ClientHellos stay open: {error}"))
         .ok();
@@ -44,7 +44,7 @@ pub(super) async fn read_kernel_events(
         };
         let records = ready.get_inner_mut();
         while let Some(record) = records.next() {
-            match decode::decode(&record, &rules, &mut parents) {
+            match decode::decode(&record, &rules, &mut processes) {
                 Ok(mut event) => {
                     end_refused_connection(&mut event, sock_diag.as_mut());
                     batch.push(event);

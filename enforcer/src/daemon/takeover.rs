@@ -114,9 +114,9 @@ fn drain_events(
         }
     };
     let mut drained = 0;
-    let mut parents = decode::Parents::default();
+    let mut processes = decode::ProcessCache::default();
     while let Some(record) = events.next() {
-        match decode::decode(&record, names, &mut parents) {
+        match decode::decode(&record, names, &mut processes) {
             Ok(event) => {
                 hub.publish(&event);
                 drained += 1;

@@ -26,10 +26,6 @@ impl Event {
             body,
         }
     }
-
-    pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).expect("events serialize to JSON")
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +250,11 @@ pub struct Process {
     /// `None` when it could not be told: for connects, the process was gone
     /// before the event was read.
     pub ppid: Option<u32>,
+    /// The executable the process runs, from `/proc/PID/exe` when the
+    /// event is read; `None` when it was gone, and on exec events, whose
+    /// `path` is the judged file.
+    #[serde(default)]
+    pub exe: Option<String>,
     pub tid: u32,
     pub uid: u32,
     pub gid: u32,

@@ -9,7 +9,13 @@ use std::{
 
 use tokio::sync::broadcast;
 
+use serde::Serialize;
+
 use super::event::Event;
+
+/// The version of the events' JSON shape, in every event: a consumer can
+/// tell a change of it from a new field.
+const SCHEMA_VERSION: u32 = 1;
 
 /// Lines kept for `enforcer events` without `--follow`.
 const HISTORY: usize = 1024;
@@ -27,6 +33,47 @@ pub struct EventHub {
 struct HubState {
     history: VecDeque<Arc<str>>,
     outputs: Vec<Output>,
+    stamp: Stamp,
+}
+
+/// What each published event is stamped with, for a SIEM that gathers a
+/// fleet's events: where it comes from and an id no other event has.
+struct Stamp {
+    host: String,
+    /// Random per daemon, so that ids stay unique across restarts and
+    /// machines; the sequence number follows it.
+    instance: String,
+    next: u64,
+}
+
+impl Stamp {
+    fn new() -> Self {
+        let instance = crate::host::random::bytes::<8>()
+            .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_else(|_| format!("pid{}", std::process::id()));
+        Self {
+            host: host_name(),
+            instance,
+            next: 0,
+        }
+    }
+}
+
+/// The machine's host name, as `uname -n` gives it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// An event as it is published.
+#[derive(Serialize)]
+struct Stamped<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    schema_version: u32,
+    id: String,
+    host: &'a str,
 }
 
 pub struct Output {
@@ -64,6 +111,7 @@ impl EventHub {
             state: Mutex::new(HubState {
                 history: VecDeque::new(),
                 outputs,
+                stamp: Stamp::new(),
             }),
             followers,
         }
@@ -79,7 +127,17 @@ impl EventHub {
     pub fn publish_all(&self, events: &[Event]) {
         let mut state = self.state.lock().expect("event hub lock");
         for event in events {
-            let line: Arc<str> = event.to_json_line().into();
+            let stamp = &mut state.stamp;
+            let stamped = Stamped {
+                event,
+                schema_version: SCHEMA_VERSION,
+                id: format!("{}-{}", stamp.instance, stamp.next),
+                host: &stamp.host,
+            };
+            stamp.next += 1;
+            let line: Arc<str> = serde_json::to_string(&stamped)
+                .expect("events serialize to JSON")
+                .into();
             for output in &mut state.outputs {
                 let written = writeln!(output.writer, "{line}");
                 output.check(written);
@@ -163,6 +221,29 @@ mod tests {
             .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["reason"].clone())
             .collect();
         assert_eq!(reasons, ["0", "1", "2"]);
+    }
+
+    #[test]
+    fn every_event_carries_the_schema_the_host_and_an_id_of_its_own() {
+        let hub = EventHub::new(Vec::new());
+        hub.publish_all(&[shutdown("one"), shutdown("two")]);
+        let (history, _) = hub.subscribe();
+        let events: Vec<serde_json::Value> = history
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        for event in &events {
+            assert_eq!(event["schema_version"], SCHEMA_VERSION, "{event}");
+            assert_eq!(event["host"], host_name(), "{event}");
+            assert_eq!(event["kind"], "shutdown", "{event}");
+        }
+        assert!(!host_name().is_empty());
+        assert_ne!(events[0]["id"], events[1]["id"]);
+        let other = EventHub::new(Vec::new());
+        other.publish(&shutdown("three"));
+        let (history, _) = other.subscribe();
+        let third: serde_json::Value = serde_json::from_str(&history[0]).unwrap();
+        assert_ne!(third["id"], events[0]["id"], "another daemon's ids differ");
     }
 
     #[test]

@@ -55,14 +55,14 @@ pub(crate) enum DecodeError {
 pub(crate) fn decode(
     record: &[u8],
     rules: &RuleBook,
-    parents: &mut Parents,
+    processes: &mut ProcessCache,
 ) -> Result<Event, DecodeError> {
     let header = header(record)?;
     match RecordKind::from_u32(header.kind).ok_or(DecodeError::Tag(header.kind))? {
-        RecordKind::Net => decode_net(&body(record)?, rules, parents),
+        RecordKind::Net => decode_net(&body(record)?, rules, processes),
         RecordKind::Exec => decode_exec(&body(record)?, rules),
-        RecordKind::Domain => decode_name(&body(record)?, rules, parents),
-        RecordKind::Tamper => decode_tamper(&body(record)?, parents),
+        RecordKind::Domain => decode_name(&body(record)?, rules, processes),
+        RecordKind::Tamper => decode_tamper(&body(record)?, processes),
     }
 }
 
@@ -93,8 +93,9 @@ fn body<B: RecordBody>(record: &[u8]) -> Result<B, DecodeError> {
     Ok(record.body)
 }
 
-fn decode_tamper(raw: &TamperEvent, parents: &mut Parents) -> Result<Event, DecodeError> {
+fn decode_tamper(raw: &TamperEvent, processes: &mut ProcessCache) -> Result<Event, DecodeError> {
     let attempt = Attempt::from_u32(raw.attempt).ok_or(DecodeError::Attempt(raw.attempt))?;
+    let seen = processes.of(raw.pid);
     Ok(Event::at(
         wall_time(raw.boot_ns),
         EventBody::Tamper(TamperAttempt {
@@ -103,7 +104,8 @@ fn decode_tamper(raw: &TamperEvent, parents: &mut Parents) -> Result<Event, Deco
             detail: raw.detail,
             process: Process {
                 pid: raw.pid,
-                ppid: parents.of(raw.pid),
+                ppid: seen.ppid,
+                exe: seen.exe,
                 tid: raw.tid,
                 uid: raw.uid,
                 gid: raw.gid,
@@ -117,9 +119,15 @@ fn decode_tamper(raw: &TamperEvent, parents: &mut Parents) -> Result<Event, Deco
 fn decode_name(
     raw: &DomainEvent,
     rules: &RuleBook,
-    parents: &mut Parents,
+    processes: &mut ProcessCache,
 ) -> Result<Event, DecodeError> {
     let kind = DomainEventKind::from_u8(raw.kind).ok_or(DecodeError::NameKind(raw.kind))?;
+    // An answer is judged on receive, in no process.
+    let seen = if raw.pid == 0 {
+        Seen::default()
+    } else {
+        processes.of(raw.pid)
+    };
     let len = (raw.name_len as usize).min(raw.name.len());
     let name = String::from_utf8_lossy(&raw.name[..len]).into_owned();
     let domain =
@@ -133,7 +141,8 @@ fn decode_name(
         name,
         process: Process {
             pid: raw.pid,
-            ppid: (raw.pid != 0).then(|| parents.of(raw.pid)).flatten(),
+            ppid: seen.ppid,
+            exe: seen.exe,
             tid: raw.tid,
             uid: raw.uid,
             gid: raw.gid,
@@ -248,6 +257,9 @@ fn decode_exec(raw: &ExecEvent, rules: &RuleBook) -> Result<Event, DecodeError> 
         process: Process {
             pid: raw.pid,
             ppid: (raw.ppid != 0).then_some(raw.ppid),
+            // The image is the judged file, in `path`: by the time the
+            // event is read it may have been replaced or killed.
+            exe: None,
             tid: raw.tid,
             uid: raw.uid,
             gid: raw.gid,
@@ -292,9 +304,10 @@ fn path_from_leaf(buffer: &[u8], components: u8, truncated: bool) -> String {
 fn decode_net(
     raw: &NetEvent,
     rules: &RuleBook,
-    parents: &mut Parents,
+    processes: &mut ProcessCache,
 ) -> Result<Event, DecodeError> {
     let hook = Hook::from_u8(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
+    let seen = processes.of(raw.pid);
     let verdict = verdict(raw.verdict)?;
     let daddr = address(raw.family, raw.daddr);
     let domain = (raw.source == Source::Learned as u8).then(|| {
@@ -307,7 +320,8 @@ fn decode_net(
         rule: rules.name(raw.generation, raw.rule),
         process: Process {
             pid: raw.pid,
-            ppid: parents.of(raw.pid),
+            ppid: seen.ppid,
+            exe: seen.exe,
             tid: raw.tid,
             uid: raw.uid,
             gid: raw.gid,
@@ -359,38 +373,51 @@ fn wall_time(boot_ns: u64) -> SystemTime {
     now.checked_sub(age).unwrap_or(now)
 }
 
-/// The parents of recently reported processes. A burst of verdicts
-/// mostly comes from one process, and reading `/proc/PID/stat` for each
-/// event cost more than all the rest of its handling. An entry is trusted
-/// for [`PARENT_KEPT`]: no read of `/proc` was ever more exact than that,
-/// as the process may be gone or its pid reused by the time it is read.
+/// The parent and the executable of recently reported processes. A burst
+/// of verdicts mostly comes from one process, and reading `/proc` for
+/// each event cost more than all the rest of its handling. An entry is
+/// trusted for [`PROCESS_KEPT`]: no read of `/proc` was ever more exact
+/// than that, as the process may be gone or its pid reused by the time it
+/// is read.
 #[derive(Default)]
-pub(crate) struct Parents {
-    known: HashMap<u32, (Option<u32>, Instant)>,
+pub(crate) struct ProcessCache {
+    known: HashMap<u32, (Seen, Instant)>,
 }
 
-const PARENT_KEPT: Duration = Duration::from_secs(1);
-/// Distinct processes remembered at most; a flood of them empties the table.
-const PARENTS_KEPT: usize = 4096;
+/// What `/proc` told of a process; `None` where it could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub ppid: Option<u32>,
+    pub exe: Option<String>,
+}
 
-impl Parents {
-    pub(crate) fn of(&mut self, pid: u32) -> Option<u32> {
+const PROCESS_KEPT: Duration = Duration::from_secs(1);
+/// Distinct processes remembered at most; a flood of them empties the table.
+const PROCESSES_KEPT: usize = 4096;
+
+impl ProcessCache {
+    pub(crate) fn of(&mut self, pid: u32) -> Seen {
         let now = Instant::now();
-        if let Some(&(ppid, read_at)) = self.known.get(&pid)
-            && now.duration_since(read_at) < PARENT_KEPT
+        if let Some((seen, read_at)) = self.known.get(&pid)
+            && now.duration_since(*read_at) < PROCESS_KEPT
         {
-            return ppid;
+            return seen.clone();
         }
-        if self.known.len() >= PARENTS_KEPT {
+        if self.known.len() >= PROCESSES_KEPT {
             self.known
-                .retain(|_, (_, read_at)| now.duration_since(*read_at) < PARENT_KEPT);
-            if self.known.len() >= PARENTS_KEPT {
+                .retain(|_, (_, read_at)| now.duration_since(*read_at) < PROCESS_KEPT);
+            if self.known.len() >= PROCESSES_KEPT {
                 self.known.clear();
             }
         }
-        let ppid = parent_pid(pid);
-        self.known.insert(pid, (ppid, now));
-        ppid
+        let seen = Seen {
+            ppid: parent_pid(pid),
+            exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|path| path.display().to_string()),
+        };
+        self.known.insert(pid, (seen.clone(), now));
+        seen
     }
 }
 

@@ -55,8 +55,8 @@ fn decodes_a_blocked_connect_with_the_rule_name() {
         vec!["zoom".into(), "telegram".into()],
         Default::default(),
     );
-    let event = decode(&record(sample()), &rules, &mut Parents::default()).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
+    let event = decode(&record(sample()), &rules, &mut ProcessCache::default()).unwrap();
+    let json = serde_json::to_value(&event).unwrap();
     assert_eq!(json["kind"], "connect");
     assert_eq!(json["verdict"], "blocked");
     let EventBody::Connect(net) = event.body else {
@@ -80,7 +80,12 @@ fn decodes_an_audited_ipv6_datagram() {
     raw.daddr = "2001:b28:f23d::1".parse::<Ipv6Addr>().unwrap().octets();
     raw.protocol = IPPROTO_UDP;
     raw.verdict = Action::Audit as u32;
-    let event = decode(&record(raw), &RuleBook::default(), &mut Parents::default()).unwrap();
+    let event = decode(
+        &record(raw),
+        &RuleBook::default(),
+        &mut ProcessCache::default(),
+    )
+    .unwrap();
     let EventBody::Sendmsg(net) = event.body else {
         panic!("not a sendmsg: {event:?}")
     };
@@ -132,7 +137,7 @@ fn a_blocked_server_name_names_its_connection_to_end() {
     let event = decode(
         &record(server_name(Action::Block)),
         &rules,
-        &mut Parents::default(),
+        &mut ProcessCache::default(),
     )
     .unwrap();
     let EventBody::Sni(verdict) = &event.body else {
@@ -149,14 +154,14 @@ fn a_blocked_server_name_names_its_connection_to_end() {
             cookie: 0x1_0000_0002,
         })
     );
-    let json: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
+    let json = serde_json::to_value(&event).unwrap();
     assert_eq!(json["sport"], 40_000);
     assert!(json.get("to_end").is_none(), "internal: {json}");
 
     let audited = decode(
         &record(server_name(Action::Audit)),
         &rules,
-        &mut Parents::default(),
+        &mut ProcessCache::default(),
     )
     .unwrap();
     let EventBody::Sni(verdict) = &audited.body else {
@@ -184,7 +189,7 @@ fn the_tag_picks_the_decoder() {
     let event = decode(
         &record(tamper),
         &RuleBook::default(),
-        &mut Parents::default(),
+        &mut ProcessCache::default(),
     )
     .unwrap();
     let EventBody::Tamper(attempt) = event.body else {
@@ -200,16 +205,20 @@ fn the_tag_picks_the_decoder() {
 fn rejects_malformed_records() {
     let rules = RuleBook::default();
     assert_eq!(
-        decode(&[0; 4], &rules, &mut Parents::default()),
+        decode(&[0; 4], &rules, &mut ProcessCache::default()),
         Err(DecodeError::NoHeader(4))
     );
     assert_eq!(
-        decode(&[0; 96], &rules, &mut Parents::default()),
+        decode(&[0; 96], &rules, &mut ProcessCache::default()),
         Err(DecodeError::Tag(0))
     );
     let short = record(sample());
     assert_eq!(
-        decode(&short[..short.len() - 8], &rules, &mut Parents::default()),
+        decode(
+            &short[..short.len() - 8],
+            &rules,
+            &mut ProcessCache::default()
+        ),
         Err(DecodeError::Length {
             kind: RecordKind::Net,
             len: short.len() - 8,
@@ -219,30 +228,34 @@ fn rejects_malformed_records() {
     let mut raw = sample();
     raw.hook = 99;
     assert_eq!(
-        decode(&record(raw), &rules, &mut Parents::default()),
+        decode(&record(raw), &rules, &mut ProcessCache::default()),
         Err(DecodeError::Hook(99))
     );
     let mut raw = sample();
     raw.verdict = Action::Allow as u32;
     assert_eq!(
-        decode(&record(raw), &rules, &mut Parents::default()),
+        decode(&record(raw), &rules, &mut ProcessCache::default()),
         Err(DecodeError::Verdict(1))
     );
 }
 
 #[test]
-fn remembered_parents_are_bounded_and_correct() {
-    let mut parents = Parents::default();
+fn remembered_processes_are_bounded_and_correct() {
+    let mut processes = ProcessCache::default();
     let me = std::process::id();
     // SAFETY: getppid has no preconditions.
     let parent = u32::try_from(unsafe { libc::getppid() }).ok();
-    assert_eq!(parents.of(me), parent);
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|path| path.display().to_string());
+    let seen = Seen { ppid: parent, exe };
+    assert_eq!(processes.of(me), seen);
     // Pids above the kernel's limit never exist: each is a miss.
-    for pid in (1u32 << 23)..(1u32 << 23) + PARENTS_KEPT as u32 * 2 {
-        assert_eq!(parents.of(pid), None);
-        assert!(parents.known.len() <= PARENTS_KEPT);
+    for pid in (1u32 << 23)..(1u32 << 23) + PROCESSES_KEPT as u32 * 2 {
+        assert_eq!(processes.of(pid), Seen::default());
+        assert!(processes.known.len() <= PROCESSES_KEPT);
     }
-    assert_eq!(parents.of(me), parent);
+    assert_eq!(processes.of(me), seen);
 }
 
 #[test]
