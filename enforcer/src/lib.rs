@@ -25,5 +25,7 @@ pub mod host;
 pub mod kernel;
 pub mod policy;
 pub mod store;
+
+pub use events::EventFormat;
 #[cfg(test)]
 mod testutil;

@@ -72,6 +72,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 control_group,
                 trusted_keys,
                 syslog,
+                event_format,
                 require,
                 refuse_family,
             } = *args;
@@ -119,6 +120,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 control_group: control_group.or(config.control_group),
                 trusted_keys: either(trusted_keys, config.trusted_keys),
                 syslog: syslog.or(config.syslog),
+                event_format: event_format.or(config.event_format).unwrap_or_default(),
                 families: FamilyChoice {
                     require: either(require, config.require).into_iter().collect(),
                     refuse: refuse_family.into_iter().collect(),

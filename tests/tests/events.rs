@@ -442,3 +442,80 @@ fn events_are_filtered_by_kind_rule_and_time() {
         }
     }
 }
+
+/// `--event-format ecs`: stdout and the events file carry Elastic Common
+/// Schema documents, with the native event kept under `enforcer`;
+/// `enforcer events` still prints the native form.
+#[test]
+fn ecs_events_carry_the_schemas_fields() {
+    let (_listener, port) = tcp_listener(LISTED);
+    let cgroup = TestCgroup::new();
+    let files = TempDir::new();
+    let events_file = files.path().join("events.ecs.jsonl");
+    let daemon = Daemon::start_with(
+        &cgroup,
+        BLOCK_LISTED,
+        &[
+            OsStr::new("--event-format"),
+            OsStr::new("ecs"),
+            OsStr::new("--events"),
+            events_file.as_os_str(),
+        ],
+    );
+    assert_eq!(
+        daemon.ready()["event"]["category"],
+        json!(["configuration"])
+    );
+    let probe = run_probe(&cgroup, Op::TcpConnect, LISTED, port);
+    assert_eq!(probe.outcome, EPERM);
+    let deadline = Instant::now() + event_timeout();
+    let document = loop {
+        let written = std::fs::read_to_string(&events_file).expect("the events file exists");
+        let found = written
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("each line is JSON"))
+            .find(|document| document["process"]["pid"] == probe.pid);
+        if let Some(document) = found {
+            break document;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ECS document for the refusal: {written}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        document["event"]["category"],
+        json!(["network"]),
+        "{document}"
+    );
+    assert_eq!(
+        document["event"]["type"],
+        json!(["connection", "denied"]),
+        "{document}"
+    );
+    assert_eq!(document["event"]["outcome"], "failure", "{document}");
+    assert_eq!(document["rule"]["name"], "test-block", "{document}");
+    assert_eq!(
+        document["destination"],
+        json!({"ip": "127.0.0.7", "port": port}),
+        "{document}"
+    );
+    assert_eq!(document["network"]["transport"], "tcp", "{document}");
+    assert_eq!(document["process"]["name"], "netprobe", "{document}");
+    assert_eq!(document["enforcer"]["kind"], "connect", "{document}");
+    assert!(document["@timestamp"].is_string() && document["ecs"]["version"].is_string());
+
+    let output = enforcer_integration_tests::command::run(
+        enforcer_integration_tests::command::enforcer(["events", "--kind", "connect", "--socket"])
+            .arg(daemon.socket()),
+    );
+    let native: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        native.iter().any(|event| event["pid"] == probe.pid),
+        "{native:#?}"
+    );
+}

@@ -136,6 +136,11 @@ pub struct RunArgs {
     /// socket too), or to this syslog socket.
     #[arg(long, num_args = 0..=1, default_missing_value = "/dev/log", require_equals = true)]
     pub syslog: Option<PathBuf>,
+    /// How events are written to stdout and --events: `json`, the
+    /// enforcer's own lines, or `ecs`, Elastic Common Schema documents.
+    /// `enforcer events` and syslog always get `json`.
+    #[arg(long = "event-format", value_enum)]
+    pub event_format: Option<crate::EventFormat>,
     /// Program families that must load, as a comma list of network,
     /// exec, exec_names, exec_block_loader, domains, self_protection.
     /// Each is loaded at start; if the kernel refuses one, the start

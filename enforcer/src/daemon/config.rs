@@ -30,6 +30,8 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     pub events: Option<PathBuf>,
     pub syslog: Option<PathBuf>,
+    /// `--event-format`.
+    pub event_format: Option<crate::events::EventFormat>,
     #[serde(default)]
     pub hash_roots: Vec<PathBuf>,
     pub pin_dir: Option<PathBuf>,
@@ -101,10 +103,12 @@ cgroup = "/sys/fs/cgroup/x"
 control_group = "admins"
 trusted_keys = ["/etc/enforcer/k.pub"]
 syslog = "/dev/log"
+event_format = "ecs"
 require = ["domains", "exec"]
 "#,
         )
         .unwrap();
+        assert_eq!(config.event_format, Some(crate::EventFormat::Ecs));
         assert_eq!(config.policy, [PathBuf::from("/etc/enforcer/a.toml")]);
         assert_eq!(config.control_group.as_deref(), Some("admins"));
         assert_eq!(config.syslog, Some(PathBuf::from("/dev/log")));

@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub trusted_keys: Vec<PathBuf>,
     /// Also send every event to this syslog socket.
     pub syslog: Option<PathBuf>,
+    /// How events are written to stdout and the events file.
+    pub event_format: crate::events::EventFormat,
     /// The program families that must load, and those a test has the
     /// loader treat as refused.
     pub families: FamilyChoice,

@@ -227,7 +227,8 @@ pub(super) async fn open_outputs(
     group: Option<u32>,
 ) -> Result<Outputs, OutputError> {
     let (listener, socket_file) = bind_control_socket(&options.socket, group).await?;
-    let mut events = vec![Output::new("stdout", BufWriter::new(io::stdout()))];
+    let mut events =
+        vec![Output::new("stdout", BufWriter::new(io::stdout())).in_format(options.event_format)];
     if let Some(path) = &options.events {
         let file = OpenOptions::new()
             .create(true)
@@ -237,10 +238,10 @@ pub(super) async fn open_outputs(
                 path: path.clone(),
                 source,
             })?;
-        events.push(Output::new(
-            path.display().to_string(),
-            BufWriter::new(file),
-        ));
+        events.push(
+            Output::new(path.display().to_string(), BufWriter::new(file))
+                .in_format(options.event_format),
+        );
     }
     if let Some(path) = &options.syslog {
         let writer = SyslogWriter::connect(path).map_err(|source| OutputError::Syslog {

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use serde::Serialize;
 
-use super::event::Event;
+use super::{EventFormat, ecs, event::Event};
 
 /// The version of the events' JSON shape, in every event: a consumer can
 /// tell a change of it from a new field.
@@ -79,6 +79,7 @@ struct Stamped<'a> {
 pub struct Output {
     name: String,
     writer: Box<dyn Write + Send>,
+    format: EventFormat,
     failed: bool,
 }
 
@@ -89,8 +90,14 @@ impl Output {
         Self {
             name: name.into(),
             writer: Box::new(writer),
+            format: EventFormat::Json,
             failed: false,
         }
+    }
+
+    /// This output in `format`.
+    pub fn in_format(self, format: EventFormat) -> Self {
+        Self { format, ..self }
     }
 
     fn check(&mut self, result: std::io::Result<()>) {
@@ -126,8 +133,12 @@ impl EventHub {
     /// cost more than everything else the daemon does for it.
     pub fn publish_all(&self, events: &[Event]) {
         let mut state = self.state.lock().expect("event hub lock");
+        let HubState {
+            history,
+            outputs,
+            stamp,
+        } = &mut *state;
         for event in events {
-            let stamp = &mut state.stamp;
             let stamped = Stamped {
                 event,
                 schema_version: SCHEMA_VERSION,
@@ -138,18 +149,30 @@ impl EventHub {
             let line: Arc<str> = serde_json::to_string(&stamped)
                 .expect("events serialize to JSON")
                 .into();
-            for output in &mut state.outputs {
-                let written = writeln!(output.writer, "{line}");
+            // Mapped once per event, and only when an output wants it.
+            let mut ecs_line = None;
+            for output in outputs.iter_mut() {
+                let written = match output.format {
+                    EventFormat::Json => writeln!(output.writer, "{line}"),
+                    EventFormat::Ecs => {
+                        let mapped = ecs_line.get_or_insert_with(|| {
+                            let native =
+                                serde_json::to_value(&stamped).expect("events serialize to JSON");
+                            ecs::to_ecs(&native).to_string()
+                        });
+                        writeln!(output.writer, "{mapped}")
+                    }
+                };
                 output.check(written);
             }
-            if state.history.len() == HISTORY {
-                state.history.pop_front();
+            if history.len() == HISTORY {
+                history.pop_front();
             }
-            state.history.push_back(line.clone());
+            history.push_back(line.clone());
             // No followers is not an error.
             let _ = self.followers.send(line);
         }
-        for output in &mut state.outputs {
+        for output in outputs.iter_mut() {
             let flushed = output.writer.flush();
             output.check(flushed);
         }

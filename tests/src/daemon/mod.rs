@@ -233,7 +233,10 @@ impl Daemon {
         let ready = first
             .as_deref()
             .and_then(|line| serde_json::from_str::<Value>(line).ok());
-        if ready.is_some_and(|ready| ready["kind"] == "ready") {
+        // Native, or as `--event-format ecs` writes it.
+        if ready
+            .is_some_and(|ready| ready["kind"] == "ready" || ready["event"]["action"] == "ready")
+        {
             return Ok(daemon);
         }
         let status = daemon.terminate().ok();
