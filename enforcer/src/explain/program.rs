@@ -10,8 +10,8 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::Read as _,
     path::{Path, PathBuf},
+    sync::atomic::AtomicBool,
 };
 
 use enforcer_common::{
@@ -19,12 +19,14 @@ use enforcer_common::{
     exec::name_hash,
     lookup::{Fault, Generation},
 };
-use sha2::Digest as _;
 
 use super::{error::ExplainError, report::Finding, subject::Subject};
 use crate::{
     compile,
-    exec::resolve::{ExecIdentity, IdentityKind},
+    exec::{
+        hashwatch::runnable_digest,
+        resolve::{ExecIdentity, IdentityKind},
+    },
     policy::{Policy, Sha256, Trust},
 };
 
@@ -197,16 +199,12 @@ pub(super) fn explain(
     Ok((vec![finding], notes))
 }
 
-/// The SHA-256 of a file's content; `None` when it cannot be read.
+/// The digest the daemon's hash watch would judge the file by; `None`
+/// when it cannot be read, or its content is never banned (not runnable,
+/// or too large).
 fn digest(path: &Path) -> Option<Sha256> {
-    let mut file = fs::File::open(path).ok()?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buffer).ok()? {
-            0 => break,
-            read => hasher.update(&buffer[..read]),
-        }
-    }
-    Some(Sha256(hasher.finalize().into()))
+    let file = fs::File::open(path).ok()?;
+    let metadata = file.metadata().ok()?;
+    let never = AtomicBool::new(false);
+    runnable_digest(&file, &metadata, &never).ok()?.map(Sha256)
 }

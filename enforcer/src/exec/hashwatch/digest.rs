@@ -1,7 +1,9 @@
 //! SHA-256 of file content, read in bounded chunks.
 
 use std::{
+    fs::{File, Metadata},
     io::{self, Read},
+    os::unix::fs::MetadataExt as _,
     sync::atomic::{AtomicBool, Ordering},
 };
 
@@ -49,6 +51,26 @@ pub(super) fn hash_if(
             return Err(io::ErrorKind::Interrupted.into());
         }
     }
+}
+
+/// The digest a file's content is judged by, `metadata` being the file's
+/// as it was found: `None` for a file that could not run (not executable,
+/// and no ELF or `#!` header) or larger than [`MAX_FILE_SIZE`], whose
+/// content is never banned. A stop request ends the read with
+/// `Interrupted`.
+pub(crate) fn runnable_digest(
+    mut file: &File,
+    metadata: &Metadata,
+    stop: &AtomicBool,
+) -> io::Result<Option<[u8; 32]>> {
+    if metadata.size() > MAX_FILE_SIZE {
+        return Ok(None);
+    }
+    let executable = metadata.mode() & 0o111 != 0;
+    let runnable =
+        |head: &[u8]| executable || head.starts_with(b"\x7fELF") || head.starts_with(b"#!");
+    // The file may grow past the limit while it is read.
+    hash_if(&mut file, runnable, MAX_FILE_SIZE, stop)
 }
 
 /// Reads until `buffer` is full or the file ends, so the first chunk holds

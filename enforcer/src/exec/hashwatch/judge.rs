@@ -14,7 +14,7 @@ use std::{
 
 use super::{
     cache::{Cache, Lookup, Stamp, Verdict, coarse_now},
-    digest::{MAX_FILE_SIZE, hash_if},
+    digest::runnable_digest,
 };
 use crate::exec::resolve::kernel_dev;
 
@@ -105,18 +105,9 @@ pub(super) fn judge(
     let hashed_at = coarse_now();
     let before = file.metadata().ok()?;
     let stamp = Stamp::of(&before);
-    let executable = before.mode() & 0o111 != 0;
-    let digest = if before.size() > MAX_FILE_SIZE {
-        None
-    } else {
-        let runnable =
-            |head: &[u8]| executable || head.starts_with(b"\x7fELF") || head.starts_with(b"#!");
-        let mut reader = file;
-        // `None` when not runnable, or it grew past the limit while being
-        // read. An error means stopping, or unreadable: nothing to
-        // remember, the next look tries again.
-        hash_if(&mut reader, runnable, MAX_FILE_SIZE, &shared.stop).ok()?
-    };
+    // An error means stopping, or unreadable: nothing to remember, the
+    // next look tries again.
+    let digest = runnable_digest(file, &before, &shared.stop).ok()?;
     let verdict = match digest.filter(|digest| shared.digests.contains(digest)) {
         Some(digest) => Verdict::Banned(digest),
         None => Verdict::Clean,

@@ -70,6 +70,7 @@ use std::{
     thread::{self, JoinHandle},
 };
 
+pub(crate) use self::digest::runnable_digest;
 pub(crate) use self::judge::{Match, StrictScope};
 use self::{cache::Cache, judge::Shared};
 
