@@ -11,7 +11,7 @@ use toml::de::DeTable;
 
 use super::context::FileCx;
 use super::document::{OptionSetting, check_document};
-use super::include::Include;
+use super::include::{Include, IncludeError};
 use super::model::{Mode, Policy, Rule, RuleKind};
 use super::options::{OptionValue, Options, Trust};
 use super::rule_check::Draft;
@@ -48,9 +48,8 @@ pub(super) struct Checker {
     overrides: HashMap<String, Option<Mode>>,
     /// Includes whose file has not come yet.
     pending: Vec<(String, Place)>,
-    /// Why the reader did not bring an included file, as the include's
-    /// error says it.
-    unread_includes: HashMap<String, String>,
+    /// Why the reader did not bring an included file.
+    unread_includes: HashMap<String, IncludeError>,
     /// The options a file not included in audit mode sets.
     enforcing_options: HashSet<&'static str>,
 }
@@ -88,10 +87,9 @@ impl Checker {
         self.error_ends.push(self.errors.len());
     }
 
-    /// The reader did not bring the file an include names, for the reason
-    /// `message` gives.
-    pub(super) fn unread_include(&mut self, name: String, message: String) {
-        self.unread_includes.insert(name, message);
+    /// The reader did not bring the file an include names.
+    pub(super) fn unread_include(&mut self, name: String, why: IncludeError) {
+        self.unread_includes.insert(name, why);
     }
 
     pub(super) fn check(&mut self, source: &Source) {
@@ -158,7 +156,7 @@ impl Checker {
         if self.checked.contains(target) || target == name || self.overrides.contains_key(target) {
             cx.error(
                 span.clone(),
-                format!("{target} is already part of this policy; a file is read once"),
+                IncludeError::AlreadyRead(target.clone()).to_string(),
             );
             return;
         }
@@ -289,10 +287,11 @@ impl Checker {
             if self.checked.contains(&target) {
                 continue;
             }
-            let message = match self.unread_includes.remove(&target) {
-                Some(message) => message,
-                None => format!("included file {target} is not among the policy's files"),
-            };
+            let message = self
+                .unread_includes
+                .remove(&target)
+                .unwrap_or_else(|| IncludeError::NotSent(target.clone()))
+                .to_string();
             self.errors.push(PolicyError {
                 file: place.file,
                 line: place.line,

@@ -19,6 +19,22 @@ use super::values::check_mode;
 
 const INCLUDE_KEYS: &str = "path, mode";
 
+/// Why an include brings no file; reported at the include's `path`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum IncludeError {
+    #[error("{0} is already part of this policy; a file is read once")]
+    AlreadyRead(String),
+    #[error("cannot read included file {name}: {source}")]
+    Unreadable {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Only a list of sources put together by hand lacks one.
+    #[error("included file {0} is not among the policy's files")]
+    NotSent(String),
+}
+
 /// One valid `[[include]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Include {

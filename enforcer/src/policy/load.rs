@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::checker::Checker;
-use super::include::includes_of;
+use super::include::{IncludeError, includes_of};
 use super::model::Policy;
 use super::source::{PolicyErrors, Source};
 
@@ -77,8 +77,11 @@ impl Reader {
             Err(error) => {
                 self.complete = false;
                 if included {
-                    let message = format!("cannot read included file {name}: {error}");
-                    self.checker.unread_include(name, message);
+                    let error = IncludeError::Unreadable {
+                        name: name.clone(),
+                        source: error,
+                    };
+                    self.checker.unread_include(name, error);
                 } else {
                     self.checker.unreadable(name, &error);
                 }
@@ -89,8 +92,8 @@ impl Reader {
         if !self.seen.insert(real) {
             if included {
                 self.complete = false;
-                let message = format!("{name} is already part of this policy; a file is read once");
-                self.checker.unread_include(name, message);
+                let error = IncludeError::AlreadyRead(name.clone());
+                self.checker.unread_include(name, error);
             }
             return;
         }
